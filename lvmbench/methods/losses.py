@@ -1,0 +1,330 @@
+"""Losses for long-tailed classification.
+
+Every loss is an ``nn.Module`` called as ``loss(logits, targets)`` and returns
+the scalar mean loss over the batch. Logits are cast to float32 before any
+arithmetic, so bf16/fp16 logits are fine.
+
+All losses are built from the per-class training counts ``n_c``. Counts are
+clamped to at least 1 before deriving priors ``pi_c = n_c / N`` and weights,
+so a class that is absent from the training set gets a small but finite prior
+(no ``log 0`` or division by zero).
+
+Use :func:`build_loss` with a name from :data:`LOSSES`.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "LOSSES",
+    "LossInfo",
+    "build_loss",
+    "ImbalancedLoss",
+    "CrossEntropyLoss",
+    "ClassBalancedWeightedLoss",
+    "FocalLoss",
+    "LDAMLoss",
+    "LogitAdjustedLoss",
+    "BalancedSoftmaxLoss",
+    "LADELoss",
+    "GRWLoss",
+]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _as_counts(class_counts) -> torch.Tensor:
+    """Per-class counts as a float64 tensor, clamped to >= 1 (see module doc)."""
+    counts = torch.as_tensor(class_counts, dtype=torch.float64).flatten()
+    if counts.numel() == 0:
+        raise ValueError("class_counts is empty")
+    if (counts < 0).any():
+        raise ValueError("class_counts must be non-negative")
+    return counts.clamp_min(1.0)
+
+
+def _prior(counts: torch.Tensor) -> torch.Tensor:
+    """Training class prior pi_c = n_c / N."""
+    return counts / counts.sum()
+
+
+def _normalise_to_num_classes(weights: torch.Tensor) -> torch.Tensor:
+    """Rescale weights so that they sum to C."""
+    return weights * (weights.numel() / weights.sum())
+
+
+def effective_number_weights(counts: torch.Tensor, beta: float) -> torch.Tensor:
+    """Cui et al. 2019 weights w_c = (1 - beta) / (1 - beta^n_c), summing to C.
+
+    "Class-Balanced Loss Based on Effective Number of Samples", CVPR 2019.
+    """
+    if not 0.0 < beta < 1.0:
+        raise ValueError(f"beta must be in (0, 1), got {beta}")
+    counts = _as_counts(counts)
+    weights = (1.0 - beta) / (1.0 - torch.pow(torch.tensor(beta, dtype=torch.float64), counts))
+    return _normalise_to_num_classes(weights)
+
+
+# --------------------------------------------------------------------------- losses
+
+
+class ImbalancedLoss(nn.Module):
+    """Base class: stores the class prior as buffers; ``set_progress`` is a no-op."""
+
+    def __init__(self, class_counts):
+        super().__init__()
+        counts = _as_counts(class_counts)
+        self.num_classes = counts.numel()
+        self.register_buffer("class_counts", counts.float())
+        self.register_buffer("log_prior", _prior(counts).log().float())
+
+    def set_progress(self, fraction: float) -> None:
+        """Tell the loss which fraction of training is done (in [0, 1])."""
+
+    def _check(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if logits.dim() != 2 or logits.size(1) != self.num_classes:
+            raise ValueError(
+                f"expected logits of shape [B, {self.num_classes}], got {tuple(logits.shape)}"
+            )
+        return logits.float(), targets.long()
+
+
+class CrossEntropyLoss(ImbalancedLoss):
+    """Plain softmax cross-entropy (the class counts are ignored)."""
+
+    def forward(self, logits, targets):
+        logits, targets = self._check(logits, targets)
+        return F.cross_entropy(logits, targets)
+
+
+class ClassBalancedWeightedLoss(ImbalancedLoss):
+    """Cross-entropy re-weighted per class, reduced as sum(w_i l_i) / sum(w_i).
+
+    With ``beta`` off (None or 0) the weights are inverse frequency,
+    w_c = N / (C n_c). With ``0 < beta < 1`` they are the effective-number
+    weights w_c = (1 - beta) / (1 - beta^n_c) normalised to sum to C, from
+    Cui et al., "Class-Balanced Loss Based on Effective Number of Samples",
+    CVPR 2019.
+    """
+
+    def __init__(self, class_counts, beta: float | None = None):
+        super().__init__(class_counts)
+        counts = _as_counts(class_counts)
+        if beta:
+            weights = effective_number_weights(counts, beta)
+        else:
+            weights = counts.sum() / (counts.numel() * counts)
+        self.register_buffer("weight", weights.float())
+
+    def forward(self, logits, targets):
+        logits, targets = self._check(logits, targets)
+        return F.cross_entropy(logits, targets, weight=self.weight)
+
+
+class FocalLoss(ImbalancedLoss):
+    """Focal loss -(1 - p_y)^gamma log p_y, averaged over the batch.
+
+    Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
+    Computed from ``log_softmax``; 1 - p_y is taken as -expm1(log p_y).
+    """
+
+    def __init__(self, class_counts, gamma: float = 2.0):
+        super().__init__(class_counts)
+        if gamma < 0:
+            raise ValueError(f"gamma must be >= 0, got {gamma}")
+        self.gamma = float(gamma)
+
+    def forward(self, logits, targets):
+        logits, targets = self._check(logits, targets)
+        log_p = F.log_softmax(logits, dim=1).gather(1, targets[:, None]).squeeze(1)
+        one_minus_p = (-torch.expm1(log_p)).clamp_min(0.0)
+        return -(one_minus_p.pow(self.gamma) * log_p).mean()
+
+
+class LDAMLoss(ImbalancedLoss):
+    """Label-distribution-aware margin loss, optionally with deferred re-weighting.
+
+    Cao et al., "Learning Imbalanced Datasets with Label-Distribution-Aware
+    Margin Loss", NeurIPS 2019. The true-class logit is lowered by
+    m_c = max_m * n_c^(-1/4) / max_j n_j^(-1/4), then cross-entropy is taken of
+    ``s`` times the logits (``s`` = 30 suits a cosine classifier; with s = 1 the
+    loss is CE(z - m_y)). With ``drw_start`` set, once
+    ``set_progress(fraction)`` reports ``fraction >= drw_start`` the
+    cross-entropy is weighted by effective-number weights (beta = 0.9999,
+    summing to C), as in the paper's LDAM-DRW schedule.
+    """
+
+    DRW_BETA = 0.9999
+
+    def __init__(self, class_counts, max_m: float = 0.5, s: float = 30.0,
+                 drw_start: float | None = None):
+        super().__init__(class_counts)
+        if max_m < 0 or s <= 0:
+            raise ValueError(f"need max_m >= 0 and s > 0, got max_m={max_m}, s={s}")
+        if drw_start is not None and not 0.0 <= drw_start <= 1.0:
+            raise ValueError(f"drw_start must be in [0, 1], got {drw_start}")
+        counts = _as_counts(class_counts)
+        quarter = counts.pow(-0.25)
+        self.register_buffer("margins", (max_m * quarter / quarter.max()).float())
+        self.register_buffer("drw_weight", effective_number_weights(counts, self.DRW_BETA).float())
+        self.s = float(s)
+        self.drw_start = drw_start
+        self.set_progress(0.0)
+
+    def set_progress(self, fraction: float) -> None:
+        self.drw_active = self.drw_start is not None and fraction >= self.drw_start
+
+    def forward(self, logits, targets):
+        logits, targets = self._check(logits, targets)
+        margin = F.one_hot(targets, self.num_classes) * self.margins
+        weight = self.drw_weight if self.drw_active else None
+        return F.cross_entropy(self.s * (logits - margin), targets, weight=weight)
+
+
+class LogitAdjustedLoss(ImbalancedLoss):
+    """Logit-adjusted cross-entropy CE(z + tau log pi).
+
+    Menon et al., "Long-tail learning via logit adjustment", ICLR 2021.
+    """
+
+    def __init__(self, class_counts, tau: float = 1.0):
+        super().__init__(class_counts)
+        self.tau = float(tau)
+
+    def forward(self, logits, targets):
+        logits, targets = self._check(logits, targets)
+        return F.cross_entropy(logits + self.tau * self.log_prior, targets)
+
+
+class BalancedSoftmaxLoss(LogitAdjustedLoss):
+    """Balanced softmax CE(z + log pi).
+
+    Ren et al., "Balanced Meta-Softmax for Long-Tailed Visual Recognition",
+    NeurIPS 2020.
+    """
+
+    def __init__(self, class_counts):
+        super().__init__(class_counts, tau=1.0)
+
+
+class LADELoss(ImbalancedLoss):
+    """LADE: CE(z + log pi) + alpha * L_LADE.
+
+    Hong et al., "Disentangling Label Distribution for Long-tailed Visual
+    Recognition", CVPR 2021. The regulariser follows the authors' code and is
+    computed on the raw logits z of a batch of N samples. For each class c:
+
+    * first_c  = mean of z_c over the batch samples of class c (0 if none),
+    * second_c = logsumexp_i(z_ic - log pi_c + log(1/C)) - log N,
+    * term_c   = first_c - second_c - remine_lambda * second_c^2,
+
+    and L_LADE = -sum_c pi_c * term_c.
+    """
+
+    def __init__(self, class_counts, alpha: float = 0.1, remine_lambda: float = 0.1):
+        super().__init__(class_counts)
+        self.alpha = float(alpha)
+        self.remine_lambda = float(remine_lambda)
+
+    def regulariser(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """L_LADE of the batch (see class docstring)."""
+        logits, targets = self._check(logits, targets)
+        one_hot = F.one_hot(targets, self.num_classes).float()           # [N, C]
+        per_class_n = one_hot.sum(0)
+        first = (one_hot * logits).sum(0) / per_class_n.clamp_min(1.0)  # [C]
+        shifted = logits - self.log_prior - math.log(self.num_classes)
+        second = torch.logsumexp(shifted, dim=0) - math.log(logits.size(0))
+        term = first - second - self.remine_lambda * second.pow(2)
+        return -(self.log_prior.exp() * term).sum()
+
+    def forward(self, logits, targets):
+        logits, targets = self._check(logits, targets)
+        ce = F.cross_entropy(logits + self.log_prior, targets)
+        return ce + self.alpha * self.regulariser(logits, targets)
+
+
+class GRWLoss(ImbalancedLoss):
+    """Generalised re-weighting: w_c proportional to pi_c^(-rho), summing to C.
+
+    Zhang et al., "Distribution Alignment: A Unified Framework for Long-tail
+    Visual Recognition" (DisAlign), CVPR 2021. Reduced as a weighted mean like
+    :class:`ClassBalancedWeightedLoss`.
+    """
+
+    def __init__(self, class_counts, rho: float = 1.2):
+        super().__init__(class_counts)
+        counts = _as_counts(class_counts)
+        weights = _normalise_to_num_classes(_prior(counts).pow(-float(rho)))
+        self.register_buffer("weight", weights.float())
+
+    def forward(self, logits, targets):
+        logits, targets = self._check(logits, targets)
+        return F.cross_entropy(logits, targets, weight=self.weight)
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class LossInfo:
+    """A loss class, a one-line description and its hyper-parameter defaults.
+
+    Every hyper-parameter is a float; a default of ``None`` means "off" and
+    ``None`` is then also an accepted value.
+    """
+
+    cls: type[ImbalancedLoss]
+    description: str
+    defaults: dict[str, float | None] = field(default_factory=dict)
+
+    def check(self, hparams: dict[str, Any]) -> dict[str, float | None]:
+        """Validate names and types of ``hparams``; return defaults updated by them."""
+        unknown = sorted(set(hparams) - set(self.defaults))
+        if unknown:
+            valid = ", ".join(sorted(self.defaults)) or "none"
+            raise ValueError(
+                f"unknown hyper-parameter(s) {unknown} for loss {self.cls.__name__}; valid: {valid}"
+            )
+        merged = dict(self.defaults)
+        for key, value in hparams.items():
+            if value is None and self.defaults[key] is None:
+                merged[key] = None
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ValueError(f"hyper-parameter {key!r} must be a number, got {value!r}")
+            merged[key] = float(value)
+        return merged
+
+
+LOSSES: dict[str, LossInfo] = {
+    "ce": LossInfo(CrossEntropyLoss, "plain cross-entropy"),
+    "cbw": LossInfo(ClassBalancedWeightedLoss,
+                    "class-balanced re-weighting: inverse frequency, or effective number with beta",
+                    {"beta": None}),
+    "focal": LossInfo(FocalLoss, "focal loss (Lin et al. 2017)", {"gamma": 2.0}),
+    "ldam": LossInfo(LDAMLoss, "label-distribution-aware margin loss, optional DRW (Cao et al. 2019)",
+                     {"max_m": 0.5, "s": 30.0, "drw_start": None}),
+    "balanced_softmax": LossInfo(BalancedSoftmaxLoss, "balanced softmax CE(z + log prior) (Ren et al. 2020)"),
+    "lade": LossInfo(LADELoss, "balanced softmax + LADE regulariser (Hong et al. 2021)",
+                     {"alpha": 0.1, "remine_lambda": 0.1}),
+    "grw": LossInfo(GRWLoss, "generalised re-weighting prior^-rho (Zhang et al. 2021)", {"rho": 1.2}),
+    "logit_adjust": LossInfo(LogitAdjustedLoss, "logit-adjusted CE(z + tau log prior) (Menon et al. 2021)",
+                             {"tau": 1.0}),
+}
+
+
+def build_loss(name: str, class_counts, **hparams) -> ImbalancedLoss:
+    """Build the loss ``name`` of :data:`LOSSES` for the given training class counts."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; valid: {', '.join(LOSSES)}")
+    info = LOSSES[name]
+    return info.cls(class_counts, **info.check(hparams))

@@ -1,0 +1,78 @@
+"""Stage-2 logit adjusters trained on top of a frozen stage-1 model.
+
+Each adjuster is an ``nn.Module`` with ``forward(features, logits)`` where
+``features`` [B, D] is the input of the stage-1 linear classifier and
+``logits`` [B, C] its output; it returns adjusted logits [B, C] in float32.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["LWS", "DisAlign", "MARC", "count_trainable"]
+
+
+class LWS(nn.Module):
+    """Learnable weight scaling: z'_c = s_c * z_c, s initialised to 1.
+
+    Kang et al., "Decoupling Representation and Classifier for Long-Tailed
+    Recognition", ICLR 2020. Trainable parameters: C.
+    """
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(num_classes))
+
+    def forward(self, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        return self.scale * logits.float()
+
+
+class DisAlign(nn.Module):
+    """Distribution alignment: z'_c = (1 + sigma * s_c) * z_c + sigma * b_c.
+
+    Zhang et al., "Distribution Alignment: A Unified Framework for Long-tail
+    Visual Recognition", CVPR 2021. sigma = sigmoid(Linear(feat_dim, 1)(x)) is
+    an input-dependent confidence; s starts at 1 and b at 0, so at
+    initialisation z' = (1 + sigma) * z. Trainable parameters: 2C + D + 1.
+    """
+
+    def __init__(self, num_classes: int, feat_dim: int):
+        super().__init__()
+        self.confidence = nn.Linear(feat_dim, 1)
+        self.scale = nn.Parameter(torch.ones(num_classes))
+        self.bias = nn.Parameter(torch.zeros(num_classes))
+
+    def forward(self, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        sigma = torch.sigmoid(self.confidence(features.float()))  # [B, 1]
+        return (1.0 + sigma * self.scale) * logits.float() + sigma * self.bias
+
+
+class MARC(nn.Module):
+    """Margin calibration: z'_c = a_c * z_c + b_c * ||w_c||, a init 1, b init 0.
+
+    Wang et al., "Margin Calibration for Long-Tailed Visual Recognition",
+    ACML 2022. ||w_c|| is the L2 norm of row c of the stage-1 classifier
+    weight, computed once and kept as a (non-trainable) buffer.
+    Trainable parameters: 2C.
+    """
+
+    def __init__(self, classifier_weight: torch.Tensor):
+        super().__init__()
+        if isinstance(classifier_weight, nn.Linear):
+            classifier_weight = classifier_weight.weight
+        weight = torch.as_tensor(classifier_weight).detach().float()
+        if weight.dim() != 2:
+            raise ValueError(f"classifier_weight must be [C, D], got {tuple(weight.shape)}")
+        num_classes = weight.size(0)
+        self.register_buffer("weight_norm", weight.norm(dim=1).clone())
+        self.a = nn.Parameter(torch.ones(num_classes))
+        self.b = nn.Parameter(torch.zeros(num_classes))
+
+    def forward(self, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        return self.a * logits.float() + self.b * self.weight_norm
+
+
+def count_trainable(module: nn.Module) -> int:
+    """Number of scalar parameters of ``module`` with ``requires_grad``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,0 +1,96 @@
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from lvmbench.data.samplers import ClassBalancedSampler
+
+# Very imbalanced: 2000, 200, 20 and 2 instances of classes 0..3, shuffled.
+LABELS = np.random.default_rng(0).permutation(np.repeat([0, 1, 2, 3], [2000, 200, 20, 2]))
+
+
+def test_class_frequencies_are_uniform():
+    n = 40_000
+    sampler = ClassBalancedSampler(LABELS, num_samples=n, seed=1)
+    drawn = LABELS[list(sampler)]
+    observed = np.bincount(drawn, minlength=4)
+    expected = n / 4
+    chi2 = ((observed - expected) ** 2 / expected).sum()
+    assert chi2 < 16.27  # chi-square, 3 degrees of freedom, p = 0.001
+    # instances within the rarest class are both drawn, about equally often
+    rare = np.flatnonzero(LABELS == 3)
+    picks = [(np.asarray(list(sampler)) == i).sum() for i in rare]
+    assert min(picks) > 0.4 * sum(picks)
+
+
+def test_deterministic_given_seed_and_epoch():
+    a = ClassBalancedSampler(LABELS, 500, seed=7)
+    b = ClassBalancedSampler(LABELS, 500, seed=7)
+    first = list(a)
+    assert first == list(b) == list(a)  # same seed, same epoch, and repeatable
+    a.set_epoch(1)
+    assert list(a) != first
+    b.set_epoch(1)
+    assert list(a) == list(b)
+    assert list(ClassBalancedSampler(LABELS, 500, seed=8)) != first
+    assert len(a) == 500 and all(isinstance(i, int) for i in first)
+
+
+def test_resume_mid_epoch():
+    sampler = ClassBalancedSampler(LABELS, 100, seed=3)
+    sampler.set_epoch(2)
+    full = list(sampler)
+    sampler.set_epoch(2)
+    head = list(itertools.islice(iter(sampler), 37))
+    state = sampler.state_dict()
+    assert state["epoch"] == 2 and state["position"] == 37
+
+    resumed = ClassBalancedSampler(LABELS, 100, seed=3)
+    resumed.load_state_dict(state)
+    resumed.set_epoch(2)  # what a training loop does at the start of the epoch
+    assert head + list(resumed) == full
+    assert list(resumed) == full  # the next pass starts the epoch afresh
+
+    # with a prefetching loader the consumed count is passed explicitly
+    other = ClassBalancedSampler(LABELS, 100, seed=3)
+    other.load_state_dict(sampler.state_dict(consumed=10))
+    assert list(other) == full[10:]
+    with pytest.raises(ValueError):
+        ClassBalancedSampler(LABELS, 100, seed=4).load_state_dict(state)
+
+
+@pytest.mark.parametrize("num_samples", [120, 121])
+def test_ranks_partition_the_global_sequence(num_samples):
+    replicas = 4
+    ranks = [ClassBalancedSampler(LABELS, num_samples, seed=5, num_replicas=replicas, rank=r)
+             for r in range(replicas)]
+    for s in ranks:
+        s.set_epoch(3)
+    slices = [list(s) for s in ranks]
+    per_rank = -(-num_samples // replicas)
+    assert all(len(s) == len(sl) == per_rank for s, sl in zip(ranks, slices))
+    merged = [None] * (per_rank * replicas)
+    for r, sl in enumerate(slices):
+        merged[r::replicas] = sl
+    assert merged == list(ranks[0].global_indices(3))
+    single = ClassBalancedSampler(LABELS, per_rank * replicas, seed=5)
+    single.set_epoch(3)
+    assert merged == list(single)
+
+
+def test_works_with_dataloader():
+    data = torch.arange(len(LABELS))
+    loader = DataLoader(data, batch_size=16, sampler=ClassBalancedSampler(LABELS, 64, seed=0))
+    batches = list(loader)
+    assert len(batches) == 4 and all(len(b) == 16 for b in batches)
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError):
+        ClassBalancedSampler([], 10)
+    with pytest.raises(ValueError):
+        ClassBalancedSampler(LABELS, 0)
+    with pytest.raises(ValueError):
+        ClassBalancedSampler(LABELS, 10, num_replicas=2, rank=2)
