@@ -1,0 +1,180 @@
+"""The ``lvmbench`` command: thin argument parsing that calls the library and prints with rich.
+
+User errors are one line and an exit code; tracebacks only with ``--debug``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import catalog, paths
+from .errors import UserError
+
+
+DEMO_METHODS = ("zeroshot", "ce", "balanced_softmax", "lade", "marc")
+
+
+def _add_store_args(p: argparse.ArgumentParser, runs: bool = True) -> None:
+    p.add_argument("--results", help="results database (default $LVMBENCH_RESULTS or ./results/results.duckdb)")
+    if runs:
+        p.add_argument("--runs-dir", help="run directories (default $LVMBENCH_RUNS or ./runs)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lvmbench", description=(
+        "Benchmark vision-language models on long-tailed classification. Without a command, opens the UI."))
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", help="train and evaluate one run (headless)")
+    run.add_argument("--headless", action="store_true", help="run without the UI (the only mode of this command)")
+    run.add_argument("--dataset", default="mnist-lt")
+    run.add_argument("--backbone", default="tiny-clip")
+    run.add_argument("--method", default="ce")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--data-root")
+    run.add_argument("--pretrained", help="open_clip pretrained tag (e.g. openai) or a checkpoint file")
+    run.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                     help="override settings, e.g. --set train.iters=200 train.batch_size=64")
+    _add_store_args(run)
+
+    sql = sub.add_parser("sql", help="read-only SQL over the results database")
+    sql.add_argument("query")
+    sql.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table")
+    _add_store_args(sql, runs=False)
+
+    table = sub.add_parser("table", help="the study's table layouts")
+    table.add_argument("kind", choices=("main", "backbones", "memory", "cost"))
+    table.add_argument("--dataset")
+    table.add_argument("--backbone")
+    table.add_argument("--carbon-intensity", type=float, default=0.544, help="kg CO2 per kWh (default 0.544)")
+    table.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table")
+    _add_store_args(table, runs=False)
+
+    ingest = sub.add_parser("ingest", help="ingest run directories into the results database")
+    ingest.add_argument("dir", nargs="?", help="a run directory or a folder of them (default: the runs dir)")
+    _add_store_args(ingest)
+
+    demo = sub.add_parser("demo", help="the embedded benchmark: a small grid on tiny-clip / mnist-lt, then the table")
+    demo.add_argument("--method", default=",".join(DEMO_METHODS), help="comma-separated methods")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
+    _add_store_args(demo)
+
+    lst = sub.add_parser("list", help="list datasets, backbones or methods")
+    lst.add_argument("what", choices=("datasets", "backbones", "methods"))
+    return parser
+
+
+def cmd_run(args) -> int:
+    from .runner import run_headless
+
+    status = run_headless(dataset=args.dataset, backbone=args.backbone, method=args.method, seed=args.seed,
+                          data_root=args.data_root, pretrained=args.pretrained, sets=args.set,
+                          runs_dir=paths.runs_dir(args.runs_dir), results=paths.results_path(args.results),
+                          debug=args.debug)
+    return 0 if status.get("status") == "finished" else 1
+
+
+def cmd_demo(args) -> int:
+    from .runner import run_headless
+
+    results = paths.results_path(args.results)
+    failed = 0
+    for method in [m.strip() for m in args.method.split(",") if m.strip()]:
+        status = run_headless(dataset="mnist-lt", backbone="tiny-clip", method=method, seed=args.seed,
+                              data_root=None, pretrained=None, sets=args.set,
+                              runs_dir=paths.runs_dir(args.runs_dir), results=results, debug=args.debug)
+        failed += status.get("status") != "finished"
+    args.kind, args.dataset, args.backbone, args.carbon_intensity, args.format = "main", "mnist-lt", None, 0.544, "table"
+    cmd_table(args)
+    return 1 if failed else 0
+
+
+def cmd_sql(args) -> int:
+    import duckdb
+
+    from .render import render
+    from .store import open_readonly
+
+    with open_readonly(paths.results_path(args.results)) as con:
+        try:
+            cur = con.execute(args.query)
+        except duckdb.Error as exc:
+            raise UserError(f"SQL error: {str(exc).splitlines()[0]}") from None
+        columns = [d[0] for d in cur.description] if cur.description else []
+        rows = cur.fetchall() if columns else []
+    render(columns, rows, args.format)
+    return 0
+
+
+def cmd_table(args) -> int:
+    from .render import render
+    from .store import open_readonly, tables
+
+    with open_readonly(paths.results_path(args.results)) as con:
+        table = tables.build(con, args.kind, dataset=args.dataset, backbone=args.backbone,
+                             carbon_kg_per_kwh=args.carbon_intensity)
+    if not table.rows:
+        print(f"no finished runs{' for ' + args.dataset if args.dataset else ''} in the results database")
+        return 0
+    render(table.columns, table.rows, args.format, title=table.title, best=tables.best_per_column(table))
+    return 0
+
+
+def cmd_ingest(args) -> int:
+    from .store import open_writer
+    from .store.ingest import ingest_dir
+
+    target = Path(args.dir) if args.dir else paths.runs_dir(args.runs_dir)
+    if not target.exists():
+        raise UserError(f"run directory not found: {target}")
+    with open_writer(paths.results_path(args.results)) as con:
+        ids = ingest_dir(con, target)
+    print(f"ingested {len(ids)} run(s) into {paths.results_path(args.results)}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    if args.what == "methods":
+        rows = [(m.name, m.kind, f"stage {m.stage}", m.description) for m in catalog.METHODS.values()]
+        cols = ("method", "kind", "stage", "description")
+    elif args.what == "datasets":
+        rows, cols = list(catalog.DATASETS.items()), ("dataset", "description")
+    else:
+        rows, cols = list(catalog.BACKBONES.items()), ("backbone", "description")
+        rows.append(("<any open_clip model>", "e.g. ViT-H-14, convnext_base_w; see open_clip.list_models()"))
+    table = Table(*cols)
+    for r in rows:
+        table.add_row(*r)
+    Console().print(table)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "demo": cmd_demo, "sql": cmd_sql, "table": cmd_table, "ingest": cmd_ingest, "list": cmd_list}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command is None:
+            from .tui_entry import run_tui
+
+            return run_tui()
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""The run spec: defaults, ``--set key=value`` parsing, validation with one-line errors, config hash.
+
+A spec is a flat dict of dotted keys (``train.lr``) plus the run's identity (dataset, backbone,
+pretrained, method, seed, data_root). Defaults resolve in this order: the study's defaults, the
+dataset's profile (the embedded ``mnist-lt`` trains briefly), the method's profile, the user's ``--set``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from . import catalog
+from .errors import UserError, unknown
+
+
+@dataclass(frozen=True)
+class Param:
+    default: Any
+    type: type
+    check: Callable[[Any], bool] | None = None
+    rule: str = ""
+    choices: tuple = ()
+
+
+def _pos(v):
+    return v > 0
+
+
+def _nonneg(v):
+    return v >= 0
+
+
+def _unit(v):
+    return 0 <= v <= 1
+
+
+SCHEMA: dict[str, Param] = {
+    # The study's training recipe (Wang et al. 2023, Sec. 4).
+    "train.iters": Param(8192, int, _pos, "> 0"),
+    "train.batch_size": Param(256, int, _pos, "> 0"),
+    "train.lr": Param(0.03, float, _pos, "> 0"),
+    "train.momentum": Param(0.9, float, _unit, "in [0, 1]"),
+    "train.nesterov": Param(True, bool),
+    "train.weight_decay": Param(5e-4, float, _nonneg, ">= 0"),
+    "train.warmup_iters": Param(512, int, _nonneg, ">= 0"),
+    "train.eval_every": Param(256, int, _pos, "> 0"),
+    "train.optimizer": Param("sgd", str, choices=("sgd", "adamw")),
+    "train.num_workers": Param(0, int, _nonneg, ">= 0"),
+    "train.log_every": Param(10, int, _pos, "> 0"),
+    "train.threads": Param(0, int, _nonneg, ">= 0 (0 = torch's default)"),
+    "decoder.depth": Param(3, int, _nonneg, ">= 0"),
+    "decoder.heads": Param(4, int, _pos, "> 0"),
+    "decoder.mlp_ratio": Param(0.5, float, _pos, "> 0"),
+    "head.kind": Param("linear", str, choices=("linear", "cosine")),
+    "head.scale": Param(30.0, float, _pos, "> 0"),
+    "head.init": Param("random", str, choices=("random", "text")),
+    "loss": Param(None, str),
+    "data.imbalance_ratio": Param(100.0, float, lambda v: v >= 1, ">= 1"),
+    "data.train_list": Param(None, str),
+    "data.val_list": Param(None, str),
+    "data.test_list": Param(None, str),
+    "data.classnames": Param(None, str),
+    "data.on_bad_image": Param("fail", str, choices=("fail", "skip")),
+    "data.subsample_lt": Param(False, bool),
+    "stage1.run_id": Param(None, str),
+    "zeroshot.templates": Param("auto", str, choices=("auto", "imagenet", "generic", "simple")),
+    "coop.n_ctx": Param(16, int, _pos, "> 0"),
+    "coop.shots": Param(0, int, _nonneg, ">= 0 (0 = full data)"),
+    "coop.class_chunk": Param(256, int, _pos, "> 0"),
+    "finetune.grad_checkpointing": Param(False, bool),
+    "cache.mode": Param("eval", str, choices=("off", "eval", "train")),
+    "cache.views": Param(1, int, _pos, "> 0"),
+    "ckpt.every": Param(0, int, _nonneg, ">= 0 (0 = only at the end)"),
+}
+
+# Settings that change how fast or where a run goes, not what it computes.
+NOT_HASHED = {"train.num_workers", "train.log_every", "train.threads", "ckpt.every", "data.on_bad_image"}
+
+# The embedded default trains briefly so that a run takes seconds on a laptop CPU.
+DATASET_PROFILES: dict[str, dict[str, Any]] = {
+    "mnist-lt": {"train.iters": 300, "train.batch_size": 128, "train.warmup_iters": 30,
+                 "train.eval_every": 100, "train.lr": 0.03},
+}
+
+# Method-specific recipes from the study.
+METHOD_PROFILES: dict[str, dict[str, Any]] = {
+    "full_finetune": {"train.optimizer": "adamw", "train.lr": 3e-5, "train.batch_size": 128,
+                      "train.weight_decay": 0.1},
+    "coop": {"train.lr": 0.002},
+}
+
+IDENTITY = ("dataset", "backbone", "pretrained", "method", "seed", "data_root")
+
+
+def parse_value(key: str, raw: str) -> Any:
+    """Turn the text of ``--set key=raw`` into the key's type, or raise a one-line UserError."""
+    param = SCHEMA[key]
+    text = raw.strip()
+    if text.lower() in ("none", "null") and param.default is None:
+        return None
+    try:
+        if param.type is bool:
+            if text.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError
+            value = text.lower() in ("1", "true", "yes", "on")
+        elif param.type is int:
+            value = int(text)
+        elif param.type is float:
+            value = float(text)
+        else:
+            value = text
+    except ValueError:
+        raise UserError(f"--set {key}={raw}: expected {param.type.__name__}") from None
+    check_value(key, value)
+    return value
+
+
+def check_value(key: str, value: Any) -> None:
+    param = SCHEMA[key]
+    if value is None:
+        return
+    if param.choices and value not in param.choices:
+        raise UserError(f"{key}={value}: choose from {', '.join(param.choices)}")
+    if param.check and not param.check(value):
+        raise UserError(f"{key}={value}: must be {param.rule}")
+
+
+def parse_sets(pairs: list[str] | None) -> dict[str, Any]:
+    """Parse ``key=value`` strings (``--set`` may be repeated and take several pairs)."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise UserError(f"--set {pair}: expected key=value")
+        key, raw = pair.split("=", 1)
+        key = key.strip()
+        if key.startswith("loss."):
+            out[key] = _parse_loss_hparam(key, raw)
+        elif key in SCHEMA:
+            out[key] = parse_value(key, raw)
+        else:
+            raise unknown("--set key", key, list(SCHEMA) + ["loss.<hparam>"])
+    return out
+
+
+def _parse_loss_hparam(key: str, raw: str) -> Any:
+    text = raw.strip()
+    if text.lower() in ("none", "null", "off"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    raise UserError(f"--set {key}={raw}: expected a number")
+
+
+def resolve(dataset: str, backbone: str, method: str, *, seed: int = 0, pretrained: str | None = None,
+            data_root: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build the full, validated spec of one run."""
+    if dataset not in catalog.DATASETS:
+        raise unknown("dataset", dataset, catalog.DATASETS)
+    info = catalog.method(method)
+    spec: dict[str, Any] = {k: p.default for k, p in SCHEMA.items()}
+    spec.update(DATASET_PROFILES.get(dataset, {}))
+    spec.update(METHOD_PROFILES.get(method, {}))
+    spec["loss"] = info.loss
+    spec.update(overrides or {})
+    if seed < 0:
+        raise UserError(f"--seed {seed}: must be >= 0")
+    spec.update(dataset=dataset, backbone=backbone, method=method, seed=int(seed),
+                pretrained=pretrained or catalog.DEFAULT_PRETRAINED.get(backbone, "openai"),
+                data_root=data_root)
+    validate(spec)
+    return spec
+
+
+def validate(spec: dict[str, Any]) -> None:
+    """Check every value and the loss hyper-parameters against the loss registry."""
+    for key in SCHEMA:
+        check_value(key, spec[key])
+    if spec["decoder.depth"] > 0 and spec["train.batch_size"] <= 0:
+        raise UserError("train.batch_size must be > 0")
+    loss_keys = {k[5:]: v for k, v in spec.items() if k.startswith("loss.")}
+    if loss_keys or spec["loss"] is not None:
+        from .methods.losses import LOSSES  # imports torch: only the training side sets loss hparams
+
+        name = spec["loss"]
+        if name is None:
+            raise UserError(f"method {spec['method']} trains no classifier; loss.* settings do not apply")
+        if name not in LOSSES:
+            raise unknown("loss", name, LOSSES)
+        valid = LOSSES[name].defaults
+        for hp in loss_keys:
+            if hp not in valid:
+                raise UserError(f"loss.{hp}: loss '{name}' takes {', '.join(sorted(valid)) or 'no hyper-parameters'}")
+
+
+def loss_hparams(spec: dict[str, Any]) -> dict[str, Any]:
+    return {k[5:]: v for k, v in spec.items() if k.startswith("loss.")}
+
+
+def config_hash(spec: dict[str, Any]) -> str:
+    """A short content hash of everything that changes what a run computes."""
+    body = {k: v for k, v in spec.items() if k not in NOT_HASHED and k != "stage1.run_id"}
+    text = json.dumps(body, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

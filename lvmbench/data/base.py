@@ -1,0 +1,112 @@
+"""One small interface for every dataset: samples, labels, class names, per-class train counts."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..errors import UserError
+
+
+@dataclass
+class Split:
+    """The samples of one split and their integer labels.
+
+    ``samples`` holds either relative image paths (read under ``root``) or an in-memory uint8
+    array of images ``[N, H, W]`` / ``[N, H, W, 3]``.
+    """
+
+    samples: Sequence | np.ndarray
+    labels: np.ndarray
+    root: Path | None = None
+    where: list[str] = field(default_factory=list)  # "file:line" of each sample, for error messages
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def load(self, i: int):
+        """Return sample ``i`` as an RGB PIL image."""
+        from PIL import Image
+
+        item = self.samples[i]
+        if isinstance(self.samples, np.ndarray):
+            return Image.fromarray(item).convert("RGB")
+        path = self.root / item if self.root else Path(item)
+        origin = f" (listed at {self.where[i]})" if self.where else ""
+        if not path.exists():
+            raise UserError(f"image file missing: {path}{origin}")
+        try:
+            with Image.open(path) as img:
+                return img.convert("RGB")
+        except (OSError, ValueError) as exc:
+            raise BadImage(f"cannot decode image {path}{origin}: {exc}") from None
+
+
+class BadImage(UserError):
+    """An image that exists but cannot be decoded."""
+
+
+@dataclass
+class LTDataset:
+    """A long-tailed classification dataset: train / val (optional) / test splits."""
+
+    name: str
+    num_classes: int
+    train: Split
+    test: Split
+    val: Split | None = None
+    class_names: list[str] | None = None
+
+    @property
+    def train_counts(self) -> np.ndarray:
+        return np.bincount(self.train.labels, minlength=self.num_classes)
+
+    def split(self, name: str) -> Split:
+        found = {"train": self.train, "val": self.val, "test": self.test}.get(name)
+        if found is None:
+            raise UserError(f"dataset {self.name} has no {name} split")
+        return found
+
+    def check(self) -> "LTDataset":
+        """Labels in range, class-name count matching: fail with one clear line."""
+        for split_name in ("train", "val", "test"):
+            split = getattr(self, split_name)
+            if split is None or not len(split):
+                continue
+            bad = np.flatnonzero((split.labels < 0) | (split.labels >= self.num_classes))
+            if bad.size:
+                i = int(bad[0])
+                where = split.where[i] if split.where else f"{split_name} sample {i}"
+                raise UserError(f"{where}: label {int(split.labels[i])} outside 0..{self.num_classes - 1}")
+        if self.class_names is not None and len(self.class_names) != self.num_classes:
+            raise UserError(f"{self.name}: {len(self.class_names)} class names for {self.num_classes} classes")
+        return self
+
+
+def longtail_indices(labels: np.ndarray, imbalance_ratio: float, rng: np.random.Generator,
+                     max_per_class: int | None = None) -> np.ndarray:
+    """Subsample ``labels`` to an exponential profile n_c = n_max * ratio^(-c/(C-1)).
+
+    Class 0 keeps ``max_per_class`` (default: its count); the usual CIFAR-LT construction
+    (Cao et al. 2019).
+    """
+    classes = np.unique(labels)
+    counts = np.bincount(labels)
+    n_max = max_per_class or int(counts[classes].min())
+    keep = []
+    for rank, c in enumerate(classes):
+        n_c = int(n_max * imbalance_ratio ** (-rank / max(len(classes) - 1, 1)))
+        pool = np.flatnonzero(labels == c)
+        keep.append(rng.choice(pool, size=min(max(n_c, 1), len(pool)), replace=False))
+    return np.sort(np.concatenate(keep))
+
+
+def require_path(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise UserError(f"{what} not found: {path}")
+    return path
+
+
+Builder = Callable[..., LTDataset]

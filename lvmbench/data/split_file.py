@@ -1,0 +1,84 @@
+"""Datasets described by split files of ``relative/path label`` lines (ImageNet-LT, Places-LT, iNat18, any)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from .base import LTDataset, Split, require_path
+
+# name: (num_classes or None, train file, val file or None, test file)
+LAYOUTS = {
+    "imagenet-lt": (1000, "ImageNet_LT_train.txt", "ImageNet_LT_val.txt", "ImageNet_LT_test.txt"),
+    "places-lt": (365, "Places_LT_train.txt", "Places_LT_val.txt", "Places_LT_test.txt"),
+    # iNaturalist 2018 has no separate test set: its val list is the test split, as in the literature.
+    "inat18": (8142, "iNaturalist18_train.txt", None, "iNaturalist18_val.txt"),
+    "split-file": (None, None, None, None),
+}
+
+
+def read_split(path: Path, root: Path) -> Split:
+    """Parse a split file; a line that does not parse fails naming the file and line number."""
+    samples, labels, where = [], [], []
+    with open(require_path(path, "split file")) as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            parts = line.rsplit(maxsplit=1)
+            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+                raise UserError(f"{path}:{lineno}: expected 'relative/path label', got '{line[:80]}'")
+            samples.append(parts[0])
+            labels.append(int(parts[1]))
+            where.append(f"{path}:{lineno}")
+    return Split(samples, np.asarray(labels, dtype=np.int64), root=root, where=where)
+
+
+def read_classnames(path: Path) -> list[str]:
+    """One class name per line (line i = class i), or an iNaturalist ``categories.json``."""
+    require_path(path, "class-names file")
+    if path.suffix == ".json":
+        cats = json.loads(path.read_text())
+        return [c["name"] for c in sorted(cats, key=lambda c: c["id"])]
+    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    # Places365's categories_places365.txt reads "/a/airfield 0": keep the readable part.
+    if names and names[0].startswith("/"):
+        names = [n.rsplit(maxsplit=1)[0].split("/", 2)[-1].replace("/", " ").replace("_", " ") for n in names]
+    return names
+
+
+def load(name: str, data_root: str | None, train_list=None, val_list=None, test_list=None,
+         classnames=None, **_) -> LTDataset:
+    if not data_root:
+        raise UserError(f"dataset {name} needs --data-root (the folder the split files' paths are relative to)")
+    root = require_path(Path(data_root).expanduser(), "data root")
+    num_classes, train_f, val_f, test_f = LAYOUTS[name]
+    train_f, val_f, test_f = train_list or train_f, val_list or val_f, test_list or test_f
+    if train_f is None or test_f is None:
+        raise UserError(f"dataset {name} needs --set data.train_list=FILE data.test_list=FILE")
+
+    def path(f):
+        return Path(f) if Path(f).is_absolute() else root / f
+
+    train, test = read_split(path(train_f), root), read_split(path(test_f), root)
+    val = read_split(path(val_f), root) if val_f else None
+    names = _class_names(name, root, classnames and path(classnames))
+    if num_classes is None:
+        num_classes = len(names) if names else 1 + max(int(s.labels.max()) for s in (train, val, test) if s and len(s))
+    return LTDataset(name, num_classes, train=train, val=val, test=test, class_names=names).check()
+
+
+def _class_names(name: str, root: Path, explicit: Path | None) -> list[str] | None:
+    if explicit:
+        return read_classnames(explicit)
+    if name == "imagenet-lt":
+        from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+        return list(IMAGENET_CLASSNAMES)
+    for candidate in {"places-lt": ["categories_places365.txt", "classnames.txt"],
+                      "inat18": ["categories.json", "classnames.txt"]}.get(name, ["classnames.txt"]):
+        if (root / candidate).exists():
+            return read_classnames(root / candidate)
+    return None

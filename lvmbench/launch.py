@@ -1,0 +1,123 @@
+"""The parent side of a run: prepare its directory, start the training child, follow it, ingest it.
+
+The child (``python -m lvmbench.train RUN_DIR``) writes only its run directory; this process
+is the one that writes the results database.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import catalog, config
+from .rundir import DONE, RunDir, list_runs, now
+
+STAGE1_METHOD = "ce"
+STAGE1_KEYS = ("train.", "decoder.", "head.kind", "head.scale", "data.", "cache.")
+
+
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def prepare(spec: dict, runs_dir: Path, sweep_id: str | None = None) -> RunDir:
+    """Create the run directory (status ``queued``) with the full resolved spec."""
+    spec = {**spec, "config_hash": config.config_hash(spec), "git_sha": git_sha(), "sweep_id": sweep_id}
+    return RunDir.create(Path(runs_dir), spec)
+
+
+def spawn(run: RunDir, env: dict | None = None, debug: bool = False) -> subprocess.Popen:
+    """Start the training child in its own session, no stdin, output to the run's ``stdout.log``."""
+    cmd = [sys.executable, "-m", "lvmbench.train", str(run.path)] + (["--debug"] if debug else [])
+    log = open(run.log_file, "ab")
+    try:
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+    finally:
+        log.close()
+
+
+def finalize(run: RunDir, returncode: int | None) -> dict:
+    """Give a run whose child died without a final status one: ``killed`` by a signal, else ``failed``."""
+    status = run.status()
+    if status.get("status") in DONE:
+        return status
+    if returncode is not None and returncode < 0:
+        name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
+        return run.write_status(status="killed", ended_at=now(), error=f"killed by {name}", log_tail=run.log_tail(50))
+    return run.write_status(status="failed", ended_at=now(), error=f"child exited with code {returncode}",
+                            log_tail=run.log_tail(50))
+
+
+def cancel(run: RunDir, proc: subprocess.Popen | None = None) -> dict:
+    """Stop a running child's whole process group and record the run as cancelled."""
+    pid = proc.pid if proc else run.status().get("pid")
+    if pid:
+        try:
+            os.killpg(os.getpgid(pid), signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+    if proc:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return run.write_status(status="cancelled", ended_at=now(), error="cancelled by the user",
+                            log_tail=run.log_tail(50))
+
+
+def progress_step(run: RunDir) -> int:
+    """The last training step the run has logged (cheap: reads the file's tail)."""
+    path = run.metrics_file
+    if not path.exists():
+        return 0
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 4096))
+        lines = f.read().decode(errors="replace").splitlines()
+    import json
+
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line)["step"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return 0
+
+
+def find_finished(runs_dir: Path, config_hash: str) -> RunDir | None:
+    """The latest finished run with this config hash, if any (lets sweeps skip done work)."""
+    done = [r for r in list_runs(runs_dir)
+            if r.status().get("status") == "finished" and r.spec().get("config_hash") == config_hash]
+    return done[-1] if done else None
+
+
+def stage1_spec(spec: dict) -> dict:
+    """The stage-1 (``ce``) spec a two-stage run starts from: same data, backbone, seed and recipe."""
+    shared = {k: v for k, v in spec.items() if k.startswith(STAGE1_KEYS)}
+    return config.resolve(spec["dataset"], spec["backbone"], STAGE1_METHOD, seed=spec["seed"],
+                          pretrained=spec["pretrained"], data_root=spec["data_root"], overrides=shared)
+
+
+def needs_stage1(spec: dict) -> bool:
+    return catalog.method(spec["method"]).stage == 2 and not spec.get("stage1.run_id")
+
+
+def wait(proc: subprocess.Popen, run: RunDir, on_poll=None, interval: float = 0.5) -> dict:
+    """Wait for a child, calling ``on_poll(step)`` as it trains; return its final status."""
+    while proc.poll() is None:
+        if on_poll:
+            on_poll(progress_step(run))
+        time.sleep(interval)
+    if on_poll:
+        on_poll(progress_step(run))
+    return finalize(run, proc.returncode)

@@ -1,0 +1,131 @@
+"""The frozen CLIP encoder: open_clip loading, token extraction, pooled and text embeddings.
+
+Weights come from the local cache or a file; nothing is downloaded when no network is reachable.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import UserError, unknown
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def _hub_reachable(host: str = "huggingface.co", timeout: float = 1.5) -> bool:
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _ensure_offline_when_unreachable() -> None:
+    """Make the hub libraries fail at once instead of retrying for a minute when offline."""
+    if "HF_HUB_OFFLINE" not in os.environ and not _hub_reachable():
+        os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+def _looks_like_path(pretrained: str) -> bool:
+    return os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt"))
+
+
+def resolve_weights(name: str, pretrained: str) -> str:
+    """Check a backbone name and its weights (tag in the local cache, or a file) without loading them.
+
+    Returns what to pass to open_clip as ``pretrained``; raises a one-line UserError otherwise.
+    """
+    import open_clip
+
+    from . import tiny_clip
+
+    tiny_clip.register()
+    if name not in open_clip.list_models():
+        raise unknown("backbone", name, open_clip.list_models())
+    if name == "tiny-clip" and pretrained in ("embedded", "default"):
+        return str(tiny_clip.CHECKPOINT)
+    if _looks_like_path(pretrained):
+        path = Path(pretrained).expanduser()
+        if not path.is_file():
+            raise UserError(f"checkpoint file not found: {path}")
+        return str(path)
+    tags = open_clip.list_pretrained_tags_by_model(name)
+    if pretrained not in tags:
+        raise unknown(f"pretrained tag for {name}", pretrained, tags or ["<a checkpoint path>"])
+    _ensure_offline_when_unreachable()
+    return pretrained
+
+
+def load_clip(name: str, pretrained: str):
+    """Create an open_clip model with weights from a tag (local cache) or a checkpoint file."""
+    import open_clip
+
+    weights = resolve_weights(name, pretrained)
+    try:
+        return open_clip.create_model(name, pretrained=weights)
+    except Exception as exc:  # noqa: BLE001 - any load failure is reported as one line
+        if Path(weights).is_file():
+            raise UserError(f"{weights} is not a {name} checkpoint: {str(exc).splitlines()[0][:200]}") from None
+        raise UserError(
+            f"pretrained weights '{pretrained}' for {name} are not in the local cache and cannot be "
+            f"downloaded ({type(exc).__name__}); fetch them once with network access or pass "
+            f"--pretrained /path/to/checkpoint") from None
+
+
+class Backbone(nn.Module):
+    """A CLIP model whose image tower is frozen; exposes what the methods read.
+
+    ``tokens(images)`` is the full sequence (class token + every patch token) after the last
+    transformer block, before ``ln_post`` and the projection; for ResNets the layer4 feature map
+    flattened, with its spatial mean prepended as token 0. ``pooled(images)`` is the projected
+    image embedding (CLIP's own ``encode_image``).
+    """
+
+    def __init__(self, name: str, pretrained: str):
+        super().__init__()
+        self.name, self.pretrained = name, pretrained
+        self.clip = load_clip(name, pretrained)
+        self.clip.eval().requires_grad_(False)
+        visual = self.clip.visual
+        self.is_vit = hasattr(visual, "transformer")
+        self.width = visual.transformer.width if self.is_vit else visual.attnpool.c_proj.in_features
+        self.embed_dim = int(getattr(visual, "output_dim", self.clip.text_projection.shape[-1]))
+        size = visual.image_size
+        self.image_size = size[0] if isinstance(size, (tuple, list)) else int(size)
+        self.mean = tuple(getattr(visual, "image_mean", None) or OPENAI_MEAN)
+        self.std = tuple(getattr(visual, "image_std", None) or OPENAI_STD)
+
+    def train(self, mode: bool = True):
+        """The frozen towers stay in eval mode whatever the caller asks."""
+        return super().train(False)
+
+    def tokens(self, images: torch.Tensor) -> torch.Tensor:
+        visual = self.clip.visual
+        if self.is_vit:
+            return visual.transformer(visual._embeds(images))
+        x = visual.layer4(visual.layer3(visual.layer2(visual.layer1(visual.stem(images)))))
+        x = x.flatten(2).transpose(1, 2)
+        return torch.cat([x.mean(1, keepdim=True), x], dim=1)
+
+    def pooled(self, images: torch.Tensor) -> torch.Tensor:
+        return self.clip.encode_image(images)
+
+    def transforms(self, train: bool, hflip: bool = True):
+        """The study's transforms with the backbone's own normalisation."""
+        from torchvision import transforms as T
+
+        bicubic = T.InterpolationMode.BICUBIC
+        head = ([T.RandomResizedCrop(self.image_size, interpolation=bicubic)]
+                + ([T.RandomHorizontalFlip()] if hflip else [])) if train else \
+            [T.Resize(self.image_size, interpolation=bicubic), T.CenterCrop(self.image_size)]
+        return T.Compose([*head, T.ToTensor(), T.Normalize(self.mean, self.std)])
+
+    def tokenizer(self):
+        import open_clip
+
+        return open_clip.get_tokenizer(self.name)

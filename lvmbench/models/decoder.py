@@ -1,0 +1,33 @@
+"""The study's decoder: a few timm ViT blocks over the frozen encoder's full token sequence.
+
+Wang et al. 2023, "Exploring Vision-Language Models for Imbalanced Learning", Sec. 3: CLIP's image
+tower stays frozen; ``depth`` timm ``Block``s (default 3, 4 heads, MLP ratio 0.5 as in the reference
+code) read the class token and every patch token of its last block, and a classifier reads token 0.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from timm.models.vision_transformer import Block
+
+
+class Decoder(nn.Module):
+    """``depth`` transformer blocks plus a final LayerNorm; returns the class token's feature."""
+
+    def __init__(self, width: int, depth: int = 3, heads: int = 4, mlp_ratio: float = 0.5):
+        super().__init__()
+        if depth and width % heads:
+            raise ValueError(f"decoder.heads={heads} must divide the backbone width {width}")
+        self.blocks = nn.Sequential(*[Block(width, heads, mlp_ratio=mlp_ratio, qkv_bias=True) for _ in range(depth)])
+        self.norm = nn.LayerNorm(width)
+        self.apply(_init_weights)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.blocks(tokens))[:, 0]
+
+
+def _init_weights(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)

@@ -1,0 +1,37 @@
+"""Classifiers that read a feature vector: linear, or cosine with a scale (for LDAM, Cao et al. 2019)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class CosineHead(nn.Module):
+    """logits = scale * cos(feature, w_c)."""
+
+    def __init__(self, dim: int, num_classes: int, scale: float = 30.0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_classes, dim))
+        nn.init.normal_(self.weight, std=0.01)
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * F.normalize(x, dim=-1) @ F.normalize(self.weight, dim=-1).t()
+
+
+def build_head(kind: str, dim: int, num_classes: int, scale: float = 30.0) -> nn.Module:
+    if kind == "cosine":
+        return CosineHead(dim, num_classes, scale)
+    head = nn.Linear(dim, num_classes)
+    nn.init.trunc_normal_(head.weight, std=0.02)
+    nn.init.zeros_(head.bias)
+    return head
+
+
+def reset_head(head: nn.Module) -> None:
+    """Re-initialise a classifier in place (cRT starts stage 2 from a fresh classifier)."""
+    if isinstance(head, CosineHead):
+        nn.init.normal_(head.weight, std=0.01)
+    else:
+        nn.init.trunc_normal_(head.weight, std=0.02)
+        nn.init.zeros_(head.bias)

@@ -1,0 +1,55 @@
+"""Print query results and paper-style tables: rich tables, CSV, JSON or Markdown."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from rich.console import Console
+from rich.table import Table as RichTable
+
+FORMATS = ("table", "csv", "json", "markdown")
+
+
+def fmt(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 0.01 and value != 0 else f"{value:.2f}"
+    return str(value)
+
+
+def render(columns: list[str], rows: list, fmt_name: str = "table", title: str | None = None,
+           best: dict | None = None, console: Console | None = None) -> None:
+    """Print ``rows`` under ``columns``; in table form the best value per column is bold green."""
+    console = console or Console()
+    if fmt_name == "json":
+        console.print_json(json.dumps([dict(zip(columns, r)) for r in rows], default=str))
+    elif fmt_name == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(columns)
+        writer.writerows(rows)
+        console.print(buf.getvalue(), end="", markup=False, highlight=False, soft_wrap=True)
+    elif fmt_name == "markdown":
+        console.print(to_markdown(columns, rows, title), markup=False, highlight=False, soft_wrap=True)
+    else:
+        table = RichTable(title=title)
+        for c in columns:
+            table.add_column(c, justify="left" if c in ("Method", "Backbone") else "right")
+        best = best or {}
+        for row in rows:
+            cells = []
+            for c, v in zip(columns, row):
+                text = fmt(v)
+                cells.append(f"[bold green]{text}[/]" if c in best and v == best[c] else text)
+            table.add_row(*cells)
+        console.print(table)
+
+
+def to_markdown(columns: list[str], rows: list, title: str | None = None) -> str:
+    lines = [f"**{title}**", ""] if title else []
+    lines.append("| " + " | ".join(columns) + " |")
+    lines.append("|" + "|".join("---" for _ in columns) + "|")
+    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines)

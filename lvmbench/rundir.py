@@ -1,0 +1,130 @@
+"""The run directory ``runs/<run_id>/``: the only channel from a training process to anyone else.
+
+Written only by the training child (the parent adds a final status when the child died without
+one); read by the CLI, the TUI and ingest. Pure standard library: the UI imports it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+STATUSES = ("queued", "running", "finished", "failed", "killed", "cancelled")
+DONE = ("finished", "failed", "killed", "cancelled")
+
+
+def now() -> float:
+    return time.time()
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write JSON to a temporary file, fsync, rename: readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_jsonl(path: Path) -> Iterator[dict]:
+    """Yield the complete JSON lines of a file being appended to (a torn last line is skipped)."""
+    if not path.exists():
+        return
+    with open(path) as f:
+        for line in f:
+            if line.endswith("\n"):
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+
+
+class RunDir:
+    """Paths and readers/writers of one run's directory."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.run_id = self.path.name
+
+    spec_file = property(lambda self: self.path / "spec.json")
+    status_file = property(lambda self: self.path / "status.json")
+    metrics_file = property(lambda self: self.path / "metrics.jsonl")
+    system_file = property(lambda self: self.path / "system.jsonl")
+    log_file = property(lambda self: self.path / "stdout.log")
+    eval_dir = property(lambda self: self.path / "eval")
+    ckpt_dir = property(lambda self: self.path / "ckpt")
+
+    @classmethod
+    def create(cls, runs_dir: Path, spec: dict) -> "RunDir":
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_id = f"{spec['dataset']}-{spec['method']}-s{spec['seed']}-{stamp}-{secrets.token_hex(2)}"
+        run = cls(Path(runs_dir) / run_id)
+        run.eval_dir.mkdir(parents=True)
+        atomic_write_json(run.spec_file, spec)
+        run.write_status(status="queued", run_id=run_id, created_at=now())
+        return run
+
+    def exists(self) -> bool:
+        return self.spec_file.exists()
+
+    def spec(self) -> dict:
+        return json.loads(self.spec_file.read_text())
+
+    def status(self) -> dict:
+        try:
+            return json.loads(self.status_file.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {"status": "queued", "run_id": self.run_id}
+
+    def write_status(self, **fields: Any) -> dict:
+        """Merge ``fields`` into status.json atomically and return the new status."""
+        status = self.status() if self.status_file.exists() else {}
+        status.update(fields)
+        atomic_write_json(self.status_file, status)
+        return status
+
+    def append(self, file: Path, record: dict) -> None:
+        with open(file, "a") as f:
+            f.write(json.dumps(record, default=_jsonable) + "\n")
+
+    def metrics(self) -> list[dict]:
+        return list(read_jsonl(self.metrics_file))
+
+    def system(self) -> list[dict]:
+        return list(read_jsonl(self.system_file))
+
+    def evaluation(self, split: str) -> dict | None:
+        path = self.eval_dir / f"{split}.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def per_class(self, split: str) -> list[dict]:
+        path = self.eval_dir / f"per_class_{split}.json"
+        return json.loads(path.read_text()) if path.exists() else []
+
+    def log_tail(self, lines: int = 50) -> str:
+        if not self.log_file.exists():
+            return ""
+        with open(self.log_file, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            text = f.read().decode(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def list_runs(runs_dir: Path) -> list[RunDir]:
+    """Every run directory under ``runs_dir`` (those with a spec), oldest first."""
+    if not Path(runs_dir).is_dir():
+        return []
+    found = [RunDir(p) for p in Path(runs_dir).iterdir() if (p / "spec.json").exists()]
+    return sorted(found, key=lambda r: r.status().get("created_at", 0))

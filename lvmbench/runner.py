@@ -1,0 +1,96 @@
+"""``lvmbench run --headless``: validate, train the stage-1 run if needed, run, ingest, print."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from . import config, launch
+from .errors import UserError
+from .rundir import RunDir
+
+console = Console(stderr=True)
+
+
+def preflight(spec: dict) -> None:
+    """Fail fast, in the parent, on a bad data path or backbone: nothing is created or stored."""
+    from .data import build_dataset
+    from .models.backbone import resolve_weights
+
+    build_dataset(spec)
+    resolve_weights(spec["backbone"], spec["pretrained"])
+
+
+def ingest_quietly(results: Path, run: RunDir) -> None:
+    """Ingest a run; a database that cannot be opened costs nothing (the run directory stays)."""
+    from .store import open_writer
+    from .store.ingest import ingest_run
+
+    try:
+        with open_writer(results) as con:
+            ingest_run(con, run)
+    except UserError as exc:
+        console.print(f"[yellow]warning:[/] run kept in {run.path} but not stored: {exc} "
+                      f"(later: lvmbench ingest {run.path})")
+
+
+def execute(spec: dict, runs_dir: Path, results: Path, debug: bool = False, label: str | None = None) -> dict:
+    """Run one prepared spec in a child with a progress bar; ingest it; return its final status."""
+    run = launch.prepare(spec, runs_dir)
+    proc = launch.spawn(run, debug=debug)
+    iters = spec["train.iters"]
+    columns = [TextColumn(f"[bold]{label or run.run_id}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("train", total=iters)
+        try:
+            status = launch.wait(proc, run, lambda step: progress.update(task, completed=step))
+        except KeyboardInterrupt:
+            launch.cancel(run, proc)
+            ingest_quietly(results, run)
+            raise
+    ingest_quietly(results, run)
+    return status
+
+
+def run_headless(dataset: str, backbone: str, method: str, seed: int, data_root: str | None,
+                 pretrained: str | None, sets: list[str], runs_dir: Path, results: Path, debug: bool = False) -> dict:
+    from .store.db import check_is_duckdb
+
+    check_is_duckdb(results)
+    spec = config.resolve(dataset, backbone, method, seed=seed, pretrained=pretrained,
+                          data_root=str(Path(data_root).expanduser().resolve()) if data_root else None,
+                          overrides=config.parse_sets(sets))
+    preflight(spec)
+    if launch.needs_stage1(spec):
+        stage1 = launch.stage1_spec(spec)
+        found = launch.find_finished(runs_dir, config.config_hash(stage1))
+        if found:
+            console.print(f"stage 1: reusing {found.run_id}")
+        else:
+            s1_status = execute(stage1, runs_dir, results, debug, label=f"stage 1 ({stage1['method']})")
+            if s1_status.get("status") != "finished":
+                raise UserError(f"stage-1 run {s1_status.get('run_id')} {s1_status.get('status')}: "
+                                f"{s1_status.get('error')}")
+            found = RunDir(runs_dir / s1_status["run_id"])
+        spec["stage1.run_id"] = found.run_id
+    status = execute(spec, runs_dir, results, debug, label=method)
+    print_outcome(RunDir(runs_dir / status["run_id"]), status)
+    return status
+
+
+def print_outcome(run: RunDir, status: dict) -> None:
+    from .render import render
+
+    out = Console()
+    if status.get("status") != "finished":
+        out.print(f"[red]run {run.run_id} {status.get('status')}:[/] {status.get('error')}")
+        out.print(f"log: {run.log_file}")
+        return
+    test = run.evaluation("test") or {}
+    cols = ["overall", "many", "medium", "few", "precision", "recall", "f1", "worst_class"]
+    render(["run_id", *cols], [[run.run_id, *[test.get(c) for c in cols]]], title="test (%)", console=out)
+    if status.get("s_per_iter"):
+        out.print(f"s/iter {status['s_per_iter']:.4f} · peak {status.get('peak_mem_mib', 0):.0f} MiB · "
+                  f"wall {status.get('wall_s', 0):.1f} s")

@@ -1,0 +1,82 @@
+"""Opening ``results.duckdb`` safely.
+
+DuckDB lets one process hold a file open for writing, and then no other process can open it,
+not even read-only. So connections are short-lived, opening retries briefly while another
+process holds the file, and then says which process it is. A file that is not a DuckDB
+database is refused, never overwritten.
+"""
+from __future__ import annotations
+
+import re
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from ..errors import UserError
+from .schema import ensure_schema
+
+DUCKDB_MAGIC = b"DUCK"
+LOCK_RETRY_S = 5.0
+
+
+def check_is_duckdb(path: Path) -> None:
+    """Refuse a file that exists but is not a DuckDB database."""
+    if path.exists() and path.stat().st_size > 0:
+        with open(path, "rb") as f:
+            head = f.read(12)
+        if head[8:12] != DUCKDB_MAGIC:
+            raise UserError(f"{path} is not a DuckDB database; refusing to use or overwrite it "
+                            "(pass --results with another file)")
+
+
+def _lock_holder(message: str) -> str:
+    found = re.search(r"held in (.+?) \(PID (\d+)\)", message)
+    return f"process {found.group(2)} ({found.group(1)})" if found else "another process"
+
+
+def connect(path: Path | str, read_only: bool = False, retry_s: float = LOCK_RETRY_S) -> duckdb.DuckDBPyConnection:
+    """Open the database, retrying while another process holds it, then fail with one clear line."""
+    path = Path(path)
+    check_is_duckdb(path)
+    if read_only and not path.exists():
+        raise UserError(f"no results database at {path} yet: run "
+                        "`lvmbench run --headless --dataset mnist-lt --backbone tiny-clip --method ce` first")
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + retry_s
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as exc:
+            message = str(exc)
+            if "lock" not in message.lower():
+                raise UserError(f"cannot open {path}: {message.splitlines()[0]}") from None
+            if time.monotonic() >= deadline:
+                raise UserError(f"{path} is locked by {_lock_holder(message)}; close it or wait for it "
+                                "to finish, then retry") from None
+            time.sleep(0.2)
+    if not read_only:
+        ensure_schema(con)
+    return con
+
+
+@contextmanager
+def open_writer(path: Path | str, retry_s: float = LOCK_RETRY_S):
+    """A short-lived writing connection (the parent process only; never a training child)."""
+    con = connect(path, read_only=False, retry_s=retry_s)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+@contextmanager
+def open_readonly(path: Path | str, retry_s: float = LOCK_RETRY_S):
+    con = connect(path, read_only=True, retry_s=retry_s)
+    try:
+        yield con
+    finally:
+        con.close()

@@ -1,0 +1,114 @@
+"""The study's table layouts as SQL over the store (every figure comes from a stored record).
+
+Each table uses the latest finished run per (dataset, backbone, pretrained, method, seed) and
+averages over seeds; the ``seeds`` column says how many runs a row averages.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..catalog import METHODS
+
+LATEST = """
+    SELECT * FROM runs WHERE status = 'finished'
+    QUALIFY row_number() OVER (PARTITION BY dataset, backbone, pretrained, method, seed
+                               ORDER BY ended_at DESC, run_id DESC) = 1
+"""
+KINDS = ("main", "backbones", "memory", "cost")
+METHOD_ORDER = {name: i for i, name in enumerate(METHODS)}
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list]
+    higher_is_better: dict[str, bool]
+
+
+def _filters(dataset: str | None, backbone: str | None) -> tuple[str, list]:
+    where, params = [], []
+    if dataset:
+        where.append("r.dataset = ?")
+        params.append(dataset)
+    if backbone:
+        where.append("r.backbone = ?")
+        params.append(backbone)
+    return (" AND ".join(where) or "TRUE"), params
+
+
+def _sort(rows: list[list]) -> list[list]:
+    return sorted(rows, key=lambda r: (METHOD_ORDER.get(r[0], len(METHOD_ORDER)), *map(str, r[1:2])))
+
+
+def main_table(con, dataset=None, backbone=None, **_) -> Table:
+    """Methods × Overall / Many / Medium / Few / Precision / Recall / F1 (test split)."""
+    where, params = _filters(dataset, backbone)
+    rows = con.execute(f"""
+        SELECT r.method, r.backbone, count(*) AS seeds, avg(e.overall), avg(e.many), avg(e.medium), avg(e.few),
+               avg(e.precision), avg(e.recall), avg(e.f1)
+        FROM ({LATEST}) r JOIN evals e ON e.run_id = r.run_id AND e.split = 'test'
+        WHERE {where} GROUP BY r.method, r.backbone""", params).fetchall()
+    cols = ["Method", "Backbone", "Seeds", "Overall", "Many", "Medium", "Few", "Precision", "Recall", "F1"]
+    return Table(f"Main results{_title(dataset, backbone)} (test, %)", cols, _sort([list(r) for r in rows]),
+                 {c: True for c in cols[3:]})
+
+
+def _pivot(con, value_sql: str, title: str, better: bool, dataset, join_evals: bool) -> Table:
+    where, params = _filters(dataset, None)
+    join = "JOIN evals e ON e.run_id = r.run_id AND e.split = 'test'" if join_evals else ""
+    data = con.execute(f"""
+        SELECT r.method, r.backbone || CASE WHEN r.pretrained NOT IN ('openai', 'embedded')
+                                            THEN ' (' || r.pretrained || ')' ELSE '' END AS bb,
+               avg({value_sql})
+        FROM ({LATEST}) r {join} WHERE {where} GROUP BY r.method, bb""", params).fetchall()
+    backbones = sorted({bb for _, bb, _ in data})
+    cells = {(m, bb): v for m, bb, v in data}
+    rows = _sort([[m] + [cells.get((m, bb)) for bb in backbones] for m in sorted({m for m, _, _ in data})])
+    return Table(title + _title(dataset, None), ["Method", *backbones], rows, {bb: better for bb in backbones})
+
+
+def backbones_table(con, dataset=None, **_) -> Table:
+    """Method × backbone overall accuracy (the study's Tables 4–6)."""
+    return _pivot(con, "e.overall", "Overall accuracy by backbone", True, dataset, join_evals=True)
+
+
+def memory_table(con, dataset=None, **_) -> Table:
+    """Peak memory (MiB) by method and backbone (the study's Table 7)."""
+    return _pivot(con, "r.peak_mem_mib", "Peak memory (MiB) by backbone", False, dataset, join_evals=False)
+
+
+def cost_table(con, dataset=None, backbone=None, carbon_kg_per_kwh: float = 0.544, **_) -> Table:
+    """s/iter, GPU hours, average W, kWh, kg CO2 per method (the study's Table 8)."""
+    where, params = _filters(dataset, backbone)
+    rows = con.execute(f"""
+        SELECT r.method, r.backbone, count(*), avg(r.s_per_iter), avg(r.wall_s) / 3600.0, avg(r.avg_power_w),
+               avg(r.energy_kwh), avg(r.energy_kwh) * ?
+        FROM ({LATEST}) r WHERE {where} GROUP BY r.method, r.backbone""", [carbon_kg_per_kwh, *params]).fetchall()
+    cols = ["Method", "Backbone", "Seeds", "s/iter", "GPU hours", "Avg W", "kWh", "kg CO2"]
+    return Table(f"Cost{_title(dataset, backbone)} ({carbon_kg_per_kwh} kg CO2/kWh)", cols,
+                 _sort([list(r) for r in rows]), {c: False for c in cols[3:]})
+
+
+def _title(dataset, backbone) -> str:
+    parts = [p for p in (dataset, backbone) if p]
+    return f" — {', '.join(parts)}" if parts else ""
+
+
+BUILDERS = {"main": main_table, "backbones": backbones_table, "memory": memory_table, "cost": cost_table}
+
+
+def build(con, kind: str, **kwargs) -> Table:
+    return BUILDERS[kind](con, **kwargs)
+
+
+def best_per_column(table: Table) -> dict[str, float]:
+    """The best value of every numeric column (highest, or lowest for costs)."""
+    best = {}
+    for j, col in enumerate(table.columns):
+        if col not in table.higher_is_better:
+            continue
+        values = [r[j] for r in table.rows if isinstance(r[j], (int, float))]
+        if values:
+            best[col] = max(values) if table.higher_is_better[col] else min(values)
+    return best

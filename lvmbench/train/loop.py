@@ -1,0 +1,234 @@
+"""The training loop of one run, executed by the child process (``python -m lvmbench.train RUN_DIR``).
+
+It reads ``spec.json`` and writes everything else of the run directory: ``status.json``,
+``metrics.jsonl``, ``system.jsonl``, ``eval/`` and ``ckpt/``. It never touches the results database.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from .. import catalog
+from ..data import build_dataset
+from ..errors import UserError
+from ..evaluate import compute_metrics
+from ..methods import build_task
+from ..methods.stage2 import count_trainable
+from ..models.backbone import Backbone
+from ..rundir import RunDir, atomic_write_json, now
+from .batches import ImageDataset, StepBatchSampler, collate
+from .monitor import SystemMonitor, peak_rss_mib
+
+EVAL_BATCH = 256
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite: the run stops instead of training on garbage."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up for ``warmup`` steps, then cosine decay to 0 at ``total`` (the study's schedule)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def build_optimizer(spec: dict, params: list[torch.nn.Parameter], device: torch.device):
+    """SGD (Nesterov momentum) or AdamW; no weight decay on biases and norm weights."""
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": spec["train.weight_decay"]},
+              {"params": no_decay, "weight_decay": 0.0}]
+    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    if spec["train.optimizer"] == "adamw":
+        return torch.optim.AdamW(groups, lr=spec["train.lr"], **fast)
+    nesterov = spec["train.nesterov"] and spec["train.momentum"] > 0
+    return torch.optim.SGD(groups, lr=spec["train.lr"], momentum=spec["train.momentum"], nesterov=nesterov, **fast)
+
+
+class Trainer:
+    """Everything one run needs, built from its spec."""
+
+    def __init__(self, run: RunDir, device: torch.device | None = None):
+        self.run, self.spec = run, run.spec()
+        self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.spec["train.threads"]:
+            torch.set_num_threads(self.spec["train.threads"])
+        seed_everything(self.spec["seed"])
+        if self.device.type == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        self.info = catalog.method(self.spec["method"])
+        self.dataset = build_dataset(self.spec)
+        self.backbone = Backbone(self.spec["backbone"], self.spec["pretrained"]).to(self.device)
+        self.task = build_task(self.spec, self.backbone, self.dataset, run.path)
+        self.task.model.to(self.device)
+        if self.task.loss is not None:
+            self.task.loss.to(self.device)
+        self.hflip = getattr(self.dataset, "hflip", self.spec["dataset"] != "mnist-lt")
+        self.eval_cache: dict[str, torch.Tensor] = {}
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """What the task's model reads, from a batch of images (the frozen part, no gradients)."""
+        images = images.to(self.device, non_blocking=True)
+        feature = self.task.feature
+        if feature == "images":
+            return images
+        with torch.no_grad(), self.autocast():
+            return self.backbone.tokens(images) if feature == "tokens" else self.backbone.pooled(images)
+
+    def loader(self, split, train: bool, batch_sampler=None) -> DataLoader:
+        dataset = ImageDataset(split, self.backbone.transforms(train, hflip=self.hflip))
+        workers = self.spec["train.num_workers"]
+        kwargs = dict(num_workers=workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
+                      persistent_workers=workers > 0)
+        if batch_sampler is not None:
+            return DataLoader(dataset, batch_sampler=batch_sampler, **kwargs)
+        return DataLoader(dataset, batch_size=EVAL_BATCH, shuffle=False, **kwargs)
+
+    # -- evaluation -----------------------------------------------------------------------------
+    def eval_inputs(self, split_name: str):
+        """Yield (inputs, labels) batches of an evaluation split; frozen features are kept in memory."""
+        split = self.dataset.split(split_name)
+        cacheable = self.task.feature != "images" and self.spec["cache.mode"] != "off"
+        if cacheable and split_name in self.eval_cache:
+            feats = self.eval_cache[split_name]
+            labels = torch.as_tensor(split.labels)
+            for i in range(0, len(labels), EVAL_BATCH):
+                yield feats[i:i + EVAL_BATCH], labels[i:i + EVAL_BATCH]
+            return
+        parts = []
+        for images, labels, _ in self.loader(split, train=False):
+            x = self.encode(images)
+            if cacheable:
+                parts.append(x)
+            yield x, labels
+        if cacheable:
+            self.eval_cache[split_name] = torch.cat(parts)
+
+    @torch.no_grad()
+    def predict(self, split_name: str) -> tuple[np.ndarray, np.ndarray]:
+        model = self.task.model
+        was_training = model.training
+        model.eval()
+        preds, targets = [], []
+        for x, labels in self.eval_inputs(split_name):
+            with self.autocast():
+                preds.append(model(x).argmax(-1).cpu())
+            targets.append(labels)
+        model.train(was_training)
+        return torch.cat(preds).numpy(), torch.cat(targets).numpy()
+
+    def evaluate(self, split_name: str):
+        preds, targets = self.predict(split_name)
+        return compute_metrics(preds, targets, self.dataset.train_counts, self.dataset.class_names)
+
+    # -- training -------------------------------------------------------------------------------
+    def fit(self, log) -> dict:
+        """Train for ``train.iters`` steps; keep the best-val weights; return timing figures."""
+        spec, model, loss_fn = self.spec, self.task.model, self.task.loss
+        iters = spec["train.iters"]
+        params = self.task.trainable()
+        optimizer = build_optimizer(spec, params, self.device)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: lr_factor(s, spec["train.warmup_iters"], iters))
+        sampler = StepBatchSampler(self.dataset.train.labels, spec["train.batch_size"], self.task.sampler,
+                                   spec["seed"], iters)
+        has_val = self.dataset.val is not None and len(self.dataset.val)
+        best = {"val_overall": -1.0, "step": None, "state": None}
+        model.train()
+        train_time, t0 = 0.0, time.perf_counter()
+        for step, (images, labels, _) in enumerate(self.loader(self.dataset.train, True, sampler)):
+            labels = labels.to(self.device, non_blocking=True)
+            x = self.encode(images)
+            if hasattr(loss_fn, "set_progress"):
+                loss_fn.set_progress(step / iters)
+            with self.autocast():
+                logits = model(x)
+            loss = loss_fn(logits.float(), labels)
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(f"loss became {loss.item()} at step {step}; lower train.lr "
+                                    f"(now {spec['train.lr']}) or check the data")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            done = step + 1
+            if done % spec["train.log_every"] == 0 or done == iters:
+                log({"step": done, "loss": loss.item(), "lr": optimizer.param_groups[0]["lr"]})
+            if has_val and (done % spec["train.eval_every"] == 0 or done == iters):
+                train_time += time.perf_counter() - t0
+                result = self.evaluate("val")
+                log({"step": done, **{f"val/{k}": v for k, v in result.to_dict().items() if k != "n_samples"}})
+                if result.overall > best["val_overall"]:
+                    best = {"val_overall": result.overall, "step": done,
+                            "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+                t0 = time.perf_counter()
+        train_time += time.perf_counter() - t0
+        if best["state"] is not None:
+            model.load_state_dict(best["state"])
+        return {"train_s": train_time, "s_per_iter": train_time / max(iters, 1), "best_step": best["step"]}
+
+
+def write_eval(run: RunDir, split: str, result) -> None:
+    atomic_write_json(run.eval_dir / f"{split}.json", {"split": split, **result.to_dict()})
+    atomic_write_json(run.eval_dir / f"per_class_{split}.json", result.per_class)
+
+
+def train_run(run: RunDir) -> dict:
+    """Run one training job end to end and return its final status fields."""
+    started = now()
+    run.write_status(status="running", started_at=started, pid=__import__("os").getpid())
+    trainer = Trainer(run)
+    spec, device = trainer.spec, trainer.device
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    def log(record: dict) -> None:
+        record["ts"] = now()
+        run.append(run.metrics_file, record)
+        if "loss" in record:
+            print(f"step {record['step']}/{spec['train.iters']} loss {record['loss']:.4f} lr {record['lr']:.3g}",
+                  flush=True)
+        elif "val/overall" in record:
+            print(f"step {record['step']} val overall {record['val/overall']:.2f}", flush=True)
+
+    with SystemMonitor(lambda r: run.append(run.system_file, r), use_gpu=device.type == "cuda") as monitor:
+        t_start = time.perf_counter()
+        timing = trainer.fit(log) if trainer.task.trainable() else {"train_s": 0.0, "s_per_iter": None}
+        if trainer.task.trainable():
+            run.ckpt_dir.mkdir(exist_ok=True)
+            torch.save(trainer.task.model.state_dict(), run.ckpt_dir / "model.pt")
+        for split in ("val", "test"):
+            if getattr(trainer.dataset, split) is not None and len(getattr(trainer.dataset, split)):
+                result = trainer.evaluate(split)
+                write_eval(run, split, result)
+                print(f"{split}: overall {result.overall:.2f} many {result.many} medium {result.medium} "
+                      f"few {result.few}", flush=True)
+        wall = time.perf_counter() - t_start
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else peak_rss_mib()
+    model_params = sum(p.numel() for p in trainer.task.model.parameters())
+    frozen_visual = sum(p.numel() for p in trainer.backbone.clip.visual.parameters())
+    trained = trainer.task.trainable()
+    return run.write_status(
+        status="finished", ended_at=now(), wall_s=wall, device=str(device),
+        trainable_params=count_trainable(trainer.task.model) if trained else 0,
+        total_params=model_params + (0 if trainer.task.feature == "images" else frozen_visual),
+        iters=spec["train.iters"] if trained else 0, batch_size=spec["train.batch_size"],
+        peak_mem_mib=peak, stage=trainer.info.stage, parent_run_id=spec.get("stage1.run_id"),
+        **timing, **monitor.summary(wall))

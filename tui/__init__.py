@@ -1,0 +1,1 @@
+"""The Textual terminal UI (installed as ``lvmbench.tui``). It never imports torch."""
