@@ -1,0 +1,18 @@
+"""Shared test fixtures: tiny training budgets and isolated results/runs locations."""
+from __future__ import annotations
+
+import pytest
+
+# A budget that exercises every code path of a run in a few seconds on a CPU.
+TINY = ["train.iters=6", "train.batch_size=16", "train.eval_every=3", "train.warmup_iters=2",
+        "train.log_every=2", "train.threads=1"]
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """Results database and runs directory under tmp_path (also via the environment variables)."""
+    results, runs = tmp_path / "results.duckdb", tmp_path / "runs"
+    monkeypatch.setenv("LVMBENCH_RESULTS", str(results))
+    monkeypatch.setenv("LVMBENCH_RUNS", str(runs))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return results, runs
