@@ -1,0 +1,60 @@
+import pytest
+
+from lvmbench import config
+from lvmbench.errors import UserError
+
+
+def test_parse_sets_types_and_repeat():
+    out = config.parse_sets(["train.iters=200", "train.lr=0.1", "train.nesterov=false", "head.kind=cosine"])
+    assert out == {"train.iters": 200, "train.lr": 0.1, "train.nesterov": False, "head.kind": "cosine"}
+
+
+@pytest.mark.parametrize("pair,message", [
+    ("train.iters=0", "train.iters=0: must be > 0"),
+    ("train.batch_size=0", "train.batch_size=0: must be > 0"),
+    ("train.lr=-0.1", "train.lr=-0.1: must be > 0"),
+    ("train.iters=abc", "--set train.iters=abc: expected int"),
+    ("head.kind=round", "head.kind=round: choose from linear, cosine"),
+    ("train.iters", "--set train.iters: expected key=value"),
+])
+def test_bad_values_are_one_line(pair, message):
+    with pytest.raises(UserError) as err:
+        config.parse_sets([pair])
+    assert str(err.value) == message
+
+
+def test_unknown_key_suggests_closest():
+    with pytest.raises(UserError, match=r"unknown --set key 'train.itres' \(did you mean train.iters"):
+        config.parse_sets(["train.itres=3"])
+
+
+def test_resolve_layers_profiles_and_overrides():
+    spec = config.resolve("mnist-lt", "tiny-clip", "full_finetune", overrides={"train.lr": 1e-4})
+    assert spec["train.iters"] == config.DATASET_PROFILES["mnist-lt"]["train.iters"]
+    assert spec["train.optimizer"] == "adamw" and spec["train.lr"] == 1e-4
+    assert spec["pretrained"] == "embedded" and spec["loss"] == "ce"
+    paper = config.resolve("imagenet-lt", "ViT-L-14", "ce")
+    assert (paper["train.iters"], paper["train.batch_size"], paper["train.lr"]) == (8192, 256, 0.03)
+    assert paper["pretrained"] == "openai"
+
+
+def test_loss_hparams_validated_against_the_loss():
+    spec = config.resolve("mnist-lt", "tiny-clip", "focal", overrides=config.parse_sets(["loss.gamma=1"]))
+    assert config.loss_hparams(spec) == {"gamma": 1}
+    with pytest.raises(UserError, match="loss.tau: loss 'focal' takes gamma"):
+        config.resolve("mnist-lt", "tiny-clip", "focal", overrides=config.parse_sets(["loss.tau=1"]))
+
+
+def test_unknown_names_suggest():
+    with pytest.raises(UserError, match=r"unknown dataset 'mnist_lt' \(did you mean mnist-lt"):
+        config.resolve("mnist_lt", "tiny-clip", "ce")
+    with pytest.raises(UserError, match=r"unknown method 'balanced-softmax' \(did you mean balanced_softmax"):
+        config.resolve("mnist-lt", "tiny-clip", "balanced-softmax")
+
+
+def test_config_hash_tracks_what_changes_results():
+    a = config.resolve("mnist-lt", "tiny-clip", "ce")
+    assert config.config_hash(a) == config.config_hash(dict(a))
+    assert config.config_hash(a) != config.config_hash({**a, "train.lr": 0.5})
+    assert config.config_hash(a) != config.config_hash({**a, "seed": 1})
+    assert config.config_hash(a) == config.config_hash({**a, "train.num_workers": 4})

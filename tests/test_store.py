@@ -1,0 +1,135 @@
+import subprocess
+import sys
+import time
+
+import duckdb
+import pytest
+
+from lvmbench import config, launch
+from lvmbench.errors import UserError
+from lvmbench.rundir import RunDir
+from lvmbench.store import open_readonly, open_writer, tables
+from lvmbench.store.ingest import ingest_dir, ingest_run
+from lvmbench.store.schema import COLUMNS
+
+
+def fake_run(runs, method, seed=0, overall=50.0, few=10.0, backbone="tiny-clip", status="finished", energy=0.002):
+    """A finished run directory as a training child would leave it (no training needed)."""
+    spec = config.resolve("mnist-lt", backbone, method, seed=seed)
+    run = launch.prepare(spec, runs)
+    run.write_status(status=status, started_at=1_700_000_000, ended_at=1_700_000_060 + seed, wall_s=60.0,
+                     s_per_iter=0.2, peak_mem_mib=900.0, energy_kwh=energy, avg_power_w=120.0, stage=1,
+                     trainable_params=1000, total_params=5000, iters=300, device="cpu")
+    ev = {"split": "test", "overall": overall, "many": 90.0, "medium": 40.0, "few": few, "precision": 55.0,
+          "recall": overall, "f1": 50.0, "worst_class": 1.0, "n_samples": 1000}
+    (run.eval_dir / "test.json").write_text(__import__("json").dumps(ev))
+    (run.eval_dir / "per_class_test.json").write_text(
+        '[{"class_id": 0, "class_name": "zero", "n_train": 700, "accuracy": 99.0, "n_test": 100}]')
+    run.append(run.metrics_file, {"step": 10, "loss": 1.5, "lr": 0.01, "ts": 1_700_000_010})
+    run.append(run.metrics_file, {"step": 20, "val/overall": 40.0, "val/few": None, "ts": 1_700_000_020})
+    run.append(run.system_file, {"ts": 1_700_000_010, "gpu_index": None, "mem_mib": 800.0, "power_w": None,
+                                 "util_pct": None, "energy_j": None})
+    return run
+
+
+def counts(db):
+    with open_readonly(db) as con:
+        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in COLUMNS}
+
+
+def test_schema_has_the_documented_columns(tmp_path):
+    with open_writer(tmp_path / "r.duckdb") as con:
+        for table, cols in COLUMNS.items():
+            assert [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()] == cols
+    assert COLUMNS["evals"] == ["run_id", "split", "overall", "many", "medium", "few", "precision", "recall",
+                                "f1", "worst_class", "n_samples"]
+
+
+def test_ingest_is_idempotent(tmp_path):
+    runs, db = tmp_path / "runs", tmp_path / "r.duckdb"
+    run = fake_run(runs, "ce")
+    with open_writer(db) as con:
+        ingest_run(con, run)
+    first = counts(db)
+    assert first == {"runs": 1, "evals": 1, "metrics": 3, "system": 1, "per_class": 1}
+    with open_writer(db) as con:
+        ingest_dir(con, runs)
+        ingest_run(con, run)
+    assert counts(db) == first
+    with open_readonly(db) as con:
+        row = con.execute("SELECT status, stage, co2_kg, config_hash FROM runs").fetchone()
+    assert row[0] == "finished" and row[1] == 1 and row[2] == pytest.approx(0.002 * 0.544)
+    assert row[3] == run.spec()["config_hash"]
+
+
+def test_main_table_orders_baselines_first_and_averages_seeds(tmp_path):
+    runs, db = tmp_path / "runs", tmp_path / "r.duckdb"
+    fake_run(runs, "balanced_softmax", seed=0, overall=60, few=30)
+    fake_run(runs, "balanced_softmax", seed=1, overall=62, few=34)
+    fake_run(runs, "ce", overall=55, few=5)
+    fake_run(runs, "zeroshot", overall=40, few=40)
+    fake_run(runs, "lade", overall=0, status="failed")
+    with open_writer(db) as con:
+        ingest_dir(con, runs)
+    with open_readonly(db) as con:
+        table = tables.build(con, "main", dataset="mnist-lt")
+    assert [r[0] for r in table.rows] == ["zeroshot", "ce", "balanced_softmax"]
+    bsm = table.rows[2]
+    assert bsm[2] == 2 and bsm[3] == pytest.approx(61) and bsm[6] == pytest.approx(32)
+    assert tables.best_per_column(table)["Few"] == 40
+
+
+def test_cost_and_memory_tables(tmp_path):
+    runs, db = tmp_path / "runs", tmp_path / "r.duckdb"
+    fake_run(runs, "ce", energy=0.01)
+    with open_writer(db) as con:
+        ingest_dir(con, runs)
+    with open_readonly(db) as con:
+        cost = tables.build(con, "cost", carbon_kg_per_kwh=0.5)
+        memory = tables.build(con, "memory")
+    assert cost.rows[0][3:] == [pytest.approx(0.2), pytest.approx(60 / 3600), pytest.approx(120.0),
+                                pytest.approx(0.01), pytest.approx(0.005)]
+    assert memory.columns == ["Method", "tiny-clip"] and memory.rows == [["ce", 900.0]]
+
+
+def test_readonly_needs_an_existing_database(tmp_path):
+    with pytest.raises(UserError, match="no results database at"):
+        with open_readonly(tmp_path / "missing.duckdb"):
+            pass
+
+
+def test_reads_while_nothing_writes(tmp_path):
+    db = tmp_path / "r.duckdb"
+    with open_writer(db):
+        pass
+    with open_readonly(db) as a, open_readonly(db) as b:
+        assert a.execute("SELECT count(*) FROM runs").fetchone() == b.execute("SELECT count(*) FROM runs").fetchone()
+
+
+def test_locked_database_names_the_holder(tmp_path):
+    db = tmp_path / "r.duckdb"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); c.execute('create table t(x int)');"
+        "print('ready', flush=True); time.sleep(30)"), str(db)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        start = time.monotonic()
+        with pytest.raises(UserError, match=rf"is locked by process {holder.pid} "):
+            with open_readonly(db, retry_s=0.5):
+                pass
+        assert time.monotonic() - start >= 0.5  # it retried before giving up
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_foreign_file_is_refused_and_kept(tmp_path):
+    db = tmp_path / "notes.duckdb"
+    db.write_text("my precious notes, not a database\n" * 5)
+    before = db.read_bytes()
+    for opener in (open_writer, open_readonly):
+        with pytest.raises(UserError, match="is not a DuckDB database; refusing"):
+            with opener(db):
+                pass
+    assert db.read_bytes() == before
+    assert duckdb  # the library itself would also refuse it
