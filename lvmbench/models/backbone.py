@@ -99,6 +99,7 @@ class Backbone(nn.Module):
         self.image_size = size[0] if isinstance(size, (tuple, list)) else int(size)
         self.mean = tuple(getattr(visual, "image_mean", None) or OPENAI_MEAN)
         self.std = tuple(getattr(visual, "image_std", None) or OPENAI_STD)
+        self.eval()
 
     def train(self, mode: bool = True):
         """The frozen towers stay in eval mode whatever the caller asks."""
