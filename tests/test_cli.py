@@ -1,0 +1,72 @@
+"""The command line as a user meets it: one-line errors, exit codes, nothing stored on bad input."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import TINY
+
+
+def lvmbench(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "lvmbench", *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "--headless", "--method", "nope"], "error: unknown method 'nope'"),
+    (["run", "--headless", "--dataset", "imagenet"], "error: unknown dataset 'imagenet' (did you mean imagenet-lt"),
+    (["run", "--headless", "--backbone", "ViT-B-61"], "error: unknown backbone 'ViT-B-61' (did you mean ViT-B-16"),
+    (["run", "--headless", "--set", "train.iters=0"], "error: train.iters=0: must be > 0"),
+    (["run", "--headless", "--set", "train.batchsize=8"], "error: unknown --set key 'train.batchsize'"),
+    (["run", "--headless", "--dataset", "places-lt", "--data-root", "/does/not/exist"],
+     "error: data root not found: /does/not/exist"),
+    (["run", "--headless", "--pretrained", "/does/not/exist.pt"], "error: checkpoint file not found: /does/not/exist.pt"),
+    (["sql", "SELECT 1"], "error: no results database at"),
+])
+def test_user_errors_are_one_line(store, args, message):
+    results, runs = store
+    out = lvmbench(*args)
+    assert out.returncode == 2
+    assert out.stderr.startswith(message), out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+    assert not results.exists() and not runs.exists()
+
+
+def test_list_methods_shows_every_method():
+    from lvmbench.catalog import METHODS
+
+    out = lvmbench("list", "methods")
+    assert out.returncode == 0
+    for name in METHODS:
+        assert name in out.stdout
+
+
+@pytest.mark.slow
+def test_run_headless_then_query(store, tmp_path):
+    results, runs = store
+    out = lvmbench("run", "--headless", "--method", "ce", "--set", *TINY)
+    assert out.returncode == 0, out.stderr
+    assert "overall" in out.stdout
+    q = lvmbench("sql", "SELECT method, status, stage FROM runs", "--format", "json")
+    assert json.loads(q.stdout) == [{"method": "ce", "status": "finished", "stage": 1}]
+    t = lvmbench("table", "main", "--dataset", "mnist-lt", "--format", "csv")
+    header, row = t.stdout.strip().splitlines()
+    assert header.startswith("Method,Backbone,Seeds,Overall,Many,Medium,Few,Precision,Recall,F1")
+    assert row.startswith("ce,tiny-clip,1,")
+    md = lvmbench("sql", "SELECT count(*) AS n FROM evals", "--format", "markdown")
+    assert "| n |" in md.stdout and "| 2 |" in md.stdout  # val and test
+    bad = lvmbench("sql", "SELECT nope FROM runs")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: SQL error:")
+
+
+@pytest.mark.slow
+def test_two_stage_reuses_one_stage1_run(store):
+    results, runs = store
+    for method in ("marc", "lws"):
+        out = lvmbench("run", "--headless", "--method", method, "--set", *TINY)
+        assert out.returncode == 0, out.stderr
+    q = lvmbench("sql", "SELECT method, stage, parent_run_id FROM runs ORDER BY started_at", "--format", "json")
+    rows = json.loads(q.stdout)
+    assert [r["method"] for r in rows] == ["ce", "marc", "lws"]
+    ce_id = lvmbench("sql", "SELECT run_id FROM runs WHERE method = 'ce'", "--format", "csv").stdout.split()[1]
+    assert [r["parent_run_id"] for r in rows[1:]] == [ce_id, ce_id] and [r["stage"] for r in rows] == [1, 2, 2]
