@@ -65,7 +65,7 @@ SCHEMA: dict[str, Param] = {
     "data.on_bad_image": Param("fail", str, choices=("fail", "skip")),
     "data.subsample_lt": Param(False, bool),
     "stage1.run_id": Param(None, str),
-    "zeroshot.templates": Param("auto", str, choices=("auto", "imagenet", "generic", "simple")),
+    "zeroshot.templates": Param("auto", str, choices=("auto", "imagenet", "generic", "digits", "simple")),
     "coop.n_ctx": Param(16, int, _pos, "> 0"),
     "coop.shots": Param(0, int, _nonneg, ">= 0 (0 = full data)"),
     "coop.class_chunk": Param(256, int, _pos, "> 0"),
@@ -89,6 +89,8 @@ METHOD_PROFILES: dict[str, dict[str, Any]] = {
     "full_finetune": {"train.optimizer": "adamw", "train.lr": 3e-5, "train.batch_size": 128,
                       "train.weight_decay": 0.1},
     "coop": {"train.lr": 0.002},
+    # LDAM (Cao et al. 2019): the loss scales cosine logits by s (loss.s=30), so the head emits raw cosines.
+    "ldam": {"head.kind": "cosine", "head.scale": 1.0},
 }
 
 IDENTITY = ("dataset", "backbone", "pretrained", "method", "seed", "data_root")
@@ -195,6 +197,30 @@ def validate(spec: dict[str, Any]) -> None:
         for hp in loss_keys:
             if hp not in valid:
                 raise UserError(f"loss.{hp}: loss '{name}' takes {', '.join(sorted(valid)) or 'no hyper-parameters'}")
+    _check_method_keys(spec)
+
+
+# Settings that only some kinds of method read: set elsewhere they would be silently ignored.
+METHOD_KEYS = {"head.init=text": ("decoder", "linear_probe", "full_finetune"), "coop.shots": ("coop",),
+               "finetune.grad_checkpointing": ("full_finetune",),
+               "loss": ("decoder", "stage2", "linear_probe", "full_finetune", "coop")}
+
+
+def _check_method_keys(spec: dict[str, Any]) -> None:
+    kind = catalog.method(spec["method"]).kind
+    used = {"head.init=text": spec["head.init"] == "text", "coop.shots": spec["coop.shots"] > 0,
+            "finetune.grad_checkpointing": spec["finetune.grad_checkpointing"], "loss": spec["loss"] is not None}
+    for key, kinds in METHOD_KEYS.items():
+        if used[key] and kind not in kinds:
+            raise UserError(f"{key} applies to methods of kind {', '.join(kinds)}; {spec['method']} is {kind}")
+
+
+def class_names_needed(spec: dict[str, Any]) -> str | None:
+    """Why this run needs the dataset's class names (the text tower reads them), or None."""
+    kind = catalog.method(spec["method"]).kind
+    if kind in ("zeroshot", "coop"):
+        return spec["method"]
+    return f"head.init=text ({spec['method']})" if spec["head.init"] == "text" else None
 
 
 def loss_hparams(spec: dict[str, Any]) -> dict[str, Any]:
