@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--pretrained", help="open_clip pretrained tag (e.g. openai) or a checkpoint file")
     run.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                      help="override settings, e.g. --set train.iters=200 train.batch_size=64")
+    run.add_argument("--run-id", help="name of the run directory (default: a fresh id; a stage-1 run gets its own)")
+    run.add_argument("--no-ingest", action="store_true",
+                     help="leave the run out of the results database (the caller ingests it, as the UI does)")
     _add_store_args(run)
 
     sql = sub.add_parser("sql", help="read-only SQL over the results database")
@@ -68,12 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
-    from .runner import run_headless
+    from .runner import cancel_on_sigterm, run_headless
 
-    status = run_headless(dataset=args.dataset, backbone=args.backbone, method=args.method, seed=args.seed,
-                          data_root=args.data_root, pretrained=args.pretrained, sets=args.set,
-                          runs_dir=paths.runs_dir(args.runs_dir), results=paths.results_path(args.results),
-                          debug=args.debug)
+    with cancel_on_sigterm():
+        status = run_headless(dataset=args.dataset, backbone=args.backbone, method=args.method, seed=args.seed,
+                              data_root=args.data_root, pretrained=args.pretrained, sets=args.set,
+                              runs_dir=paths.runs_dir(args.runs_dir), results=paths.results_path(args.results),
+                              debug=args.debug, run_id=args.run_id, ingest=not args.no_ingest)
     return 0 if status.get("status") == "finished" else 1
 
 

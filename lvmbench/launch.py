@@ -28,10 +28,10 @@ def git_sha() -> str | None:
         return None
 
 
-def prepare(spec: dict, runs_dir: Path, sweep_id: str | None = None) -> RunDir:
+def prepare(spec: dict, runs_dir: Path, sweep_id: str | None = None, run_id: str | None = None) -> RunDir:
     """Create the run directory (status ``queued``) with the full resolved spec."""
     spec = {**spec, "config_hash": config.config_hash(spec), "git_sha": git_sha(), "sweep_id": sweep_id}
-    return RunDir.create(Path(runs_dir), spec)
+    return RunDir.create(Path(runs_dir), spec, run_id=run_id)
 
 
 def spawn(run: RunDir, env: dict | None = None, debug: bool = False) -> subprocess.Popen:

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import time
 from pathlib import Path
 from typing import Any, Iterator
+
+from .errors import UserError
 
 STATUSES = ("queued", "running", "finished", "failed", "killed", "cancelled")
 DONE = ("finished", "failed", "killed", "cancelled")
@@ -43,6 +46,22 @@ def read_jsonl(path: Path) -> Iterator[dict]:
                     continue
 
 
+RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def new_run_id(dataset: str, method: str, seed: int) -> str:
+    """``<dataset>-<method>-s<seed>-<YYYYmmdd-HHMMSS>-<4 hex>``: unique, sortable, readable."""
+    return f"{dataset}-{method}-s{seed}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def check_run_id(runs_dir: Path, run_id: str) -> None:
+    """Refuse a run id that is not a plain folder name or that names an existing run."""
+    if not RUN_ID_RE.fullmatch(run_id):
+        raise UserError(f"--run-id {run_id!r}: use letters, digits, '.', '_' and '-' (at most 128)")
+    if (Path(runs_dir) / run_id / "spec.json").exists():
+        raise UserError(f"--run-id {run_id}: a run with this id already exists in {runs_dir}")
+
+
 class RunDir:
     """Paths and readers/writers of one run's directory."""
 
@@ -59,9 +78,10 @@ class RunDir:
     ckpt_dir = property(lambda self: self.path / "ckpt")
 
     @classmethod
-    def create(cls, runs_dir: Path, spec: dict) -> "RunDir":
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        run_id = f"{spec['dataset']}-{spec['method']}-s{spec['seed']}-{stamp}-{secrets.token_hex(2)}"
+    def create(cls, runs_dir: Path, spec: dict, run_id: str | None = None) -> "RunDir":
+        """A new run directory named ``run_id`` (default: a fresh id); the folder may already exist
+        (a launcher may have created it for ``stdout.log``) but must not hold a run yet."""
+        run_id = run_id or new_run_id(spec["dataset"], spec["method"], spec["seed"])
         run = cls(Path(runs_dir) / run_id)
         run.eval_dir.mkdir(parents=True)
         atomic_write_json(run.spec_file, spec)

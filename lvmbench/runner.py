@@ -1,6 +1,8 @@
 """``lvmbench run --headless``: validate, train the stage-1 run if needed, run, ingest, print."""
 from __future__ import annotations
 
+import signal
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -8,9 +10,28 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import config, launch
 from .errors import UserError
-from .rundir import RunDir
+from .rundir import RunDir, check_run_id
 
 console = Console(stderr=True)
+
+
+class Terminated(UserError):
+    """SIGTERM reached ``lvmbench run`` (e.g. the UI's cancel key): the child was cancelled."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+@contextmanager
+def cancel_on_sigterm():
+    """Turn SIGTERM into :class:`Terminated` so the running child is cancelled and recorded."""
+    def handler(signum, frame):
+        raise Terminated("cancelled by SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def preflight(spec: dict) -> None:
@@ -35,9 +56,11 @@ def ingest_quietly(results: Path, run: RunDir) -> None:
                       f"(later: lvmbench ingest {run.path})")
 
 
-def execute(spec: dict, runs_dir: Path, results: Path, debug: bool = False, label: str | None = None) -> dict:
-    """Run one prepared spec in a child with a progress bar; ingest it; return its final status."""
-    run = launch.prepare(spec, runs_dir)
+def execute(spec: dict, runs_dir: Path, results: Path, debug: bool = False, label: str | None = None,
+            run_id: str | None = None, ingest: bool = True) -> dict:
+    """Run one prepared spec in a child with a progress bar; ingest it (unless told not to); return its
+    final status."""
+    run = launch.prepare(spec, runs_dir, run_id=run_id)
     proc = launch.spawn(run, debug=debug)
     iters = spec["train.iters"]
     columns = [TextColumn(f"[bold]{label or run.run_id}"), BarColumn(), MofNCompleteColumn(),
@@ -46,18 +69,26 @@ def execute(spec: dict, runs_dir: Path, results: Path, debug: bool = False, labe
         task = progress.add_task("train", total=iters)
         try:
             status = launch.wait(proc, run, lambda step: progress.update(task, completed=step))
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Terminated):
             launch.cancel(run, proc)
-            ingest_quietly(results, run)
+            if ingest:
+                ingest_quietly(results, run)
             raise
-    ingest_quietly(results, run)
+    if ingest:
+        ingest_quietly(results, run)
     return status
 
 
 def run_headless(dataset: str, backbone: str, method: str, seed: int, data_root: str | None,
-                 pretrained: str | None, sets: list[str], runs_dir: Path, results: Path, debug: bool = False) -> dict:
+                 pretrained: str | None, sets: list[str], runs_dir: Path, results: Path, debug: bool = False,
+                 run_id: str | None = None, ingest: bool = True) -> dict:
+    """Resolve, preflight, train (stage 1 first when needed) and report one run. ``run_id`` names the
+    final run's directory (a stage-1 run gets its own id); ``ingest=False`` leaves the database to the
+    caller (the UI is its only writer while it runs)."""
     from .store.db import check_is_duckdb
 
+    if run_id:
+        check_run_id(runs_dir, run_id)
     check_is_duckdb(results)
     spec = config.resolve(dataset, backbone, method, seed=seed, pretrained=pretrained,
                           data_root=str(Path(data_root).expanduser().resolve()) if data_root else None,
@@ -69,13 +100,14 @@ def run_headless(dataset: str, backbone: str, method: str, seed: int, data_root:
         if found:
             console.print(f"stage 1: reusing {found.run_id}")
         else:
-            s1_status = execute(stage1, runs_dir, results, debug, label=f"stage 1 ({stage1['method']})")
+            s1_status = execute(stage1, runs_dir, results, debug, label=f"stage 1 ({stage1['method']})",
+                                ingest=ingest)
             if s1_status.get("status") != "finished":
                 raise UserError(f"stage-1 run {s1_status.get('run_id')} {s1_status.get('status')}: "
                                 f"{s1_status.get('error')}")
             found = RunDir(runs_dir / s1_status["run_id"])
         spec["stage1.run_id"] = found.run_id
-    status = execute(spec, runs_dir, results, debug, label=method)
+    status = execute(spec, runs_dir, results, debug, label=method, run_id=run_id, ingest=ingest)
     print_outcome(RunDir(runs_dir / status["run_id"]), status)
     return status
 
