@@ -1,6 +1,123 @@
-"""Placeholder until the UI lands."""
+"""The lvmbench terminal UI: Launch · Live · Runs · Compare · SQL.
+
+It never imports torch: it starts ``lvmbench run --headless`` children, follows their run
+directories from worker threads, and ingests finished runs (it is the only writer of the database
+while it runs). Workers answer with Messages, as in harlequin; files are tailed as in toolong.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.message import Message
+from textual.reactive import reactive
+
+from .. import paths
+from ..errors import UserError
+from . import jobs
+from .results import Results
+from .screens.launch import LaunchScreen
+
+SCREENS = {"launch": ("F1", "Launch", "pick and start a run"),
+           "live": ("F2", "Live", "follow running runs; cancel"),
+           "runs": ("F3", "Runs", "every stored run; open one"),
+           "compare": ("F4", "Compare", "the study's tables; export"),
+           "sql": ("F5", "SQL", "read-only queries")}
+
+
+def _lazy(module: str, name: str):
+    """A screen factory that imports its module on first use (plotext and DuckDB load after startup)."""
+    def make():
+        import importlib
+
+        return getattr(importlib.import_module(f".screens.{module}", __package__), name)()
+
+    return make
+
+
+class JobFinished(Message):
+    def __init__(self, job: jobs.Job, status: str, error: str | None, ingest_error: str | None):
+        super().__init__()
+        self.job, self.status, self.error, self.ingest_error = job, status, error, ingest_error
+
+
+class LvmbenchApp(App):
+    TITLE = "lvmbench"
+    CSS_PATH = "app.tcss"
+    MODES = {"launch": LaunchScreen, "live": _lazy("live", "LiveScreen"), "runs": _lazy("runs", "RunsScreen"),
+             "compare": _lazy("compare", "CompareScreen"), "sql": _lazy("sql", "SqlScreen")}
+    DEFAULT_MODE = "launch"
+    BINDINGS = [Binding("q", "quit", "Quit")] + [Binding(key.lower(), f"switch_mode('{mode}')", label, priority=True)
+                                                 for mode, (key, label, _) in SCREENS.items()]
+
+    data_version: reactive[int] = reactive(0)  # bumped whenever the database changed
+
+    def __init__(self, results: Path | str | None = None, runs_dir: Path | str | None = None,
+                 poll_s: float = 0.5):
+        super().__init__()
+        self.results = Results(paths.results_path(str(results) if results else None))
+        self.runs_dir = paths.runs_dir(str(runs_dir) if runs_dir else None)
+        self.poll_s = poll_s
+        self.jobs: dict[str, jobs.Job] = {}
+        self.live_target: str | None = None
+
+    def on_mount(self) -> None:
+        self.set_interval(self.poll_s, self.check_jobs)
+
+    def get_system_commands(self, screen):
+        yield from super().get_system_commands(screen)
+        for mode, (key, label, help_text) in SCREENS.items():
+            yield SystemCommand(f"Go to {label}", f"{help_text} ({key})", lambda m=mode: self.switch_mode(m))
+
+    def bump_data(self) -> None:
+        self.data_version += 1
+
+    # -- children -----------------------------------------------------------------------------------
+    def launch(self, request: jobs.LaunchRequest) -> jobs.Job | None:
+        """Start a run in the background and follow it on the Live screen."""
+        try:
+            job = jobs.start(request, self.runs_dir, self.results.path)
+        except OSError as exc:
+            self.notify(f"cannot start the run: {exc}", severity="error", markup=False)
+            return None
+        self.jobs[job.run_id] = job
+        self.live_target = job.run_id
+        self.notify(f"started {job.run_id}", markup=False)
+        self.switch_mode("live")
+        return job
+
+    def check_jobs(self) -> None:
+        for job in list(self.jobs.values()):
+            if job.ended:
+                continue
+            jobs.enforce_cancel(job)
+            if job.proc.poll() is not None:
+                job.ended = True
+                self.finish_job(job)
+
+    @work(thread=True, group="ingest")
+    def finish_job(self, job: jobs.Job) -> None:
+        """Ingest what a finished child left (its run, and a stage-1 run it trained)."""
+        ingest_error = None
+        try:
+            self.results.ingest(jobs.runs_to_ingest(job, self.runs_dir))
+        except UserError as exc:
+            ingest_error = str(exc)
+        status, error = jobs.state(job)
+        self.post_message(JobFinished(job, status, error, ingest_error))
+
+    def on_job_finished(self, message: JobFinished) -> None:
+        error = message.error if not message.error or len(message.error) < 160 else message.error[:157] + "…"
+        text = f"{message.job.run_id}: {message.status}" + (f" ({error})" if error else "")
+        self.notify(text, severity="information" if message.status == "finished" else "error",
+                    timeout=10, markup=False)
+        if message.ingest_error:
+            self.notify(f"not stored: {message.ingest_error}", severity="error", timeout=10, markup=False)
+        self.bump_data()
 
 
 def main() -> int:
-    print("the terminal UI is not built yet; use `lvmbench run --headless`")
+    LvmbenchApp().run()
     return 0

@@ -1,0 +1,67 @@
+"""The Launch form: defaults shown, every bad value rejected with its message before anything starts."""
+from __future__ import annotations
+
+import pytest
+
+from lvmbench.tui import form
+from lvmbench.tui.jobs import LaunchRequest
+
+VALID = {"dataset": "mnist-lt", "method": "ce", "backbone": "tiny-clip", "pretrained": "", "data_root": "",
+         "seed": "", "train.iters": "", "train.batch_size": "", "train.lr": "", "decoder.depth": "", "sets": ""}
+
+
+def test_defaults_layer_study_dataset_and_method_profiles():
+    assert form.default_for("train.iters", "mnist-lt", "ce") == 300  # the embedded dataset's profile
+    assert form.default_for("train.iters", "imagenet-lt", "ce") == 8192  # the study's recipe
+    assert form.default_for("train.lr", "mnist-lt", "full_finetune") == 3e-5  # the method's profile wins
+    assert form.default_for("decoder.depth", "places-lt", "lade") == 3
+    assert form.default_pretrained("tiny-clip") == "embedded" and form.default_pretrained("ViT-B-16") == "openai"
+
+
+@pytest.mark.parametrize("field,text,message", [
+    ("seed", "-1", "an integer >= 0"),
+    ("seed", "x", "an integer >= 0"),
+    ("backbone", "  ", "required"),
+    ("train.iters", "abc", "train.iters=abc: expected int"),
+    ("train.iters", "0", "train.iters=0: must be > 0"),
+    ("train.lr", "-0.1", "train.lr=-0.1: must be > 0"),
+    ("decoder.depth", "1.5", "decoder.depth=1.5: expected int"),
+    ("pretrained", "/no/such/weights.pt", "checkpoint file not found: /no/such/weights.pt"),
+    ("data_root", "/no/such/folder", "folder not found: /no/such/folder"),
+    ("sets", "train.batch_size=0", "train.batch_size=0: must be > 0"),
+    ("sets", "train.iters", "train.iters: expected key=value"),
+])
+def test_bad_values_have_one_line_messages(field, text, message):
+    assert form.check(field, text) == message
+
+
+def test_unknown_setting_suggests_the_closest_key():
+    assert form.check("sets", "train.iter=5").startswith("unknown --set key 'train.iter' (did you mean train.iters")
+
+
+@pytest.mark.parametrize("field,text", [("seed", "3"), ("pretrained", "openai"), ("pretrained", ""),
+                                        ("train.lr", "0.01"), ("sets", "loss.tau=1.5 train.threads=1")])
+def test_good_values_pass(field, text):
+    assert form.check(field, text) is None
+
+
+def test_request_from_the_form(tmp_path):
+    ckpt = tmp_path / "w.pt"
+    ckpt.write_bytes(b"")
+    values = {**VALID, "method": "lade", "seed": "2", "pretrained": str(ckpt), "data_root": str(tmp_path),
+              "train.iters": "20", "train.lr": "0.1", "sets": "train.threads=1 train.eval_every=10"}
+    request, errors = form.build_request(values)
+    assert errors == {}
+    assert request == LaunchRequest(dataset="mnist-lt", backbone="tiny-clip", method="lade", seed=2,
+                                    pretrained=str(ckpt), data_root=str(tmp_path),
+                                    sets=("train.iters=20", "train.lr=0.1", "train.threads=1", "train.eval_every=10"))
+
+
+def test_no_request_while_any_field_is_bad():
+    request, errors = form.build_request({**VALID, "seed": "-1", "train.iters": "0"})
+    assert request is None and set(errors) == {"seed", "train.iters"}
+
+
+def test_empty_form_is_the_embedded_default():
+    request, _ = form.build_request(VALID)
+    assert request == LaunchRequest()

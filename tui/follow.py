@@ -1,0 +1,191 @@
+"""Follow a run directory while its child writes it: read only what is new, whole lines only.
+
+A worker thread calls :meth:`RunFollower.poll` and posts the :class:`RunUpdate` it returns; the UI
+thread folds updates into a :class:`LiveData` (the series the Live screen plots). Standard library only.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..rundir import RunDir
+
+LOG_START_BYTES = 64 * 1024  # a long log is followed from its last 64 KiB
+LOG_LINES = 300
+
+
+class Tail:
+    """The complete lines appended to a file since the last call (handles truncation and replacement)."""
+
+    def __init__(self, path: Path, start_bytes: int | None = None):
+        self.path, self.start_bytes = Path(path), start_bytes
+        self.offset, self.partial, self.inode = 0, b"", None
+
+    def read_lines(self) -> list[str]:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return []
+        skip_first = False
+        if st.st_ino != self.inode or st.st_size < self.offset:
+            self.offset, self.partial, self.inode = 0, b"", st.st_ino
+            if self.start_bytes is not None and st.st_size > self.start_bytes:
+                self.offset, skip_first = st.st_size - self.start_bytes, True
+        if st.st_size == self.offset:
+            return []
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read(st.st_size - self.offset)
+        self.offset += len(data)
+        *lines, self.partial = (self.partial + data).split(b"\n")
+        if skip_first and lines:
+            lines = lines[1:]  # started mid-line
+        return [line.decode(errors="replace").split("\r")[-1] for line in lines]
+
+    def read_records(self) -> list[dict]:
+        """The new lines parsed as JSON objects (a corrupt line is skipped)."""
+        out = []
+        for line in self.read_lines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict):
+                out.append(record)
+        return out
+
+
+@dataclass
+class RunUpdate:
+    """What changed in one run directory since the previous poll."""
+
+    run_id: str
+    metrics: list[dict] = field(default_factory=list)
+    system: list[dict] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+    status: dict | None = None
+    spec: dict | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.metrics or self.system or self.log or self.status is not None or self.spec is not None)
+
+
+class RunFollower:
+    """Incremental reader of one run directory (metrics, system, stdout.log, status, spec)."""
+
+    def __init__(self, run: RunDir):
+        self.run = run
+        self.metrics, self.system = Tail(run.metrics_file), Tail(run.system_file)
+        self.log = Tail(run.log_file, start_bytes=LOG_START_BYTES)
+        self.status_mtime: float | None = None
+        self.spec_seen = False
+
+    def poll(self) -> RunUpdate:
+        update = RunUpdate(self.run.run_id, self.metrics.read_records(), self.system.read_records(),
+                           self.log.read_lines())
+        if not self.spec_seen and self.run.spec_file.exists():
+            try:
+                update.spec, self.spec_seen = self.run.spec(), True
+            except (OSError, json.JSONDecodeError):
+                pass
+        try:
+            mtime = self.run.status_file.stat().st_mtime
+        except FileNotFoundError:
+            mtime = None
+        if mtime is not None and mtime != self.status_mtime:
+            self.status_mtime = mtime
+            update.status = self.run.status()
+        return update
+
+
+@dataclass
+class Series:
+    x: list[float] = field(default_factory=list)
+    y: list[float] = field(default_factory=list)
+
+    def add(self, x: float, y) -> None:
+        if isinstance(y, (int, float)) and not isinstance(y, bool):
+            self.x.append(x)
+            self.y.append(float(y))
+
+
+@dataclass
+class LiveData:
+    """Everything the Live screen shows about one run, folded from successive :class:`RunUpdate`s."""
+
+    run_id: str
+    iters: int | None = None
+    status: dict = field(default_factory=dict)
+    loss: Series = field(default_factory=Series)
+    lr: Series = field(default_factory=Series)
+    val_overall: Series = field(default_factory=Series)
+    val_few: Series = field(default_factory=Series)
+    mem: Series = field(default_factory=Series)
+    power: Series = field(default_factory=Series)
+    gpu: bool = False
+    log: deque = field(default_factory=lambda: deque(maxlen=LOG_LINES))
+    _t0: float | None = None
+    _first: tuple[int, float] | None = None  # (step, ts) of the first training record
+    _last: tuple[int, float] | None = None
+
+    def apply(self, update: RunUpdate) -> None:
+        if update.spec:
+            self.iters = update.spec.get("train.iters")
+        if update.status is not None:
+            self.status = update.status
+        for rec in update.metrics:
+            step = rec.get("step")
+            if step is None:
+                continue
+            if "loss" in rec:
+                self.loss.add(step, rec["loss"])
+                self.lr.add(step, rec.get("lr"))
+                if isinstance(rec.get("ts"), (int, float)):
+                    self._last = (int(step), float(rec["ts"]))
+                    self._first = self._first or self._last
+            self.val_overall.add(step, rec.get("val/overall"))
+            self.val_few.add(step, rec.get("val/few"))
+        for ts, mem, power, gpu in _per_sample(update.system):
+            self._t0 = ts if self._t0 is None else self._t0
+            self.gpu = self.gpu or gpu
+            self.mem.add(ts - self._t0, mem)
+            self.power.add(ts - self._t0, power)
+        self.log.extend(update.log)
+
+    @property
+    def step(self) -> int:
+        return self._last[0] if self._last else 0
+
+    def eta_s(self) -> float | None:
+        """Seconds left at the rate between the first and the last logged training step."""
+        if not (self.iters and self._first and self._last) or self._last[0] <= self._first[0]:
+            return None
+        rate = (self._last[1] - self._first[1]) / (self._last[0] - self._first[0])
+        return max(0, self.iters - self._last[0]) * rate
+
+
+def _per_sample(records: list[dict]):
+    """Sum GPU memory and power over the GPUs sampled at the same time: (ts, MiB, W, on_gpu)."""
+    by_ts: dict[float, list[dict]] = {}
+    for r in records:
+        if isinstance(r.get("ts"), (int, float)):
+            by_ts.setdefault(float(r["ts"]), []).append(r)
+    for ts in sorted(by_ts):
+        rs = by_ts[ts]
+        mem = [r["mem_mib"] for r in rs if r.get("mem_mib") is not None]
+        power = [r["power_w"] for r in rs if r.get("power_w") is not None]
+        yield ts, (sum(mem) if mem else None), (sum(power) if power else None), \
+            any(r.get("gpu_index") is not None for r in rs)
+
+
+def format_seconds(seconds: float | None) -> str:
+    """``1:02:03`` / ``2:03``; ``–`` when unknown."""
+    if seconds is None:
+        return "–"
+    s = int(round(seconds))
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

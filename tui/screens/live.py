@@ -1,0 +1,213 @@
+"""Live: plots that update while a run trains, read from its run directory by a worker thread
+(loss and lr, val accuracy, memory and power), a progress bar with ETA, the log tail, cancel."""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Log, ProgressBar, Select, Static
+
+from ...rundir import DONE, RunDir, list_runs
+from .. import jobs
+from ..follow import LiveData, RunFollower, RunUpdate, format_seconds
+from ..widgets.plots import SeriesPlot
+
+ACTIVE = ("queued", "running")
+
+
+class LiveUpdate(Message):
+    def __init__(self, update: RunUpdate, state: tuple[str, str | None]):
+        super().__init__()
+        self.update, self.state = update, state
+
+
+class ActiveRuns(Message):
+    """Run ids found running in the runs directory (launched by this UI or elsewhere)."""
+
+    def __init__(self, run_ids: list[str]):
+        super().__init__()
+        self.run_ids = run_ids
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:
+        return True
+
+
+def discovered_state(run: RunDir) -> tuple[str, str | None]:
+    """The state of a run this UI did not launch; a running one whose process is gone is ``lost``."""
+    status = run.status()
+    name = status.get("status", "queued")
+    if name == "running" and status.get("pid") and not _alive(status["pid"]):
+        return "lost", "its training process is gone (see stdout.log)"
+    return name, status.get("error")
+
+
+class LiveScreen(Screen):
+    TITLE = "Live"
+    BINDINGS = [Binding("c", "cancel", "Cancel run"), Binding("n", "cycle(1)", "Next run"),
+                Binding("p", "cycle(-1)", "Prev run")]
+
+    def __init__(self, poll_s: float = 0.5, scan_s: float = 2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.poll_s, self.scan_s = poll_s, scan_s
+        self.run_ids: list[str] = []
+        self.current: str | None = None
+        self.follower: RunFollower | None = None
+        self.data: LiveData | None = None
+        self.state: tuple[str, str | None] = ("", None)
+        self._poll_lock = threading.Lock()  # one poll at a time: a follower keeps file offsets
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="live-top"):
+            yield Select([], prompt="no run", compact=True, id="run-select")
+            yield Static("", id="run-state")
+        yield Static("No run in progress: launch one from the Launch screen (F1).", id="live-empty")
+        with Vertical(id="live-body"):
+            with Horizontal(id="progress-row"):
+                yield ProgressBar(total=1, show_eta=False, id="progress")
+                yield Static("", id="progress-text")
+            yield Static("", id="run-error")
+            with Grid(id="plots"):
+                yield SeriesPlot("loss · lr", "step", id="plot-loss")
+                yield SeriesPlot("val accuracy (%)", "step", id="plot-val")
+                yield SeriesPlot("memory (MiB)", "seconds", id="plot-mem")
+                yield SeriesPlot("GPU power (W)", "seconds", id="plot-power")
+            yield Log(max_lines=500, id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#live-body").display = False
+        self.set_interval(self.poll_s, self.poll)
+        self.set_interval(self.scan_s, self.scan)
+        self.scan()
+
+    def on_screen_resume(self) -> None:
+        target = getattr(self.app, "live_target", None)
+        if target:
+            self.app.live_target = None
+            self.add_runs([target])
+            self.select(target)
+        self.scan()
+
+    # -- which runs ---------------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="live-scan")
+    def scan(self) -> None:
+        runs_dir = self.app.runs_dir
+        found = [r.run_id for r in list_runs(runs_dir) if r.status().get("status") in ACTIVE]
+        self.post_message(ActiveRuns(found))
+
+    def on_active_runs(self, message: ActiveRuns) -> None:
+        self.add_runs(list(self.app.jobs) + message.run_ids)
+
+    def add_runs(self, run_ids: list[str]) -> None:
+        new = [r for r in dict.fromkeys(run_ids) if r not in self.run_ids]
+        if not new:
+            return
+        self.run_ids = sorted(self.run_ids + new, reverse=True)
+        select = self.query_one("#run-select", Select)
+        with self.prevent(Select.Changed):
+            select.set_options([(r, r) for r in self.run_ids])
+            if self.current:
+                select.value = self.current
+        if self.current is None:
+            self.select(self.run_ids[0])
+
+    def select(self, run_id: str) -> None:
+        if run_id == self.current:
+            return
+        self.current = run_id
+        self.follower = RunFollower(RunDir(Path(self.app.runs_dir) / run_id))
+        self.data = LiveData(run_id)
+        self.state = ("", None)
+        select = self.query_one("#run-select", Select)
+        if select.value != run_id:
+            with self.prevent(Select.Changed):
+                select.value = run_id
+        self.query_one("#live-empty").display = False
+        self.query_one("#live-body").display = True
+        self.query_one(Log).clear()
+        self.redraw(full=True)
+        self.poll()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if isinstance(event.value, str):
+            self.select(event.value)
+
+    def action_cycle(self, step: int) -> None:
+        if self.run_ids and self.current in self.run_ids:
+            self.select(self.run_ids[(self.run_ids.index(self.current) + step) % len(self.run_ids)])
+
+    # -- following the selected run -----------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="live-poll")
+    def poll(self) -> None:
+        follower = self.follower
+        if follower is None or not self._poll_lock.acquire(blocking=False):
+            return
+        try:
+            update = follower.poll()
+            job = self.app.jobs.get(follower.run.run_id)
+            state = jobs.state(job) if job else discovered_state(follower.run)
+        finally:
+            self._poll_lock.release()
+        if update or state != self.state:
+            self.post_message(LiveUpdate(update, state))
+
+    def on_live_update(self, message: LiveUpdate) -> None:
+        if self.data is None or message.update.run_id != self.data.run_id:
+            return
+        self.data.apply(message.update)
+        self.state = message.state
+        if message.update.log:
+            self.query_one(Log).write_lines(message.update.log)
+        self.redraw(full=bool(message.update.metrics or message.update.system))
+
+    def redraw(self, full: bool) -> None:
+        data, (status, error) = self.data, self.state
+        if data is None:
+            return
+        self.query_one("#run-state", Static).update(Text(status or "…", style="bold"))
+        bar = self.query_one(ProgressBar)
+        bar.update(total=data.iters, progress=data.step)
+        if data.iters:
+            eta = data.eta_s() if status == "running" else None
+            self.query_one("#progress-text", Static).update(
+                f"step {data.step}/{data.iters} · ETA {format_seconds(eta)}")
+        self.query_one("#run-error", Static).update(Text(f"{status}: {error}" if error else "", style="red"))
+        self.query_one("#run-error").display = bool(error)
+        if not full:
+            return
+        self.query_one("#plot-loss", SeriesPlot).show([("loss", data.loss, "left"), ("lr", data.lr, "right")])
+        self.query_one("#plot-val", SeriesPlot).show([("overall", data.val_overall, "left"),
+                                                      ("few", data.val_few, "left")])
+        mem_title = "GPU memory (MiB)" if data.gpu else "process memory (MiB)"
+        self.query_one("#plot-mem", SeriesPlot).show([("MiB", data.mem, "left")], title=mem_title)
+        on_cpu = data.mem.x and not data.gpu
+        self.query_one("#plot-power", SeriesPlot).show(
+            [("W", data.power, "left")], title="power (W): no GPU, not measured" if on_cpu else "GPU power (W)",
+            empty="" if on_cpu else "waiting for data")
+
+    # -- cancel -------------------------------------------------------------------------------------
+    def action_cancel(self) -> None:
+        job = self.app.jobs.get(self.current or "")
+        if job is None:
+            self.notify("only runs launched from this window can be cancelled here", severity="warning")
+        elif job.proc.poll() is not None or self.state[0] in DONE:
+            self.notify(f"{job.run_id} is not running", markup=False)
+        else:
+            jobs.cancel(job)
+            self.notify(f"cancelling {job.run_id}…", markup=False)

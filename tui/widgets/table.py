@@ -1,0 +1,38 @@
+"""A DataTable filled from columns and rows, numbers formatted as in the CLI's tables."""
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from ...render import fmt
+
+TEXT_COLUMNS = {"run", "status", "dataset", "backbone", "method", "Method", "Backbone", "class", "key", "value",
+                "split", "group"}
+
+
+def cell(column: str, value, best: dict | None = None) -> Text:
+    """One cell: numbers right-aligned; the best value of its column bold green."""
+    text = fmt(value)
+    numeric = column not in TEXT_COLUMNS and (value is None or isinstance(value, (int, float))) \
+        and not isinstance(value, bool)
+    style = "bold green" if best and column in best and value == best[column] else ""
+    return Text(text, style=style, justify="right" if numeric else "left")
+
+
+class ResultTable(DataTable):
+    """``show(columns, rows, best)`` replaces the content; a row's key is its ``key_index`` cell's text."""
+
+    DEFAULT_CSS = "ResultTable { height: 1fr; }"
+
+    def __init__(self, **kwargs):
+        super().__init__(zebra_stripes=True, cursor_type="row", **kwargs)
+
+    def show(self, columns: list[str], rows: list[list], best: dict | None = None, key_index: int = 0) -> None:
+        self.clear(columns=True)
+        self.add_columns(*columns)
+        seen: set[str] = set()
+        for row in rows:
+            key = str(row[key_index])
+            key = None if key in seen else key
+            seen.add(key)
+            self.add_row(*[cell(c, v, best) for c, v in zip(columns, row)], key=key)
