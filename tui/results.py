@@ -45,6 +45,14 @@ class Results:
                 ingest_run(con, run)
         return [r.run_id for r in runs]
 
+    def ingest_dir(self, path: Path) -> list[str]:
+        """What ``lvmbench ingest`` does: every run directory under ``path``."""
+        from ..store import open_writer
+        from ..store.ingest import ingest_dir
+
+        with self._lock, open_writer(self.path) as con:
+            return ingest_dir(con, path)
+
     def query(self, sql: str, params: list | None = None, limit: int = MAX_ROWS) -> Result:
         def run(con):
             cur = con.execute(sql, params or [])

@@ -2,6 +2,8 @@
 per-class accuracy by shot group, cost)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -11,7 +13,6 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from ...errors import UserError
-from ...rundir import DONE, list_runs
 from ..results import Result, runs_table
 from ..widgets.table import ResultTable
 from .detail import RunDetailScreen
@@ -153,9 +154,12 @@ class RunsScreen(Screen):
 
     @work(thread=True, exclusive=True, group="ingest-all")
     def action_ingest(self) -> None:
-        runs = [r for r in list_runs(self.app.runs_dir) if r.status().get("status") in DONE]
+        if not Path(self.app.runs_dir).is_dir():
+            self.app.call_from_thread(self.notify, f"no runs directory {self.app.runs_dir}", severity="warning",
+                                      markup=False)
+            return
         try:
-            ids = self.app.results.ingest(runs)
+            ids = self.app.results.ingest_dir(self.app.runs_dir)
         except UserError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error", markup=False)
             return

@@ -1,0 +1,60 @@
+"""The app without training: keys, the Runs screen's ingest, the SQL screen's errors, a bad database."""
+from __future__ import annotations
+
+from lvmbench.tui.app import LvmbenchApp
+
+from .test_snapshots import settle
+
+
+async def test_function_keys_switch_screens(fixture_store):
+    results, runs_dir = fixture_store
+    app = LvmbenchApp(results=results, runs_dir=runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        names = []
+        for key in ("f2", "f3", "f4", "f5", "f1"):
+            await pilot.press(key)
+            names.append(type(app.screen).__name__)
+        assert names == ["LiveScreen", "RunsScreen", "CompareScreen", "SqlScreen", "LaunchScreen"]
+
+
+async def test_ingest_key_stores_run_directories_made_elsewhere(fixture_store):
+    results, runs_dir = fixture_store
+    app = LvmbenchApp(results=results, runs_dir=runs_dir)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f3")
+        await settle(pilot)
+        screen = app.screen
+        assert len(screen.result.rows) == 5
+        await pilot.press("i")
+        await settle(pilot)
+        rows = {row[-1]: row for row in screen.result.rows}
+        assert len(rows) == 6 and rows["mnist-lt-ce-s1-live"][0] == "running"
+
+
+async def test_sql_errors_are_shown_inline_and_writes_are_refused(fixture_store):
+    results, runs_dir = fixture_store
+    app = LvmbenchApp(results=results, runs_dir=runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f5")
+        box = app.screen.query_one("#sql-input")
+        for sql, expected in [("SELEC 1", "SQL error: Parser Error"), ("DELETE FROM runs", "read-only"),
+                              ("SELECT count(*) AS n FROM runs", "1 row(s)")]:
+            box.value = sql
+            await pilot.press("enter")
+            await settle(pilot)
+            note = str(app.screen.query_one("#sql-note").render())
+            assert expected in note, (sql, note)
+
+
+async def test_a_file_that_is_not_a_database_is_reported_not_fatal(tmp_path):
+    bad = tmp_path / "results.duckdb"
+    bad.write_text("not a database at all")
+    app = LvmbenchApp(results=bad, runs_dir=tmp_path / "runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f3")
+        await settle(pilot)
+        assert "is not a DuckDB database" in str(app.screen.query_one("#runs-note").render())
+        await pilot.press("f4")
+        await settle(pilot)
+        assert "is not a DuckDB database" in str(app.screen.query_one("#compare-title").render())
+    assert bad.read_text() == "not a database at all"
