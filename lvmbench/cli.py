@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-id", help="name of the run directory (default: a fresh id; a stage-1 run gets its own)")
     run.add_argument("--no-ingest", action="store_true",
                      help="leave the run out of the results database (the caller ingests it, as the UI does)")
+    run.add_argument("--resume", metavar="RUN_ID",
+                     help="continue a killed, failed or cancelled run from its last checkpoint, in its directory")
     _add_store_args(run)
 
     sql = sub.add_parser("sql", help="read-only SQL over the results database")
@@ -73,11 +75,25 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_run(args) -> int:
     from .runner import cancel_on_sigterm, run_headless
 
+    if args.resume:
+        return cmd_resume(args)
     with cancel_on_sigterm():
         status = run_headless(dataset=args.dataset, backbone=args.backbone, method=args.method, seed=args.seed,
                               data_root=args.data_root, pretrained=args.pretrained, sets=args.set,
                               runs_dir=paths.runs_dir(args.runs_dir), results=paths.results_path(args.results),
                               debug=args.debug, run_id=args.run_id, ingest=not args.no_ingest)
+    return 0 if status.get("status") == "finished" else 1
+
+
+def cmd_resume(args) -> int:
+    from .runner import cancel_on_sigterm, resume_headless
+
+    if args.set or args.run_id:
+        raise UserError("--resume continues a run with the settings it was started with; drop --set and --run-id")
+    with cancel_on_sigterm():
+        status = resume_headless(args.resume, runs_dir=paths.runs_dir(args.runs_dir),
+                                 results=paths.results_path(args.results), debug=args.debug,
+                                 ingest=not args.no_ingest)
     return 0 if status.get("status") == "finished" else 1
 
 
@@ -128,12 +144,16 @@ def cmd_table(args) -> int:
 
 
 def cmd_ingest(args) -> int:
+    from .launch import recover
+    from .rundir import find_runs
     from .store import open_writer
     from .store.ingest import ingest_dir
 
     target = Path(args.dir) if args.dir else paths.runs_dir(args.runs_dir)
     if not target.exists():
         raise UserError(f"run directory not found: {target}")
+    for run in find_runs(target):
+        recover(run)  # a run whose parent died is still marked running: record it as killed
     with open_writer(paths.results_path(args.results)) as con:
         ids = ingest_dir(con, target)
     print(f"ingested {len(ids)} run(s) into {paths.results_path(args.results)}")

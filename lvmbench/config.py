@@ -72,7 +72,7 @@ SCHEMA: dict[str, Param] = {
     "finetune.grad_checkpointing": Param(False, bool),
     "cache.mode": Param("eval", str, choices=("off", "eval", "train")),
     "cache.views": Param(1, int, _pos, "> 0"),
-    "ckpt.every": Param(0, int, _nonneg, ">= 0 (0 = only at the end)"),
+    "ckpt.every": Param(1024, int, _nonneg, ">= 0 (0 = only at the end)"),  # resume loses at most this
 }
 
 # Settings that change how fast or where a run goes, not what it computes.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -121,3 +122,53 @@ def wait(proc: subprocess.Popen, run: RunDir, on_poll=None, interval: float = 0.
     if on_poll:
         on_poll(progress_step(run))
     return finalize(run, proc.returncode)
+
+def child_alive(run: RunDir, status: dict) -> bool:
+    """Whether the training process of ``run`` that ``status`` names still runs (checked on its host)."""
+    pid = status.get("pid")
+    if not pid or status.get("host") not in (None, socket.gethostname()):
+        return bool(pid)  # another machine's run (e.g. Slurm): assume it lives
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # the pid may have been reused by an unrelated process
+        return run.run_id in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return True
+
+
+def recover(run: RunDir) -> dict:
+    """A run left ``running`` whose process is gone (its parent died, the machine rebooted) is killed."""
+    status = run.status()
+    if status.get("status") == "running" and not child_alive(run, status):
+        return run.write_status(status="killed", ended_at=now(), log_tail=run.log_tail(50),
+                                error=f"training process {status.get('pid')} is gone (its parent died or it was "
+                                      f"killed); continue it with: lvmbench run --headless --resume {run.run_id}")
+    return status
+
+
+def resumable(runs_dir: Path, run_id: str) -> RunDir:
+    """The run ``run_id``, checked to be one that can continue: failed, killed or cancelled."""
+    from .errors import UserError, suggest
+
+    run = RunDir(Path(runs_dir) / run_id)
+    if not run.exists():
+        ids = [r.run_id for r in list_runs(runs_dir)]
+        raise UserError(f"no run {run_id} in {runs_dir}{suggest(run_id, ids)}")
+    status = recover(run)
+    state = status.get("status")
+    if state == "finished":
+        raise UserError(f"run {run_id} already finished; nothing to resume")
+    if state == "running" or (state == "queued" and child_alive(run, status)):
+        raise UserError(f"run {run_id} is still running (pid {status.get('pid')}); cancel it first")
+    return run
+
+
+def reopen(run: RunDir) -> dict:
+    """Mark a resumable run ``queued`` again (its child continues from ``ckpt/last.pt``)."""
+    status = run.status()
+    return run.write_status(status="queued", resumed_at=now(), resumes=status.get("resumes", 0) + 1,
+                            ended_at=None, error=None, user_error=None, log_tail=None)

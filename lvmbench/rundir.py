@@ -76,6 +76,7 @@ class RunDir:
     log_file = property(lambda self: self.path / "stdout.log")
     eval_dir = property(lambda self: self.path / "eval")
     ckpt_dir = property(lambda self: self.path / "ckpt")
+    bad_images_file = property(lambda self: self.path / "bad_images.jsonl")
 
     @classmethod
     def create(cls, runs_dir: Path, spec: dict, run_id: str | None = None) -> "RunDir":
@@ -117,6 +118,10 @@ class RunDir:
     def system(self) -> list[dict]:
         return list(read_jsonl(self.system_file))
 
+    def skipped_images(self) -> int:
+        """How many distinct images ``data.on_bad_image=skip`` has left out (missing or undecodable)."""
+        return len({r.get("image") for r in read_jsonl(self.bad_images_file)})
+
     def evaluation(self, split: str) -> dict | None:
         path = self.eval_dir / f"{split}.json"
         return json.loads(path.read_text()) if path.exists() else None
@@ -140,6 +145,11 @@ def _jsonable(value: Any) -> Any:
         return float(value)
     except (TypeError, ValueError):
         return str(value)
+
+
+def find_runs(path: Path) -> list[RunDir]:
+    """``path`` itself when it is a run directory, else every run directory under it."""
+    return [RunDir(path)] if (Path(path) / "spec.json").exists() else list_runs(path)
 
 
 def list_runs(runs_dir: Path) -> list[RunDir]:

@@ -37,10 +37,10 @@ def cancel_on_sigterm():
 def preflight(spec: dict) -> None:
     """Fail fast, in the parent, on a bad data path or backbone: nothing is created or stored."""
     from .data import build_dataset
-    from .models.backbone import resolve_weights
+    from .models.backbone import ensure_weights
 
     build_dataset(spec)
-    resolve_weights(spec["backbone"], spec["pretrained"])
+    ensure_weights(spec["backbone"], spec["pretrained"])
 
 
 def ingest_quietly(results: Path, run: RunDir) -> None:
@@ -57,10 +57,11 @@ def ingest_quietly(results: Path, run: RunDir) -> None:
 
 
 def execute(spec: dict, runs_dir: Path, results: Path, debug: bool = False, label: str | None = None,
-            run_id: str | None = None, ingest: bool = True) -> dict:
-    """Run one prepared spec in a child with a progress bar; ingest it (unless told not to); return its
-    final status."""
-    run = launch.prepare(spec, runs_dir, run_id=run_id)
+            run_id: str | None = None, ingest: bool = True, resume: RunDir | None = None) -> dict:
+    """Run one prepared spec in a child with a progress bar; ingest it (unless told not to, or it failed
+    on bad input); return its final status. ``resume``: continue that run in its own directory instead
+    of creating one."""
+    run = resume or launch.prepare(spec, runs_dir, run_id=run_id)
     proc = launch.spawn(run, debug=debug)
     iters = spec["train.iters"]
     columns = [TextColumn(f"[bold]{label or run.run_id}"), BarColumn(), MofNCompleteColumn(),
@@ -74,7 +75,7 @@ def execute(spec: dict, runs_dir: Path, results: Path, debug: bool = False, labe
             if ingest:
                 ingest_quietly(results, run)
             raise
-    if ingest:
+    if ingest and not status.get("user_error"):
         ingest_quietly(results, run)
     return status
 
@@ -112,6 +113,21 @@ def run_headless(dataset: str, backbone: str, method: str, seed: int, data_root:
     return status
 
 
+def resume_headless(run_id: str, runs_dir: Path, results: Path, debug: bool = False, ingest: bool = True) -> dict:
+    """Continue a killed, failed or cancelled run in its own directory from its last checkpoint
+    (``ckpt/last.pt``; from the start when it has none), then ingest and report it."""
+    from .store.db import check_is_duckdb
+
+    check_is_duckdb(results)
+    run = launch.resumable(runs_dir, run_id)
+    spec = run.spec()
+    preflight(spec)
+    launch.reopen(run)
+    status = execute(spec, runs_dir, results, debug, label=f"resume {spec['method']}", ingest=ingest, resume=run)
+    print_outcome(run, status)
+    return status
+
+
 def print_outcome(run: RunDir, status: dict) -> None:
     from .render import render
 
@@ -119,6 +135,7 @@ def print_outcome(run: RunDir, status: dict) -> None:
     if status.get("status") != "finished":
         out.print(f"[red]run {run.run_id} {status.get('status')}:[/] {status.get('error')}")
         out.print(f"log: {run.log_file}")
+        out.print(f"continue it (once the cause is fixed): lvmbench run --headless --resume {run.run_id}")
         return
     test = run.evaluation("test") or {}
     cols = ["overall", "many", "medium", "few", "precision", "recall", "f1", "worst_class"]

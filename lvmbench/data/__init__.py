@@ -8,6 +8,7 @@ from .base import LTDataset, Split  # noqa: F401
 def build_dataset(spec: dict) -> LTDataset:
     """Load the dataset a run spec names (``dataset``, ``data_root`` and the ``data.*`` keys)."""
     from . import cifar, folder, mnist_lt, split_file
+    from .checks import check_listed_images
 
     name = spec["dataset"]
     kwargs = dict(data_root=spec.get("data_root"), imbalance_ratio=spec["data.imbalance_ratio"],
@@ -17,7 +18,7 @@ def build_dataset(spec: dict) -> LTDataset:
     if name == "mnist-lt":
         return mnist_lt.load(**kwargs)
     if name in split_file.LAYOUTS:
-        return split_file.load(name, **kwargs)
+        return check_listed_images(split_file.load(name, **kwargs), spec["data.on_bad_image"])
     if name in cifar.FOLDERS:
         return cifar.load(name, **kwargs)
     if name == "folder":

@@ -26,6 +26,11 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def subset(self, idx: np.ndarray) -> "Split":
+        """The samples at positions ``idx``, in that order."""
+        samples = self.samples[idx] if isinstance(self.samples, np.ndarray) else [self.samples[i] for i in idx]
+        return Split(samples, self.labels[idx], self.root, [self.where[i] for i in idx] if self.where else [])
+
     def load(self, i: int):
         """Return sample ``i`` as an RGB PIL image."""
         from PIL import Image
@@ -33,19 +38,30 @@ class Split:
         item = self.samples[i]
         if isinstance(self.samples, np.ndarray):
             return Image.fromarray(item).convert("RGB")
-        path = self.root / item if self.root else Path(item)
-        origin = f" (listed at {self.where[i]})" if self.where else ""
+        path = self.path(i)
         if not path.exists():
-            raise UserError(f"image file missing: {path}{origin}")
+            raise MissingImage(f"image file missing: {self.describe(i)}")
         try:
             with Image.open(path) as img:
                 return img.convert("RGB")
         except (OSError, ValueError) as exc:
-            raise BadImage(f"cannot decode image {path}{origin}: {exc}") from None
+            raise BadImage(f"cannot decode image {self.describe(i)}: {exc}") from None
+
+    def path(self, i: int) -> Path:
+        return self.root / self.samples[i] if self.root else Path(self.samples[i])
+
+    def describe(self, i: int) -> str:
+        """Sample ``i``'s file and, when a split file lists it, where: for error messages."""
+        return f"{self.path(i)}" + (f" (listed at {self.where[i]})" if self.where else "")
 
 
 class BadImage(UserError):
     """An image that exists but cannot be decoded."""
+
+
+class MissingImage(UserError):
+    """An image file that a split lists but that is not there."""
+
 
 
 @dataclass
@@ -58,6 +74,7 @@ class LTDataset:
     test: Split
     val: Split | None = None
     class_names: list[str] | None = None
+    skipped: list[dict] = field(default_factory=list)  # listed images dropped by data.on_bad_image=skip
 
     @property
     def train_counts(self) -> np.ndarray:

@@ -64,10 +64,16 @@ def load(name: str, data_root: str | None, train_list=None, val_list=None, test_
 
     train, test = read_split(path(train_f), root), read_split(path(test_f), root)
     val = read_split(path(val_f), root) if val_f else None
-    names = _class_names(name, root, classnames and path(classnames))
+    names_file = classnames and path(classnames)
+    names = _class_names(name, root, names_file)
     if num_classes is None:
         num_classes = len(names) if names else 1 + max(int(s.labels.max()) for s in (train, val, test) if s and len(s))
-    return LTDataset(name, num_classes, train=train, val=val, test=test, class_names=names).check()
+    try:
+        return LTDataset(name, num_classes, train=train, val=val, test=test, class_names=names).check()
+    except UserError as exc:
+        if names_file:  # the labels or the class-names file may be the culprit: name both
+            raise UserError(f"{exc} (classes from {names_file}: {len(names)} names)") from None
+        raise
 
 
 def _class_names(name: str, root: Path, explicit: Path | None) -> list[str] | None:

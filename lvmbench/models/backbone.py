@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import zipfile
 from pathlib import Path
 
 import torch
@@ -29,6 +30,10 @@ def _ensure_offline_when_unreachable() -> None:
     """Make the hub libraries fail at once instead of retrying for a minute when offline."""
     if "HF_HUB_OFFLINE" not in os.environ and not _hub_reachable():
         os.environ["HF_HUB_OFFLINE"] = "1"
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        from huggingface_hub import constants
+
+        constants.HF_HUB_OFFLINE = True  # read once, when imported (open_clip imports it): set it now too
 
 
 def _looks_like_path(pretrained: str) -> bool:
@@ -71,10 +76,43 @@ def load_clip(name: str, pretrained: str):
     except Exception as exc:  # noqa: BLE001 - any load failure is reported as one line
         if Path(weights).is_file():
             raise UserError(f"{weights} is not a {name} checkpoint: {str(exc).splitlines()[0][:200]}") from None
-        raise UserError(
-            f"pretrained weights '{pretrained}' for {name} are not in the local cache and cannot be "
-            f"downloaded ({type(exc).__name__}); fetch them once with network access or pass "
-            f"--pretrained /path/to/checkpoint") from None
+        raise _not_cached(name, pretrained, exc) from None
+
+
+def _not_cached(name: str, pretrained: str, exc: Exception) -> UserError:
+    offline = " (no network: the hub is offline)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
+    return UserError(f"pretrained weights '{pretrained}' for {name} are not in the local cache and cannot be "
+                     f"downloaded{offline} ({type(exc).__name__}); fetch them once with network access or "
+                     f"pass --pretrained /path/to/checkpoint")
+
+
+def _is_checkpoint_file(path: Path) -> bool:
+    """A PyTorch zip archive (also TorchScript), a legacy pickle, or a safetensors file, by its first bytes."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    safetensors = len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 2**30
+    return zipfile.is_zipfile(path) or head[:1] == b"\x80" or safetensors
+
+
+def ensure_weights(name: str, pretrained: str) -> None:
+    """Before a run starts (the parent's preflight): a checkpoint file must look like one, and a
+    pretrained tag must be in the local cache, where it is downloaded now if the network allows;
+    without a network this fails at once instead of retrying."""
+    import open_clip
+
+    weights = resolve_weights(name, pretrained)
+    if weights != pretrained or _looks_like_path(pretrained):
+        path = Path(weights)
+        if not path.is_file():
+            raise UserError(f"checkpoint file not found: {path}")
+        if not _is_checkpoint_file(path):
+            raise UserError(f"{path} is not a checkpoint (expected a PyTorch or safetensors file)")
+        return
+    try:
+        open_clip.download_pretrained(open_clip.get_pretrained_cfg(name, weights))
+    except Exception as exc:  # noqa: BLE001 - hub and HTTP errors alike
+        raise _not_cached(name, pretrained, exc) from None
+
 
 
 class Backbone(nn.Module):

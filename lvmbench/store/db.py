@@ -22,8 +22,11 @@ LOCK_RETRY_S = 5.0
 
 
 def check_is_duckdb(path: Path) -> None:
-    """Refuse a file that exists but is not a DuckDB database."""
-    if path.exists() and path.stat().st_size > 0:
+    """Refuse a file that exists but is not a DuckDB database (an empty file included), or a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a DuckDB database (pass --results with a file path)")
+    if path.exists():
         with open(path, "rb") as f:
             head = f.read(12)
         if head[8:12] != DUCKDB_MAGIC:
@@ -36,9 +39,11 @@ def _lock_holder(message: str) -> str:
     return f"process {found.group(2)} ({found.group(1)})" if found else "another process"
 
 
-def connect(path: Path | str, read_only: bool = False, retry_s: float = LOCK_RETRY_S) -> duckdb.DuckDBPyConnection:
-    """Open the database, retrying while another process holds it, then fail with one clear line."""
+def connect(path: Path | str, read_only: bool = False, retry_s: float | None = None) -> duckdb.DuckDBPyConnection:
+    """Open the database, retrying while another process holds it (``retry_s``, default
+    ``LOCK_RETRY_S``), then fail with one clear line naming the holder."""
     path = Path(path)
+    retry_s = LOCK_RETRY_S if retry_s is None else retry_s
     check_is_duckdb(path)
     if read_only and not path.exists():
         raise UserError(f"no results database at {path} yet: run "
@@ -50,7 +55,7 @@ def connect(path: Path | str, read_only: bool = False, retry_s: float = LOCK_RET
         try:
             con = duckdb.connect(str(path), read_only=read_only)
             break
-        except duckdb.IOException as exc:
+        except duckdb.Error as exc:
             message = str(exc)
             if "lock" not in message.lower():
                 raise UserError(f"cannot open {path}: {message.splitlines()[0]}") from None
@@ -64,7 +69,7 @@ def connect(path: Path | str, read_only: bool = False, retry_s: float = LOCK_RET
 
 
 @contextmanager
-def open_writer(path: Path | str, retry_s: float = LOCK_RETRY_S):
+def open_writer(path: Path | str, retry_s: float | None = None):
     """A short-lived writing connection (the parent process only; never a training child)."""
     con = connect(path, read_only=False, retry_s=retry_s)
     try:
@@ -74,7 +79,7 @@ def open_writer(path: Path | str, retry_s: float = LOCK_RETRY_S):
 
 
 @contextmanager
-def open_readonly(path: Path | str, retry_s: float = LOCK_RETRY_S):
+def open_readonly(path: Path | str, retry_s: float | None = None):
     con = connect(path, read_only=True, retry_s=retry_s)
     try:
         yield con

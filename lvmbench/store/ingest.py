@@ -5,7 +5,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..rundir import RunDir, list_runs
+from ..rundir import RunDir, find_runs
 from .schema import COLUMNS
 
 CARBON_KG_PER_KWH = 0.544  # default carbon intensity used for runs.co2_kg
@@ -35,7 +35,7 @@ def run_row(run: RunDir, carbon_kg_per_kwh: float = CARBON_KG_PER_KWH) -> dict:
         "wall_s": status.get("wall_s"), "s_per_iter": status.get("s_per_iter"),
         "peak_mem_mib": status.get("peak_mem_mib"), "avg_power_w": status.get("avg_power_w"),
         "energy_kwh": energy, "co2_kg": energy * carbon_kg_per_kwh if energy is not None else None,
-        "error": status.get("error"),
+        "error": status.get("error"), "skipped_images": status.get("skipped_images"),
     }
 
 
@@ -56,9 +56,12 @@ def ingest_run(con, run: RunDir) -> None:
         if ev:
             evals.append({**ev, "run_id": rid, "split": split})
             per_class += [{**pc, "run_id": rid, "split": split} for pc in run.per_class(split)]
-    metrics = [{"run_id": rid, "step": rec.get("step"), "key": key, "value": float(value), "ts": _ts(rec.get("ts"))}
-               for rec in run.metrics() for key, value in rec.items()
-               if key not in ("step", "ts") and isinstance(value, (int, float)) and not isinstance(value, bool)]
+    # A resumed run logs again the steps after its last checkpoint: the latest record of a (step, key) wins.
+    metrics = list({(rec.get("step"), key): {"run_id": rid, "step": rec.get("step"), "key": key,
+                                             "value": float(value), "ts": _ts(rec.get("ts"))}
+                    for rec in run.metrics() for key, value in rec.items()
+                    if key not in ("step", "ts") and isinstance(value, (int, float))
+                    and not isinstance(value, bool)}.values())
     system = [{**s, "run_id": rid, "ts": _ts(s.get("ts"))} for s in run.system()]
     con.execute("BEGIN TRANSACTION")
     try:
@@ -76,9 +79,9 @@ def ingest_run(con, run: RunDir) -> None:
 
 
 def ingest_dir(con, path: Path) -> list[str]:
-    """Ingest one run directory, or every run directory below ``path``; return their ids."""
-    path = Path(path)
-    runs = [RunDir(path)] if (path / "spec.json").exists() else list_runs(path)
+    """Ingest one run directory, or every run directory below ``path``; return their ids. Runs that
+    failed on bad input (``user_error`` in their status) are left out: they hold no result."""
+    runs = [r for r in find_runs(path) if not r.status().get("user_error")]
     for run in runs:
         ingest_run(con, run)
     return [r.run_id for r in runs]

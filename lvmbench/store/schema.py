@@ -8,7 +8,7 @@ TABLES = {
         config_hash VARCHAR, git_sha VARCHAR, device VARCHAR, gpu_name VARCHAR, trainable_params BIGINT,
         total_params BIGINT, iters INTEGER, batch_size INTEGER, started_at TIMESTAMP, ended_at TIMESTAMP,
         wall_s DOUBLE, s_per_iter DOUBLE, peak_mem_mib DOUBLE, avg_power_w DOUBLE, energy_kwh DOUBLE,
-        co2_kg DOUBLE, error VARCHAR""",
+        co2_kg DOUBLE, error VARCHAR, skipped_images INTEGER""",
     "evals": """
         run_id VARCHAR, split VARCHAR, overall DOUBLE, many DOUBLE, medium DOUBLE, few DOUBLE,
         precision DOUBLE, recall DOUBLE, f1 DOUBLE, worst_class DOUBLE, n_samples INTEGER""",
@@ -23,5 +23,10 @@ COLUMNS = {name: [c.strip().split()[0] for c in body.split(",")] for name, body 
 
 
 def ensure_schema(con) -> None:
+    """Create missing tables; add columns a newer lvmbench defines to a database made by an older one."""
     for name, body in TABLES.items():
         con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({body})")
+        have = {row[0] for row in con.execute(f"DESCRIBE {name}").fetchall()}
+        for column in body.split(","):
+            if column.split()[0] not in have:
+                con.execute(f"ALTER TABLE {name} ADD COLUMN {column.strip()}")

@@ -8,31 +8,56 @@ from ..errors import UserError
 from ..rundir import RunDir, now
 
 
+def out_of_memory(run: RunDir, exc: BaseException) -> str:
+    """The one-line reason of an out-of-memory failure, naming the settings to lower."""
+    from .. import catalog
+
+    spec = run.spec()
+    kind = catalog.method(spec["method"]).kind
+    where = "GPU" if "cuda" in f"{type(exc).__name__} {exc}".lower() else "host"
+    hints = [f"lower train.batch_size (now {spec['train.batch_size']})"]
+    if kind == "full_finetune" and not spec.get("finetune.grad_checkpointing"):
+        hints.append("set finetune.grad_checkpointing=true")
+    if kind == "coop":
+        hints.append(f"lower coop.class_chunk (now {spec.get('coop.class_chunk')})")
+    if spec.get("cache.mode") != "off" and kind in ("decoder", "stage2"):
+        hints.append("set cache.mode=off")
+    return f"out of {where} memory: {', '.join(hints)}, or use a smaller backbone"
+
+
+def one_line(error: str) -> str:
+    """The first line of an error; for one re-raised from a DataLoader worker, the original's message."""
+    lines = [line for line in error.splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Caught "):
+        return lines[-1].split(": ", 1)[-1]
+    return lines[0] if lines else "failed"
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
+
+
 def main(argv: list[str]) -> int:
     run = RunDir(argv[0])
     debug = "--debug" in argv
+    user_error = False
     try:
         from .loop import train_run
 
         train_run(run)
         return 0
     except UserError as exc:
-        error = str(exc)
+        error, user_error = one_line(str(exc)), True
         print(f"error: {error}", file=sys.stderr, flush=True)
         if debug:
             traceback.print_exc()
-    except MemoryError:
-        error = "out of memory: lower train.batch_size or use a smaller backbone"
-        traceback.print_exc()
     except Exception as exc:  # noqa: BLE001 - the run must end with a status whatever happened
-        error = f"{type(exc).__name__}: {exc}"
-        if "out of memory" in str(exc).lower():
-            error = f"out of memory ({exc.__class__.__name__}): lower train.batch_size or use a smaller backbone"
         traceback.print_exc()
+        error = out_of_memory(run, exc) if is_out_of_memory(exc) else f"{type(exc).__name__}: {exc}"
     sys.stdout.flush()
     sys.stderr.flush()
-    run.write_status(status="failed", ended_at=now(), error=error.splitlines()[0] if error else "failed",
-                     log_tail=run.log_tail(50))
+    run.write_status(status="failed", ended_at=now(), error=one_line(error),
+                     user_error=user_error, log_tail=run.log_tail(50))
     return 1
 
 

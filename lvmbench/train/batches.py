@@ -5,20 +5,44 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..data.base import BadImage, MissingImage
 from ..data.samplers import ClassBalancedSampler
+from ..errors import UserError
+
+AUGMENT_STREAM = 1  # tells the augmentation seeds apart from the shuffling ones, which use (seed, epoch)
 
 
 class ImageDataset(Dataset):
-    """``(image tensor, label, index)`` for the samples of a split, through a transform."""
+    """``(image tensor, label, index)`` for the samples of a split, through a transform.
 
-    def __init__(self, split, transform):
-        self.split, self.transform = split, transform
+    An item is an index, or ``(index, seed)``: then the transform's random draws (crop, flip) come
+    from that seed alone, so augmentation does not depend on worker processes or on what ran
+    before (a resumed run sees the same views). With ``on_bad`` (a callable), an image that is
+    missing or cannot be decoded is reported to it as ``{image, error}`` and the item is dropped
+    (``data.on_bad_image=skip``); ``collate`` leaves it out of its batch.
+    """
+
+    def __init__(self, split, transform, on_bad=None):
+        self.split, self.transform, self.on_bad = split, transform, on_bad
 
     def __len__(self) -> int:
         return len(self.split)
 
-    def __getitem__(self, i: int):
-        return self.transform(self.split.load(i)), int(self.split.labels[i]), i
+    def __getitem__(self, item):
+        i, seed = item if isinstance(item, tuple) else (item, None)
+        try:
+            image = self.split.load(i)
+        except (BadImage, MissingImage) as exc:
+            if self.on_bad is None:
+                raise
+            self.on_bad({"image": str(self.split.path(i)), "error": str(exc)})
+            return None
+        if seed is None:
+            return self.transform(image), int(self.split.labels[i]), i
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)
+            return self.transform(image), int(self.split.labels[i]), i
+
 
 
 class StepBatchSampler:
@@ -52,14 +76,23 @@ class StepBatchSampler:
         order = self._epoch_order(epoch)
         return order[k * self.batch_size:(k + 1) * self.batch_size].tolist()
 
+    def seeded_batch(self, step: int) -> list[tuple[int, int]]:
+        """Batch ``step`` as ``(index, augmentation seed)`` pairs; the seeds depend on (seed, step) only."""
+        batch = self.batch(step)
+        seeds = np.random.default_rng([self.seed, step, AUGMENT_STREAM]).integers(0, 2**63 - 1, len(batch))
+        return list(zip(batch, seeds.tolist()))
+
     def __iter__(self):
         for step in range(self.start_step, self.steps):
-            yield self.batch(step)
+            yield self.seeded_batch(step)
 
     def __len__(self) -> int:
         return self.steps - self.start_step
 
 
 def collate(items):
+    items = [item for item in items if item is not None]  # images skipped by data.on_bad_image=skip
+    if not items:
+        raise UserError("no image of a batch could be read (data.on_bad_image=skip); see bad_images.jsonl")
     images, labels, index = zip(*items)
     return torch.stack(images), torch.tensor(labels), torch.tensor(index)

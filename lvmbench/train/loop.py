@@ -5,8 +5,11 @@ It reads ``spec.json`` and writes everything else of the run directory: ``status
 """
 from __future__ import annotations
 
+import functools
 import math
+import os
 import random
+import socket
 import time
 
 import numpy as np
@@ -21,6 +24,7 @@ from ..methods import build_task
 from ..methods.stage2 import count_trainable
 from ..models.backbone import Backbone
 from ..rundir import RunDir, atomic_write_json, now
+from . import checkpoint
 from .batches import ImageDataset, StepBatchSampler, collate
 from .monitor import SystemMonitor, peak_rss_mib
 
@@ -71,6 +75,11 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
         self.info = catalog.method(self.spec["method"])
         self.dataset = build_dataset(self.spec)
+        self.on_bad = None  # data.on_bad_image=skip: unreadable images are listed in bad_images.jsonl
+        if self.spec["data.on_bad_image"] == "skip":
+            self.on_bad = functools.partial(run.append, run.bad_images_file)
+            for record in self.dataset.skipped:
+                self.on_bad(record)
         self.backbone = Backbone(self.spec["backbone"], self.spec["pretrained"]).to(self.device)
         self.task = build_task(self.spec, self.backbone, self.dataset, run.path)
         self.task.model.to(self.device)
@@ -93,10 +102,11 @@ class Trainer:
             return self.backbone.tokens(images) if feature == "tokens" else self.backbone.pooled(images)
 
     def loader(self, split, train: bool, batch_sampler=None) -> DataLoader:
-        dataset = ImageDataset(split, self.backbone.transforms(train, hflip=self.hflip))
+        dataset = ImageDataset(split, self.backbone.transforms(train, hflip=self.hflip), on_bad=self.on_bad)
         workers = self.spec["train.num_workers"]
+        # Its own generator: a loader never draws from the global RNG (a resumed run stays exact).
         kwargs = dict(num_workers=workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
-                      persistent_workers=workers > 0)
+                      persistent_workers=workers > 0, generator=torch.Generator())
         if batch_sampler is not None:
             return DataLoader(dataset, batch_sampler=batch_sampler, **kwargs)
         return DataLoader(dataset, batch_size=EVAL_BATCH, shuffle=False, **kwargs)
@@ -150,10 +160,16 @@ class Trainer:
         sampler = StepBatchSampler(self.dataset.train.labels, spec["train.batch_size"], self.task.sampler,
                                    spec["seed"], iters)
         has_val = self.dataset.val is not None and len(self.dataset.val)
-        best = {"val_overall": -1.0, "step": None, "state": None}
+        last = self.run.ckpt_dir / checkpoint.LAST
+        resumed = checkpoint.load(last, model=model, optimizer=optimizer, scheduler=scheduler, loss=loss_fn)
+        sampler.start_step = resumed["step"] if resumed else 0
+        if resumed:
+            print(f"resuming from step {sampler.start_step} ({last})", flush=True)
+        best = resumed["best"] if resumed else {"val_overall": -1.0, "step": None, "state": None}
         model.train()
-        train_time, t0 = 0.0, time.perf_counter()
-        for step, (images, labels, _) in enumerate(self.loader(self.dataset.train, True, sampler)):
+        train_time, t0 = resumed["train_s"] if resumed else 0.0, time.perf_counter()
+        batches = self.loader(self.dataset.train, True, sampler)
+        for step, (images, labels, _) in enumerate(batches, sampler.start_step):
             labels = labels.to(self.device, non_blocking=True)
             x = self.encode(images)
             if hasattr(loss_fn, "set_progress"):
@@ -176,12 +192,16 @@ class Trainer:
                 result = self.evaluate("val")
                 log({"step": done, **{f"val/{k}": v for k, v in result.to_dict().items() if k != "n_samples"}})
                 if result.overall > best["val_overall"]:
-                    best = {"val_overall": result.overall, "step": done,
-                            "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+                    best = {"val_overall": result.overall, "step": done, "state": checkpoint.model_state(model)}
+                t0 = time.perf_counter()
+            if done == iters or (spec["ckpt.every"] and done % spec["ckpt.every"] == 0):
+                train_time += time.perf_counter() - t0
+                checkpoint.save(last, step=done, model=model, optimizer=optimizer, scheduler=scheduler,
+                                loss=loss_fn, best=best, train_s=train_time)
                 t0 = time.perf_counter()
         train_time += time.perf_counter() - t0
         if best["state"] is not None:
-            model.load_state_dict(best["state"])
+            checkpoint.load_model_state(model, best["state"])
         return {"train_s": train_time, "s_per_iter": train_time / max(iters, 1), "best_step": best["step"]}
 
 
@@ -193,7 +213,7 @@ def write_eval(run: RunDir, split: str, result) -> None:
 def train_run(run: RunDir) -> dict:
     """Run one training job end to end and return its final status fields."""
     started = now()
-    run.write_status(status="running", started_at=started, pid=__import__("os").getpid())
+    run.write_status(status="running", started_at=started, pid=os.getpid(), host=socket.gethostname())
     trainer = Trainer(run)
     spec, device = trainer.spec, trainer.device
     if device.type == "cuda":
@@ -213,7 +233,7 @@ def train_run(run: RunDir) -> dict:
         timing = trainer.fit(log) if trainer.task.trainable() else {"train_s": 0.0, "s_per_iter": None}
         if trainer.task.trainable():
             run.ckpt_dir.mkdir(exist_ok=True)
-            torch.save(trainer.task.model.state_dict(), run.ckpt_dir / "model.pt")
+            checkpoint.atomic_save(trainer.task.model.state_dict(), run.ckpt_dir / "model.pt")
         for split in ("val", "test"):
             if getattr(trainer.dataset, split) is not None and len(getattr(trainer.dataset, split)):
                 result = trainer.evaluate(split)
@@ -231,4 +251,5 @@ def train_run(run: RunDir) -> dict:
         total_params=model_params + (0 if trainer.task.feature == "images" else frozen_visual),
         iters=spec["train.iters"] if trained else 0, batch_size=spec["train.batch_size"],
         peak_mem_mib=peak, stage=trainer.info.stage, parent_run_id=spec.get("stage1.run_id"),
+        skipped_images=run.skipped_images(),
         **timing, **monitor.summary(wall))

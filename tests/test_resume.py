@@ -1,0 +1,102 @@
+"""Reliability end to end (slow, real training children): a run SIGKILLed at two different points and
+resumed ends exactly like an uninterrupted one; bad images found while training."""
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lvmbench import cli, config, launch, runner
+from lvmbench.rundir import RunDir
+from lvmbench.store import open_readonly
+from lvmbench.train.loop import train_run
+
+from .test_engine import random_tiny_clip  # noqa: F401 - a fixture
+
+# Checkpoints at 5, 10, 15, 20 and 24; validation at 8, 16 and 24; every step logged.
+BUDGET = ["train.iters=24", "train.batch_size=16", "train.eval_every=8", "train.warmup_iters=2",
+          "train.log_every=1", "train.threads=1", "ckpt.every=5"]
+
+
+def kill_at(run, step: int) -> dict:
+    """Start the run's child, SIGKILL it once it has logged ``step``, and let the parent record it."""
+    proc = launch.spawn(run)
+    while launch.progress_step(run) < step:
+        assert proc.poll() is None, f"the child ended before step {step}: {run.log_tail(5)}"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    return launch.wait(proc, run, interval=0.05)
+
+
+def last_per_step(run) -> dict:
+    return {(m["step"], k): v for m in run.metrics() for k, v in m.items() if k not in ("step", "ts")}
+
+
+@pytest.mark.slow
+def test_killed_runs_resume_exactly(store, random_tiny_clip):  # noqa: F811
+    results, runs = store
+    spec = config.resolve("mnist-lt", "tiny-clip", "ce", pretrained=random_tiny_clip,
+                          overrides=config.parse_sets(BUDGET))
+    reference = launch.prepare(spec, runs)
+    train_run(reference)
+    for kill_step in (7, 17):  # before any validation; after one, with a best-so-far to carry over
+        run = launch.prepare(spec, runs)
+        killed = kill_at(run, kill_step)
+        assert killed["status"] == "killed" and killed["error"] == "killed by SIGKILL"
+        assert f"step {kill_step}/24" in killed["log_tail"]
+        runner.ingest_quietly(results, run)
+        with open_readonly(results) as con:
+            assert con.execute("SELECT status FROM runs WHERE run_id = ?", [run.run_id]).fetchone() == ("killed",)
+
+        assert (run.ckpt_dir / "last.pt").exists()
+        if kill_step == 7:  # as `lvmbench run --headless --resume RUN_ID` does it
+            status = runner.resume_headless(run.run_id, runs, results)
+            assert "resuming from step " in run.log_file.read_text()
+        else:  # the same, with the training in this process (a child less to start)
+            launch.reopen(launch.resumable(runs, run.run_id))
+            status = train_run(run)
+            runner.ingest_quietly(results, run)
+        assert status["status"] == "finished" and status["resumes"] == 1
+        for split in ("val", "test"):
+            assert run.evaluation(split) == reference.evaluation(split)
+            assert run.per_class(split) == reference.per_class(split)
+        assert last_per_step(run) == last_per_step(reference)
+        assert status["best_step"] == reference.status()["best_step"]
+        with open_readonly(results) as con:
+            assert con.execute("SELECT status FROM runs WHERE run_id = ?", [run.run_id]).fetchone() == ("finished",)
+            n = con.execute("SELECT count(*) FROM metrics WHERE run_id = ?", [run.run_id]).fetchone()[0]
+        assert n == len(last_per_step(reference))  # steps logged twice are stored once
+
+
+@pytest.mark.slow
+def test_bad_images_fail_naming_the_file_or_are_skipped_and_counted(store, tmp_path, capsys,
+                                                                    random_tiny_clip):  # noqa: F811
+    """Found only when read (in the child): ``fail`` stops the run and stores nothing; ``skip`` counts."""
+    results, runs = store
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(6):
+        Image.fromarray(np.full((12, 12, 3), 40 * i, np.uint8)).save(data / f"{i}.png")
+    (data / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (data / "train.txt").write_text("0.png 0\n1.png 1\nbad.png 0\n2.png 0\n3.png 1\n")
+    (data / "test.txt").write_text("4.png 0\n5.png 1\n")
+    args = ["run", "--headless", "--dataset", "split-file", "--data-root", str(data), "--pretrained", random_tiny_clip,
+            "--set", "train.iters=4", "train.batch_size=8", "train.eval_every=4", "train.warmup_iters=1",
+            "train.threads=1", "data.train_list=train.txt", "data.test_list=test.txt"]
+
+    assert cli.main(args) == 1
+    assert "cannot decode image" in capsys.readouterr().out
+    assert not results.exists()  # bad input: nothing stored, the run directory kept
+    (failed,) = [RunDir(p) for p in runs.iterdir()]
+    assert failed.status()["status"] == "failed" and failed.status()["user_error"]
+    assert failed.status()["error"].startswith(f"cannot decode image {data}/bad.png (listed at {data}/train.txt:3)")
+
+    (data / "train.txt").write_text((data / "train.txt").read_text() + "gone.png 1\n")
+    spec = {**failed.spec(), "data.on_bad_image": "skip"}
+    skipping = launch.prepare(spec, runs)
+    assert train_run(skipping)["skipped_images"] == 2  # bad.png and gone.png
+    runner.ingest_quietly(results, skipping)
+    with open_readonly(results) as con:
+        assert con.execute("SELECT status, skipped_images FROM runs").fetchall() == [("finished", 2)]
