@@ -65,7 +65,7 @@ SCHEMA: dict[str, Param] = {
     "data.on_bad_image": Param("fail", str, choices=("fail", "skip")),
     "data.subsample_lt": Param(False, bool),
     "stage1.run_id": Param(None, str),
-    "zeroshot.templates": Param("auto", str, choices=("auto", "imagenet", "generic", "digits", "simple")),
+    "zeroshot.templates": Param("auto", str, choices=("auto", "imagenet", "generic", "simple")),
     "coop.n_ctx": Param(16, int, _pos, "> 0"),
     "coop.shots": Param(0, int, _nonneg, ">= 0 (0 = full data)"),
     "coop.class_chunk": Param(256, int, _pos, "> 0"),
@@ -81,7 +81,8 @@ NOT_HASHED = {"train.num_workers", "train.log_every", "train.threads", "ckpt.eve
 # The embedded default trains briefly so that a run takes seconds on a laptop CPU.
 DATASET_PROFILES: dict[str, dict[str, Any]] = {
     "mnist-lt": {"train.iters": 300, "train.batch_size": 128, "train.warmup_iters": 30,
-                 "train.eval_every": 100, "train.lr": 0.03},
+                 "train.eval_every": 100, "train.lr": 0.03,
+                 "coop.n_ctx": 4},  # tiny-clip's text context holds 16 tokens: 16 context vectors leave no room
 }
 
 # Method-specific recipes from the study.
@@ -91,6 +92,12 @@ METHOD_PROFILES: dict[str, dict[str, Any]] = {
     "coop": {"train.lr": 0.002},
     # LDAM (Cao et al. 2019): the loss scales cosine logits by s (loss.s=30), so the head emits raw cosines.
     "ldam": {"head.kind": "cosine", "head.scale": 1.0},
+}
+
+# A method's recipe adapted to a dataset's profile, applied last. The embedded default trains 300 steps:
+# AdamW at 3e-5 barely moves tiny-clip's tower in that time (22 % test accuracy), 3e-4 fine-tunes it.
+DATASET_METHOD_PROFILES: dict[tuple[str, str], dict[str, Any]] = {
+    ("mnist-lt", "full_finetune"): {"train.lr": 3e-4},
 }
 
 IDENTITY = ("dataset", "backbone", "pretrained", "method", "seed", "data_root")
@@ -167,6 +174,7 @@ def resolve(dataset: str, backbone: str, method: str, *, seed: int = 0, pretrain
     spec: dict[str, Any] = {k: p.default for k, p in SCHEMA.items()}
     spec.update(DATASET_PROFILES.get(dataset, {}))
     spec.update(METHOD_PROFILES.get(method, {}))
+    spec.update(DATASET_METHOD_PROFILES.get((dataset, method), {}))
     spec["loss"] = info.loss
     spec.update(overrides or {})
     if seed < 0:

@@ -39,7 +39,9 @@ def preflight(spec: dict) -> None:
     from .data import build_dataset
     from .models.backbone import ensure_weights
 
-    build_dataset(spec)
+    dataset = build_dataset(spec)
+    if config.class_names_needed(spec):
+        dataset.require_class_names(config.class_names_needed(spec))
     ensure_weights(spec["backbone"], spec["pretrained"])
 
 

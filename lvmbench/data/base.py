@@ -74,6 +74,7 @@ class LTDataset:
     test: Split
     val: Split | None = None
     class_names: list[str] | None = None
+    crop_scale: tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop's area range for training views
     skipped: list[dict] = field(default_factory=list)  # listed images dropped by data.on_bad_image=skip
 
     @property
@@ -85,6 +86,13 @@ class LTDataset:
         if found is None:
             raise UserError(f"dataset {self.name} has no {name} split")
         return found
+
+    def require_class_names(self, why: str) -> list[str]:
+        """The class names, or one clear error saying who needs them and how to provide them."""
+        if not self.class_names:
+            raise UserError(f"{why} needs class names and dataset {self.name} has none: "
+                            f"--set data.classnames=FILE (one name per line, line i = class i)")
+        return self.class_names
 
     def check(self) -> "LTDataset":
         """Labels in range, class-name count matching: fail with one clear line."""
@@ -117,6 +125,13 @@ def longtail_indices(labels: np.ndarray, imbalance_ratio: float, rng: np.random.
         n_c = int(n_max * imbalance_ratio ** (-rank / max(len(classes) - 1, 1)))
         pool = np.flatnonzero(labels == c)
         keep.append(rng.choice(pool, size=min(max(n_c, 1), len(pool)), replace=False))
+    return np.sort(np.concatenate(keep))
+
+
+def few_shot_indices(labels: np.ndarray, shots: int, seed: int) -> np.ndarray:
+    """``shots`` samples per class (all of a class with fewer), drawn by a fixed seed: CoOp's few-shot splits."""
+    rng = np.random.default_rng([seed, shots])
+    keep = [rng.permutation(np.flatnonzero(labels == c))[:shots] for c in np.unique(labels)]
     return np.sort(np.concatenate(keep))
 
 

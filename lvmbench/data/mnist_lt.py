@@ -17,6 +17,9 @@ ASSET = Path(__file__).parent / "assets" / "mnist_digits.npz"
 CLASS_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 N_TEST, N_VAL, N_MAX_TRAIN = 100, 30, 700
 SPLIT_SEED = 0
+# Inception-style crops down to 8 % of a 28-pixel digit leave no digit: CoOp trained on them drops from
+# 83 % (zero-shot) to 62 %; with crops of 80-100 % of the area it improves on zero-shot.
+CROP_SCALE = (0.8, 1.0)
 
 
 def load(imbalance_ratio: float = 100.0, **_) -> LTDataset:
@@ -37,4 +40,4 @@ def load(imbalance_ratio: float = 100.0, **_) -> LTDataset:
         return Split(images[idx], labels[idx])
 
     return LTDataset("mnist-lt", 10, train=split(train), val=split(val), test=split(test),
-                     class_names=list(CLASS_NAMES))
+                     class_names=list(CLASS_NAMES), crop_scale=CROP_SCALE)

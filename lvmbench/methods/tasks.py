@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .. import catalog, config
+from ..data.base import Split
 from ..errors import UserError
 from ..models.classifier import DecoderClassifier, Stage2Classifier
 from .losses import build_loss
@@ -19,7 +20,8 @@ class Task:
 
     feature: ``tokens`` (the frozen encoder's token sequence), ``pooled`` (its projected
     embedding) or ``images`` (the model runs the image tower itself, e.g. full fine-tuning).
-    A task with no trainable parameters (zero-shot) is only evaluated.
+    A task with no trainable parameters (zero-shot) is only evaluated. ``train_split``, when set,
+    replaces the dataset's training split for training only (CoOp's few-shot subsets).
     """
 
     model: nn.Module
@@ -27,6 +29,7 @@ class Task:
     loss: nn.Module | None
     sampler: str = "instance"
     extra: dict = field(default_factory=dict)
+    train_split: Split | None = None
 
     def trainable(self) -> list[nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
@@ -57,6 +60,10 @@ def build_task(spec: dict, backbone, dataset, run_path: Path) -> Task:
     loss = build_loss(spec["loss"], counts, **config.loss_hparams(spec)) if spec["loss"] else None
     if info.kind == "decoder":
         model = DecoderClassifier.from_spec(spec, backbone.width, dataset.num_classes)
+        if spec["head.init"] == "text":
+            from .baselines import init_head_from_text
+
+            init_head_from_text(model.head, spec, backbone, dataset, through_projection=True)
         return Task(model, "tokens", loss, info.sampler)
     if info.kind == "stage2":
         stage1 = load_stage1(spec, run_path, backbone.width, dataset.num_classes)

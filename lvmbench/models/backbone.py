@@ -154,12 +154,12 @@ class Backbone(nn.Module):
     def pooled(self, images: torch.Tensor) -> torch.Tensor:
         return self.clip.encode_image(images)
 
-    def transforms(self, train: bool, hflip: bool = True):
+    def transforms(self, train: bool, hflip: bool = True, crop_scale: tuple[float, float] = (0.08, 1.0)):
         """The study's transforms with the backbone's own normalisation."""
         from torchvision import transforms as T
 
         bicubic = T.InterpolationMode.BICUBIC
-        head = ([T.RandomResizedCrop(self.image_size, interpolation=bicubic)]
+        head = ([T.RandomResizedCrop(self.image_size, scale=crop_scale, interpolation=bicubic)]
                 + ([T.RandomHorizontalFlip()] if hflip else [])) if train else \
             [T.Resize(self.image_size, interpolation=bicubic), T.CenterCrop(self.image_size)]
         return T.Compose([*head, T.ToTensor(), T.Normalize(self.mean, self.std)])

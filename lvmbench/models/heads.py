@@ -35,3 +35,11 @@ def reset_head(head: nn.Module) -> None:
     else:
         nn.init.trunc_normal_(head.weight, std=0.02)
         nn.init.zeros_(head.bias)
+
+
+@torch.no_grad()
+def set_head_weights(head: nn.Module, weight: torch.Tensor) -> None:
+    """Start a classifier from given class vectors [C, D] (e.g. zero-shot text embeddings), bias 0."""
+    head.weight.copy_(weight)
+    if getattr(head, "bias", None) is not None:
+        head.bias.zero_()

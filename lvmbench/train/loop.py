@@ -102,7 +102,8 @@ class Trainer:
             return self.backbone.tokens(images) if feature == "tokens" else self.backbone.pooled(images)
 
     def loader(self, split, train: bool, batch_sampler=None) -> DataLoader:
-        dataset = ImageDataset(split, self.backbone.transforms(train, hflip=self.hflip), on_bad=self.on_bad)
+        transform = self.backbone.transforms(train, hflip=self.hflip, crop_scale=self.dataset.crop_scale)
+        dataset = ImageDataset(split, transform, on_bad=self.on_bad)
         workers = self.spec["train.num_workers"]
         # Its own generator: a loader never draws from the global RNG (a resumed run stays exact).
         kwargs = dict(num_workers=workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
@@ -157,8 +158,8 @@ class Trainer:
         optimizer = build_optimizer(spec, params, self.device)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: lr_factor(s, spec["train.warmup_iters"], iters))
-        sampler = StepBatchSampler(self.dataset.train.labels, spec["train.batch_size"], self.task.sampler,
-                                   spec["seed"], iters)
+        train = self.task.train_split if self.task.train_split is not None else self.dataset.train
+        sampler = StepBatchSampler(train.labels, spec["train.batch_size"], self.task.sampler, spec["seed"], iters)
         has_val = self.dataset.val is not None and len(self.dataset.val)
         last = self.run.ckpt_dir / checkpoint.LAST
         resumed = checkpoint.load(last, model=model, optimizer=optimizer, scheduler=scheduler, loss=loss_fn)
@@ -168,7 +169,7 @@ class Trainer:
         best = resumed["best"] if resumed else {"val_overall": -1.0, "step": None, "state": None}
         model.train()
         train_time, t0 = resumed["train_s"] if resumed else 0.0, time.perf_counter()
-        batches = self.loader(self.dataset.train, True, sampler)
+        batches = self.loader(train, True, sampler)
         for step, (images, labels, _) in enumerate(batches, sampler.start_step):
             labels = labels.to(self.device, non_blocking=True)
             x = self.encode(images)

@@ -1,0 +1,155 @@
+"""The study's baselines as ordinary methods: zero-shot CLIP, linear probe, full fine-tuning, CoOp.
+
+Wang et al. 2023 report them in every table; its reference code ships none of them. The classifier
+of the linear probe and of full fine-tuning reads CLIP's projected image embedding, normalised (to
+norm sqrt(D)), so that a text-initialised head (``head.init=text``) reproduces the zero-shot logits
+exactly (zero-shot initialisation as in Wortsman et al. 2022, WiSE-FT).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import config
+from ..data.base import few_shot_indices
+from ..errors import UserError
+from ..models import prompts
+from ..models.heads import build_head, set_head_weights
+from .losses import build_loss
+from .tasks import Task
+
+TEXT_CHUNK = 256  # prompts per text-tower call when no gradient flows
+
+
+def rms_normalize(x: torch.Tensor) -> torch.Tensor:
+    """The embedding rescaled to norm sqrt(D): unit-size coordinates, like the LayerNorm output the decoder's
+    classifier reads (a unit-norm input would make a randomly initialised head learn D times slower)."""
+    return F.normalize(x, dim=-1) * math.sqrt(x.shape[-1])
+
+
+class PooledClassifier(nn.Module):
+    """``head(rms_normalize(embedding))``; with ``tower`` the model runs the image tower on images itself."""
+
+    def __init__(self, head: nn.Module, tower: nn.Module | None = None):
+        super().__init__()
+        self.head, self.tower = head, tower
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.tower is not None:
+            x = self.tower(x)
+        return self.head(rms_normalize(x))
+
+
+class CoopClassifier(nn.Module):
+    """CoOp (Zhou et al. 2022): logits = s * cos(image embedding, text(ctx, class name)), the study's Eq. 5.
+
+    In eval mode without gradients the class embeddings are computed once and kept until the next
+    ``train()``/``eval()`` call.
+    """
+
+    def __init__(self, learner: prompts.PromptLearner, scale: float):
+        super().__init__()
+        self.prompts, self.scale = learner, scale
+        self._cached: torch.Tensor | None = None
+
+    def train(self, mode: bool = True):
+        self._cached = None
+        return super().train(mode)
+
+    def class_embeddings(self) -> torch.Tensor:
+        if self.training or torch.is_grad_enabled():
+            return self.prompts()
+        if self._cached is None:
+            self._cached = self.prompts()
+        return self._cached
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * F.normalize(x.float(), dim=-1) @ self.class_embeddings().t()
+
+
+def logit_scale(backbone) -> float:
+    return float(backbone.clip.logit_scale.exp())
+
+
+def zero_shot_weights(spec: dict, backbone, dataset) -> torch.Tensor:
+    """The zero-shot classifier [C, D]: prompt-ensembled, normalised class-name embeddings."""
+    names = dataset.require_class_names(config.class_names_needed(spec))
+    return prompts.class_embeddings(backbone.clip, backbone.tokenizer(), names, prompts.templates_for(spec),
+                                    TEXT_CHUNK)
+
+
+def projection(backbone) -> torch.Tensor:
+    """The image tower's final projection as a [width, embed_dim] matrix (features @ P = embedding)."""
+    visual = backbone.clip.visual
+    if not backbone.is_vit:
+        return visual.attnpool.c_proj.weight.detach().t()
+    if visual.proj is not None:
+        return visual.proj.detach()
+    if backbone.width != backbone.embed_dim:
+        raise UserError(f"{backbone.name} has no linear image projection to map text embeddings through")
+    return torch.eye(backbone.width, device=next(visual.parameters()).device)
+
+
+def init_head_from_text(head: nn.Module, spec: dict, backbone, dataset, through_projection: bool) -> None:
+    """Start ``head`` from the zero-shot class embeddings (``head.init=text``).
+
+    On the embedding (rescaled to norm sqrt(D)) a linear head gets ``logit_scale / sqrt(D) * T``: its
+    logits are the zero-shot logits. A head on ``width``-dim features before the projection P (the decoder's) gets ``T P^T``,
+    so that its logit for class c is ``<f P, t_c>``: the zero-shot score of f read as an image feature.
+    """
+    weight = zero_shot_weights(spec, backbone, dataset)
+    if through_projection:
+        weight = weight @ projection(backbone).float().t()
+    elif isinstance(head, nn.Linear):
+        weight = logit_scale(backbone) / math.sqrt(weight.shape[1]) * weight
+    set_head_weights(head, weight)
+
+
+def embedding_head(spec: dict, backbone, dataset) -> nn.Module:
+    head = build_head(spec["head.kind"], backbone.embed_dim, dataset.num_classes, spec["head.scale"])
+    if spec["head.init"] == "text":
+        init_head_from_text(head, spec, backbone, dataset, through_projection=False)
+    return head
+
+
+def image_tower(spec: dict, backbone) -> nn.Module:
+    """The image tower, unfrozen, optionally with gradient checkpointing (full fine-tuning)."""
+    tower = backbone.clip.visual.requires_grad_(True)
+    if spec["finetune.grad_checkpointing"]:
+        if not backbone.is_vit:
+            raise UserError(f"finetune.grad_checkpointing: open_clip supports it for ViT backbones, "
+                            f"not {backbone.name}")
+        tower.set_grad_checkpointing(True)
+    return tower
+
+
+def coop_task(spec: dict, backbone, dataset, loss, sampler: str) -> Task:
+    names = dataset.require_class_names(config.class_names_needed(spec))
+    learner = prompts.PromptLearner(backbone.clip, backbone.tokenizer(), names, spec["coop.n_ctx"],
+                                    spec["coop.class_chunk"], backbone.name)
+    train_split = None
+    if spec["coop.shots"]:  # the loss sees the few-shot counts; evaluation keeps the full split's
+        train_split = dataset.train.subset(few_shot_indices(dataset.train.labels, spec["coop.shots"], spec["seed"]))
+        counts = np.bincount(train_split.labels, minlength=dataset.num_classes)
+        loss = build_loss(spec["loss"], counts, **config.loss_hparams(spec))
+    return Task(CoopClassifier(learner, logit_scale(backbone)), "pooled", loss, sampler, train_split=train_split)
+
+
+def build(info, spec: dict, backbone, dataset, loss) -> Task:
+    """The Task of a baseline method (``info.kind`` zeroshot, linear_probe, full_finetune or coop)."""
+    if info.kind == "zeroshot":
+        head = nn.Linear(backbone.embed_dim, dataset.num_classes)
+        init_head_from_text(head, spec, backbone, dataset, through_projection=False)
+        return Task(PooledClassifier(head).requires_grad_(False), "pooled", None)
+    if info.kind == "linear_probe":
+        return Task(PooledClassifier(embedding_head(spec, backbone, dataset)), "pooled", loss, info.sampler)
+    if info.kind == "full_finetune":
+        model = PooledClassifier(embedding_head(spec, backbone, dataset), image_tower(spec, backbone))
+        return Task(model, "images", loss, info.sampler)
+    if info.kind == "coop":
+        return coop_task(spec, backbone, dataset, loss, info.sampler)
+    raise ValueError(f"{info.name} is not a baseline method")
