@@ -69,7 +69,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     lst = sub.add_parser("list", help="list datasets, backbones or methods")
     lst.add_argument("what", choices=("datasets", "backbones", "methods"))
+    _add_bench_parser(sub)
     return parser
+
+
+def _add_bench_parser(sub) -> None:
+    b = sub.add_parser("bench", help="time the decoder's training step per input mode (synthetic data, random weights)")
+    b.add_argument("--backbone", default="ViT-B-16", help="any open_clip model (random weights, nothing downloaded)")
+    b.add_argument("--batch-size", type=int, default=32)
+    b.add_argument("--iters", type=int, default=3, help="timed steps per mode at most (round-robin over the modes)")
+    b.add_argument("--max-seconds", type=float, default=150.0, help="start no new round after this long")
+    b.add_argument("--compile", action="store_true", help="also time a torch.compile'd decoder")
+    b.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
+    b.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    b.add_argument("--json", action="store_true", help="print one JSON object (same as --format json)")
+
+
+def cmd_bench(args) -> int:
+    from . import bench
+
+    fmt_name = "json" if args.json else args.format
+    log = (lambda text: None) if fmt_name == "json" else (lambda text: print(f"  {text}", file=sys.stderr, flush=True))
+    report = bench.run(args.backbone, args.batch_size, args.iters, args.max_seconds, args.compile, args.threads,
+                       log=log)
+    bench.print_report(report, fmt_name)
+    return 0
 
 
 def cmd_run(args) -> int:
@@ -179,7 +203,8 @@ def cmd_list(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "demo": cmd_demo, "sql": cmd_sql, "table": cmd_table, "ingest": cmd_ingest, "list": cmd_list}
+COMMANDS = {"run": cmd_run, "demo": cmd_demo, "sql": cmd_sql, "table": cmd_table, "ingest": cmd_ingest, "list": cmd_list,
+            "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

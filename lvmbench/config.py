@@ -72,11 +72,16 @@ SCHEMA: dict[str, Param] = {
     "finetune.grad_checkpointing": Param(False, bool),
     "cache.mode": Param("eval", str, choices=("off", "eval", "train")),
     "cache.views": Param(1, int, _pos, "> 0"),
+    # Fast paths (lvmbench/train/encoder.py): auto = bf16 where the hardware runs it natively.
+    "encoder.precision": Param("auto", str, choices=("auto", "fp32", "bf16")),
+    "train.precision": Param("auto", str, choices=("auto", "fp32", "bf16")),
+    "train.compile": Param(False, bool),
     "ckpt.every": Param(1024, int, _nonneg, ">= 0 (0 = only at the end)"),  # resume loses at most this
 }
 
 # Settings that change how fast or where a run goes, not what it computes.
-NOT_HASHED = {"train.num_workers", "train.log_every", "train.threads", "ckpt.every", "data.on_bad_image"}
+NOT_HASHED = {"train.num_workers", "train.log_every", "train.threads", "ckpt.every", "data.on_bad_image",
+              "train.compile"}
 
 # The embedded default trains briefly so that a run takes seconds on a laptop CPU.
 DATASET_PROFILES: dict[str, dict[str, Any]] = {

@@ -16,3 +16,18 @@ def store(tmp_path, monkeypatch):
     monkeypatch.setenv("LVMBENCH_RUNS", str(runs))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return results, runs
+
+
+@pytest.fixture(autouse=True, scope="session")
+def feature_cache(tmp_path_factory):
+    """Frozen-encoder features go to a temporary cache that the whole session shares (its keys are
+    content hashes, so sharing is safe); a test that counts encoder calls sets its own."""
+    import os
+
+    before = os.environ.get("LVMBENCH_CACHE")
+    os.environ["LVMBENCH_CACHE"] = str(tmp_path_factory.mktemp("feature-cache"))
+    yield os.environ["LVMBENCH_CACHE"]
+    if before is None:
+        os.environ.pop("LVMBENCH_CACHE", None)
+    else:
+        os.environ["LVMBENCH_CACHE"] = before

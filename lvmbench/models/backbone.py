@@ -114,7 +114,6 @@ def ensure_weights(name: str, pretrained: str) -> None:
         raise _not_cached(name, pretrained, exc) from None
 
 
-
 class Backbone(nn.Module):
     """A CLIP model whose image tower is frozen; exposes what the methods read.
 
@@ -124,10 +123,10 @@ class Backbone(nn.Module):
     image embedding (CLIP's own ``encode_image``).
     """
 
-    def __init__(self, name: str, pretrained: str):
+    def __init__(self, name: str, pretrained: str, clip: nn.Module | None = None):
         super().__init__()
         self.name, self.pretrained = name, pretrained
-        self.clip = load_clip(name, pretrained)
+        self.clip = clip if clip is not None else load_clip(name, pretrained)  # ``clip``: e.g. random weights
         self.clip.eval().requires_grad_(False)
         visual = self.clip.visual
         self.is_vit = hasattr(visual, "transformer")
@@ -153,6 +152,12 @@ class Backbone(nn.Module):
 
     def pooled(self, images: torch.Tensor) -> torch.Tensor:
         return self.clip.encode_image(images)
+
+    def pool_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``pooled`` from the output of ``tokens`` (ViTs only): so one token cache serves both."""
+        visual = self.clip.visual
+        pooled, _ = visual._pool(tokens)
+        return pooled @ visual.proj if visual.proj is not None else pooled
 
     def transforms(self, train: bool, hflip: bool = True, crop_scale: tuple[float, float] = (0.08, 1.0)):
         """The study's transforms with the backbone's own normalisation."""

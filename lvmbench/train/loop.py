@@ -16,15 +16,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .. import catalog
+from .. import catalog, paths
 from ..data import build_dataset
 from ..errors import UserError
 from ..evaluate import compute_metrics
 from ..methods import build_task
 from ..methods.stage2 import count_trainable
-from ..models.backbone import Backbone
+from ..models.backbone import Backbone, resolve_weights
+from ..models.decoder import Decoder
 from ..rundir import RunDir, atomic_write_json, now
-from . import checkpoint
+from . import cache, checkpoint, encoder
 from .batches import ImageDataset, StepBatchSampler, collate
 from .monitor import SystemMonitor, peak_rss_mib
 
@@ -86,20 +87,73 @@ class Trainer:
         if self.task.loss is not None:
             self.task.loss.to(self.device)
         self.hflip = getattr(self.dataset, "hflip", self.spec["dataset"] != "mnist-lt")
-        self.eval_cache: dict[str, torch.Tensor] = {}
+        self.encoder_mode = encoder.resolve(self.spec["encoder.precision"], self.device)
+        if self.task.feature != "images":  # a tower that trains (full fine-tuning) keeps fp32 weights
+            encoder.prepare(self.backbone, self.encoder_mode)
+        if self.spec["train.compile"]:
+            for module in self.task.model.modules():
+                if isinstance(module, Decoder):
+                    module.compile()
+        self.features: dict[str, cache.CachedFeatures] = {}  # per split, from the feature cache
 
     # -- inputs ---------------------------------------------------------------------------------
     def autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        return encoder.model_autocast(self.device, self.spec["train.precision"])
 
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
+    def encode(self, images: torch.Tensor, for_training: bool = False) -> torch.Tensor:
         """What the task's model reads, from a batch of images (the frozen part, no gradients)."""
         images = images.to(self.device, non_blocking=True)
-        feature = self.task.feature
-        if feature == "images":
+        if self.task.feature == "images":
             return images
-        with torch.no_grad(), self.autocast():
-            return self.backbone.tokens(images) if feature == "tokens" else self.backbone.pooled(images)
+        x = encoder.encode(self.backbone, images, self.encoder_mode, self.task.feature, for_training)
+        return encoder.model_input(x)
+
+    def cached(self, name: str, split, views: int = 1) -> cache.CachedFeatures:
+        """The task's features of a split from the feature cache: encoded once for every method, stage
+        and seed that shares (split, backbone, weights, transform, views, precision); checked on open."""
+        if name in self.features:
+            return self.features[name]
+        stored = "tokens" if self.task.feature == "tokens" or self.backbone.is_vit else "pooled"
+        weights = resolve_weights(self.backbone.name, self.backbone.pretrained)
+        transform = self.backbone.transforms(views > 1, hflip=self.hflip, crop_scale=self.dataset.crop_scale)
+        parts = {"split": cache.split_fingerprint(split), "backbone": self.backbone.name,
+                 "weights": cache.weights_fingerprint(weights), "transform": repr(transform), "views": views,
+                 "feature": stored, "precision": self.encoder_mode}
+        entry = cache.FeatureCache(paths.cache_dir(), parts, views * len(split))
+
+        def encode_rows(rows):
+            items = cache.row_items(rows, len(split), views)
+            batches = [items[i:i + EVAL_BATCH] for i in range(0, len(items), EVAL_BATCH)]
+            for batch, (images, _, _) in zip(batches, self.loader(split, views > 1, batches)):
+                if len(images) != len(batch):
+                    raise UserError(f"an image of the {name} split cannot be read, so its features cannot be "
+                                    "cached; fix the data or set cache.mode=off")
+                yield encoder.encode(self.backbone, images.to(self.device, non_blocking=True), self.encoder_mode,
+                                     stored)
+
+        feats = entry.ensure(encode_rows)
+        if stored != self.task.feature:
+            feats = feats.map(lambda t: encoder.pool(self.backbone, t.to(self.device), self.encoder_mode))
+        if cache.fits_on(self.device, feats.nbytes):
+            feats = feats.to(self.device)
+        done = f"encoded {entry.encoded_rows} of {len(feats)} rows" if entry.encoded_rows else "reused"
+        print(f"feature cache {name}: {done} ({entry.key}, {feats.nbytes / 2**20:.1f} MiB)", flush=True)
+        self.features[name] = feats
+        return feats
+
+    def train_inputs(self, split, sampler):
+        """(inputs, labels) of each training step: cached views (``cache.mode=train``) or images encoded
+        on the fly with the study's augmentation."""
+        if self.task.feature == "images" or self.spec["cache.mode"] != "train":
+            for images, labels, _ in self.loader(split, True, sampler):
+                yield self.encode(images, for_training=True), labels.to(self.device, non_blocking=True)
+            return
+        views = self.spec["cache.views"]
+        feats, labels = self.cached("train", split, views), torch.as_tensor(split.labels)
+        for items in sampler:
+            rows = cache.train_rows(items, len(split), views)
+            x = feats.gather(rows).to(self.device, non_blocking=True)
+            yield encoder.model_input(x), labels[rows % len(split)].to(self.device, non_blocking=True)
 
     def loader(self, split, train: bool, batch_sampler=None) -> DataLoader:
         transform = self.backbone.transforms(train, hflip=self.hflip, crop_scale=self.dataset.crop_scale)
@@ -114,23 +168,16 @@ class Trainer:
 
     # -- evaluation -----------------------------------------------------------------------------
     def eval_inputs(self, split_name: str):
-        """Yield (inputs, labels) batches of an evaluation split; frozen features are kept in memory."""
+        """Yield (inputs, labels) batches of an evaluation split: from the feature cache unless
+        ``cache.mode=off`` (or the task reads images)."""
         split = self.dataset.split(split_name)
-        cacheable = self.task.feature != "images" and self.spec["cache.mode"] != "off"
-        if cacheable and split_name in self.eval_cache:
-            feats = self.eval_cache[split_name]
-            labels = torch.as_tensor(split.labels)
-            for i in range(0, len(labels), EVAL_BATCH):
-                yield feats[i:i + EVAL_BATCH], labels[i:i + EVAL_BATCH]
+        if self.task.feature == "images" or self.spec["cache.mode"] == "off":
+            for images, labels, _ in self.loader(split, train=False):
+                yield self.encode(images), labels
             return
-        parts = []
-        for images, labels, _ in self.loader(split, train=False):
-            x = self.encode(images)
-            if cacheable:
-                parts.append(x)
-            yield x, labels
-        if cacheable:
-            self.eval_cache[split_name] = torch.cat(parts)
+        labels = torch.as_tensor(split.labels).split(EVAL_BATCH)
+        for x, y in zip(self.cached(split_name, split).batches(EVAL_BATCH), labels):
+            yield encoder.model_input(x.to(self.device, non_blocking=True)), y
 
     @torch.no_grad()
     def predict(self, split_name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -169,10 +216,7 @@ class Trainer:
         best = resumed["best"] if resumed else {"val_overall": -1.0, "step": None, "state": None}
         model.train()
         train_time, t0 = resumed["train_s"] if resumed else 0.0, time.perf_counter()
-        batches = self.loader(train, True, sampler)
-        for step, (images, labels, _) in enumerate(batches, sampler.start_step):
-            labels = labels.to(self.device, non_blocking=True)
-            x = self.encode(images)
+        for step, (x, labels) in enumerate(self.train_inputs(train, sampler), sampler.start_step):
             if hasattr(loss_fn, "set_progress"):
                 loss_fn.set_progress(step / iters)
             with self.autocast():

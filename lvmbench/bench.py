@@ -1,0 +1,367 @@
+"""``lvmbench bench``: the decoder's training step in each input mode, on synthetic data.
+
+Random weights (``open_clip.create_model`` without ``pretrained``) and random inputs: nothing is
+downloaded or read. Every mode runs the same step as the training loop (the study's decoder, 3 timm
+blocks, with a 1000-class head, cross-entropy, SGD) at the same batch size; only where the tokens
+come from and the precision change:
+
+=================  =========================================================================
+reference          the fp32 tower at every step, fp32 decoder: the study's reference code
+                   (Wang et al. 2023, Table 8: ViT-L/14, 0.99 s/iter of 256 images on an RTX 4090)
+tower-bf16         the tower at every step in bf16 (``cache.mode=eval``, the default)
+cached-fp32        tokens gathered from bf16 cached features (``cache.mode=train``), fp32 decoder
+cached-bf16        the same, decoder under bf16 autocast (``train.precision=bf16``; auto on a GPU)
+cached-compile     cached-bf16 with a ``torch.compile``'d decoder (``--compile``, ``train.compile``)
+=================  =========================================================================
+
+Modes run round-robin, one step each per round, so that a machine whose load drifts slows them
+alike; a mode's speedup is the median, over rounds, of the reference's time over its own in
+that round. A mode takes part in a round while it has fewer than ``--iters`` steps and its
+median step still fits in ``--max-seconds``: every mode is timed once, cheap modes more often.
+"""
+from __future__ import annotations
+
+import copy
+import ctypes
+import logging
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from . import catalog, config
+from .errors import UserError, unknown
+
+NUM_CLASSES = 1000  # ImageNet-LT
+CACHE_BATCHES = 4  # the synthetic cache holds this many batches of rows; steps gather random rows
+# ImageNet-LT (Liu et al. 2019): the split sizes the whole-sweep estimate uses.
+IMAGENET_LT = {"train": 115_846, "val": 20_000, "test": 50_000}
+PAPER = {"backbone": "ViT-L-14", "batch_size": 256, "s_per_iter": 0.99, "images_per_s": 259, "gpu": "RTX 4090"}
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    encoder: str | None  # lvmbench.train.encoder.MODES; None: tokens come from the cache
+    decoder: str  # train.precision: fp32 | bf16
+    compile: bool = False
+
+
+def modes(device: torch.device, compile_decoder: bool = False) -> list[Mode]:
+    from .train import encoder
+
+    fast = encoder.resolve("auto", device)
+    out = [Mode("reference", "fp32", "fp32"), Mode("tower-bf16", fast, "bf16" if device.type == "cuda" else "fp32"),
+           Mode("cached-fp32", None, "fp32"), Mode("cached-bf16", None, "bf16")]
+    if compile_decoder:
+        out.append(Mode("cached-compile", None, "bf16", compile=True))
+    return out
+
+
+def random_backbone(name: str):
+    """A :class:`Backbone` with randomly initialised weights: no download, any open_clip model."""
+    import open_clip
+
+    from .models import tiny_clip
+    from .models.backbone import Backbone
+
+    tiny_clip.register()
+    if name not in open_clip.list_models():
+        raise unknown("backbone", name, open_clip.list_models())
+    quiet = logging.getLogger().level
+    logging.getLogger().setLevel(logging.ERROR)  # "no pretrained weights loaded" is the point here
+    try:
+        clip = open_clip.create_model(name)
+    finally:
+        logging.getLogger().setLevel(quiet)
+    return Backbone(name, "random", clip=clip)
+
+
+def _bytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+class _PeakMemory:
+    """Peak memory of one step above what was allocated before it: CUDA's allocator statistics, or
+    on a CPU the process's resident size sampled every millisecond (large blocks are mapped and
+    returned to the system at once, see :func:`_return_freed_memory`)."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.peak, self._stop = device, 0, threading.Event()
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            from .train.monitor import rss_mib
+
+            self.base = rss_mib()
+            self._max, self._stop = self.base, threading.Event()
+            self._thread = threading.Thread(target=self._sample, args=(rss_mib,), daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self, rss_mib) -> None:
+        while not self._stop.wait(0.001):
+            self._max = max(self._max, rss_mib())
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.peak = (torch.cuda.max_memory_allocated() - self.base) / 2**20
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = self._max - self.base
+        return False
+
+
+def _return_freed_memory() -> None:
+    """glibc: serve blocks of 1 MiB and more by mmap, so that freeing them lowers the resident size."""
+    try:
+        ctypes.CDLL(None).mallopt(-3, 2**20)  # M_MMAP_THRESHOLD; fixing it also stops glibc raising it
+    except (OSError, AttributeError):
+        pass
+
+
+class Runner:
+    """One mode's model, optimizer and inputs, and its training step."""
+
+    def __init__(self, mode: Mode, backbone, images, cached, device, seed: int = 0):
+        from .models.classifier import DecoderClassifier
+        from .models.decoder import Decoder
+        from .train import encoder
+        from .train.loop import build_optimizer
+
+        spec = {k: p.default for k, p in config.SCHEMA.items()}
+        self.mode, self.backbone, self.images, self.cached, self.device = mode, backbone, images, cached, device
+        torch.manual_seed(seed)
+        self.model = DecoderClassifier.from_spec(spec, backbone.width, NUM_CLASSES).to(device).train()
+        if mode.compile:
+            for module in self.model.modules():
+                if isinstance(module, Decoder):
+                    module.compile()
+        self.optimizer = build_optimizer(spec, list(self.model.parameters()), device)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.labels = torch.randint(0, NUM_CLASSES, (len(images),), generator=self.generator).to(device)
+        self.encoder = encoder
+        self.times: dict[int, float] = {}  # round -> seconds
+        self.peak_mib = 0.0
+
+    def inputs(self) -> torch.Tensor:
+        enc = self.encoder
+        if self.mode.encoder is not None:
+            return enc.model_input(enc.encode(self.backbone, self.images, self.mode.encoder, for_training=True))
+        rows = torch.randint(0, len(self.cached), (len(self.images),), generator=self.generator)
+        return enc.model_input(self.cached.gather(rows).to(self.device, non_blocking=True))
+
+    def step(self) -> None:
+        x = self.inputs()
+        with self.encoder.model_autocast(self.device, self.mode.decoder):
+            logits = self.model(x)
+        loss = F.cross_entropy(logits.float(), self.labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+    def timed_step(self, round_no: int) -> float:
+        with _PeakMemory(self.device) as peak:
+            t0 = time.perf_counter()
+            self.step()
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            self.times[round_no] = time.perf_counter() - t0
+        self.peak_mib = max(self.peak_mib, peak.peak)
+        return self.times[round_no]
+
+    def speedup_over(self, reference: "Runner") -> float:
+        """The median, over the rounds both ran, of reference time / this mode's time: each ratio
+        compares steps taken moments apart, under the same load."""
+        both = [reference.times[k] / self.times[k] for k in self.times if k in reference.times]
+        return statistics.median(both) if both else statistics.median(reference.times.values()) / self.seconds()
+
+    def seconds(self) -> float:
+        return statistics.median(self.times.values())
+
+    def resident_mib(self) -> float:
+        """What the mode keeps between steps: tower weights it runs, decoder, optimizer state, inputs."""
+        tower = _bytes(self.backbone.clip.visual.parameters()) if self.mode.encoder else 0
+        state = [t for s in self.optimizer.state.values() for t in s.values() if torch.is_tensor(t)]
+        inputs = _bytes([self.images]) if self.mode.encoder else self.cached.nbytes
+        return (tower + _bytes(self.model.parameters()) + _bytes(state) + inputs) / 2**20
+
+
+def flops_per_image(backbone, device) -> dict:
+    """GFLOP per image of the tower's forward pass and of the decoder's training step (batch of 1)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .models.classifier import DecoderClassifier
+
+    spec = {k: p.default for k, p in config.SCHEMA.items()}
+    image = torch.zeros(1, 3, backbone.image_size, backbone.image_size, device=device,
+                        dtype=next(backbone.clip.visual.parameters()).dtype)
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)  # the fused attention kernel is invisible to the counter
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as tower:
+            tokens = backbone.tokens(image)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+    model = DecoderClassifier.from_spec(spec, backbone.width, NUM_CLASSES).to(device)
+    with FlopCounterMode(display=False) as step:
+        F.cross_entropy(model(tokens.float()), torch.zeros(1, dtype=torch.long, device=device)).backward()
+    return {"tower_forward_gflop": tower.get_total_flops() / 1e9, "decoder_step_gflop": step.get_total_flops() / 1e9,
+            "tokens": list(tokens.shape[1:])}
+
+
+def sweep_estimate(per_image: dict[str, float], views: int = 1) -> dict:
+    """Encoder passes and hours for the study's 14-method ImageNet-LT grid at the default recipe.
+
+    ``per_image``: seconds per image of a reference step, a cached step, an fp32 and a bf16 tower
+    forward (from this machine's measurements, extrapolated linearly to the recipe's batch size).
+    The grid: every method that reads the frozen tower (zero-shot, linear probe, 8 decoder losses,
+    4 two-stage adjusters); each trained one costs ``train.iters`` decoder steps (an upper bound for
+    the linear probe), evaluating the val split every ``train.eval_every`` steps and the test split once.
+    """
+    grid = [m.name for m in catalog.METHODS.values() if m.kind in ("zeroshot", "linear_probe", "decoder", "stage2")]
+    trained = [m for m in grid if catalog.METHODS[m].kind != "zeroshot"]
+    spec = {k: p.default for k, p in config.SCHEMA.items()}
+    iters, batch, every = spec["train.iters"], spec["train.batch_size"], spec["train.eval_every"]
+    n = IMAGENET_LT
+    steps = len(trained) * iters * batch  # images through a training step, whole grid
+    eval_passes = len(trained) * (iters // every * n["val"] + n["test"]) + n["val"] + n["test"]
+    eval_once = n["val"] + n["test"]
+    scenarios = {
+        "reference": (steps + eval_passes,
+                      steps * per_image["reference"] + eval_passes * per_image["tower_fp32"]),
+        "cache_eval": (steps + eval_once,
+                       steps * per_image["tower_step"] + eval_once * per_image["tower_bf16"]),
+        "cache_train": (views * n["train"] + eval_once,
+                        steps * per_image["cached"] + (views * n["train"] + eval_once) * per_image["tower_bf16"]),
+    }
+    one_run = (views * n["train"] + eval_once) * per_image["tower_bf16"] + iters * batch * per_image["cached"]
+    return {"dataset": "imagenet-lt", "methods": grid, "iters": iters, "batch_size": batch, "views": views,
+            **{f"{k}_encoder_passes": v[0] for k, v in scenarios.items()},
+            **{f"{k}_hours": v[1] / 3600 for k, v in scenarios.items()},
+            "one_cached_run_minutes": one_run / 60}
+
+
+def run(backbone: str = "ViT-B-16", batch_size: int = 32, iters: int = 3, max_seconds: float = 150.0,
+        compile_decoder: bool = False, threads: int = 0, device: str | None = None, log=None) -> dict:
+    """Measure every mode and return the report (see ``lvmbench bench --help``)."""
+    from .train import cache, encoder
+
+    if batch_size < 1 or iters < 1:
+        raise UserError("--batch-size and --iters must be >= 1")
+    if threads:
+        torch.set_num_threads(threads)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    log = log or (lambda text: None)
+    _return_freed_memory()
+    started = time.perf_counter()
+    fp32 = random_backbone(backbone).to(dev)
+    torch.manual_seed(0)
+    images = torch.randn(batch_size, 3, fp32.image_size, fp32.image_size, device=dev)
+    all_modes = modes(dev, compile_decoder)
+    towers = {"fp32": fp32}
+    for m in all_modes:
+        if m.encoder and m.encoder not in towers:
+            towers[m.encoder] = encoder.prepare(copy.deepcopy(fp32), m.encoder) if m.encoder == "bf16-weights" else fp32
+    log("counting FLOPs")
+    flops = flops_per_image(fp32, dev)
+    store = torch.randn(CACHE_BATCHES * batch_size, *flops["tokens"], device=dev).to(cache.STORE_DTYPE)
+    cached = cache.CachedFeatures([store], len(store))
+    runners = [Runner(m, towers.get(m.encoder, fp32), images, cached, dev) for m in all_modes]
+    for r in list(runners):
+        if r.mode.encoder is None or dev.type == "cuda":  # a CPU tower step costs too much to waste
+            log(f"warm-up {r.mode.name}")
+            try:
+                r.step()
+            except Exception as exc:  # noqa: BLE001 - torch.compile needs a working compiler toolchain
+                if not r.mode.compile:
+                    raise
+                log(f"{r.mode.name} dropped: torch.compile failed ({type(exc).__name__})")
+                runners.remove(r)
+    rounds = 0
+    while True:
+        due = [r for r in runners if not r.times or (len(r.times) < iters and
+                                                      time.perf_counter() - started + r.seconds() <= max_seconds)]
+        if not due:
+            break
+        rounds += 1
+        for r in due:
+            log(f"round {rounds}: {r.mode.name} {r.timed_step(rounds):.2f} s")
+    return _report(runners, flops, backbone, batch_size, dev, rounds, time.perf_counter() - started)
+
+
+def _report(runners, flops, backbone, batch_size, dev, rounds, wall) -> dict:
+    by_name = {r.mode.name: r.seconds() for r in runners}
+    ref = by_name["reference"]
+    reference = next(r for r in runners if r.mode.name == "reference")
+    rows = []
+    for r in runners:
+        s = by_name[r.mode.name]
+        rows.append({"name": r.mode.name, "tower": r.mode.encoder or "cached", "decoder": r.mode.decoder,
+                     "s_per_iter": s, "images_per_s": batch_size / s, "peak_mem_mib": r.resident_mib() + r.peak_mib,
+                     "speedup_vs_reference": r.speedup_over(reference), "iters": len(r.times),
+                     "s_per_iter_by_round": {str(k): v for k, v in r.times.items()}})
+    cached_best = min(by_name[m] for m in by_name if m.startswith("cached"))
+    tower_mode = next(r for r in runners if r.mode.name == "tower-bf16")
+    decoder_of_tower = by_name["cached-bf16" if tower_mode.mode.decoder == "bf16" else "cached-fp32"]
+    per_image = {"reference": ref / batch_size, "tower_step": by_name["tower-bf16"] / batch_size,
+                 "cached": cached_best / batch_size,
+                 "tower_fp32": max(ref - by_name["cached-fp32"], 0.0) / batch_size,
+                 "tower_bf16": max(by_name["tower-bf16"] - decoder_of_tower, 0.0) / batch_size}
+    return {"backbone": backbone, "batch_size": batch_size, "device": str(dev), "device_name": device_name(dev),
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "rounds": rounds, "wall_s": wall,
+            "modes": rows, "flops_per_image": flops, "seconds_per_image": per_image,
+            "sweep_estimate": sweep_estimate(per_image), "paper": PAPER}
+
+
+def device_name(dev: torch.device) -> str:
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "cpu"
+
+
+def print_report(report: dict, fmt_name: str = "table") -> None:
+    """The modes as a table (or Markdown, or the report as one JSON object), then the sweep estimate."""
+    import json
+
+    from .render import render
+
+    if fmt_name == "json":
+        print(json.dumps(report, indent=1))
+        return
+    cols = ["mode", "tower", "decoder", "s/iter", "images/s", "peak MiB", "speedup"]
+    rows = [[m["name"], m["tower"], m["decoder"], round(m["s_per_iter"], 3), round(m["images_per_s"], 1),
+             round(m["peak_mem_mib"]), f"{m['speedup_vs_reference']:.1f}x"] for m in report["modes"]]
+    steps = sorted({m["iters"] for m in report["modes"]})
+    title = (f"{report['backbone']}, batch {report['batch_size']}, {report['device_name']} "
+             f"({report['device']}, {report['threads']} threads), median of {'-'.join(map(str, steps))} step(s)")
+    from rich.console import Console
+
+    console = Console()
+    render(cols, rows, fmt_name, title=title, console=console if console.width >= 110 else Console(width=110))
+    f, s = report["flops_per_image"], report["sweep_estimate"]
+    print(f"\nper image: tower forward {f['tower_forward_gflop']:.3g} GFLOP, decoder step "
+          f"{f['decoder_step_gflop']:.3g} GFLOP (tokens {f['tokens']})")
+    print(f"whole sweep, {len(s['methods'])} methods on ImageNet-LT ({s['iters']} x {s['batch_size']}), "
+          f"this device, extrapolated:")
+    for k, label in (("reference", "reference (no cache, fp32)"), ("cache_eval", "cache.mode=eval (default)"),
+                     ("cache_train", f"cache.mode=train, {s['views']} view(s)")):
+        print(f"  {label:32s} {s[k + '_encoder_passes']:>13,} encoder passes  {s[k + '_hours']:10.1f} h")
+    print(f"  one cached decoder run, encoding included: {s['one_cached_run_minutes']:.1f} min")

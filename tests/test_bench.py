@@ -1,0 +1,51 @@
+"""``lvmbench bench``: its report, its whole-sweep arithmetic and its one-line errors."""
+import json
+
+import pytest
+
+from lvmbench import bench, cli
+
+
+def test_sweep_estimate_against_a_hand_count():
+    # 14 methods read the frozen tower; 13 train for 8192 steps of 256 images; every trained run
+    # evaluates val (20,000) every 256 steps and test (50,000) once; zero-shot evaluates both once.
+    est = bench.sweep_estimate({"reference": 2.0, "tower_step": 1.0, "cached": 0.5, "tower_fp32": 1.5,
+                                "tower_bf16": 0.25})
+    assert len(est["methods"]) == 14 and "zeroshot" in est["methods"] and "full_finetune" not in est["methods"]
+    steps = 13 * 8192 * 256
+    evals = 13 * (32 * 20_000 + 50_000) + 70_000
+    assert est["reference_encoder_passes"] == steps + evals == 36_302_976
+    assert est["cache_eval_encoder_passes"] == steps + 70_000
+    assert est["cache_train_encoder_passes"] == 115_846 + 70_000  # each image once, whatever the grid
+    assert est["reference_hours"] == pytest.approx((steps * 2.0 + evals * 1.5) / 3600)
+    assert est["cache_train_hours"] == pytest.approx((steps * 0.5 + 185_846 * 0.25) / 3600)
+    assert est["one_cached_run_minutes"] == pytest.approx((185_846 * 0.25 + 8192 * 256 * 0.5) / 60)
+
+
+@pytest.mark.slow
+def test_bench_json_report(capsys):
+    assert cli.main(["bench", "--backbone", "tiny-clip", "--batch-size", "4", "--iters", "2", "--threads", "1",
+                     "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {"backbone", "batch_size", "device", "modes", "sweep_estimate"} <= set(report)
+    assert report["backbone"] == "tiny-clip" and report["batch_size"] == 4 and report["device"] == "cpu"
+    modes = {m["name"]: m for m in report["modes"]}
+    assert list(modes) == ["reference", "tower-bf16", "cached-fp32", "cached-bf16"]
+    assert modes["reference"]["speedup_vs_reference"] == 1.0
+    for m in modes.values():
+        assert m["s_per_iter"] > 0 and m["peak_mem_mib"] > 0 and m["iters"] == 2
+        assert m["images_per_s"] == pytest.approx(4 / m["s_per_iter"])
+        rounds = m["s_per_iter_by_round"]  # the speedup pairs steps of the same round
+        ratios = sorted(modes["reference"]["s_per_iter_by_round"][k] / rounds[k] for k in rounds)
+        assert m["speedup_vs_reference"] == pytest.approx(sum(ratios) / len(ratios))  # median of two = mean
+    assert report["flops_per_image"]["tokens"] == [50, 64]  # 7x7 patches + class token, width 64
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--backbone", "ViT-B-61"], "unknown backbone 'ViT-B-61' (did you mean ViT-B-16"),
+    (["--iters", "0"], "--batch-size and --iters must be >= 1"),
+])
+def test_bench_user_errors_are_one_line(capsys, argv, message):
+    assert cli.main(["bench", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and err.count("\n") == 1
