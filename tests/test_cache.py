@@ -205,7 +205,7 @@ def test_cached_and_uncached_inputs_give_the_same_logits(tmp_path, fresh_cache, 
         trainer = Trainer(make_run(tmp_path, "ce", random_tiny_clip,
                                    **{"cache.mode": mode, "encoder.precision": precision}))
         with torch.no_grad():
-            logits[mode] = torch.cat([trainer.task.model(x) for x, _ in trainer.eval_inputs("test")])
+            logits[mode] = torch.cat([trainer.task.model(x) for x, _ in trainer.eval_inputs("val")])
     # bf16 weights: the tower already returns bf16, so storing it loses nothing; fp32: one bf16 rounding
     tol = dict(rtol=0, atol=0) if precision == "bf16" else dict(rtol=2e-2, atol=2e-2)
     torch.testing.assert_close(logits["eval"], logits["off"], **tol)
@@ -213,12 +213,13 @@ def test_cached_and_uncached_inputs_give_the_same_logits(tmp_path, fresh_cache, 
 
 def test_a_corrupt_shard_is_rebuilt_by_the_next_run(tmp_path, fresh_cache, encoder_calls, random_tiny_clip):
     run = make_run(tmp_path, "zeroshot", random_tiny_clip)
-    first = Trainer(run).evaluate("test")
-    n_test = encoder_calls["tokens"]
-    shard = next(p for p in fresh_cache.glob("*/shard-00000.bin") if p.stat().st_size == n_test * 50 * 64 * 2)
+    first = Trainer(run).evaluate("val")
+    n_val = encoder_calls["tokens"]
+    (shard,) = fresh_cache.glob("*/shard-00000.bin")
+    assert shard.stat().st_size == n_val * 50 * 64 * 2  # 50 tokens of width 64, bf16
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0x01
     shard.write_bytes(bytes(data))
-    second = Trainer(run).evaluate("test")
-    assert encoder_calls["tokens"] == 2 * n_test
+    second = Trainer(run).evaluate("val")
+    assert encoder_calls["tokens"] == 2 * n_val
     assert second.to_dict() == first.to_dict()
