@@ -223,3 +223,15 @@ def test_a_corrupt_shard_is_rebuilt_by_the_next_run(tmp_path, fresh_cache, encod
     second = Trainer(run).evaluate("val")
     assert encoder_calls["tokens"] == 2 * n_val
     assert second.to_dict() == first.to_dict()
+
+
+def test_encoder_precision_resolves_per_device(monkeypatch):
+    from lvmbench.train import encoder
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(encoder, "cpu_has_bf16", lambda: True)
+    assert [encoder.resolve(s, cpu) for s in ("auto", "bf16", "fp32")] == ["bf16-weights", "bf16-weights", "fp32"]
+    assert [encoder.resolve(s, gpu) for s in ("auto", "bf16", "fp32")] == ["bf16-autocast", "bf16-autocast", "fp32"]
+    monkeypatch.setattr(encoder, "cpu_has_bf16", lambda: False)
+    assert encoder.resolve("auto", cpu) == "fp32" and encoder.resolve("bf16", cpu) == "bf16-weights"
+    assert encoder.model_input(torch.ones(2, dtype=torch.bfloat16)).dtype == torch.float32
