@@ -3,7 +3,8 @@
 Per class, a fixed seed draws 100 test and 30 val digits (balanced splits); the train split
 takes the rest, subsampled to an exponential profile from 700 digits (class 0) down to
 700/``data.imbalance_ratio`` (class 9). With the default ratio 100 the counts are
-700, 420, 252, 151, 90, 54, 32, 19, 11, 7: many, medium and few-shot classes all exist.
+700, 419, 251, 150, 90, 54, 32, 19, 11, 7: four many-shot, three medium-shot and three
+few-shot classes.
 """
 from __future__ import annotations
 
