@@ -31,8 +31,12 @@ class LaunchRequest:
     pretrained: str | None = None
     data_root: str | None = None
     sets: tuple[str, ...] = ()
+    resume: str | None = None  # continue this killed/failed run instead of starting a new one
 
     def argv(self, run_id: str, runs_dir: Path, results: Path) -> list[str]:
+        if self.resume:
+            return [sys.executable, "-m", "lvmbench", "run", "--headless", "--resume", self.resume, "--no-ingest",
+                    "--runs-dir", str(runs_dir), "--results", str(results)]
         cmd = [sys.executable, "-m", "lvmbench", "run", "--headless", "--dataset", self.dataset,
                "--backbone", self.backbone, "--method", self.method, "--seed", str(self.seed),
                "--run-id", run_id, "--no-ingest", "--runs-dir", str(runs_dir), "--results", str(results)]
@@ -62,8 +66,11 @@ class Job:
 
 def start(request: LaunchRequest, runs_dir: Path, results: Path) -> Job:
     """Start ``lvmbench run --headless`` for ``request``; the run directory is created for its log."""
-    run = RunDir(Path(runs_dir) / new_run_id(request.dataset, request.method, request.seed))
-    run.path.mkdir(parents=True)
+    if request.resume:
+        run = RunDir(Path(runs_dir) / request.resume)
+    else:
+        run = RunDir(Path(runs_dir) / new_run_id(request.dataset, request.method, request.seed))
+        run.path.mkdir(parents=True)
     launched = now()
     with open(run.log_file, "ab") as log:
         proc = subprocess.Popen(request.argv(run.run_id, Path(runs_dir).resolve(), Path(results).resolve()),

@@ -58,3 +58,26 @@ async def test_a_file_that_is_not_a_database_is_reported_not_fatal(tmp_path):
         await settle(pilot)
         assert "is not a DuckDB database" in str(app.screen.query_one("#compare-title").render())
     assert bad.read_text() == "not a database at all"
+
+
+async def test_resume_key_relaunches_only_an_interrupted_run(fixture_store):
+    from lvmbench.tui import jobs
+    from lvmbench.tui.widgets.table import ResultTable
+
+    results, runs_dir = fixture_store
+    app = LvmbenchApp(results=results, runs_dir=runs_dir)
+    launched = []
+    app.launch = launched.append
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f3")
+        await settle(pilot)
+        table = app.screen.query_one(ResultTable)
+        ids = [table.coordinate_to_cell_key((r, 0)).row_key.value for r in range(table.row_count)]
+        table.move_cursor(row=ids.index("mnist-lt-ce-s0-fixture"))
+        await pilot.press("R")  # finished: nothing to resume
+        table.move_cursor(row=ids.index("mnist-lt-focal-s0-fixture"))
+        await pilot.press("R")
+        await settle(pilot)
+    assert launched == [jobs.LaunchRequest(resume="mnist-lt-focal-s0-fixture")]
+    argv = launched[0].argv("ignored", runs_dir, results)
+    assert argv[3:8] == ["run", "--headless", "--resume", "mnist-lt-focal-s0-fixture", "--no-ingest"]

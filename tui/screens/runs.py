@@ -13,12 +13,17 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from ...errors import UserError
+from ...rundir import RunDir
+from ..jobs import LaunchRequest
 from ..results import Result, runs_table
 from ..widgets.table import ResultTable
 from .detail import RunDetailScreen
 
 EMPTY_HINT = ("No runs stored yet in {path}.\nLaunch one from the Launch screen (F1), or in a shell run "
               "`lvmbench demo` (the embedded benchmark), then `lvmbench ingest` for runs made elsewhere (i here).")
+
+
+RESUMABLE = ("failed", "killed", "cancelled")
 
 
 class RunsLoaded(Message):
@@ -68,6 +73,7 @@ class RunsScreen(Screen):
     AUTO_FOCUS = "#runs-table"
     BINDINGS = [Binding("s", "sort_next", "Sort"), Binding("S", "sort_reverse", "Reverse"),
                 Binding("i", "ingest", "Ingest runs dir"), Binding("r", "reload", "Reload"),
+                Binding("R", "resume", "Resume run"),
                 Binding("slash", "focus_filter", "Filter")]
 
     def __init__(self, **kwargs):
@@ -151,6 +157,19 @@ class RunsScreen(Screen):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value:
             self.app.push_screen(RunDetailScreen(event.row_key.value))
+
+    def action_resume(self) -> None:
+        """Continue the highlighted killed, failed or cancelled run from its last checkpoint."""
+        table = self.query_one(ResultTable)
+        if not table.display or table.row_count == 0:
+            return
+        run_id = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        status = RunDir(Path(self.app.runs_dir) / run_id).status().get("status")
+        if status not in RESUMABLE:
+            self.notify(f"{run_id} is {status}: only killed, failed or cancelled runs resume", severity="warning",
+                        markup=False)
+            return
+        self.app.launch(LaunchRequest(resume=run_id))
 
     @work(thread=True, exclusive=True, group="ingest-all")
     def action_ingest(self) -> None:
