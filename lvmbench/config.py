@@ -240,6 +240,15 @@ def loss_hparams(spec: dict[str, Any]) -> dict[str, Any]:
     return {k[5:]: v for k, v in spec.items() if k.startswith("loss.")}
 
 
+def check_nproc(spec: dict[str, Any], nproc: int) -> None:
+    """A data-parallel run splits every batch evenly over its ``nproc`` processes."""
+    if nproc < 1:
+        raise UserError(f"--nproc {nproc}: must be >= 1")
+    if spec["train.batch_size"] % nproc:
+        raise UserError(f"--nproc {nproc}: train.batch_size={spec['train.batch_size']} must be a multiple of it "
+                        "(each process takes an equal slice of every batch)")
+
+
 def config_hash(spec: dict[str, Any]) -> str:
     """A short content hash of everything that changes what a run computes."""
     body = {k: v for k, v in spec.items() if k not in NOT_HASHED and k != "stage1.run_id"}

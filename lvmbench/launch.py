@@ -17,7 +17,9 @@ from . import catalog, config
 from .rundir import DONE, RunDir, list_runs, now
 
 STAGE1_METHOD = "ce"
-STAGE1_KEYS = ("train.", "decoder.", "head.kind", "head.scale", "data.", "cache.")
+# Every setting of a two-stage run is shared with its stage-1 run but these: so a grid's own ``ce``
+# run (same --set) is the stage-1 run of its two-stage runs.
+STAGE1_OWN = ("loss", "stage1.run_id")
 
 
 def git_sha() -> str | None:
@@ -35,9 +37,16 @@ def prepare(spec: dict, runs_dir: Path, sweep_id: str | None = None, run_id: str
     return RunDir.create(Path(runs_dir), spec, run_id=run_id)
 
 
-def spawn(run: RunDir, env: dict | None = None, debug: bool = False) -> subprocess.Popen:
+def child_command(run: RunDir, debug: bool = False, nproc: int = 1) -> list[str]:
+    """``python -m lvmbench.train RUN_DIR``; with ``nproc`` > 1 the same through torchrun, one
+    process per GPU (or per CPU share), data-parallel (see ``lvmbench.train.distributed``)."""
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"] if nproc > 1 else []
+    return [sys.executable, *launcher, "-m", "lvmbench.train", str(run.path)] + (["--debug"] if debug else [])
+
+
+def spawn(run: RunDir, env: dict | None = None, debug: bool = False, nproc: int = 1) -> subprocess.Popen:
     """Start the training child in its own session, no stdin, output to the run's ``stdout.log``."""
-    cmd = [sys.executable, "-m", "lvmbench.train", str(run.path)] + (["--debug"] if debug else [])
+    cmd = child_command(run, debug, nproc)
     log = open(run.log_file, "ab")
     try:
         return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -95,16 +104,19 @@ def progress_step(run: RunDir) -> int:
     return 0
 
 
+def finished_runs(runs_dir: Path) -> dict[str, RunDir]:
+    """The latest finished run of each config hash (lets sweeps skip done work)."""
+    return {r.spec().get("config_hash"): r for r in list_runs(runs_dir) if r.status().get("status") == "finished"}
+
+
 def find_finished(runs_dir: Path, config_hash: str) -> RunDir | None:
-    """The latest finished run with this config hash, if any (lets sweeps skip done work)."""
-    done = [r for r in list_runs(runs_dir)
-            if r.status().get("status") == "finished" and r.spec().get("config_hash") == config_hash]
-    return done[-1] if done else None
+    """The latest finished run with this config hash, if any."""
+    return finished_runs(runs_dir).get(config_hash)
 
 
 def stage1_spec(spec: dict) -> dict:
     """The stage-1 (``ce``) spec a two-stage run starts from: same data, backbone, seed and recipe."""
-    shared = {k: v for k, v in spec.items() if k.startswith(STAGE1_KEYS)}
+    shared = {k: v for k, v in spec.items() if k in config.SCHEMA and k not in STAGE1_OWN}
     return config.resolve(spec["dataset"], spec["backbone"], STAGE1_METHOD, seed=spec["seed"],
                           pretrained=spec["pretrained"], data_root=spec["data_root"], overrides=shared)
 
@@ -122,6 +134,7 @@ def wait(proc: subprocess.Popen, run: RunDir, on_poll=None, interval: float = 0.
     if on_poll:
         on_poll(progress_step(run))
     return finalize(run, proc.returncode)
+
 
 def child_alive(run: RunDir, status: dict) -> bool:
     """Whether the training process of ``run`` that ``status`` names still runs (checked on its host)."""

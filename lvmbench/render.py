@@ -53,3 +53,17 @@ def to_markdown(columns: list[str], rows: list, title: str | None = None) -> str
     lines.append("|" + "|".join("---" for _ in columns) + "|")
     lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def print_table(results, kind: str, dataset: str | None = None, backbone: str | None = None,
+                carbon_kg_per_kwh: float = 0.544, fmt_name: str = "table", console: Console | None = None) -> None:
+    """Print one of the study's table layouts from the results database (``lvmbench table``)."""
+    from .store import open_readonly, tables
+
+    console = console or Console()
+    with open_readonly(results) as con:
+        table = tables.build(con, kind, dataset=dataset, backbone=backbone, carbon_kg_per_kwh=carbon_kg_per_kwh)
+    if not table.rows:
+        console.print(f"no finished runs{' for ' + dataset if dataset else ''} in the results database")
+        return
+    render(table.columns, table.rows, fmt_name, title=table.title, best=tables.best_per_column(table), console=console)

@@ -45,26 +45,29 @@ def preflight(spec: dict) -> None:
     ensure_weights(spec["backbone"], spec["pretrained"])
 
 
-def ingest_quietly(results: Path, run: RunDir) -> None:
-    """Ingest a run; a database that cannot be opened costs nothing (the run directory stays)."""
+def ingest_quietly(results: Path, *runs: RunDir) -> None:
+    """Ingest runs; a database that cannot be opened costs nothing (the run directories stay)."""
     from .store import open_writer
     from .store.ingest import ingest_run
 
+    if not runs:
+        return
     try:
         with open_writer(results) as con:
-            ingest_run(con, run)
+            for run in runs:
+                ingest_run(con, run)
     except UserError as exc:
-        console.print(f"[yellow]warning:[/] run kept in {run.path} but not stored: {exc} "
-                      f"(later: lvmbench ingest {run.path})")
+        where = runs[0].path if len(runs) == 1 else runs[0].path.parent
+        console.print(f"[yellow]warning:[/] kept in {where} but not stored: {exc} (later: lvmbench ingest {where})")
 
 
 def execute(spec: dict, runs_dir: Path, results: Path, debug: bool = False, label: str | None = None,
-            run_id: str | None = None, ingest: bool = True, resume: RunDir | None = None) -> dict:
-    """Run one prepared spec in a child with a progress bar; ingest it (unless told not to, or it failed
-    on bad input); return its final status. ``resume``: continue that run in its own directory instead
-    of creating one."""
+            run_id: str | None = None, ingest: bool = True, nproc: int = 1, resume: RunDir | None = None) -> dict:
+    """Run one prepared spec in a child (``nproc`` processes: torchrun) with a progress bar; ingest it
+    (unless told not to, or it failed on bad input); return its final status. ``resume``: continue
+    that run in its own directory instead of creating one."""
     run = resume or launch.prepare(spec, runs_dir, run_id=run_id)
-    proc = launch.spawn(run, debug=debug)
+    proc = launch.spawn(run, debug=debug, nproc=nproc)
     iters = spec["train.iters"]
     columns = [TextColumn(f"[bold]{label or run.run_id}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn()]
@@ -84,7 +87,7 @@ def execute(spec: dict, runs_dir: Path, results: Path, debug: bool = False, labe
 
 def run_headless(dataset: str, backbone: str, method: str, seed: int, data_root: str | None,
                  pretrained: str | None, sets: list[str], runs_dir: Path, results: Path, debug: bool = False,
-                 run_id: str | None = None, ingest: bool = True) -> dict:
+                 run_id: str | None = None, ingest: bool = True, nproc: int = 1) -> dict:
     """Resolve, preflight, train (stage 1 first when needed) and report one run. ``run_id`` names the
     final run's directory (a stage-1 run gets its own id); ``ingest=False`` leaves the database to the
     caller (the UI is its only writer while it runs)."""
@@ -96,6 +99,7 @@ def run_headless(dataset: str, backbone: str, method: str, seed: int, data_root:
     spec = config.resolve(dataset, backbone, method, seed=seed, pretrained=pretrained,
                           data_root=str(Path(data_root).expanduser().resolve()) if data_root else None,
                           overrides=config.parse_sets(sets))
+    config.check_nproc(spec, nproc)
     preflight(spec)
     if launch.needs_stage1(spec):
         stage1 = launch.stage1_spec(spec)
@@ -104,18 +108,19 @@ def run_headless(dataset: str, backbone: str, method: str, seed: int, data_root:
             console.print(f"stage 1: reusing {found.run_id}")
         else:
             s1_status = execute(stage1, runs_dir, results, debug, label=f"stage 1 ({stage1['method']})",
-                                ingest=ingest)
+                                ingest=ingest, nproc=nproc)
             if s1_status.get("status") != "finished":
                 raise UserError(f"stage-1 run {s1_status.get('run_id')} {s1_status.get('status')}: "
                                 f"{s1_status.get('error')}")
             found = RunDir(runs_dir / s1_status["run_id"])
         spec["stage1.run_id"] = found.run_id
-    status = execute(spec, runs_dir, results, debug, label=method, run_id=run_id, ingest=ingest)
+    status = execute(spec, runs_dir, results, debug, label=method, run_id=run_id, ingest=ingest, nproc=nproc)
     print_outcome(RunDir(runs_dir / status["run_id"]), status)
     return status
 
 
-def resume_headless(run_id: str, runs_dir: Path, results: Path, debug: bool = False, ingest: bool = True) -> dict:
+def resume_headless(run_id: str, runs_dir: Path, results: Path, debug: bool = False, ingest: bool = True,
+                    nproc: int = 1) -> dict:
     """Continue a killed, failed or cancelled run in its own directory from its last checkpoint
     (``ckpt/last.pt``; from the start when it has none), then ingest and report it."""
     from .store.db import check_is_duckdb
@@ -123,9 +128,11 @@ def resume_headless(run_id: str, runs_dir: Path, results: Path, debug: bool = Fa
     check_is_duckdb(results)
     run = launch.resumable(runs_dir, run_id)
     spec = run.spec()
+    config.check_nproc(spec, nproc)
     preflight(spec)
     launch.reopen(run)
-    status = execute(spec, runs_dir, results, debug, label=f"resume {spec['method']}", ingest=ingest, resume=run)
+    status = execute(spec, runs_dir, results, debug, label=f"resume {spec['method']}", ingest=ingest,
+                     nproc=nproc, resume=run)
     print_outcome(run, status)
     return status
 

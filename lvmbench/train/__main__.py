@@ -40,11 +40,14 @@ def is_out_of_memory(exc: BaseException) -> bool:
 def main(argv: list[str]) -> int:
     run = RunDir(argv[0])
     debug = "--debug" in argv
-    user_error = False
+    user_error, dist = False, None
     try:
+        from .distributed import setup, teardown
         from .loop import train_run
 
-        train_run(run)
+        dist = setup()  # several processes under torchrun: only rank 0 writes the run directory
+        train_run(run, dist)
+        teardown()
         return 0
     except UserError as exc:
         error, user_error = one_line(str(exc)), True
@@ -56,8 +59,9 @@ def main(argv: list[str]) -> int:
         error = out_of_memory(run, exc) if is_out_of_memory(exc) else f"{type(exc).__name__}: {exc}"
     sys.stdout.flush()
     sys.stderr.flush()
-    run.write_status(status="failed", ended_at=now(), error=one_line(error),
-                     user_error=user_error, log_tail=run.log_tail(50))
+    if dist is None or dist.main:
+        run.write_status(status="failed", ended_at=now(), error=one_line(error),
+                         user_error=user_error, log_tail=run.log_tail(50))
     return 1
 
 

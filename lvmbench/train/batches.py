@@ -44,7 +44,6 @@ class ImageDataset(Dataset):
             return self.transform(image), int(self.split.labels[i]), i
 
 
-
 class StepBatchSampler:
     """Batch ``k`` of an endless sequence of epochs, each a seeded shuffle of the training set
     (``instance``) or a class-balanced draw (``balanced``, Kang et al. 2020).
@@ -53,12 +52,14 @@ class StepBatchSampler:
     yields exactly the batches an uninterrupted run would have seen.
     """
 
-    def __init__(self, labels: np.ndarray, batch_size: int, kind: str, seed: int, steps: int, start_step: int = 0):
+    def __init__(self, labels: np.ndarray, batch_size: int, kind: str, seed: int, steps: int, start_step: int = 0,
+                 rank: int = 0, world: int = 1):
         self.labels, self.kind, self.seed = np.asarray(labels), kind, seed
         self.n = len(self.labels)
         self.batch_size = min(batch_size, self.n)
         self.per_epoch = self.n // self.batch_size
         self.steps, self.start_step = steps, start_step
+        self.rank, self.world = rank, world  # data-parallel: this rank iterates batch[rank::world]
         self._balanced = ClassBalancedSampler(self.labels, self.n, seed) if kind == "balanced" else None
         self._epoch, self._order = None, None
 
@@ -84,7 +85,7 @@ class StepBatchSampler:
 
     def __iter__(self):
         for step in range(self.start_step, self.steps):
-            yield self.seeded_batch(step)
+            yield self.seeded_batch(step)[self.rank::self.world]
 
     def __len__(self) -> int:
         return self.steps - self.start_step

@@ -27,9 +27,14 @@ from ..models.decoder import Decoder
 from ..rundir import RunDir, atomic_write_json, now
 from . import cache, checkpoint, encoder
 from .batches import ImageDataset, StepBatchSampler, collate
+from .distributed import Dist
 from .monitor import SystemMonitor, peak_rss_mib
 
 EVAL_BATCH = 256
+
+
+def _ignore(record: dict) -> None:
+    """Only rank 0 writes the run directory."""
 
 
 class NonFiniteLoss(RuntimeError):
@@ -66,9 +71,10 @@ def build_optimizer(spec: dict, params: list[torch.nn.Parameter], device: torch.
 class Trainer:
     """Everything one run needs, built from its spec."""
 
-    def __init__(self, run: RunDir, device: torch.device | None = None):
+    def __init__(self, run: RunDir, device: torch.device | None = None, dist: Dist | None = None):
         self.run, self.spec = run, run.spec()
-        self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.dist = dist or Dist()  # several processes: see train/distributed.py
+        self.device = device or self.dist.device()
         if self.spec["train.threads"]:
             torch.set_num_threads(self.spec["train.threads"])
         seed_everything(self.spec["seed"])
@@ -78,7 +84,7 @@ class Trainer:
         self.dataset = build_dataset(self.spec)
         self.on_bad = None  # data.on_bad_image=skip: unreadable images are listed in bad_images.jsonl
         if self.spec["data.on_bad_image"] == "skip":
-            self.on_bad = functools.partial(run.append, run.bad_images_file)
+            self.on_bad = functools.partial(run.append, run.bad_images_file) if self.dist.main else _ignore
             for record in self.dataset.skipped:
                 self.on_bad(record)
         self.backbone = Backbone(self.spec["backbone"], self.spec["pretrained"]).to(self.device)
@@ -206,7 +212,8 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: lr_factor(s, spec["train.warmup_iters"], iters))
         train = self.task.train_split if self.task.train_split is not None else self.dataset.train
-        sampler = StepBatchSampler(train.labels, spec["train.batch_size"], self.task.sampler, spec["seed"], iters)
+        sampler = StepBatchSampler(train.labels, spec["train.batch_size"], self.task.sampler, spec["seed"], iters,
+                                   rank=self.dist.rank, world=self.dist.world)
         has_val = self.dataset.val is not None and len(self.dataset.val)
         last = self.run.ckpt_dir / checkpoint.LAST
         resumed = checkpoint.load(last, model=model, optimizer=optimizer, scheduler=scheduler, loss=loss_fn)
@@ -215,15 +222,17 @@ class Trainer:
             print(f"resuming from step {sampler.start_step} ({last})", flush=True)
         best = resumed["best"] if resumed else {"val_overall": -1.0, "step": None, "state": None}
         model.train()
+        net = self.dist.wrap(model, self.device)
         train_time, t0 = resumed["train_s"] if resumed else 0.0, time.perf_counter()
         for step, (x, labels) in enumerate(self.train_inputs(train, sampler), sampler.start_step):
             if hasattr(loss_fn, "set_progress"):
                 loss_fn.set_progress(step / iters)
             with self.autocast():
-                logits = model(x)
+                logits = net(x)
             loss = loss_fn(logits.float(), labels)
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"loss became {loss.item()} at step {step}; lower train.lr "
+            seen = self.dist.mean(loss)  # the global batch's loss, the same on every rank
+            if not torch.isfinite(seen):
+                raise NonFiniteLoss(f"loss became {seen.item()} at step {step}; lower train.lr "
                                     f"(now {spec['train.lr']}) or check the data")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -231,15 +240,15 @@ class Trainer:
             scheduler.step()
             done = step + 1
             if done % spec["train.log_every"] == 0 or done == iters:
-                log({"step": done, "loss": loss.item(), "lr": optimizer.param_groups[0]["lr"]})
-            if has_val and (done % spec["train.eval_every"] == 0 or done == iters):
+                log({"step": done, "loss": seen.item(), "lr": optimizer.param_groups[0]["lr"]})
+            if has_val and self.dist.main and (done % spec["train.eval_every"] == 0 or done == iters):
                 train_time += time.perf_counter() - t0
                 result = self.evaluate("val")
                 log({"step": done, **{f"val/{k}": v for k, v in result.to_dict().items() if k != "n_samples"}})
                 if result.overall > best["val_overall"]:
                     best = {"val_overall": result.overall, "step": done, "state": checkpoint.model_state(model)}
                 t0 = time.perf_counter()
-            if done == iters or (spec["ckpt.every"] and done % spec["ckpt.every"] == 0):
+            if self.dist.main and (done == iters or (spec["ckpt.every"] and done % spec["ckpt.every"] == 0)):
                 train_time += time.perf_counter() - t0
                 checkpoint.save(last, step=done, model=model, optimizer=optimizer, scheduler=scheduler,
                                 loss=loss_fn, best=best, train_s=train_time)
@@ -255,11 +264,21 @@ def write_eval(run: RunDir, split: str, result) -> None:
     atomic_write_json(run.eval_dir / f"per_class_{split}.json", result.per_class)
 
 
-def train_run(run: RunDir) -> dict:
+def follow_run(run: RunDir, dist: Dist) -> dict:
+    """A rank other than 0: train in step with rank 0 on its slice of each batch; write nothing."""
+    trainer = Trainer(run, dist=dist)
+    if trainer.task.trainable():
+        trainer.fit(lambda record: None)
+    return {}
+
+
+def train_run(run: RunDir, dist: Dist | None = None) -> dict:
     """Run one training job end to end and return its final status fields."""
+    if dist is not None and not dist.main:
+        return follow_run(run, dist)
     started = now()
     run.write_status(status="running", started_at=started, pid=os.getpid(), host=socket.gethostname())
-    trainer = Trainer(run)
+    trainer = Trainer(run, dist=dist)
     spec, device = trainer.spec, trainer.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()

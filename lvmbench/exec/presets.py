@@ -1,0 +1,50 @@
+"""Named grids that reproduce the experiments of Wang et al. 2023, "Exploring Vision-Language
+Models for Imbalanced Learning" (Tables 1–6), plus the small embedded grid. Torch-free.
+
+Each preset fills the sweep's axes; any axis given on the command line replaces the preset's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .. import catalog
+from ..errors import unknown
+
+# Every method of the study's main tables: the baselines, the decoder with each imbalanced loss,
+# and the two-stage methods (which share one stage-1 ``ce`` run per seed).
+PAPER_METHODS = tuple(catalog.METHODS)
+EMBEDDED_METHODS = ("zeroshot", "ce", "balanced_softmax", "lade", "crt", "marc")
+
+
+@dataclass(frozen=True)
+class Preset:
+    description: str
+    datasets: tuple[str, ...]
+    backbones: tuple[str, ...]
+    methods: tuple[str, ...] = PAPER_METHODS
+    pretrained: tuple[str | None, ...] = (None,)
+    seeds: tuple[int, ...] = (0,)
+    sets: dict = field(default_factory=dict)
+
+
+PRESETS: dict[str, Preset] = {
+    "paper-table1": Preset("Table 1: ImageNet-LT, CLIP ViT-L/14 (OpenAI), every method",
+                           ("imagenet-lt",), ("ViT-L-14",)),
+    "paper-table2": Preset("Table 2: Places-LT, CLIP ViT-L/14 (OpenAI), every method",
+                           ("places-lt",), ("ViT-L-14",)),
+    "paper-table3": Preset("Table 3: iNaturalist 2018, CLIP ViT-L/14 (OpenAI), every method",
+                           ("inat18",), ("ViT-L-14",)),
+    "paper-backbones": Preset("Table 4: ViT-B/16 vs ViT-L/14 (OpenAI) on ImageNet-LT", ("imagenet-lt",),
+                              ("ViT-B-16", "ViT-L-14")),
+    "paper-laion": Preset("Table 5: ViT-L/14 with OpenAI vs LAION-2B weights on ImageNet-LT", ("imagenet-lt",),
+                          ("ViT-L-14",), pretrained=("openai", "laion2b_s32b_b82k")),
+    "paper-resnet": Preset("Table 6: CLIP ResNet-101 (OpenAI) on ImageNet-LT", ("imagenet-lt",), ("RN101",)),
+    "embedded": Preset("The embedded default: tiny-clip on mnist-lt, 6 methods (offline, minutes on a CPU)",
+                       ("mnist-lt",), ("tiny-clip",), methods=EMBEDDED_METHODS),
+}
+
+
+def preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise unknown("preset", name, PRESETS)
+    return PRESETS[name]

@@ -1,0 +1,199 @@
+"""``lvmbench sweep``: a grid or a preset, planned (shared stage-1 runs, finished runs skipped), run
+by the local or the Slurm executor, ingested run by run, then the paper-style tables."""
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from . import config
+from .errors import UserError
+from .exec.grid import BLOCKED, DONE, PENDING, Axes, Job, expand, plan
+from .exec.local import Reporter
+from .exec.presets import preset
+
+console = Console(stderr=True)
+
+
+def split_list(text: str | None) -> list[str] | None:
+    """``a,b,c`` → ``[a, b, c]`` (None when the option was not given)."""
+    if text is None:
+        return None
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def parse_seeds(text: str | None) -> list[int] | None:
+    items = split_list(text)
+    try:
+        return None if items is None else [int(s) for s in items]
+    except ValueError:
+        raise UserError(f"--seed {text}: expected integers, e.g. 0,1,2") from None
+
+
+def parse_data_roots(values: list[str] | None) -> dict[str, str]:
+    """``--data-root DIR`` (every dataset) or ``--data-root DATASET=DIR``, repeatable."""
+    roots = {}
+    for value in values or []:
+        name, _, root = value.rpartition("=") if "=" in value else ("*", "", value)
+        roots[name] = str(Path(root).expanduser().resolve())
+    return roots
+
+
+def build_axes(preset_name: str | None, datasets=None, backbones=None, methods=None, seeds=None,
+               pretrained=None, sets: dict | None = None, data_roots: dict | None = None) -> Axes:
+    """The grid's axes: the preset's, each replaced by the one given on the command line."""
+    base = preset(preset_name) if preset_name else None
+    if base is None and not methods:
+        raise UserError("give --preset NAME or at least --method m1,m2,... (see `lvmbench list presets`)")
+
+    def pick(given, from_preset, default):
+        return list(given) if given else list(from_preset if base else default)
+
+    return Axes(datasets=pick(datasets, base and base.datasets, ["mnist-lt"]),
+                backbones=pick(backbones, base and base.backbones, ["tiny-clip"]),
+                methods=pick(methods, base and base.methods, []),
+                seeds=pick(seeds, base and base.seeds, [0]),
+                pretrained=pick(pretrained, base and base.pretrained, [None]),
+                sets={**(base.sets if base else {}), **(sets or {})}, data_roots=dict(data_roots or {}))
+
+
+@dataclass
+class Outcome:
+    jobs: list[Job]
+    sweep_id: str | None = None
+    failed: list[Job] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+class RichReporter(Reporter):
+    """A bar for the sweep, one per running child, and a line per run that ends."""
+
+    def __init__(self, progress: Progress, total: int):
+        self.bars = progress
+        self.overall = progress.add_task("[bold]sweep", total=total)
+        self.tasks: dict[str, int] = {}
+
+    def started(self, job: Job) -> None:
+        self.tasks[job.hash] = self.bars.add_task(job.label, total=job.spec["train.iters"])
+
+    def progress(self, job: Job, step: int) -> None:
+        if job.hash in self.tasks:
+            self.bars.update(self.tasks[job.hash], completed=step)
+
+    def settled(self, job: Job) -> None:
+        if job.hash in self.tasks:
+            self.bars.remove_task(self.tasks.pop(job.hash))
+        self.bars.advance(self.overall)
+        self.bars.console.print(describe(job))
+
+
+def describe(job: Job) -> str:
+    """One line about a settled job."""
+    if job.state in ("finished", DONE):
+        test = (job.run.evaluation("test") or {}) if job.run else {}
+        overall = f" · test overall {test['overall']:.2f}" if "overall" in test else ""
+        word = "finished" if job.state == "finished" else "already finished"
+        return f"[green]✓[/] {job.label} [dim]{job.run.run_id}[/] {word}{overall}"
+    where = f" (log: {job.run.log_file})" if job.run and job.state != BLOCKED else ""
+    return f"[red]✗[/] {job.label} {job.state}: {job.error}{where}"
+
+
+def dry_run(jobs: list[Job], out: Console) -> None:
+    """List the planned runs: what each waits for, and which are already finished."""
+    from .render import render
+
+    index = {j.hash: i for i, j in enumerate(jobs, 1)}
+    rows = [[i, j.spec["dataset"], j.spec["backbone"], j.spec["pretrained"], j.spec["method"], j.spec["seed"],
+             f"#{index[j.needs]}" if j.needs else "", "done: " + j.run.run_id if j.state == DONE else "new",
+             j.hash + (" (stage 1)" if j.implicit else "")] for i, j in enumerate(jobs, 1)]
+    render(["#", "dataset", "backbone", "pretrained", "method", "seed", "after", "state", "config"], rows,
+           title="sweep plan", console=out)
+    todo = sum(j.state == PENDING for j in jobs)
+    out.print(f"{len(jobs)} runs: {todo} to start, {len(jobs) - todo} already finished")
+
+
+def preflight_all(jobs: list[Job]) -> None:
+    """Check data and weights once per (dataset, data root, backbone, weights) the sweep will start."""
+    from .runner import preflight
+
+    seen = set()
+    for job in jobs:
+        key = tuple(job.spec[k] for k in ("dataset", "data_root", "backbone", "pretrained"))
+        if job.state == PENDING and key not in seen:
+            seen.add(key)
+            preflight(job.spec)
+
+
+def new_sweep_id() -> str:
+    return f"sweep-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def run_sweep(axes: Axes, runs_dir: Path, results: Path, *, executor: str = "local", gpus: list[str] | None = None,
+              max_parallel: int | None = None, nproc: int = 1, slurm=None, wait: bool = True,
+              dry: bool = False, debug: bool = False, out: Console | None = None) -> Outcome:
+    """Plan and run a sweep; print progress, a line per run, and the tables at the end."""
+    from .runner import ingest_quietly
+    from .store.db import check_is_duckdb
+
+    out = out or Console()
+    jobs = plan(expand(axes), runs_dir)
+    if dry:
+        dry_run(jobs, out)
+        return Outcome(jobs)
+    check_is_duckdb(results)
+    for job in jobs:
+        config.check_nproc(job.spec, nproc)
+    preflight_all(jobs)
+    skipped = [j for j in jobs if j.state == DONE]
+    todo = len(jobs) - len(skipped)
+    ingest_quietly(results, *[j.run for j in skipped])  # a sweep may fill another results file
+    out.print(f"sweep: {len(jobs)} runs, {todo} to start, {len(skipped)} already finished")
+    sweep_id = new_sweep_id()
+    if todo:
+        runner = _executor(executor, runs_dir, results, sweep_id, gpus, max_parallel, nproc, slurm, debug)
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+        with Progress(*columns, console=console) as progress:
+            reporter = RichReporter(progress, todo)
+            if executor == "slurm":
+                runner.run(jobs, reporter, wait=wait)
+            else:
+                runner.run(jobs, reporter)
+    outcome = Outcome(jobs, sweep_id, [j for j in jobs if j.state not in ("finished", DONE, "running")])
+    report(outcome, results, out, waited=wait or executor != "slurm", runs_dir=runs_dir)
+    return outcome
+
+
+def _executor(kind, runs_dir, results, sweep_id, gpus, max_parallel, nproc, slurm, debug):
+    if kind == "local":
+        from .exec.local import LocalExecutor, local_slots
+
+        return LocalExecutor(local_slots(gpus, max_parallel, nproc), runs_dir, results, sweep_id, nproc, debug)
+    if kind == "slurm":
+        from .exec.slurm import SlurmExecutor, SlurmOptions
+
+        return SlurmExecutor(slurm or SlurmOptions(), runs_dir, results, sweep_id, debug)
+    raise UserError(f"--executor {kind}: choose from local, slurm")
+
+
+def report(outcome: Outcome, results: Path, out: Console, waited: bool, runs_dir: Path) -> None:
+    """Failures (with their errors), then the main table of each dataset of the sweep."""
+    from .render import print_table
+
+    if not waited:
+        out.print(f"submitted; when the jobs have ended: lvmbench ingest --runs-dir {runs_dir} --results {results}")
+        return
+    for job in outcome.failed:
+        out.print(describe(job))
+    if outcome.failed:
+        out.print(f"[red]{len(outcome.failed)} of {len(outcome.jobs)} runs did not finish[/]")
+    datasets = dict.fromkeys(j.spec["dataset"] for j in outcome.jobs)
+    several = len({(j.spec["backbone"], j.spec["pretrained"]) for j in outcome.jobs}) > 1
+    for dataset in datasets:
+        print_table(results, "backbones" if several else "main", dataset=dataset, console=out)

@@ -1,0 +1,184 @@
+"""Sweeps: grid expansion and presets, shared stage-1 runs, skipping finished runs, local slots,
+and an end-to-end local sweep (a failed run does not stop it; a re-run starts nothing)."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lvmbench import config, launch
+from lvmbench.errors import UserError
+from lvmbench.exec.grid import BLOCKED, DONE, PENDING, Axes, expand, plan, ready
+from lvmbench.exec.local import LocalExecutor, Reporter, local_slots
+from lvmbench.exec.presets import PAPER_METHODS, PRESETS
+from lvmbench.sweep import build_axes, parse_data_roots, parse_seeds
+
+from .conftest import TINY
+
+
+def lvmbench(*args):
+    return subprocess.run([sys.executable, "-m", "lvmbench", *args], capture_output=True, text=True, timeout=600)
+
+
+def grid(methods, seeds=(0,), sets=None):
+    return expand(Axes(["mnist-lt"], ["tiny-clip"], list(methods), list(seeds), sets=sets or {}))
+
+
+def test_expand_is_the_cross_product():
+    specs = expand(Axes(["mnist-lt"], ["tiny-clip"], ["ce", "lade"], [0, 1, 2], pretrained=["embedded", "x.pt"]))
+    assert len(specs) == 2 * 2 * 3
+    assert {(s["pretrained"], s["method"], s["seed"]) for s in specs} == {
+        (p, m, s) for p in ("embedded", "x.pt") for m in ("ce", "lade") for s in (0, 1, 2)}
+
+
+def test_two_stage_runs_share_the_grids_own_ce_run_per_seed(tmp_path):
+    # A setting that only some methods read must not split the stage-1 run off the grid's ce run.
+    jobs = plan(grid(["crt", "ce", "lws", "marc", "disalign"], seeds=(0, 1), sets={"coop.n_ctx": 4}), tmp_path)
+    assert len(jobs) == 10 and not any(j.implicit for j in jobs)
+    by_hash = {j.hash: j for j in jobs}
+    for job in jobs:
+        if job.spec["method"] == "ce":
+            assert job.needs is None
+        else:
+            parent = by_hash[job.needs]
+            assert (parent.spec["method"], parent.spec["seed"]) == ("ce", job.spec["seed"])
+    # Every stage-1 job comes before the jobs that wait for it.
+    order = [j.hash for j in jobs]
+    assert all(order.index(j.needs) < order.index(j.hash) for j in jobs if j.needs)
+
+
+def test_a_missing_stage1_run_is_added_once_per_seed(tmp_path):
+    jobs = plan(grid(["crt", "lws"], seeds=(0, 1)), tmp_path)
+    implicit = [j for j in jobs if j.implicit]
+    assert sorted(j.spec["seed"] for j in implicit) == [0, 1]
+    assert all(j.spec["method"] == "ce" for j in implicit)
+    assert jobs[:2] == implicit
+
+
+def test_duplicates_merge_and_finished_runs_are_skipped(tmp_path):
+    specs = grid(["ce", "lade"])
+    done = launch.prepare(specs[0], tmp_path)
+    done.write_status(status="finished")
+    failed = launch.prepare(specs[1], tmp_path)
+    failed.write_status(status="failed")
+    jobs = plan(specs + specs, tmp_path)
+    assert [(j.spec["method"], j.state) for j in jobs] == [("ce", DONE), ("lade", PENDING)]
+    assert jobs[0].run.run_id == done.run_id
+
+
+def test_a_failed_stage1_run_blocks_its_dependents(tmp_path):
+    jobs = plan(grid(["ce", "crt"]), tmp_path)
+    by_hash = {j.hash: j for j in jobs}
+    ce, crt = jobs
+    assert ready(ce, by_hash) is True and ready(crt, by_hash) is False
+    ce.state = "running"
+    assert ready(crt, by_hash) is False
+    ce.state = "failed"
+    assert ready(crt, by_hash) is None
+    ce.state = BLOCKED
+    assert ready(crt, by_hash) is None
+    ce.state = "finished"
+    assert ready(crt, by_hash) is True
+
+
+def test_presets_cover_the_papers_tables():
+    assert set(PAPER_METHODS) == set(__import__("lvmbench.catalog", fromlist=["x"]).METHODS)
+    assert PRESETS["paper-table1"].datasets == ("imagenet-lt",) and PRESETS["paper-table1"].backbones == ("ViT-L-14",)
+    assert PRESETS["paper-table2"].datasets == ("places-lt",)
+    assert PRESETS["paper-table3"].datasets == ("inat18",)
+    assert PRESETS["paper-backbones"].backbones == ("ViT-B-16", "ViT-L-14")
+    assert PRESETS["paper-laion"].pretrained == ("openai", "laion2b_s32b_b82k")
+    assert PRESETS["paper-resnet"].backbones == ("RN101",)
+    embedded = PRESETS["embedded"]
+    assert len(embedded.methods) >= 6 and {"ce", "crt"} <= set(embedded.methods)
+
+
+def test_command_line_axes_replace_the_presets():
+    axes = build_axes("paper-laion", methods=["ce", "crt"], seeds=[0, 1], sets={"train.iters": 5})
+    assert axes.datasets == ["imagenet-lt"] and axes.pretrained == ["openai", "laion2b_s32b_b82k"]
+    assert axes.methods == ["ce", "crt"] and axes.seeds == [0, 1] and axes.sets == {"train.iters": 5}
+    assert build_axes(None, methods=["ce"]).datasets == ["mnist-lt"]
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: build_axes("paper-tabel1"), "unknown preset 'paper-tabel1' (did you mean paper-table1"),
+    (lambda: build_axes(None), "give --preset NAME or at least --method"),
+    (lambda: parse_seeds("0,x"), "--seed 0,x: expected integers, e.g. 0,1,2"),
+    (lambda: local_slots([], max_parallel=0), "--max-parallel 0: must be >= 1"),
+    (lambda: local_slots(["0", "1"], nproc=3), "--nproc 3 needs 3 GPUs per run; 2 available (0,1)"),
+    (lambda: config.check_nproc({"train.batch_size": 30}, 4),
+     "--nproc 4: train.batch_size=30 must be a multiple of it"),
+])
+def test_sweep_user_errors(call, message):
+    with pytest.raises(UserError) as err:
+        call()
+    assert str(err.value).startswith(message)
+
+
+def test_data_roots_for_all_or_one_dataset(tmp_path):
+    roots = parse_data_roots([str(tmp_path), f"places-lt={tmp_path}/p"])
+    assert roots == {"*": str(tmp_path), "places-lt": f"{tmp_path}/p"}
+    specs = expand(Axes(["imagenet-lt", "places-lt"], ["ViT-B-16"], ["ce"], [0], data_roots=roots))
+    assert [s["data_root"] for s in specs] == [str(tmp_path), f"{tmp_path}/p"]
+
+
+def test_local_slots_one_per_gpu_group_or_cpu_shares():
+    slots = local_slots(["0", "1", "2", "3"], nproc=2)
+    assert [s.env["CUDA_VISIBLE_DEVICES"] for s in slots] == ["0,1", "2,3"]
+    assert [s.env["CUDA_VISIBLE_DEVICES"] for s in local_slots(["0", "1", "2"], max_parallel=2)] == ["0", "1"]
+    cpu = local_slots([], max_parallel=2, cpus=8)
+    assert len(cpu) == 2 and all(s.threads == 4 and s.env["OMP_NUM_THREADS"] == "4" for s in cpu)
+    assert local_slots([], cpus=2)[0].threads == 2
+    assert local_slots([], max_parallel=4, cpus=2)[0].threads == 1
+
+
+def test_dry_run_lists_a_paper_preset_without_data(store):
+    results, runs = store
+    out = lvmbench("sweep", "--preset", "paper-table1", "--seed", "0,1", "--dry-run")
+    assert out.returncode == 0, out.stderr
+    assert f"{2 * len(PAPER_METHODS)} runs: {2 * len(PAPER_METHODS)} to start, 0 already finished" in out.stdout
+    assert not results.exists() and not runs.exists()
+
+
+@pytest.mark.slow
+def test_local_sweep_shares_stage1_ingests_and_fills_gaps(store):
+    results, runs = store
+    out = lvmbench("sweep", "--method", "ce,crt", "--seed", "0", "--max-parallel", "2", "--set", *TINY)
+    assert out.returncode == 0, out.stderr
+    assert "2 runs, 2 to start, 0 already finished" in out.stdout and "Main results" in out.stdout
+    specs = {json.loads(p.read_text())["method"]: json.loads(p.read_text()) for p in runs.glob("*/spec.json")}
+    assert specs["crt"]["stage1.run_id"] == next(p.parent.name for p in runs.glob("*ce-s0*/spec.json"))
+    assert specs["crt"]["train.threads"] == 1 and specs["ce"]["sweep_id"] == specs["crt"]["sweep_id"]
+    q = lvmbench("sql", "SELECT method, status, stage FROM runs ORDER BY stage", "--format", "json")
+    assert json.loads(q.stdout) == [{"method": "ce", "status": "finished", "stage": 1},
+                                    {"method": "crt", "status": "finished", "stage": 2}]
+    again = lvmbench("sweep", "--method", "crt,ce", "--seed", "0", "--set", *TINY)
+    assert again.returncode == 0, again.stderr
+    assert "2 runs, 0 to start, 2 already finished" in again.stdout
+    assert len(list(runs.glob("*/spec.json"))) == 2
+
+
+class Recorder(Reporter):
+    def __init__(self):
+        self.events = []
+
+    def started(self, job):
+        self.events.append(("started", job.spec["method"]))
+
+    def settled(self, job):
+        self.events.append((job.state, job.spec["method"]))
+
+
+@pytest.mark.slow
+def test_a_failed_child_does_not_stop_the_sweep_and_blocks_its_dependents(store):
+    results, runs = store
+    jobs = plan(grid(["ce", "crt", "zeroshot"], sets=config.parse_sets(TINY)), runs)
+    jobs[0].spec["backbone"] = "no-such-backbone"  # the ce child fails; crt never starts
+    recorder = Recorder()
+    LocalExecutor(local_slots([], max_parallel=1), runs, results, interval=0.1).run(jobs, recorder)
+    assert recorder.events == [("started", "ce"), ("failed", "ce"), ("started", "zeroshot"),
+                               ("blocked", "crt"), ("finished", "zeroshot")]
+    by_method = {j.spec["method"]: j for j in jobs}
+    assert by_method["crt"].error == "stage-1 run mnist-lt no-such-backbone ce s0 failed"
+    assert "unknown backbone 'no-such-backbone'" in by_method["ce"].error
+    assert sorted(p.parent.name.split("-")[2] for p in runs.glob("*/spec.json")) == ["ce", "zeroshot"]
