@@ -147,8 +147,9 @@ def print_outcome(run: RunDir, status: dict) -> None:
         out.print(f"continue it (once the cause is fixed): lvmbench run --headless --resume {run.run_id}")
         return
     test = run.evaluation("test") or {}
-    cols = ["overall", "many", "medium", "few", "precision", "recall", "f1", "worst_class"]
-    render(["run_id", *cols], [[run.run_id, *[test.get(c) for c in cols]]], title="test (%)", console=out)
+    cols = ["overall", "many", "medium", "few", "precision", "recall", "f1", "worst"]
+    values = [test.get(c if c != "worst" else "worst_class") for c in cols]
+    render(cols, [values], title=f"{run.run_id} — test (%)", console=out)
     if status.get("s_per_iter"):
         out.print(f"s/iter {status['s_per_iter']:.4f} · peak {status.get('peak_mem_mib', 0):.0f} MiB · "
                   f"wall {status.get('wall_s', 0):.1f} s")

@@ -63,7 +63,6 @@ class MissingImage(UserError):
     """An image file that a split lists but that is not there."""
 
 
-
 @dataclass
 class LTDataset:
     """A long-tailed classification dataset: train / val (optional) / test splits."""
