@@ -5,6 +5,7 @@ import csv
 import io
 import json
 
+from rich import box
 from rich.console import Console
 from rich.table import Table as RichTable
 
@@ -34,17 +35,25 @@ def render(columns: list[str], rows: list, fmt_name: str = "table", title: str |
     elif fmt_name == "markdown":
         console.print(to_markdown(columns, rows, title), markup=False, highlight=False, soft_wrap=True)
     else:
-        table = RichTable(title=title)
-        for c in columns:
-            table.add_column(c, justify="left" if c in ("Method", "Backbone") else "right")
-        best = best or {}
-        for row in rows:
-            cells = []
-            for c, v in zip(columns, row):
-                text = fmt(v)
-                cells.append(f"[bold green]{text}[/]" if c in best and v == best[c] else text)
-            table.add_row(*cells)
-        console.print(table)
+        console.print(rich_table(columns, rows, title, best or {}))
+
+
+def rich_table(columns: list[str], rows: list, title: str | None, best: dict) -> RichTable:
+    """A compact rich table; a Backbone column with one value moves into the title (fits 80 columns)."""
+    if "Backbone" in columns and len(rows) and len({r[columns.index("Backbone")] for r in rows}) == 1:
+        j = columns.index("Backbone")
+        title = f"{title or ''} · {rows[0][j]}".lstrip(" ·")
+        columns, rows = columns[:j] + columns[j + 1:], [list(r[:j]) + list(r[j + 1:]) for r in rows]
+    table = RichTable(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False,
+                      collapse_padding=True)
+    for j, c in enumerate(columns):
+        numeric = all(isinstance(r[j], (int, float)) or r[j] is None for r in rows)
+        width = max([len(fmt(r[j])) for r in rows] + ([0] if numeric else [len(c)]))
+        table.add_column(c, justify="right" if numeric else "left", min_width=width, no_wrap=True)
+    for row in rows:
+        table.add_row(*[f"[bold green]{fmt(v)}[/]" if c in best and v == best[c] else fmt(v)
+                        for c, v in zip(columns, row)])
+    return table
 
 
 def to_markdown(columns: list[str], rows: list, title: str | None = None) -> str:
