@@ -133,3 +133,19 @@ def test_foreign_file_is_refused_and_kept(tmp_path):
                 pass
     assert db.read_bytes() == before
     assert duckdb  # the library itself would also refuse it
+
+
+def test_main_table_keeps_weights_apart(tmp_path):
+    runs, db = tmp_path / "runs", tmp_path / "r.duckdb"
+    for pretrained, overall in (("openai", 70.0), ("laion2b_s32b_b82k", 74.0)):
+        spec = config.resolve("mnist-lt", "ViT-L-14", "ce", pretrained=pretrained)
+        run = launch.prepare(spec, runs)
+        run.write_status(status="finished", ended_at=1_700_000_000, stage=1)
+        (run.eval_dir / "test.json").write_text(__import__("json").dumps(
+            {"split": "test", "overall": overall, "many": 1.0, "medium": 1.0, "few": 1.0, "precision": 1.0,
+             "recall": 1.0, "f1": 1.0, "worst_class": 1.0, "n_samples": 10}))
+    with open_writer(db) as con:
+        ingest_dir(con, runs)
+    with open_readonly(db) as con:
+        rows = tables.build(con, "main").rows
+    assert sorted((r[1], r[3]) for r in rows) == [("ViT-L-14", 70.0), ("ViT-L-14 (laion2b_s32b_b82k)", 74.0)]

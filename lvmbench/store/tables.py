@@ -15,6 +15,9 @@ LATEST = """
                                ORDER BY ended_at DESC, run_id DESC) = 1
 """
 KINDS = ("main", "backbones", "memory", "cost")
+# A backbone as the tables name it: weights other than the default ones are shown, e.g. "ViT-L-14 (laion2b_s32b_b82k)".
+BACKBONE_LABEL = ("r.backbone || CASE WHEN r.pretrained NOT IN ('openai', 'embedded') "
+                  "THEN ' (' || r.pretrained || ')' ELSE '' END")
 METHOD_ORDER = {name: i for i, name in enumerate(METHODS)}
 
 
@@ -45,10 +48,10 @@ def main_table(con, dataset=None, backbone=None, **_) -> Table:
     """Methods × Overall / Many / Medium / Few / Precision / Recall / F1 (test split)."""
     where, params = _filters(dataset, backbone)
     rows = con.execute(f"""
-        SELECT r.method, r.backbone, count(*) AS seeds, avg(e.overall), avg(e.many), avg(e.medium), avg(e.few),
-               avg(e.precision), avg(e.recall), avg(e.f1)
+        SELECT r.method, {BACKBONE_LABEL} AS bb, count(*) AS seeds, avg(e.overall), avg(e.many), avg(e.medium),
+               avg(e.few), avg(e.precision), avg(e.recall), avg(e.f1)
         FROM ({LATEST}) r JOIN evals e ON e.run_id = r.run_id AND e.split = 'test'
-        WHERE {where} GROUP BY r.method, r.backbone""", params).fetchall()
+        WHERE {where} GROUP BY r.method, bb""", params).fetchall()
     cols = ["Method", "Backbone", "Seeds", "Overall", "Many", "Medium", "Few", "Precision", "Recall", "F1"]
     return Table(f"Main results{_title(dataset, backbone)} (test, %)", cols, _sort([list(r) for r in rows]),
                  {c: True for c in cols[3:]})
@@ -58,9 +61,7 @@ def _pivot(con, value_sql: str, title: str, better: bool, dataset, join_evals: b
     where, params = _filters(dataset, None)
     join = "JOIN evals e ON e.run_id = r.run_id AND e.split = 'test'" if join_evals else ""
     data = con.execute(f"""
-        SELECT r.method, r.backbone || CASE WHEN r.pretrained NOT IN ('openai', 'embedded')
-                                            THEN ' (' || r.pretrained || ')' ELSE '' END AS bb,
-               avg({value_sql})
+        SELECT r.method, {BACKBONE_LABEL} AS bb, avg({value_sql})
         FROM ({LATEST}) r {join} WHERE {where} GROUP BY r.method, bb""", params).fetchall()
     backbones = sorted({bb for _, bb, _ in data})
     cells = {(m, bb): v for m, bb, v in data}
@@ -82,9 +83,9 @@ def cost_table(con, dataset=None, backbone=None, carbon_kg_per_kwh: float = 0.54
     """s/iter, GPU hours, average W, kWh, kg CO2 per method (the study's Table 8)."""
     where, params = _filters(dataset, backbone)
     rows = con.execute(f"""
-        SELECT r.method, r.backbone, count(*), avg(r.s_per_iter), avg(r.wall_s) / 3600.0, avg(r.avg_power_w),
-               avg(r.energy_kwh), avg(r.energy_kwh) * ?
-        FROM ({LATEST}) r WHERE {where} GROUP BY r.method, r.backbone""", [carbon_kg_per_kwh, *params]).fetchall()
+        SELECT r.method, {BACKBONE_LABEL} AS bb, count(*), avg(r.s_per_iter), avg(r.wall_s) / 3600.0,
+               avg(r.avg_power_w), avg(r.energy_kwh), avg(r.energy_kwh) * ?
+        FROM ({LATEST}) r WHERE {where} GROUP BY r.method, bb""", [carbon_kg_per_kwh, *params]).fetchall()
     cols = ["Method", "Backbone", "Seeds", "s/iter", "GPU hours", "Avg W", "kWh", "kg CO2"]
     return Table(f"Cost{_title(dataset, backbone)} ({carbon_kg_per_kwh} kg CO2/kWh)", cols,
                  _sort([list(r) for r in rows]), {c: False for c in cols[3:]})
