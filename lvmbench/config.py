@@ -47,7 +47,7 @@ SCHEMA: dict[str, Param] = {
     "train.warmup_iters": Param(512, int, _nonneg, ">= 0"),
     "train.eval_every": Param(256, int, _pos, "> 0"),
     "train.optimizer": Param("sgd", str, choices=("sgd", "adamw")),
-    "train.num_workers": Param(0, int, _nonneg, ">= 0"),
+    "train.num_workers": Param(-1, int, lambda v: v >= -1, ">= 0, or -1 for auto (GPU: up to 8, CPU: 0)"),
     "train.log_every": Param(10, int, _pos, "> 0"),
     "train.threads": Param(0, int, _nonneg, ">= 0 (0 = torch's default)"),
     "decoder.depth": Param(3, int, _nonneg, ">= 0"),

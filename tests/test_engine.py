@@ -98,3 +98,11 @@ def test_same_seed_same_metrics(tmp_path, random_tiny_clip):
     train_run(b)
     assert a.evaluation("test") == b.evaluation("test")
     assert a.per_class("test") == b.per_class("test")
+
+
+def test_data_workers_auto():
+    from lvmbench.train.loop import data_workers
+
+    assert data_workers(-1, torch.device("cpu")) == 0
+    assert 1 <= data_workers(-1, torch.device("cuda")) <= 8
+    assert data_workers(3, torch.device("cpu")) == 3

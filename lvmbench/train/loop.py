@@ -68,6 +68,17 @@ def build_optimizer(spec: dict, params: list[torch.nn.Parameter], device: torch.
     return torch.optim.SGD(groups, lr=spec["train.lr"], momentum=spec["train.momentum"], nesterov=nesterov, **fast)
 
 
+def data_workers(setting: int, device: torch.device) -> int:
+    """DataLoader workers: ``-1`` (auto) feeds a GPU with up to 8 processes; on a CPU the
+    frozen encoder needs the cores itself, so images load in the training process."""
+    if setting >= 0:
+        return setting
+    if device.type != "cuda":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, cores - 1))
+
+
 class Trainer:
     """Everything one run needs, built from its spec."""
 
@@ -164,7 +175,7 @@ class Trainer:
     def loader(self, split, train: bool, batch_sampler=None) -> DataLoader:
         transform = self.backbone.transforms(train, hflip=self.hflip, crop_scale=self.dataset.crop_scale)
         dataset = ImageDataset(split, transform, on_bad=self.on_bad)
-        workers = self.spec["train.num_workers"]
+        workers = data_workers(self.spec["train.num_workers"], self.device)
         # Its own generator: a loader never draws from the global RNG (a resumed run stays exact).
         kwargs = dict(num_workers=workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
                       persistent_workers=workers > 0, generator=torch.Generator())
