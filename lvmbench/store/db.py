@@ -69,19 +69,19 @@ def connect(path: Path | str, read_only: bool = False, retry_s: float | None = N
 
 
 @contextmanager
+def _connection(path: Path | str, read_only: bool, retry_s: float | None):
+    con = connect(path, read_only=read_only, retry_s=retry_s)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
 def open_writer(path: Path | str, retry_s: float | None = None):
     """A short-lived writing connection (the parent process only; never a training child)."""
-    con = connect(path, read_only=False, retry_s=retry_s)
-    try:
-        yield con
-    finally:
-        con.close()
+    return _connection(path, False, retry_s)
 
 
-@contextmanager
 def open_readonly(path: Path | str, retry_s: float | None = None):
-    con = connect(path, read_only=True, retry_s=retry_s)
-    try:
-        yield con
-    finally:
-        con.close()
+    """A short-lived read-only connection."""
+    return _connection(path, True, retry_s)

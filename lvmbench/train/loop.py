@@ -303,10 +303,11 @@ def train_run(run: RunDir, dist: Dist | None = None) -> dict:
         elif "val/overall" in record:
             print(f"step {record['step']} val overall {record['val/overall']:.2f}", flush=True)
 
+    trained = bool(trainer.task.trainable())
     with SystemMonitor(lambda r: run.append(run.system_file, r), use_gpu=device.type == "cuda") as monitor:
         t_start = time.perf_counter()
-        timing = trainer.fit(log) if trainer.task.trainable() else {"train_s": 0.0, "s_per_iter": None}
-        if trainer.task.trainable():
+        timing = trainer.fit(log) if trained else {"train_s": 0.0, "s_per_iter": None}
+        if trained:
             run.ckpt_dir.mkdir(exist_ok=True)
             checkpoint.atomic_save(trainer.task.model.state_dict(), run.ckpt_dir / "model.pt")
         for split in ("val", "test"):
@@ -319,10 +320,9 @@ def train_run(run: RunDir, dist: Dist | None = None) -> dict:
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else peak_rss_mib()
     model_params = sum(p.numel() for p in trainer.task.model.parameters())
     frozen_visual = sum(p.numel() for p in trainer.backbone.clip.visual.parameters())
-    trained = trainer.task.trainable()
     return run.write_status(
         status="finished", ended_at=now(), wall_s=wall, device=str(device),
-        trainable_params=count_trainable(trainer.task.model) if trained else 0,
+        trainable_params=count_trainable(trainer.task.model),
         total_params=model_params + (0 if trainer.task.feature == "images" else frozen_visual),
         iters=spec["train.iters"] if trained else 0, batch_size=spec["train.batch_size"],
         peak_mem_mib=peak, stage=trainer.info.stage, parent_run_id=spec.get("stage1.run_id"),
