@@ -1,5 +1,6 @@
 """The training engine on the embedded dataset, in-process, with tiny budgets."""
 import copy
+import math
 
 import pytest
 import torch
@@ -41,10 +42,13 @@ def stage1(tmp_path_factory, random_tiny_clip):
 
 
 def test_lr_schedule_warmup_then_cosine():
-    assert lr_factor(0, 4, 20) == pytest.approx(0.25)
-    assert lr_factor(3, 4, 20) == pytest.approx(1.0)
-    assert lr_factor(12, 4, 20) == pytest.approx(0.5)  # half-way through the cosine
-    assert lr_factor(20, 4, 20) == pytest.approx(0.0)
+    # Both recipes run the study's schedule (warm-up from 0, cosine over 7/16 of a cycle);
+    # train.cosine_cycles=0.5 is a quarter of a cosine period that ends at 0.
+    assert lr_factor(0, 4, 20) == 0.0 and lr_factor(2, 4, 20) == pytest.approx(0.5)
+    assert lr_factor(4, 4, 20) == pytest.approx(1.0)
+    assert lr_factor(12, 4, 20, cycles=0.5) == pytest.approx(math.sqrt(0.5))  # half-way: cos(pi / 4)
+    assert lr_factor(20, 4, 20, cycles=0.5) == pytest.approx(0.0)
+    assert lr_factor(20, 4, 20) == pytest.approx(0.19509, abs=1e-5)  # cos(7 pi / 16)
 
 
 def test_stage1_run_writes_its_directory(stage1):
@@ -57,6 +61,7 @@ def test_stage1_run_writes_its_directory(stage1):
     steps = [m["step"] for m in stage1.metrics() if "loss" in m]
     assert steps == [2, 4, 6]
     assert any("val/overall" in m for m in stage1.metrics())
+    assert status["selected_on"] == "val" and status["best_step"] in (3, 6)
 
 
 def test_frozen_backbone_gets_no_gradient(stage1, random_tiny_clip):

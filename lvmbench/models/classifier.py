@@ -12,15 +12,16 @@ class DecoderClassifier(nn.Module):
     """The study's model: decoder over the token sequence, classifier on token 0."""
 
     def __init__(self, width: int, num_classes: int, depth: int = 3, heads: int = 4, mlp_ratio: float = 0.5,
-                 head_kind: str = "linear", head_scale: float = 30.0):
+                 head_kind: str = "linear", head_scale: float = 30.0, final_norm: bool = False):
         super().__init__()
-        self.decoder = Decoder(width, depth, heads, mlp_ratio)
+        self.decoder = Decoder(width, depth, heads, mlp_ratio, final_norm)
         self.head = build_head(head_kind, width, num_classes, head_scale)
 
     @classmethod
     def from_spec(cls, spec: dict, width: int, num_classes: int) -> "DecoderClassifier":
+        # Runs made before decoder.final_norm existed had the norm.
         return cls(width, num_classes, spec["decoder.depth"], spec["decoder.heads"], spec["decoder.mlp_ratio"],
-                   spec["head.kind"], spec["head.scale"])
+                   spec["head.kind"], spec["head.scale"], spec.get("decoder.final_norm", True))
 
     def features(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.decoder(tokens)

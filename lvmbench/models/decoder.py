@@ -2,7 +2,9 @@
 
 Wang et al. 2023, "Exploring Vision-Language Models for Imbalanced Learning", Sec. 3: CLIP's image
 tower stays frozen; ``depth`` timm ``Block``s (default 3, 4 heads, MLP ratio 0.5 as in the reference
-code) read the class token and every patch token of its last block, and a classifier reads token 0.
+code) read the class token and every patch token of its last block, and a classifier reads token 0 of the
+last block as it is: the study's network (``imblearn/nets/clip/clip.py``) has no LayerNorm after its
+decoder blocks. ``final_norm=True`` adds one (as timm's VisionTransformer has), for comparison.
 """
 from __future__ import annotations
 
@@ -12,14 +14,14 @@ from timm.models.vision_transformer import Block
 
 
 class Decoder(nn.Module):
-    """``depth`` transformer blocks plus a final LayerNorm; returns the class token's feature."""
+    """``depth`` transformer blocks (optionally a final LayerNorm); returns the class token's feature."""
 
-    def __init__(self, width: int, depth: int = 3, heads: int = 4, mlp_ratio: float = 0.5):
+    def __init__(self, width: int, depth: int = 3, heads: int = 4, mlp_ratio: float = 0.5, final_norm: bool = False):
         super().__init__()
         if depth and width % heads:
             raise ValueError(f"decoder.heads={heads} must divide the backbone width {width}")
         self.blocks = nn.Sequential(*[Block(width, heads, mlp_ratio=mlp_ratio, qkv_bias=True) for _ in range(depth)])
-        self.norm = nn.LayerNorm(width)
+        self.norm = nn.LayerNorm(width) if final_norm else nn.Identity()
         self.apply(_init_weights)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:

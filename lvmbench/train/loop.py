@@ -47,12 +47,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up for ``warmup`` steps, then cosine decay to 0 at ``total`` (the study's schedule)."""
+def lr_factor(step: int, warmup: int, total: int, cycles: float = 7 / 16) -> float:
+    """The study's schedule (USB's ``get_cosine_schedule_with_warmup``): the factor of step ``step``
+    (0-based) rises linearly as ``step / warmup``, then is ``max(0, cos(pi * cycles * progress))``;
+    with ``cycles = 7/16`` the last step runs at about 0.2 x lr."""
     if step < warmup:
-        return (step + 1) / warmup
+        return step / max(1, warmup)
     progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return max(0.0, math.cos(math.pi * cycles * progress))
 
 
 def build_optimizer(spec: dict, params: list[torch.nn.Parameter], device: torch.device):
@@ -221,11 +223,11 @@ class Trainer:
         params = self.task.trainable()
         optimizer = build_optimizer(spec, params, self.device)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: lr_factor(s, spec["train.warmup_iters"], iters))
+            optimizer, lambda s: lr_factor(s, spec["train.warmup_iters"], iters, spec["train.cosine_cycles"]))
         train = self.task.train_split if self.task.train_split is not None else self.dataset.train
         sampler = StepBatchSampler(train.labels, spec["train.batch_size"], self.task.sampler, spec["seed"], iters,
                                    rank=self.dist.rank, world=self.dist.world)
-        has_val = self.dataset.val is not None and len(self.dataset.val)
+        select = self.selection_split()
         last = self.run.ckpt_dir / checkpoint.LAST
         resumed = checkpoint.load(last, model=model, optimizer=optimizer, scheduler=scheduler, loss=loss_fn)
         sampler.start_step = resumed["step"] if resumed else 0
@@ -252,10 +254,10 @@ class Trainer:
             done = step + 1
             if done % spec["train.log_every"] == 0 or done == iters:
                 log({"step": done, "loss": seen.item(), "lr": optimizer.param_groups[0]["lr"]})
-            if has_val and self.dist.main and (done % spec["train.eval_every"] == 0 or done == iters):
+            if select != "final" and self.dist.main and (done % spec["train.eval_every"] == 0 or done == iters):
                 train_time += time.perf_counter() - t0
-                result = self.evaluate("val")
-                log({"step": done, **{f"val/{k}": v for k, v in result.to_dict().items() if k != "n_samples"}})
+                result = self.evaluate(select)
+                log({"step": done, **{f"{select}/{k}": v for k, v in result.to_dict().items() if k != "n_samples"}})
                 if result.overall > best["val_overall"]:
                     best = {"val_overall": result.overall, "step": done, "state": checkpoint.model_state(model)}
                 t0 = time.perf_counter()
@@ -267,7 +269,15 @@ class Trainer:
         train_time += time.perf_counter() - t0
         if best["state"] is not None:
             checkpoint.load_model_state(model, best["state"])
-        return {"train_s": train_time, "s_per_iter": train_time / max(iters, 1), "best_step": best["step"]}
+        return {"train_s": train_time, "s_per_iter": train_time / max(iters, 1), "best_step": best["step"],
+                "selected_on": select if best["state"] is not None else "final"}
+
+    def selection_split(self) -> str:
+        """The split whose best overall accuracy chooses the evaluated weights (``train.select``), or
+        ``final`` (the last weights) when there is none, e.g. ``val`` on a dataset without a val split."""
+        name = self.spec["train.select"]
+        split = None if name == "final" else getattr(self.dataset, name)
+        return name if split is not None and len(split) else "final"
 
 
 def write_eval(run: RunDir, split: str, result) -> None:
@@ -300,13 +310,14 @@ def train_run(run: RunDir, dist: Dist | None = None) -> dict:
         if "loss" in record:
             print(f"step {record['step']}/{spec['train.iters']} loss {record['loss']:.4f} lr {record['lr']:.3g}",
                   flush=True)
-        elif "val/overall" in record:
-            print(f"step {record['step']} val overall {record['val/overall']:.2f}", flush=True)
+        for split in ("val", "test"):
+            if f"{split}/overall" in record:
+                print(f"step {record['step']} {split} overall {record[f'{split}/overall']:.2f}", flush=True)
 
     trained = bool(trainer.task.trainable())
     with SystemMonitor(lambda r: run.append(run.system_file, r), use_gpu=device.type == "cuda") as monitor:
         t_start = time.perf_counter()
-        timing = trainer.fit(log) if trained else {"train_s": 0.0, "s_per_iter": None}
+        timing = trainer.fit(log) if trained else {"train_s": 0.0, "s_per_iter": None, "selected_on": "final"}
         if trained:
             run.ckpt_dir.mkdir(exist_ok=True)
             checkpoint.atomic_save(trainer.task.model.state_dict(), run.ckpt_dir / "model.pt")
