@@ -119,3 +119,144 @@ def test_decoder_is_timm_blocks_without_a_final_norm():
     torch.testing.assert_close(decoder(tokens), blocks(tokens)[:, 0], rtol=0, atol=0)
     normed = Decoder(64, depth=3, heads=4, mlp_ratio=0.5, final_norm=True)
     assert isinstance(normed.norm, torch.nn.LayerNorm)
+
+
+# --------------------------------------------------------------------------- losses
+# Re-implemented in float64 from the sources: the study's imblearn/algorithms/supervised/utils.py
+# (freq = counts / N, cls_num = counts) for paper; for reference: kaidic/LDAM-DRW losses.py,
+# hyperconnect/LADE loss/{PriorCELoss,LADELoss}.py, jiawei-ren/BalancedMetaSoftmax-Classification
+# loss/BalancedSoftmaxLoss.py, DisAlign's GRW cross-entropy, Lin et al.'s focal loss, Menon et al.'s
+# logit adjustment. The study's plain-CE, CBW, focal, balanced-softmax and GRW rows are those formulas too.
+
+F = torch.nn.functional
+COUNTS = torch.tensor([400.0, 90.0, 30.0, 7.0, 2.0, 1.0])
+
+
+def study_lade(z, y, freq, alpha=0.1, lam=0.1):
+    cls_weight = freq
+    z = z + freq.log()  # the study overwrites the logits with the prior-adjusted ones
+    ce = F.cross_entropy(z, y)
+    c = z.shape[1]
+    member = (y == torch.arange(c).view(-1, 1))                          # C x N
+    x_p = z.T * member
+    x_q = (z - torch.log(freq + 1e-9) + torch.log(torch.tensor(1.0 / c, dtype=z.dtype) + 1e-9)).T
+    n_c = member.sum(-1).to(z.dtype)
+    first = x_p.sum(-1) / (n_c + 1e-8)
+    second = torch.logsumexp(x_q, -1) - math.log(x_p.shape[-1])
+    return ce + alpha * -torch.sum((first - second - lam * second ** 2) * cls_weight)
+
+
+def authors_lade(z, y, counts, alpha=0.1, lam=0.1):
+    prior = counts / counts.sum()
+    ce = F.cross_entropy(z + torch.log(prior + 1e-9), y)                # PriorCELoss
+    c = z.shape[1]
+    member = (y == torch.arange(c).view(-1, 1))
+    x_p = z.T * member
+    x_q = (z - torch.log(prior + 1e-9) + torch.log(torch.tensor(1.0 / c, dtype=z.dtype) + 1e-9)).T
+    n_c = member.sum(-1).to(z.dtype)
+    first = x_p.sum(-1) / (n_c + 1e-8)
+    second = torch.logsumexp(x_q, -1) - math.log(x_p.shape[-1])
+    return ce + alpha * -torch.sum((first - second - lam * second ** 2) * prior)
+
+
+def ldam(z, y, counts, s, weight=None, max_m=0.5):
+    m_list = 1.0 / torch.sqrt(torch.sqrt(counts))
+    m_list = m_list * (max_m / torch.max(m_list))
+    index = F.one_hot(y, z.shape[1]).bool()
+    output = torch.where(index, z - m_list[y].view(-1, 1), z)
+    return F.cross_entropy(s * output, y, weight=weight)
+
+
+def drw_weights(counts, beta=0.9999):
+    w = (1.0 - beta) / (1.0 - torch.pow(beta, counts))
+    return w / w.sum() * len(counts)
+
+
+def focal(z, y, gamma=2.0):
+    pred = F.softmax(z, dim=-1)
+    return torch.sum(-F.one_hot(y, z.shape[1]) * (1 - pred) ** gamma * torch.log(pred), dim=-1).mean()
+
+
+def cbw(z, y, counts):
+    freq = counts / counts.sum()
+    return F.cross_entropy(z, y, weight=freq.sum() / (freq.shape[0] * freq))
+
+
+def grw(z, y, counts, rho=1.2):
+    freq = counts / counts.sum()
+    w = 1 / freq ** rho
+    return F.cross_entropy(z, y, weight=w / w.sum() * z.shape[1])
+
+
+SOURCES = {
+    ("ce", "paper"): lambda z, y, n: F.cross_entropy(z, y),
+    ("ce", "reference"): lambda z, y, n: F.cross_entropy(z, y),
+    ("cbw", "paper"): cbw, ("cbw", "reference"): cbw,
+    ("focal", "paper"): lambda z, y, n: focal(z, y), ("focal", "reference"): lambda z, y, n: focal(z, y),
+    ("balanced_softmax", "paper"): lambda z, y, n: F.cross_entropy(z + (n / n.sum()).log(), y),
+    ("balanced_softmax", "reference"): lambda z, y, n: F.cross_entropy(z + n.log(), y),
+    ("grw", "paper"): grw, ("grw", "reference"): grw,
+    ("logit_adjust", "paper"): lambda z, y, n: F.cross_entropy(z + (n / n.sum()).log(), y),
+    ("logit_adjust", "reference"): lambda z, y, n: F.cross_entropy(z + (n / n.sum()).log(), y),
+    ("lade", "paper"): lambda z, y, n: study_lade(z, y, n / n.sum()),
+    ("lade", "reference"): authors_lade,
+    ("ldam", "paper"): lambda z, y, n: ldam(z, y, n, s=1.0),           # the study ignores s, has no DRW
+    ("ldam", "reference"): lambda z, y, n: ldam(z, y, n, s=30.0),       # before DRW starts
+}
+
+
+def _batch(seed, n=24, scale=3.0):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, len(COUNTS), generator=g, dtype=torch.float64) * scale
+    targets = torch.randint(0, len(COUNTS), (n,), generator=g)
+    targets[:3] = torch.tensor([0, 1, 2])  # classes 3-5 may be missing: LADE's empty-class terms
+    return logits, targets
+
+
+def _compare(ours, source, logits, targets):
+    z32 = logits.float().clone().requires_grad_()
+    got = ours(z32, targets)
+    got.backward()
+    z64 = logits.clone().requires_grad_()
+    want = source(z64, targets)
+    want.backward()
+    assert got.item() == pytest.approx(want.item(), abs=1e-5, rel=1e-5)
+    torch.testing.assert_close(z32.grad.double(), z64.grad, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name,recipe", sorted(SOURCES))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_loss_and_gradient_match_the_source(name, recipe, seed):
+    from lvmbench.methods.losses import build_loss
+
+    logits, targets = _batch(seed, scale=0.1 if (name, recipe) == ("ldam", "reference") else 3.0)
+    source = SOURCES[(name, recipe)]
+    _compare(build_loss(name, COUNTS.tolist(), recipe=recipe), lambda z, y: source(z, y, COUNTS.double()),
+             logits, targets)
+
+
+def test_ldam_reference_reweights_after_drw_start():
+    from lvmbench.methods.losses import build_loss
+
+    loss = build_loss("ldam", COUNTS.tolist(), recipe="reference")
+    assert (loss.s, loss.drw_start) == (30.0, 0.8)
+    logits, targets = _batch(5, scale=0.1)
+    loss.set_progress(0.79)
+    _compare(loss, lambda z, y: ldam(z, y, COUNTS.double(), 30.0), logits, targets)
+    loss.set_progress(0.8)
+    _compare(loss, lambda z, y: ldam(z, y, COUNTS.double(), 30.0, drw_weights(COUNTS.double())), logits, targets)
+    paper = build_loss("ldam", COUNTS.tolist())
+    paper.set_progress(1.0)
+    _compare(paper, lambda z, y: ldam(z, y, COUNTS.double(), 1.0), logits, targets)
+
+
+def test_recipes_differ_where_the_sources_do():
+    from lvmbench.methods.losses import build_loss
+
+    logits, targets = _batch(7)
+    for name in ("lade", "ldam"):
+        a = build_loss(name, COUNTS.tolist(), recipe="paper")(logits.float(), targets)
+        b = build_loss(name, COUNTS.tolist(), recipe="reference")(logits.float(), targets)
+        assert abs(a.item() - b.item()) > 1e-3, name
+    with pytest.raises(ValueError, match="paper, reference"):
+        build_loss("ce", COUNTS.tolist(), recipe="papers")

@@ -57,7 +57,8 @@ def load_stage1(spec: dict, run_path: Path, width: int, num_classes: int) -> Dec
 def build_task(spec: dict, backbone, dataset, run_path: Path) -> Task:
     info = catalog.method(spec["method"])
     counts = dataset.train_counts
-    loss = build_loss(spec["loss"], counts, **config.loss_hparams(spec)) if spec["loss"] else None
+    recipe = spec.get("recipe", "paper")
+    loss = build_loss(spec["loss"], counts, recipe, **config.loss_hparams(spec)) if spec["loss"] else None
     if info.kind == "decoder":
         model = DecoderClassifier.from_spec(spec, backbone.width, dataset.num_classes)
         if spec["head.init"] == "text":
