@@ -132,31 +132,26 @@ F = torch.nn.functional
 COUNTS = torch.tensor([400.0, 90.0, 30.0, 7.0, 2.0, 1.0])
 
 
-def study_lade(z, y, freq, alpha=0.1, lam=0.1):
-    cls_weight = freq
-    z = z + freq.log()  # the study overwrites the logits with the prior-adjusted ones
-    ce = F.cross_entropy(z, y)
-    c = z.shape[1]
+def remine_regulariser(u, y, prior, lam=0.1):
+    """-sum_c pi_c (first_c - second_c - lam second_c^2), as both sources write it (pred_spread on u)."""
+    c = u.shape[1]
     member = (y == torch.arange(c).view(-1, 1))                          # C x N
-    x_p = z.T * member
-    x_q = (z - torch.log(freq + 1e-9) + torch.log(torch.tensor(1.0 / c, dtype=z.dtype) + 1e-9)).T
-    n_c = member.sum(-1).to(z.dtype)
-    first = x_p.sum(-1) / (n_c + 1e-8)
+    x_p = u.T * member
+    x_q = (u - torch.log(prior + 1e-9) + torch.log(torch.tensor(1.0 / c, dtype=u.dtype) + 1e-9)).T
+    first = x_p.sum(-1) / (member.sum(-1).to(u.dtype) + 1e-8)
     second = torch.logsumexp(x_q, -1) - math.log(x_p.shape[-1])
-    return ce + alpha * -torch.sum((first - second - lam * second ** 2) * cls_weight)
+    return -torch.sum((first - second - lam * second ** 2) * prior)
 
 
-def authors_lade(z, y, counts, alpha=0.1, lam=0.1):
+def study_lade(z, y, freq, alpha=0.1):
+    z = z + freq.log()  # the study overwrites the logits with the prior-adjusted ones, for both terms
+    return F.cross_entropy(z, y) + alpha * remine_regulariser(z, y, freq)
+
+
+def authors_lade(z, y, counts, alpha=0.1):
     prior = counts / counts.sum()
-    ce = F.cross_entropy(z + torch.log(prior + 1e-9), y)                # PriorCELoss
-    c = z.shape[1]
-    member = (y == torch.arange(c).view(-1, 1))
-    x_p = z.T * member
-    x_q = (z - torch.log(prior + 1e-9) + torch.log(torch.tensor(1.0 / c, dtype=z.dtype) + 1e-9)).T
-    n_c = member.sum(-1).to(z.dtype)
-    first = x_p.sum(-1) / (n_c + 1e-8)
-    second = torch.logsumexp(x_q, -1) - math.log(x_p.shape[-1])
-    return ce + alpha * -torch.sum((first - second - lam * second ** 2) * prior)
+    ce = F.cross_entropy(z + torch.log(prior + 1e-9), y)                # PriorCELoss on the raw logits
+    return ce + alpha * remine_regulariser(z, y, prior)
 
 
 def ldam(z, y, counts, s, weight=None, max_m=0.5):
