@@ -255,3 +255,131 @@ def test_recipes_differ_where_the_sources_do():
         assert abs(a.item() - b.item()) > 1e-3, name
     with pytest.raises(ValueError, match="paper, reference"):
         build_loss("ce", COUNTS.tolist(), recipe="papers")
+
+
+# --------------------------------------------------------------------------- cRT, stage 2, sampler
+
+
+@pytest.mark.parametrize("recipe,is_vit,reinit", [("paper", True, False), ("paper", False, True),
+                                                   ("reference", True, True), ("reference", False, True)])
+def test_crt_head_per_recipe_and_backbone(recipe, is_vit, reinit):
+    """The study's Crt_Net re-initialises the classifier only when the net's name says ResNet; the
+    authors' cRT (classifier-balancing, stage1_weights: false) always trains a fresh nn.Linear."""
+    from lvmbench.methods.tasks import crt_reinit
+    from lvmbench.models.classifier import DecoderClassifier, Stage2Classifier
+
+    spec = config.resolve("mnist-lt", "tiny-clip", "crt", overrides={"recipe": recipe})
+    assert crt_reinit(spec, is_vit) is reinit
+    torch.manual_seed(0)
+    stage1 = DecoderClassifier(32, 7, depth=1, heads=4)
+    before = stage1.head.weight.detach().clone()
+    model = Stage2Classifier(stage1, "crt", reinit_head=crt_reinit(spec, is_vit))
+    head = model.stage1.head
+    assert head.weight.requires_grad and head.bias.requires_grad
+    assert not any(p.requires_grad for p in model.stage1.decoder.parameters())
+    assert torch.equal(head.weight, before) is not reinit
+    if reinit:  # a new nn.Linear: U(-1/sqrt(D), 1/sqrt(D)) weights and bias
+        bound = 1 / math.sqrt(32)
+        assert head.weight.abs().max() <= bound and head.bias.abs().max() <= bound
+        assert head.weight.std() > 0.5 * bound / math.sqrt(3)
+
+
+def test_disalign_confidence_init_per_recipe():
+    from lvmbench.methods.stage2 import DisAlign
+
+    torch.manual_seed(0)
+    paper = DisAlign(5, 16, config.resolve("mnist-lt", "tiny-clip", "disalign")["disalign.confidence_init"])
+    reference = DisAlign(5, 16, config.resolve("mnist-lt", "tiny-clip", "disalign",
+                                               overrides={"recipe": "reference"})["disalign.confidence_init"])
+    assert torch.all(reference.confidence.weight == 0.1)
+    assert paper.confidence.weight.abs().max() <= 1 / 4 and len(set(paper.confidence.weight.flatten().tolist())) > 1
+    assert paper.scale.shape == (1, 5) and paper.bias.shape == (1, 5)
+
+
+@pytest.mark.parametrize("recipe", config.RECIPES)
+@pytest.mark.parametrize("method", ["lws", "disalign", "marc"])
+def test_stage2_weight_decay_per_recipe(recipe, method):
+    """paper: the study's optimizer decays tensors of 2+ dimensions (DisAlign's and MARC's [1, C] scale
+    and bias; not LWS's [C] scales); reference: the authors' optimizers decay every parameter."""
+    from lvmbench.methods import stage2
+    from lvmbench.train.loop import build_optimizer
+
+    spec = config.resolve("mnist-lt", "tiny-clip", method, overrides={"recipe": recipe})
+    adjuster = {"lws": lambda: stage2.LWS(5), "disalign": lambda: stage2.DisAlign(5, 16),
+                "marc": lambda: stage2.MARC(torch.randn(5, 16))}[method]()
+    opt = build_optimizer(spec, list(adjuster.parameters()), torch.device("cpu"))
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    names = {n for n, p in adjuster.named_parameters() if id(p) in decayed}
+    expected = {"paper": {"lws": set(), "disalign": {"scale", "bias", "confidence.weight"}, "marc": {"a", "b"}},
+                "reference": {"lws": {"scale"}, "disalign": {"scale", "bias", "confidence.weight", "confidence.bias"},
+                              "marc": {"a", "b"}}}[recipe][method]
+    assert names == expected
+
+
+def test_stage1_of_a_reference_stage2_run_is_the_plain_ce_run():
+    from lvmbench import launch
+
+    crt = config.resolve("mnist-lt", "tiny-clip", "crt", overrides={"recipe": "reference"})
+    ce = config.resolve("mnist-lt", "tiny-clip", "ce", overrides={"recipe": "reference"})
+    assert config.config_hash(launch.stage1_spec(crt)) == config.config_hash(ce)
+
+
+def _shares(labels, drawn):
+    import numpy as np
+
+    counts = np.bincount(labels)
+    group = np.where(counts > 100, 0, np.where(counts < 20, 2, 1))
+    return np.bincount(group[labels[drawn]], minlength=3) / len(drawn)
+
+
+def _study_sampler_epoch(labels, total, g):
+    """The study's WeightedDistributedSampler.__iter__ (replacement=False), written from the source."""
+    import numpy as np
+
+    counts = np.bincount(labels)
+    weights = torch.tensor(1.0 / counts[labels])
+    n = len(labels)
+    parts = [torch.multinomial(weights, n, generator=g, replacement=False) for _ in range(total // n)]
+    parts.append(torch.multinomial(weights, n, generator=g, replacement=False)[:total % n])
+    return torch.cat(parts).numpy()
+
+
+@pytest.mark.parametrize("recipe", config.RECIPES)
+def test_balanced_sampler_class_shares_per_recipe(recipe):
+    import numpy as np
+
+    from lvmbench.train.batches import StepBatchSampler
+
+    counts = np.repeat([400, 120, 60, 25, 10, 3], [4, 4, 6, 6, 10, 10])
+    labels = np.random.default_rng(0).permutation(np.repeat(np.arange(len(counts)), counts))
+    n, batch, steps = len(labels), 64, 32 * 60  # 60 steps per study epoch: 3840 draws, 1.2 x the train set
+    spec = config.resolve("mnist-lt", "tiny-clip", "crt", overrides={"recipe": recipe})
+    sampler = StepBatchSampler(labels, batch, "balanced", 0, steps, balanced=spec["sampler.balanced"])
+    drawn = np.concatenate([sampler.batch(s) for s in range(steps)])
+    got = _shares(labels, drawn)
+    instance = _shares(labels, np.arange(n))
+    if recipe == "reference":  # a class drawn uniformly: each group's share is its share of classes
+        per_class = np.bincount(labels[drawn], minlength=len(counts)) / len(drawn)
+        assert np.abs(per_class - 1 / len(counts)).max() < 0.006
+        assert got == pytest.approx([8 / 40, 12 / 40, 20 / 40], abs=0.01)
+    else:  # close to instance sampling, leaning a little towards the tail, as the study's sampler does
+        g = torch.Generator().manual_seed(0)
+        study = np.concatenate([_study_sampler_epoch(labels, 60 * batch, g) for _ in range(32)])
+        want = _shares(labels, study)
+        assert got == pytest.approx(want, abs=0.01)
+        assert got[0] < instance[0] and got[2] > instance[2] and got[0] > 0.5
+        # a whole number of passes over the train set draws every sample equally often
+        exact = StepBatchSampler(labels, n // 4, "balanced", 0, 32 * 4, balanced="study")
+        whole = np.concatenate([exact.batch(s) for s in range(4)])
+        assert np.array_equal(np.sort(whole), np.arange(n))
+
+
+def test_cbs_row_is_in_every_paper_preset():
+    from lvmbench import catalog
+    from lvmbench.exec.presets import PRESETS
+
+    cbs = catalog.method("cbs")
+    assert (cbs.kind, cbs.loss, cbs.sampler, cbs.stage) == ("decoder", "ce", "balanced", 1)
+    for name, preset in PRESETS.items():
+        if name.startswith("paper"):
+            assert "cbs" in preset.methods, name

@@ -33,11 +33,14 @@ class DecoderClassifier(nn.Module):
 class Stage2Classifier(nn.Module):
     """A frozen stage-1 model plus what stage 2 trains.
 
-    cRT (Kang et al. 2020) re-initialises the classifier and trains only it; LWS, DisAlign and MARC
-    keep the stage-1 classifier frozen and train an adjuster of its logits (``lvmbench.methods.stage2``).
+    cRT (Kang et al. 2020) trains only the classifier, re-initialised when ``reinit_head`` (always in the
+    authors' code; in the study's only for ResNets: its ``Crt_Net`` sets an unused ``.head`` on its ViT
+    nets, so they retrain the stage-1 classifier); LWS, DisAlign and MARC keep the stage-1 classifier
+    frozen and train an adjuster of its logits (``lvmbench.methods.stage2``).
     """
 
-    def __init__(self, stage1: DecoderClassifier, method: str):
+    def __init__(self, stage1: DecoderClassifier, method: str, reinit_head: bool = True,
+                 confidence_init: str = "torch"):
         super().__init__()
         from ..methods import stage2
 
@@ -45,12 +48,13 @@ class Stage2Classifier(nn.Module):
         self.adjuster = None
         num_classes, width = stage1.head.weight.shape
         if method == "crt":
-            reset_head(stage1.head)
+            if reinit_head:
+                reset_head(stage1.head)
             stage1.head.requires_grad_(True)
         elif method == "lws":
             self.adjuster = stage2.LWS(num_classes)
         elif method == "disalign":
-            self.adjuster = stage2.DisAlign(num_classes, width)
+            self.adjuster = stage2.DisAlign(num_classes, width, confidence_init)
         elif method == "marc":
             self.adjuster = stage2.MARC(stage1.head.weight.detach())
         else:

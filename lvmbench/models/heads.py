@@ -29,12 +29,12 @@ def build_head(kind: str, dim: int, num_classes: int, scale: float = 30.0) -> nn
 
 
 def reset_head(head: nn.Module) -> None:
-    """Re-initialise a classifier in place (cRT starts stage 2 from a fresh classifier)."""
+    """Re-initialise a classifier in place, as a new ``nn.Linear`` is (cRT's fresh classifier: the
+    study's ``Crt_Net`` for ResNets and classifier-balancing's ``DotProduct_Classifier`` both build one)."""
     if isinstance(head, CosineHead):
         nn.init.normal_(head.weight, std=0.01)
     else:
-        nn.init.trunc_normal_(head.weight, std=0.02)
-        nn.init.zeros_(head.bias)
+        head.reset_parameters()
 
 
 @torch.no_grad()

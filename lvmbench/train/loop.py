@@ -58,9 +58,12 @@ def lr_factor(step: int, warmup: int, total: int, cycles: float = 7 / 16) -> flo
 
 
 def build_optimizer(spec: dict, params: list[torch.nn.Parameter], device: torch.device):
-    """SGD (Nesterov momentum) or AdamW; no weight decay on biases and norm weights."""
-    decay = [p for p in params if p.ndim > 1]
-    no_decay = [p for p in params if p.ndim <= 1]
+    """SGD (Nesterov momentum) or AdamW. ``train.decay_params=matrices``: weight decay on tensors of 2 or
+    more dimensions only, the study's rule (timm's ``param_groups_weight_decay``: no 1-D tensors, no
+    biases); ``all``: on every parameter, as the authors' stage-2 optimizers do."""
+    every = spec.get("train.decay_params", "matrices") == "all"
+    decay = [p for p in params if every or p.ndim > 1]
+    no_decay = [p for p in params if not (every or p.ndim > 1)]
     groups = [{"params": decay, "weight_decay": spec["train.weight_decay"]},
               {"params": no_decay, "weight_decay": 0.0}]
     fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
@@ -226,7 +229,8 @@ class Trainer:
             optimizer, lambda s: lr_factor(s, spec["train.warmup_iters"], iters, spec["train.cosine_cycles"]))
         train = self.task.train_split if self.task.train_split is not None else self.dataset.train
         sampler = StepBatchSampler(train.labels, spec["train.batch_size"], self.task.sampler, spec["seed"], iters,
-                                   rank=self.dist.rank, world=self.dist.world)
+                                   rank=self.dist.rank, world=self.dist.world,
+                                   balanced=spec.get("sampler.balanced", "uniform"))
         select = self.selection_split()
         last = self.run.ckpt_dir / checkpoint.LAST
         resumed = checkpoint.load(last, model=model, optimizer=optimizer, scheduler=scheduler, loss=loss_fn)
