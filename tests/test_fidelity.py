@@ -383,3 +383,76 @@ def test_cbs_row_is_in_every_paper_preset():
     for name, preset in PRESETS.items():
         if name.startswith("paper"):
             assert "cbs" in preset.methods, name
+
+
+# --------------------------------------------------------------------------- store and tables
+
+
+def _stored_run(runs, method, recipe, overall, few, dataset="mnist-lt", selected_on="val", seed=0):
+    import json
+
+    from lvmbench import launch
+
+    spec = config.resolve(dataset, "tiny-clip", method, seed=seed, overrides={"recipe": recipe})
+    run = launch.prepare(spec, runs)
+    run.write_status(status="finished", started_at=1_700_000_000, ended_at=1_700_000_060, stage=1,
+                     selected_on=selected_on, best_step=100)
+    ev = {"split": "test", "overall": overall, "many": 90.0, "medium": 40.0, "few": few, "precision": 55.0,
+          "recall": overall, "f1": 50.0, "worst_class": 1.0, "n_samples": 1000}
+    (run.eval_dir / "test.json").write_text(json.dumps(ev))
+    return run
+
+
+def test_recipes_are_stored_and_never_averaged_together(tmp_path):
+    from lvmbench.store import open_readonly, open_writer, tables
+    from lvmbench.store.ingest import ingest_dir
+
+    runs, db = tmp_path / "runs", tmp_path / "r.duckdb"
+    _stored_run(runs, "lade", "paper", 60.0, 20.0)
+    _stored_run(runs, "lade", "reference", 64.0, 30.0)
+    _stored_run(runs, "ce", "paper", 50.0, 5.0)
+    with open_writer(db) as con:
+        ingest_dir(con, runs)
+    with open_readonly(db) as con:
+        stored = con.execute("SELECT method, recipe, selected_on FROM runs ORDER BY method, recipe").fetchall()
+        assert stored == [("ce", "paper", "val"), ("lade", "paper", "val"), ("lade", "reference", "val")]
+        main = tables.build(con, "main")
+        assert [(r[0], r[3]) for r in main.rows] == [("ce", 50.0), ("lade", 60.0), ("lade (reference)", 64.0)]
+        assert main.notes == []
+        recipes = tables.build(con, "recipes")
+    assert recipes.columns[2:] == ["Overall paper", "Overall ref.", "Δ overall", "Few paper", "Few ref.", "Δ few"]
+    by_method = {r[0]: r[2:] for r in recipes.rows}
+    assert by_method["lade"] == pytest.approx([60.0, 64.0, 4.0, 20.0, 30.0, 10.0])
+    assert by_method["ce"][:2] == [50.0, None] and by_method["ce"][2] is None
+
+
+def test_runs_selected_on_test_are_marked(tmp_path):
+    from lvmbench.store import open_readonly, open_writer, tables
+    from lvmbench.store.ingest import ingest_dir
+
+    runs, db = tmp_path / "runs", tmp_path / "r.duckdb"
+    _stored_run(runs, "ce", "paper", 50.0, 5.0, selected_on="test")
+    _stored_run(runs, "lade", "paper", 60.0, 20.0)
+    with open_writer(db) as con:
+        ingest_dir(con, runs)
+    with open_readonly(db) as con:
+        main = tables.build(con, "main")
+        assert [r[0] for r in main.rows] == ["ce †", "lade"]
+        assert main.notes == ["† selected on the test split, as the study's code does"]
+        assert tables.build(con, "recipes").notes[0] == main.notes[0]
+
+
+def test_table_recipes_on_the_command_line(tmp_path):
+    from lvmbench.store import open_writer
+    from lvmbench.store.ingest import ingest_dir
+
+    runs, db = tmp_path / "runs", tmp_path / "r.duckdb"
+    _stored_run(runs, "lade", "paper", 60.0, 20.0)
+    _stored_run(runs, "lade", "reference", 64.0, 30.0)
+    with open_writer(db) as con:
+        ingest_dir(con, runs)
+    out = subprocess.run([sys.executable, "-m", "lvmbench", "table", "recipes", "--dataset", "mnist-lt",
+                          "--results", str(db)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "lade" in out.stdout and "4.00" in out.stdout and "10.00" in out.stdout
+    assert "Δ = reference - paper" in out.stdout
