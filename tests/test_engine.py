@@ -114,3 +114,16 @@ def test_data_workers_auto():
     assert data_workers(-1, torch.device("cpu")) == 0
     assert 1 <= data_workers(-1, torch.device("cuda")) <= 8
     assert data_workers(3, torch.device("cpu")) == 3
+
+
+@pytest.mark.parametrize("method,extra", [("cbs", {"data.transform": "study"}),
+                                          ("ldam", {"recipe": "reference", "train.select": "final"})])
+def test_recipe_paths_train_end_to_end(tmp_path, random_tiny_clip, method, extra):
+    """The study's sampler and transforms (cbs under paper), and LDAM-DRW with a cosine head under
+    reference, on the real training path; status.json says which split chose the weights."""
+    run = make_run(tmp_path, method, random_tiny_clip, **extra)
+    status = train_run(run)
+    assert status["status"] == "finished"
+    assert status["selected_on"] == ("final" if extra.get("train.select") == "final" else "val")
+    assert (status["best_step"] is None) == (status["selected_on"] == "final")
+    assert 0 <= run.evaluation("test")["overall"] <= 100

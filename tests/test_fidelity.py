@@ -456,3 +456,30 @@ def test_table_recipes_on_the_command_line(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "lade" in out.stdout and "4.00" in out.stdout and "10.00" in out.stdout
     assert "Δ = reference - paper" in out.stdout
+
+
+# --------------------------------------------------------------------------- preprocessing
+
+
+def test_transform_per_recipe_dataset_and_method():
+    assert config.resolve("imagenet-lt", "ViT-L-14", "ce")["data.transform"] == "study"
+    assert config.resolve("imagenet-lt", "ViT-L-14", "ce", overrides={"recipe": "reference"})["data.transform"] == "open_clip"
+    assert config.resolve("imagenet-lt", "ViT-L-14", "zeroshot")["data.transform"] == "open_clip"
+    assert config.resolve("mnist-lt", "tiny-clip", "ce")["data.transform"] == "open_clip"
+
+
+def test_study_transforms_are_the_studys():
+    """imblearn/datasets/cv_datasets/places.py and inaturalist.py: get_data_transform."""
+    from torchvision import transforms as T
+
+    from lvmbench.data.transforms import study_transforms
+
+    train = study_transforms("places-lt", 224, True).transforms
+    assert isinstance(train[0], T.RandomResizedCrop) and train[0].size == (224, 224)
+    assert train[0].scale == (0.08, 1.0) and train[0].interpolation == T.InterpolationMode.BILINEAR
+    assert isinstance(train[1], T.RandomHorizontalFlip)
+    assert (train[-1].mean, train[-1].std) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    val = study_transforms("imagenet-lt", 224, False).transforms
+    assert val[0].size == 256 and val[0].interpolation == T.InterpolationMode.BILINEAR and val[1].size == (224, 224)
+    inat = study_transforms("inat18", 224, False).transforms[-1]
+    assert (inat.mean, inat.std) == ((0.466, 0.471, 0.380), (0.195, 0.194, 0.192))

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from .. import catalog, paths
 from ..data import build_dataset
+from ..data.transforms import study_transforms
 from ..errors import UserError
 from ..evaluate import compute_metrics
 from ..methods import build_task
@@ -137,7 +138,7 @@ class Trainer:
             return self.features[name]
         stored = "tokens" if self.task.feature == "tokens" or self.backbone.is_vit else "pooled"
         weights = resolve_weights(self.backbone.name, self.backbone.pretrained)
-        transform = self.backbone.transforms(views > 1, hflip=self.hflip, crop_scale=self.dataset.crop_scale)
+        transform = self.transforms(views > 1)
         parts = {"split": cache.split_fingerprint(split), "backbone": self.backbone.name,
                  "weights": cache.weights_fingerprint(weights), "transform": repr(transform), "views": views,
                  "feature": stored, "precision": self.encoder_mode}
@@ -177,8 +178,15 @@ class Trainer:
             x = feats.gather(rows).to(self.device, non_blocking=True)
             yield encoder.model_input(x), labels[rows % len(split)].to(self.device, non_blocking=True)
 
+    def transforms(self, train: bool):
+        """``data.transform``: the study's transforms (``recipe=paper``) or open_clip's preprocessing."""
+        if self.spec.get("data.transform", "open_clip") == "study":
+            return study_transforms(self.spec["dataset"], self.backbone.image_size, train, self.hflip,
+                                    self.dataset.crop_scale)
+        return self.backbone.transforms(train, hflip=self.hflip, crop_scale=self.dataset.crop_scale)
+
     def loader(self, split, train: bool, batch_sampler=None) -> DataLoader:
-        transform = self.backbone.transforms(train, hflip=self.hflip, crop_scale=self.dataset.crop_scale)
+        transform = self.transforms(train)
         dataset = ImageDataset(split, transform, on_bad=self.on_bad)
         workers = data_workers(self.spec["train.num_workers"], self.device)
         # Its own generator: a loader never draws from the global RNG (a resumed run stays exact).
