@@ -66,6 +66,8 @@ SCHEMA: dict[str, Param] = {
     "decoder.heads": Param(4, int, _pos, "> 0"),
     "decoder.mlp_ratio": Param(0.5, float, _pos, "> 0"),
     "decoder.final_norm": Param(False, bool),  # the study's classifier reads the last block's token 0 directly
+    # Decoder and linear-head init: the study's (PyTorch's default weights, zero biases) or timm's (trunc. normal 0.02).
+    "decoder.init": Param("study", str, choices=("study", "timm")),
     "head.kind": Param("linear", str, choices=("linear", "cosine")),
     "head.scale": Param(30.0, float, _pos, "> 0"),
     "head.init": Param("random", str, choices=("random", "text")),

@@ -483,3 +483,22 @@ def test_study_transforms_are_the_studys():
     assert val[0].size == 256 and val[0].interpolation == T.InterpolationMode.BILINEAR and val[1].size == (224, 224)
     inat = study_transforms("inat18", 224, False).transforms[-1]
     assert (inat.mean, inat.std) == ((0.466, 0.471, 0.380), (0.195, 0.194, 0.192))
+
+
+def test_decoder_and_head_init_are_the_studys():
+    """Decoder blocks and classifier as Hugging Face's from_pretrained leaves them in the study's net:
+    PyTorch's default Linear weights (|w| <= 1/sqrt(fan_in)), zero biases, LayerNorm 1 and 0."""
+    from lvmbench.models.classifier import DecoderClassifier
+
+    torch.manual_seed(0)
+    model = DecoderClassifier(64, 10, depth=2, heads=4)
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.Linear):
+            bound = 1 / math.sqrt(m.in_features)
+            assert m.weight.abs().max() <= bound and m.weight.abs().max() > 0.9 * bound, name
+            assert m.weight.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.15), name
+            assert torch.all(m.bias == 0), name
+        if isinstance(m, torch.nn.LayerNorm):
+            assert torch.all(m.weight == 1) and torch.all(m.bias == 0)
+    timm = DecoderClassifier(64, 10, depth=2, heads=4, init="timm")
+    assert timm.head.weight.std().item() == pytest.approx(0.02, rel=0.15)

@@ -12,16 +12,17 @@ class DecoderClassifier(nn.Module):
     """The study's model: decoder over the token sequence, classifier on token 0."""
 
     def __init__(self, width: int, num_classes: int, depth: int = 3, heads: int = 4, mlp_ratio: float = 0.5,
-                 head_kind: str = "linear", head_scale: float = 30.0, final_norm: bool = False):
+                 head_kind: str = "linear", head_scale: float = 30.0, final_norm: bool = False, init: str = "study"):
         super().__init__()
-        self.decoder = Decoder(width, depth, heads, mlp_ratio, final_norm)
-        self.head = build_head(head_kind, width, num_classes, head_scale)
+        self.decoder = Decoder(width, depth, heads, mlp_ratio, final_norm, init)
+        self.head = build_head(head_kind, width, num_classes, head_scale, init)
 
     @classmethod
     def from_spec(cls, spec: dict, width: int, num_classes: int) -> "DecoderClassifier":
         # Runs made before decoder.final_norm existed had the norm.
         return cls(width, num_classes, spec["decoder.depth"], spec["decoder.heads"], spec["decoder.mlp_ratio"],
-                   spec["head.kind"], spec["head.scale"], spec.get("decoder.final_norm", True))
+                   spec["head.kind"], spec["head.scale"], spec.get("decoder.final_norm", True),
+                   spec.get("decoder.init", "timm"))
 
     def features(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.decoder(tokens)
