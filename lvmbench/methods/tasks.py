@@ -77,6 +77,10 @@ def build_task(spec: dict, backbone, dataset, run_path: Path) -> Task:
         model = Stage2Classifier(stage1, info.name, crt_reinit(spec, backbone.is_vit),
                                  spec.get("disalign.confidence_init", "torch"))
         return Task(model, "tokens", loss, info.sampler)
+    if info.kind == "peft":
+        from . import lift
+
+        return lift.build(info, spec, backbone, dataset, loss)
     from . import baselines  # zero-shot, linear probe, full fine-tuning, CoOp
 
     return baselines.build(info, spec, backbone, dataset, loss)
