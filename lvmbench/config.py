@@ -95,6 +95,10 @@ SCHEMA: dict[str, Param] = {
     # LIFT's parameter-efficient methods: adapter bottleneck / LoRA rank (0 = LIFT's rule from the class count).
     "peft.bottleneck": Param(0, int, _nonneg, ">= 0 (0 = LIFT's rule, 2**max(0, int(log2(classes / (2 * blocks)))))"),
     "peft.vpt_len": Param(10, int, _pos, "> 0"),
+    # Test-time ensembling (LIFT's tte): logits averaged over the crops of each evaluated image.
+    "eval.tte": Param(False, bool),
+    "eval.tte_mode": Param("fivecrop", str, choices=("fivecrop", "tencrop")),
+    "eval.tte_expand": Param(24, int, _nonneg, ">= 0"),
     "cache.mode": Param("eval", str, choices=("off", "eval", "train")),
     "cache.views": Param(1, int, _pos, "> 0"),
     # Fast paths (lvmbench/train/encoder.py): auto = bf16 where the hardware runs it natively.

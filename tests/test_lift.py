@@ -91,3 +91,43 @@ def test_killed_peft_run_resumes_exactly_and_checkpoints_only_what_trains(store,
     for split in ("val", "test"):
         assert run.evaluation(split) == reference.evaluation(split)
     assert last_per_step(run) == last_per_step(reference)
+
+
+def hand_crops(image, size: int, expand: int):
+    """The four corners and the centre of the image resized to size + expand, cut by hand (PIL boxes)."""
+    from torchvision.transforms import functional as TF
+
+    big = TF.resize(image, size + expand)
+    w, h = big.size
+    left, top = int(round((w - size) / 2.0)), int(round((h - size) / 2.0))
+    boxes = [(0, 0), (w - size, 0), (0, h - size), (w - size, h - size), (left, top)]
+    return [big.crop((x, y, x + size, y + size)) for x, y in boxes]
+
+
+def test_tte_predictions_are_a_hand_made_ensemble_of_five_crops(store):
+    """A zero-shot run with eval.tte=true scores what averaging its logits over five crops by hand scores."""
+    from torchvision.transforms import functional as TF
+
+    _, runs = store
+    spec = config.resolve("mnist-lt", "tiny-clip", "zeroshot",
+                          overrides=config.parse_sets(["eval.tte=true", "eval.tte_expand=6", "train.threads=1",
+                                                            "encoder.precision=fp32"]))
+    run = launch.prepare(spec, runs)
+    train_run(run)
+    assert run.spec()["eval.tte"] is True  # recorded in the run's spec (and its config hash)
+    dataset = build_dataset(spec)
+    backbone = Backbone("tiny-clip", "embedded")
+    model = build_task(spec, backbone, dataset, run.path).model.eval()
+    split = dataset.split("test")
+    correct = 0
+    with torch.no_grad():
+        for i in range(len(split)):
+            crops = torch.stack([TF.normalize(TF.to_tensor(c), backbone.mean, backbone.std)
+                                 for c in hand_crops(split.load(i), 28, 6)])
+            logits = model(backbone.pooled(crops))
+            correct += int(logits.mean(0).argmax()) == int(split.labels[i])
+    assert run.evaluation("test")["overall"] == pytest.approx(100.0 * correct / len(split), abs=1e-9)
+    plain = launch.prepare(config.resolve("mnist-lt", "tiny-clip", "zeroshot",
+                                          overrides=config.parse_sets(["train.threads=1", "encoder.precision=fp32"])), runs)
+    train_run(plain)
+    assert plain.evaluation("test")["overall"] != run.evaluation("test")["overall"]  # the crops do change it

@@ -26,7 +26,7 @@ from ..methods.stage2 import count_trainable
 from ..models.backbone import Backbone, resolve_weights
 from ..models.decoder import Decoder
 from ..rundir import RunDir, atomic_write_json, now
-from . import cache, checkpoint, encoder
+from . import cache, checkpoint, encoder, tte
 from .batches import ImageDataset, StepBatchSampler, collate
 from .distributed import Dist
 from .monitor import SystemMonitor, peak_rss_mib
@@ -185,8 +185,8 @@ class Trainer:
                                     self.dataset.crop_scale)
         return self.backbone.transforms(train, hflip=self.hflip, crop_scale=self.dataset.crop_scale)
 
-    def loader(self, split, train: bool, batch_sampler=None) -> DataLoader:
-        transform = self.transforms(train)
+    def loader(self, split, train: bool, batch_sampler=None, transform=None) -> DataLoader:
+        transform = transform or self.transforms(train)
         dataset = ImageDataset(split, transform, on_bad=self.on_bad)
         workers = data_workers(self.spec["train.num_workers"], self.device)
         # Its own generator: a loader never draws from the global RNG (a resumed run stays exact).
@@ -201,6 +201,12 @@ class Trainer:
         """Yield (inputs, labels) batches of an evaluation split: from the feature cache unless
         ``cache.mode=off`` (or the task reads images)."""
         split = self.dataset.split(split_name)
+        if self.spec["eval.tte"]:  # every crop through the encoder or the model's tower: no feature cache
+            transform = tte.tte_transform(self.backbone.image_size, self.spec["eval.tte_expand"],
+                                          self.spec["eval.tte_mode"], self.backbone.mean, self.backbone.std)
+            for images, labels, _ in self.loader(split, train=False, transform=transform):
+                yield self.encode(images.flatten(0, 1)), labels
+            return
         if self.task.feature == "images" or self.spec["cache.mode"] == "off":
             for images, labels, _ in self.loader(split, train=False):
                 yield self.encode(images), labels
@@ -217,7 +223,10 @@ class Trainer:
         preds, targets = [], []
         for x, labels in self.eval_inputs(split_name):
             with self.autocast():
-                preds.append(model(x).argmax(-1).cpu())
+                logits = model(x)
+            if self.spec["eval.tte"]:
+                logits = tte.average_logits(logits, tte.CROPS[self.spec["eval.tte_mode"]])
+            preds.append(logits.argmax(-1).cpu())
             targets.append(labels)
         model.train(was_training)
         return torch.cat(preds).numpy(), torch.cat(targets).numpy()
