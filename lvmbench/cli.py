@@ -217,16 +217,20 @@ def cmd_table(args) -> int:
 def cmd_ingest(args) -> int:
     from .launch import recover
     from .rundir import find_runs
-    from .store import open_writer
-    from .store.ingest import ingest_dir
+    from .store import open_writer, pending
+    from .store.ingest import ingest_dir, ingest_run
 
     target = Path(args.dir) if args.dir else paths.runs_dir(args.runs_dir)
     if not target.exists():
         raise UserError(f"run directory not found: {target}")
     for run in find_runs(target):
         recover(run)  # a run whose parent died is still marked running: record it as killed
-    with open_writer(paths.results_path(args.results)) as con:
+    results = paths.results_path(args.results)
+    with open_writer(results) as con:
         ids = ingest_dir(con, target)
+        for run in pending.waiting(results):  # runs that found the database busy when they ended
+            ingest_run(con, run)
+    pending.clear(results)
     print(f"ingested {len(ids)} run(s) into {paths.results_path(args.results)}")
     return 0
 

@@ -47,18 +47,21 @@ def preflight(spec: dict) -> None:
 
 def ingest_quietly(results: Path, *runs: RunDir) -> None:
     """Ingest runs; a database that cannot be opened costs nothing (the run directories stay)."""
-    from .store import open_writer
+    from .store import open_writer, pending
     from .store.ingest import ingest_run
 
     if not runs:
         return
     try:
         with open_writer(results) as con:
-            for run in runs:
+            for run in [*pending.waiting(results), *runs]:
                 ingest_run(con, run)
+        pending.clear(results)
     except UserError as exc:
+        pending.remember(results, runs)
         where = runs[0].path if len(runs) == 1 else runs[0].path.parent
-        console.print(f"[yellow]warning:[/] kept in {where} but not stored: {exc} (later: lvmbench ingest {where})")
+        console.print(f"[yellow]warning:[/] kept in {where} but not stored: {exc} (the next run stored in "
+                      f"{results} stores it too; or later: lvmbench ingest {where})")
 
 
 def execute(spec: dict, runs_dir: Path, results: Path, debug: bool = False, label: str | None = None,
