@@ -6,6 +6,7 @@ import sys
 import duckdb
 import pytest
 
+from lvmbench.errors import UserError
 from lvmbench.store import open_readonly, open_writer, pending, storage
 from lvmbench.store.ingest import ingest_dir
 from lvmbench.store.schema import ensure_schema
@@ -108,3 +109,269 @@ def test_a_run_that_finds_the_database_busy_is_stored_by_the_next_write(tmp_path
     with open_readonly(db) as con:
         assert sorted(r[0] for r in con.execute("SELECT method FROM runs").fetchall()) == ["ce", "focal"]
     assert not pending.pending_file(db).exists()
+
+
+# -- export DIR -------------------------------------------------------------------------------------
+
+def stored(tmp_path, *methods_and_overall):
+    runs, db = tmp_path / "runs", tmp_path / "r.duckdb"
+    made = [fake_run(runs, m, seed=s, overall=o) for m, s, o in methods_and_overall]
+    with open_writer(db) as con:
+        ingest_dir(con, runs)
+    return db, runs, made
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
+def test_export_round_trips_every_table(tmp_path, fmt, capsys):
+    from lvmbench import cli
+
+    db, _, made = stored(tmp_path, ("ce", 0, 55.5), ("focal", 1, 57.25))
+    out = tmp_path / "snapshot"
+    assert cli.main(["export", str(out), "--format", fmt, "--results", str(db)]) == 0
+    assert "exported" in capsys.readouterr().out
+    back = duckdb.connect()
+    back.execute(f"IMPORT DATABASE '{out}'")
+    assert {t: back.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in counts(db)} == counts(db)
+    assert back.execute("SELECT method, overall FROM runs JOIN evals USING (run_id) ORDER BY method").fetchall() \
+        == [("ce", 55.5), ("focal", 57.25)]
+    config_text = back.execute("SELECT config FROM runs WHERE method = 'focal'").fetchone()[0]
+    assert __import__("json").loads(config_text) == made[1].spec()
+    assert back.execute("SELECT class_name, accuracy FROM per_class LIMIT 1").fetchone() == ("zero", 99.0)
+    assert back.execute("SELECT min(ts) FROM metrics").fetchone()[0].year == 2023
+
+
+def test_export_refuses_a_folder_with_files_and_an_unknown_format(tmp_path, capsys):
+    from lvmbench import cli
+
+    db, _, _ = stored(tmp_path, ("ce", 0, 50.0))
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert cli.main(["export", str(out), "--results", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not an empty folder" in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert cli.main(["export", str(tmp_path / "new"), "--results", str(tmp_path / "missing.duckdb")]) == 2
+    assert not (tmp_path / "new").exists() and not (tmp_path / "missing.duckdb").exists()
+
+
+# -- mean ± std over seeds, LaTeX -----------------------------------------------------------------
+
+def test_main_table_shows_the_sample_std_over_three_seeds(tmp_path):
+    from lvmbench.render import fmt
+    from lvmbench.store import tables
+
+    db, _, _ = stored(tmp_path, ("ce", 0, 60.0), ("ce", 1, 62.0), ("ce", 2, 67.0), ("focal", 0, 58.0))
+    with open_readonly(db) as con:
+        table = tables.build(con, "main")
+    ce, focal = table.rows
+    # by hand: mean 63, deviations -3, -1, 4, sum of squares 26, sample variance 26 / 2 = 13
+    assert ce[2] == 3 and ce[3] == pytest.approx(63.0) and ce[3].std == pytest.approx(13 ** 0.5)
+    assert ce[3].n == 3 and fmt(ce[3]) == "63.00 ± 3.61"
+    assert ce[6].std == pytest.approx(0.0)  # few is 10.0 for every seed
+    assert focal[2] == 1 and focal[3].std is None and fmt(focal[3]) == "58.00"
+    assert tables.best_per_column(table)["Overall"] == pytest.approx(63.0)
+
+
+def test_backbones_table_shows_spread_and_costs_do_not(tmp_path):
+    from lvmbench.store import tables
+
+    db, _, _ = stored(tmp_path, ("ce", 0, 60.0), ("ce", 1, 64.0))
+    with open_readonly(db) as con:
+        by_backbone = tables.build(con, "backbones")
+        memory = tables.build(con, "memory")
+    assert by_backbone.rows[0][1].std == pytest.approx(8 ** 0.5)
+    assert not hasattr(memory.rows[0][1], "std")
+
+
+def test_csv_and_json_give_the_std_its_own_column(tmp_path):
+    import io
+    import json
+
+    from rich.console import Console
+
+    from lvmbench.render import print_table
+
+    db, _, _ = stored(tmp_path, ("ce", 0, 60.0), ("ce", 1, 62.0), ("ce", 2, 67.0))
+    buf = io.StringIO()
+    print_table(db, "main", fmt_name="json", console=Console(file=buf, width=400))
+    row = json.loads(buf.getvalue())[0]
+    assert row["Overall"] == pytest.approx(63.0) and row["Overall std"] == pytest.approx(13 ** 0.5)
+    buf = io.StringIO()
+    print_table(db, "main", fmt_name="csv", console=Console(file=buf, width=400))
+    header = buf.getvalue().splitlines()[0].split(",")
+    assert header[:6] == ["Method", "Backbone", "Seeds", "Overall", "Overall std", "Many"]
+
+
+def test_latex_table_is_booktabs_with_one_row_per_method(tmp_path, capsys):
+    import re
+
+    from lvmbench import cli
+
+    db, _, _ = stored(tmp_path, ("ce", 0, 60.0), ("ce", 1, 62.0), ("balanced_softmax", 0, 66.0),
+                      ("zeroshot", 0, 40.0))
+    assert cli.main(["table", "main", "--format", "latex", "--results", str(db)]) == 0
+    tex = capsys.readouterr().out
+    begins, ends = re.findall(r"\\begin\{(\w+)\}", tex), re.findall(r"\\end\{(\w+)\}", tex)
+    assert begins == ["table", "tabular"] and ends == ["tabular", "table"]
+    lines = tex.splitlines()
+    body = lines[lines.index(r"\midrule") + 1:lines.index(r"\bottomrule")]
+    assert lines.index(r"\toprule") < lines.index(r"\midrule")
+    assert [row.split(" & ")[0] for row in body] == ["zeroshot", "ce", r"balanced\_softmax"]
+    assert all(row.endswith(r" \\") and row.count(" & ") == 9 for row in body)
+    assert r"61.00 $\pm$ 1.41" in body[1] and r"\textbf{66.00}" in body[2]
+    assert tex.count("{") == tex.count("}") and "%" not in tex.replace(r"\%", "")
+
+
+# -- scripting: --version, global flags after the command, run --json ------------------------------
+
+def test_version_and_debug_after_the_command(capsys):
+    from lvmbench import cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.build_parser().parse_args(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"lvmbench {cli.version()}"
+    assert cli.version()[0].isdigit()
+    assert cli.build_parser().parse_args(["table", "main", "--debug"]).debug is True
+    assert cli.build_parser().parse_args(["--debug", "table", "main"]).debug is True
+    assert cli.build_parser().parse_args(["table", "main"]).debug is False
+    with pytest.raises(UserError):  # --debug after the command re-raises, as before it
+        cli.main(["table", "main", "--results", "/nonexistent/r.duckdb", "--debug"])
+
+
+@pytest.mark.slow
+def test_run_json_prints_one_object_and_nothing_else(store, capsys):
+    import json
+
+    from lvmbench import cli
+    from tests.conftest import TINY
+
+    results, runs = store
+    assert cli.main(["run", "--headless", "--method", "ce", "--json", "--set", *TINY]) == 0
+    out = json.loads(capsys.readouterr().out)  # the whole of stdout is one JSON object
+    assert out["status"] == "finished" and (runs / out["run_id"]).is_dir()
+    assert set(out["evaluations"]) == {"val", "test"} and 0 <= out["evaluations"]["test"]["overall"] <= 100
+    assert out["cost"]["wall_s"] > 0 and out["cost"]["s_per_iter"] > 0
+    with open_readonly(results) as con:
+        assert con.execute("SELECT run_id FROM runs").fetchall() == [(out["run_id"],)]
+
+
+# -- recipes as files, re-runs, list sweeps ------------------------------------------------------
+
+RECIPE = """
+method = "focal"
+seed = 3
+"train.iters" = 40
+
+[train]
+lr = 0.01
+nesterov = false
+
+[loss]
+gamma = 2
+"""
+
+
+def captured_run(monkeypatch, argv) -> dict:
+    """The spec ``lvmbench run`` would train, captured where it starts (nothing trains)."""
+    from lvmbench import cli, config, runner
+
+    seen = {}
+
+    def fake(dataset, backbone, method, seed, data_root, pretrained, sets, overrides=None, **_):
+        seen["spec"] = config.resolve(dataset, backbone, method, seed=seed, pretrained=pretrained,
+                                      data_root=data_root, overrides={**(overrides or {}), **config.parse_sets(sets)})
+        return {"status": "finished", "run_id": "x"}
+
+    monkeypatch.setattr(runner, "run_headless", fake)
+    assert cli.main(argv) == 0
+    return seen["spec"]
+
+
+def test_config_file_gives_the_spec_written_by_hand_and_set_wins(tmp_path, monkeypatch):
+    from lvmbench import config
+
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(RECIPE)
+    by_hand = config.resolve("mnist-lt", "tiny-clip", "focal", seed=3, overrides={
+        "train.iters": 40, "train.lr": 0.01, "train.nesterov": False, "loss.gamma": 2})
+    assert captured_run(monkeypatch, ["run", "--headless", "--config", str(recipe)]) == by_hand
+    changed = captured_run(monkeypatch, ["run", "--headless", "--config", str(recipe), "--seed", "5",
+                                         "--set", "train.lr=0.05"])
+    assert changed == {**by_hand, "seed": 5, "train.lr": 0.05}
+
+
+def test_from_reruns_the_stored_spec_exactly_or_changed(tmp_path, monkeypatch):
+    from lvmbench import config, launch
+
+    runs = tmp_path / "runs"
+    spec = config.resolve("mnist-lt", "tiny-clip", "focal", seed=2,
+                          overrides={"train.lr": 0.02, "loss.gamma": 1.5, "train.iters": 30})
+    stored_run = launch.prepare(spec, runs)
+    argv = ["run", "--headless", "--from", stored_run.run_id, "--runs-dir", str(runs)]
+    assert captured_run(monkeypatch, argv) == spec
+    again = captured_run(monkeypatch, argv + ["--seed", "7", "--set", "loss.gamma=3"])
+    assert again == {**spec, "seed": 7, "loss.gamma": 3}
+    assert config.config_hash(again) != config.config_hash(spec)
+
+
+def test_from_a_two_stage_run_keeps_its_parent_only_when_unchanged(tmp_path, monkeypatch):
+    from lvmbench import config, launch
+
+    runs = tmp_path / "runs"
+    spec = {**config.resolve("mnist-lt", "tiny-clip", "crt", seed=0), "stage1.run_id": "mnist-lt-ce-parent"}
+    stored_run = launch.prepare(spec, runs)
+    argv = ["run", "--headless", "--from", stored_run.run_id, "--runs-dir", str(runs)]
+    assert captured_run(monkeypatch, argv)["stage1.run_id"] == "mnist-lt-ce-parent"
+    assert captured_run(monkeypatch, argv + ["--seed", "1"])["stage1.run_id"] is None  # found or trained anew
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--config", "{tmp}/missing.toml"], "--config {tmp}/missing.toml: no such file"),
+    (["--config", "{tmp}/bad.toml"], "not valid TOML"),
+    (["--config", "{tmp}/list.toml"], "train.lr is a list; a run takes one value"),
+    (["--config", "{tmp}/typo.toml"], "typo.toml: unknown key 'train.lrr' (did you mean train.lr"),
+    (["--from", "no-such-run"], "--from no-such-run: no such run"),
+    (["--resume", "x", "--config", "{tmp}/bad.toml"], "--resume continues a run"),
+])
+def test_recipe_errors_are_one_line_exit_2_nothing_stored(tmp_path, store, capsys, argv, message):
+    from lvmbench import cli
+
+    results, runs = store
+    (tmp_path / "bad.toml").write_text("train.lr = = 1\n")
+    (tmp_path / "list.toml").write_text("[train]\nlr = [0.01, 0.03]\n")
+    (tmp_path / "typo.toml").write_text('"train.lrr" = 0.01\n')
+    assert cli.main(["run", "--headless", *[a.format(tmp=tmp_path) for a in argv]]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message.format(tmp=tmp_path) in err and len(err.splitlines()) == 1
+    assert not results.exists() and not runs.exists()
+
+
+def test_a_list_sweep_plans_the_full_grid(tmp_path, capsys):
+    import itertools
+
+    from lvmbench import cli, sweep
+    from lvmbench.exec.grid import expand, plan
+
+    sets, variants = sweep.parse_set_grid(["train.lr=0.01,0.03", "loss.gamma=1,2", "train.iters=20"])
+    assert sets == {"train.iters": 20} and len(variants) == 4
+    axes = sweep.build_axes(None, methods=["focal"], seeds=[0, 1], sets=sets, variants=variants)
+    jobs = plan(expand(axes), tmp_path / "runs")
+    combos = sorted((j.spec["train.lr"], j.spec["loss.gamma"], j.spec["seed"]) for j in jobs)
+    assert combos == sorted(itertools.product([0.01, 0.03], [1, 2], [0, 1]))
+    assert {j.spec["train.iters"] for j in jobs} == {20} and len({j.hash for j in jobs}) == 8
+    assert cli.main(["sweep", "--method", "focal", "--set", "train.lr=0.01,0.03", "loss.gamma=1,2",
+                     "--runs-dir", str(tmp_path / "runs"), "--dry-run"]) == 0
+    out = "".join(capsys.readouterr().out.split())
+    assert "4runs:4tostart" in out and "train.lr=0.03loss.gamma=2" in out
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_bad_list_is_one_line(tmp_path, capsys):
+    from lvmbench import cli
+
+    assert cli.main(["sweep", "--method", "ce", "--set", "train.lr=0.01,", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "--set train.lr=0.01,: an empty value in the list" in err and len(err.splitlines()) == 1
+    assert cli.main(["sweep", "--method", "ce", "--set", "train.lr=0.01,x", "--dry-run"]) == 2
+    assert "--set train.lr=x: expected float" in capsys.readouterr().err
