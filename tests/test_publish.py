@@ -375,3 +375,63 @@ def test_a_bad_list_is_one_line(tmp_path, capsys):
     assert "--set train.lr=0.01,: an empty value in the list" in err and len(err.splitlines()) == 1
     assert cli.main(["sweep", "--method", "ce", "--set", "train.lr=0.01,x", "--dry-run"]) == 2
     assert "--set train.lr=x: expected float" in capsys.readouterr().err
+
+
+# -- export mlflow -------------------------------------------------------------------------------
+
+def test_mlflow_export_reads_back_through_mlflows_client_and_is_idempotent(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("mlflow")
+    import json
+
+    from mlflow import MlflowClient
+
+    from lvmbench import cli
+    from lvmbench.store.ingest import ingest_run
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow's file store: no database server needed
+    db, runs, made = stored(tmp_path, ("ce", 0, 55.5), ("focal", 1, 57.25))
+    uri = (tmp_path / "mlruns").as_uri()
+    argv = ["export", "mlflow", "--tracking-uri", uri, "--experiment", "lt", "--results", str(db)]
+    assert cli.main(argv) == 0
+    assert "2 run(s) created, 0 updated, 0 unchanged" in capsys.readouterr().out
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("lt")
+    by_id = {r.data.tags["lvmbench.run_id"]: r for r in client.search_runs([exp.experiment_id])}
+    assert set(by_id) == {r.run_id for r in made}
+    focal = by_id[made[1].run_id]
+    spec = made[1].spec()
+    assert focal.data.params == {k: str(v) for k, v in spec.items()}
+    assert focal.data.metrics["final/test/overall"] == 57.25 and focal.data.metrics["final/test/few"] == 10.0
+    assert focal.data.metrics["cost/wall_s"] == 60.0
+    assert focal.info.status == "FINISHED" and focal.info.start_time == 1_700_000_000_000
+    assert focal.info.end_time == (1_700_000_060 + 1) * 1000
+    history = client.get_metric_history(focal.info.run_id, "loss")
+    assert [(m.step, m.value, m.timestamp) for m in history] == [(10, 1.5, 1_700_000_010_000)]
+    assert [m.step for m in client.get_metric_history(focal.info.run_id, "val/overall")] == [20]
+    assert "system/memory_usage_megabytes" in focal.data.metrics
+    artifact = client.download_artifacts(focal.info.run_id, "per_class_test.csv", str(tmp_path / "dl"))
+    assert open(artifact).read().splitlines() == ["class_id,class_name,n_train,accuracy", "0,zero,700,99.0"]
+
+    assert cli.main(argv) == 0  # again: nothing new
+    assert "0 run(s) created, 0 updated, 2 unchanged" in capsys.readouterr().out
+    assert len(client.search_runs([exp.experiment_id])) == 2
+
+    ev = json.loads((made[0].eval_dir / "test.json").read_text())  # a stored run changes (e.g. resumed)
+    (made[0].eval_dir / "test.json").write_text(json.dumps({**ev, "overall": 56.0}))
+    with open_writer(db) as con:
+        ingest_run(con, made[0])
+    assert cli.main(argv) == 0
+    assert "0 run(s) created, 1 updated, 1 unchanged" in capsys.readouterr().out
+    now = {r.data.tags["lvmbench.run_id"]: r for r in client.search_runs([exp.experiment_id])}
+    assert len(now) == 2 and now[made[0].run_id].data.metrics["final/test/overall"] == 56.0
+
+
+def test_mlflow_export_without_mlflow_is_one_line(tmp_path, monkeypatch, capsys):
+    from lvmbench import cli
+
+    db, _, _ = stored(tmp_path, ("ce", 0, 50.0))
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # as if not installed
+    assert cli.main(["export", "mlflow", "--results", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert "MLflow is not installed: pip install 'lvmbench[mlflow]'" in err and len(err.splitlines()) == 1
