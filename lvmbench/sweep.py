@@ -134,12 +134,18 @@ def dry_run(jobs: list[Job], out: Console) -> None:
     varied = varied_settings(jobs)
     rows = [[i, j.spec["dataset"], j.spec["backbone"], j.spec["pretrained"], j.spec["method"], j.spec["seed"],
              *([" ".join(f"{k}={j.spec.get(k)}" for k in varied)] if varied else []),
-             f"#{index[j.needs]}" if j.needs else "", "done: " + j.run.run_id if j.state == DONE else "new",
+             f"#{index[j.needs]}" if j.needs else "", state_word(j),
              j.hash + (" (stage 1)" if j.implicit else "")] for i, j in enumerate(jobs, 1)]
     render(["#", "dataset", "backbone", "pretrained", "method", "seed", *(["settings"] if varied else []), "after",
             "state", "config"], rows, title="sweep plan", console=out)
     todo = sum(j.state == PENDING for j in jobs)
     out.print(f"{len(jobs)} runs: {todo} to start, {len(jobs) - todo} already finished")
+
+
+def state_word(job: Job) -> str:
+    if job.state == DONE:
+        return "done: " + job.run.run_id
+    return "continue: " + job.run.run_id if job.run else "new"
 
 
 def varied_settings(jobs: list[Job]) -> list[str]:

@@ -435,3 +435,72 @@ def test_mlflow_export_without_mlflow_is_one_line(tmp_path, monkeypatch, capsys)
     assert cli.main(["export", "mlflow", "--results", str(db)]) == 2
     err = capsys.readouterr().err
     assert "MLflow is not installed: pip install 'lvmbench[mlflow]'" in err and len(err.splitlines()) == 1
+
+
+# -- Slurm requeue and sweeps that continue interrupted runs ----------------------------------------
+
+def ppid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def long_enough_spec():
+    from lvmbench import config
+    from tests.conftest import TINY
+
+    return config.resolve("mnist-lt", "tiny-clip", "ce", overrides=config.parse_sets(
+        [*TINY, "train.iters=120", "ckpt.every=20", "train.eval_every=40"]))
+
+
+@pytest.mark.slow
+def test_a_preempted_slurm_job_is_requeued_and_ends_with_the_numbers_of_an_uninterrupted_run(tmp_path):
+    import signal
+    import time
+
+    submitit = pytest.importorskip("submitit")
+    from lvmbench import launch
+    from lvmbench.exec.slurm import RunJob
+
+    runs, spec = tmp_path / "runs", long_enough_spec()
+    reference = launch.prepare(spec, runs)
+    assert RunJob(str(reference.path))()["status"] == "finished"
+
+    run = launch.prepare(spec, runs)
+    executor = submitit.LocalExecutor(folder=str(tmp_path / "submitit"), max_num_timeout=2)
+    executor.update_parameters(timeout_min=10)
+    job = executor.submit(RunJob(str(run.path)))
+    deadline = time.monotonic() + 300
+    while not (run.ckpt_dir / "last.pt").exists() or launch.progress_step(run) >= 100:
+        assert time.monotonic() < deadline and not job.done(), job.stderr()
+        time.sleep(0.05)
+    os.kill(ppid(run.status()["pid"]), signal.SIGUSR2)  # what Slurm sends before preempting or timing out
+    assert job.result()["status"] == "finished", job.stderr()
+    status = run.status()
+    assert status["status"] == "finished" and status["resumes"] == 1
+    assert "resuming from step" in run.log_file.read_text()
+    assert run.evaluation("test") == reference.evaluation("test")
+    assert run.evaluation("val") == reference.evaluation("val")
+
+
+def test_a_sweep_run_again_continues_interrupted_runs_instead_of_starting_over(tmp_path):
+    from lvmbench import config, launch, sweep
+    from lvmbench.exec.grid import PENDING, expand, plan
+
+    runs, spec = tmp_path / "runs", long_enough_spec()
+    killed = launch.prepare(spec, runs)
+    killed.ckpt_dir.mkdir(parents=True, exist_ok=True)
+    (killed.ckpt_dir / "last.pt").write_bytes(b"checkpoint")
+    killed.write_status(status="killed", error="killed by SIGKILL")
+    axes = sweep.build_axes(None, methods=["ce"], sets={k: spec[k] for k in ("train.iters", "ckpt.every",
+                                                                          "train.eval_every", "train.batch_size",
+                                                                          "train.warmup_iters", "train.log_every",
+                                                                          "train.threads")})
+    [job] = plan(expand(axes), runs)
+    assert job.hash == config.config_hash(spec) == killed.spec()["config_hash"]
+    assert job.state == PENDING and job.run.run_id == killed.run_id and sweep.state_word(job).startswith("continue")
+    run = launch.start_or_continue(job.run, job.spec, runs)
+    assert run.path == killed.path and run.status()["status"] == "queued" and run.status()["resumes"] == 1
+    (killed.ckpt_dir / "last.pt").unlink()  # no checkpoint: nothing to continue, a new run starts
+    killed.write_status(status="killed")
+    [job] = plan(expand(axes), runs)
+    assert job.run is None and sweep.state_word(job) == "new"

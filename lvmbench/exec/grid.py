@@ -80,10 +80,12 @@ def plan(specs: list[dict], runs_dir) -> list[Job]:
             h1 = config.config_hash(stage1)
             jobs.setdefault(h1, Job(stage1, h1, implicit=True))
             job.needs = h1
-    finished = launch.finished_runs(runs_dir)
+    finished, interrupted = launch.finished_runs(runs_dir), launch.interrupted_runs(runs_dir)
     for job in jobs.values():
         if job.hash in finished:
             job.run, job.state = finished[job.hash], DONE
+        elif job.hash in interrupted:
+            job.run = interrupted[job.hash]  # pending with a run: continues it from its checkpoint
     return sorted(jobs.values(), key=lambda j: j.needs is not None)  # stable: grid order otherwise
 
 
