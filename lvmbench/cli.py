@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="processes for this run (torchrun, data-parallel): one per GPU, or CPU shares")
     run.add_argument("--resume", metavar="RUN_ID",
                      help="continue a killed, failed or cancelled run from its last checkpoint, in its directory")
-    run.add_argument("--config", metavar="RECIPE.toml",
+    run.add_argument("--config", metavar="SETTINGS.toml",
                      help="settings from a TOML file (same keys as --set, plus dataset/backbone/method/seed/...)")
     run.add_argument("--from", dest="from_run", metavar="RUN_ID",
                      help="re-run a stored run's exact spec (change it with --set, --seed, ...)")
@@ -165,7 +165,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from . import recipe
+    from . import runspec
     from .runner import cancel_on_sigterm, run_headless
 
     if args.resume:
@@ -173,7 +173,7 @@ def cmd_run(args) -> int:
     runs_dir, results = paths.runs_dir(args.runs_dir), paths.results_path(args.results)
     flags = {"dataset": args.dataset, "backbone": args.backbone, "method": args.method, "seed": args.seed,
              "pretrained": args.pretrained, "data_root": args.data_root}
-    request = recipe.compose(flags, args.set, config_file=args.config, from_id=args.from_run, runs_dir=runs_dir,
+    request = runspec.compose(flags, args.set, config_file=args.config, from_id=args.from_run, runs_dir=runs_dir,
                              results=results)
     with cancel_on_sigterm():
         status = run_headless(**request.identity, sets=[], overrides=request.overrides, runs_dir=runs_dir,

@@ -256,9 +256,9 @@ def test_run_json_prints_one_object_and_nothing_else(store, capsys):
         assert con.execute("SELECT run_id FROM runs").fetchall() == [(out["run_id"],)]
 
 
-# -- recipes as files, re-runs, list sweeps ------------------------------------------------------
+# -- settings files, re-runs, list sweeps --------------------------------------------------------
 
-RECIPE = """
+SETTINGS = """
 method = "focal"
 seed = 3
 "train.iters" = 40
@@ -291,12 +291,12 @@ def captured_run(monkeypatch, argv) -> dict:
 def test_config_file_gives_the_spec_written_by_hand_and_set_wins(tmp_path, monkeypatch):
     from lvmbench import config
 
-    recipe = tmp_path / "recipe.toml"
-    recipe.write_text(RECIPE)
+    settings = tmp_path / "settings.toml"
+    settings.write_text(SETTINGS)
     by_hand = config.resolve("mnist-lt", "tiny-clip", "focal", seed=3, overrides={
         "train.iters": 40, "train.lr": 0.01, "train.nesterov": False, "loss.gamma": 2})
-    assert captured_run(monkeypatch, ["run", "--headless", "--config", str(recipe)]) == by_hand
-    changed = captured_run(monkeypatch, ["run", "--headless", "--config", str(recipe), "--seed", "5",
+    assert captured_run(monkeypatch, ["run", "--headless", "--config", str(settings)]) == by_hand
+    changed = captured_run(monkeypatch, ["run", "--headless", "--config", str(settings), "--seed", "5",
                                          "--set", "train.lr=0.05"])
     assert changed == {**by_hand, "seed": 5, "train.lr": 0.05}
 
@@ -334,7 +334,7 @@ def test_from_a_two_stage_run_keeps_its_parent_only_when_unchanged(tmp_path, mon
     (["--from", "no-such-run"], "--from no-such-run: no such run"),
     (["--resume", "x", "--config", "{tmp}/bad.toml"], "--resume continues a run"),
 ])
-def test_recipe_errors_are_one_line_exit_2_nothing_stored(tmp_path, store, capsys, argv, message):
+def test_settings_file_errors_are_one_line_exit_2_nothing_stored(tmp_path, store, capsys, argv, message):
     from lvmbench import cli
 
     results, runs = store

@@ -1,6 +1,6 @@
-"""Recipes as files and re-runs: ``run --config recipe.toml`` and ``run --from RUN_ID``.
+"""Where a run's settings come from: a TOML file (``run --config FILE``), a stored run (``run --from RUN_ID``).
 
-A recipe file holds the run's identity (``dataset``, ``backbone``, ``method``, ``seed``,
+A settings file holds the run's identity (``dataset``, ``backbone``, ``method``, ``seed``,
 ``pretrained``, ``data_root``) and any ``--set`` key, flat (``"train.lr" = 0.01``) or as TOML tables
 (``[train]`` ``lr = 0.01``). Layers apply in order: built-in defaults, the stored run (``--from``),
 the file (``--config``), then the command line (flags and ``--set``), so the command line wins.
@@ -69,7 +69,7 @@ def split_identity(values: dict[str, Any], where: str) -> tuple[dict[str, Any], 
 
 
 def load_file(path: str | Path) -> Request:
-    """The identity and settings of a TOML recipe file."""
+    """The identity and settings of a TOML settings file."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
@@ -114,7 +114,7 @@ def from_run(run_id: str, runs_dir: Path, results: Path) -> Request:
 
 def compose(flags: dict[str, Any], sets: list[str], config_file: str | None = None, from_id: str | None = None,
             runs_dir: Path | None = None, results: Path | None = None) -> Request:
-    """Layer the stored run, the recipe file and the command line (flags left None were not given)."""
+    """Layer the stored run, the settings file and the command line (flags left None were not given)."""
     request = Request()
     if from_id:
         request = from_run(from_id, runs_dir, results)
