@@ -88,7 +88,7 @@ def to_markdown(columns: list[str], rows: list, title: str | None = None) -> str
 
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "—": "---",
-                 "±": r"$\pm$"}
+                 "±": r"$\pm$", "†": r"$^\dagger$"}
 
 
 def latex_escape(text: str) -> str:
@@ -105,7 +105,8 @@ def latex_cell(value, best: bool) -> str:
     return bold(latex_escape(fmt(value)) if value is not None else "--")
 
 
-def to_latex(columns: list[str], rows: list, title: str | None = None, best: dict | None = None) -> str:
+def to_latex(columns: list[str], rows: list, title: str | None = None, best: dict | None = None,
+             notes: list[str] | None = None) -> str:
     """A booktabs table (``\\usepackage{booktabs}``) that pastes into a paper: text columns left,
     numbers right, the best value per column in bold."""
     best = best or {}
@@ -118,7 +119,9 @@ def to_latex(columns: list[str], rows: list, title: str | None = None, best: dic
               r"\midrule"]
     lines += [" & ".join(latex_cell(v, c in best and v is not None and v == best[c]) for c, v in zip(columns, r))
               + r" \\" for r in rows]
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [rf"\par\footnotesize {latex_escape(note)}" for note in notes or []]
+    lines.append(r"\end{table}")
     return "\n".join(lines)
 
 
@@ -133,4 +136,12 @@ def print_table(results, kind: str, dataset: str | None = None, backbone: str | 
     if not table.rows:
         console.print(f"no finished runs{' for ' + dataset if dataset else ''} in the results database")
         return
-    render(table.columns, table.rows, fmt_name, title=table.title, best=tables.best_per_column(table), console=console)
+    best = tables.best_per_column(table)
+    if fmt_name == "latex":  # notes go inside the table environment
+        console.print(to_latex(table.columns, table.rows, table.title, best, table.notes), markup=False,
+                      highlight=False, soft_wrap=True)
+        return
+    render(table.columns, table.rows, fmt_name, title=table.title, best=best, console=console)
+    if fmt_name in ("table", "markdown"):
+        for note in table.notes:
+            console.print(note, markup=False, highlight=False)

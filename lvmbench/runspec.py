@@ -103,30 +103,45 @@ def stored_spec(run_id: str, runs_dir: Path, results: Path) -> dict[str, Any]:
     raise UserError(f"--from {run_id}: no such run in {runs_dir} or {results}")
 
 
-def from_run(run_id: str, runs_dir: Path, results: Path) -> Request:
-    """The exact request that produced a stored run."""
+def from_run(run_id: str, runs_dir: Path, results: Path) -> tuple[Request, dict[str, Any]]:
+    """The exact request that produced a stored run, and the settings it chose itself: those that
+    differ from what its dataset, method and recipe would give (what carries over to another method
+    or recipe, whose own defaults then apply)."""
     spec = stored_spec(run_id, runs_dir, results)
     identity = {k: spec.get(k, DEFAULTS[k]) for k in DEFAULTS}
     overrides = {k: v for k, v in spec.items()
                  if k not in DEFAULTS and k not in BOOKKEEPING and (k in config.SCHEMA or k.startswith("loss."))}
-    return Request(identity, overrides)
+    fixed = {k: overrides[k] for k in ("recipe",) if k in overrides}
+    try:
+        defaults = config.resolve(overrides=dict(fixed), **identity)
+    except UserError:
+        return Request(identity, overrides), overrides
+    chosen = {k: v for k, v in overrides.items() if k not in defaults or defaults[k] != v}
+    return Request(identity, overrides), {**fixed, **chosen}
+
+
+# Flags and keys whose change brings another set of defaults (dataset, method and recipe profiles).
+PROFILE_KEYS = ("dataset", "backbone", "pretrained", "method", "recipe")
 
 
 def compose(flags: dict[str, Any], sets: list[str], config_file: str | None = None, from_id: str | None = None,
             runs_dir: Path | None = None, results: Path | None = None) -> Request:
     """Layer the stored run, the settings file and the command line (flags left None were not given)."""
-    request = Request()
+    request, chosen = Request(), {}
     if from_id:
-        request = from_run(from_id, runs_dir, results)
-    if config_file:
-        layer = load_file(config_file)
-        request.identity.update(layer.identity)
-        request.overrides.update(layer.overrides)
+        request, chosen = from_run(from_id, runs_dir, results)
+    layer = load_file(config_file) if config_file else Request({}, {})
     given_sets = config.parse_sets(sets)
-    changed = {k for k, v in flags.items() if v is not None and v != request.identity.get(k)}
-    request.identity.update({k: v for k, v in flags.items() if v is not None})
+    new_identity = {**layer.identity, **{k: v for k, v in flags.items() if v is not None}}
+    changed = {k for k, v in new_identity.items() if v != request.identity.get(k)}
+    changed |= {k for k in ("recipe",) if k in {**layer.overrides, **given_sets}
+                and {**layer.overrides, **given_sets}[k] != request.overrides.get(k)}
+    if from_id and changed & set(PROFILE_KEYS):
+        request.overrides = dict(chosen)  # the new method's (dataset's, recipe's) defaults apply
     if from_id and (changed or config_file or given_sets) and "stage1.run_id" not in given_sets:
         # a changed run trains on (or finds) the stage-1 run that matches it, not the stored run's parent
         request.overrides["stage1.run_id"] = None
+    request.identity.update(new_identity)
+    request.overrides.update(layer.overrides)
     request.overrides.update(given_sets)
     return request

@@ -504,3 +504,18 @@ def test_a_sweep_run_again_continues_interrupted_runs_instead_of_starting_over(t
     killed.write_status(status="killed")
     [job] = plan(expand(axes), runs)
     assert job.run is None and sweep.state_word(job) == "new"
+
+
+def test_from_with_another_method_or_recipe_takes_its_defaults_and_keeps_the_chosen_settings(tmp_path, monkeypatch):
+    from lvmbench import config, launch
+
+    runs = tmp_path / "runs"
+    spec = config.resolve("mnist-lt", "tiny-clip", "ldam", seed=0, overrides={"train.lr": 0.02, "train.iters": 30})
+    stored_run = launch.prepare(spec, runs)
+    argv = ["run", "--headless", "--from", stored_run.run_id, "--runs-dir", str(runs)]
+    as_focal = captured_run(monkeypatch, argv + ["--method", "focal"])
+    assert as_focal == config.resolve("mnist-lt", "tiny-clip", "focal", seed=0,
+                                      overrides={"train.lr": 0.02, "train.iters": 30})
+    as_reference = captured_run(monkeypatch, argv + ["--set", "recipe=reference"])
+    assert as_reference == config.resolve("mnist-lt", "tiny-clip", "ldam", seed=0, overrides={
+        "train.lr": 0.02, "train.iters": 30, "recipe": "reference"})
