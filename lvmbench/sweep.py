@@ -233,3 +233,16 @@ def report(outcome: Outcome, results: Path, out: Console, waited: bool, runs_dir
     several = len({(j.spec["backbone"], j.spec["pretrained"]) for j in outcome.jobs}) > 1
     for dataset in datasets:
         print_table(results, "backbones" if several else "main", dataset=dataset, console=out)
+    varied = varied_settings(outcome.jobs)
+    if varied:
+        out.print("[yellow]note:[/] the tables keep the latest run per method and seed, whatever its settings; "
+                  "compare the settings swept with: lvmbench sql \"{}\" --results {}".format(
+                      settings_query(varied).replace('"', '\\"'), results),
+                  soft_wrap=True)
+
+
+def settings_query(keys: list[str]) -> str:
+    """SQL that averages the test accuracy of finished runs per method and value of each swept key."""
+    picks = ", ".join(f"config->>'/{k}' AS \"{k}\"" for k in keys)
+    return (f"SELECT method, {picks}, count(*) AS seeds, round(avg(overall), 2) AS overall FROM runs "
+            "JOIN evals USING (run_id) WHERE split = 'test' AND status = 'finished' GROUP BY ALL ORDER BY ALL")

@@ -519,3 +519,22 @@ def test_from_with_another_method_or_recipe_takes_its_defaults_and_keeps_the_cho
     as_reference = captured_run(monkeypatch, argv + ["--set", "recipe=reference"])
     assert as_reference == config.resolve("mnist-lt", "tiny-clip", "ldam", seed=0, overrides={
         "train.lr": 0.02, "train.iters": 30, "recipe": "reference"})
+
+
+def test_the_settings_query_a_settings_sweep_points_to_keeps_the_settings_apart(tmp_path, capsys):
+    import json
+
+    from lvmbench import cli, config, launch, sweep
+
+    runs, db = tmp_path / "runs", tmp_path / "r.duckdb"
+    for lr, seed, overall in ((0.01, 0, 50.0), (0.01, 1, 52.0), (0.03, 0, 60.0)):
+        run = launch.prepare(config.resolve("mnist-lt", "tiny-clip", "ce", seed=seed,
+                                            overrides={"train.lr": lr}), runs)
+        run.write_status(status="finished", ended_at=1_700_000_000 + seed)
+        (run.eval_dir / "test.json").write_text(json.dumps({"split": "test", "overall": overall}))
+    with open_writer(db) as con:
+        ingest_dir(con, runs)
+    assert cli.main(["sql", sweep.settings_query(["train.lr"]), "--format", "json", "--results", str(db)]) == 0
+    assert json.loads(capsys.readouterr().out) == [
+        {"method": "ce", "train.lr": "0.01", "seeds": 2, "overall": 51.0},
+        {"method": "ce", "train.lr": "0.03", "seeds": 1, "overall": 60.0}]
