@@ -538,3 +538,18 @@ def test_the_settings_query_a_settings_sweep_points_to_keeps_the_settings_apart(
     assert json.loads(capsys.readouterr().out) == [
         {"method": "ce", "train.lr": "0.01", "seeds": 2, "overall": 51.0},
         {"method": "ce", "train.lr": "0.03", "seeds": 1, "overall": 60.0}]
+
+
+def test_exports_read_a_results_file_of_an_older_lvmbench(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("mlflow")
+    from lvmbench import cli
+
+    db, _, _ = stored(tmp_path, ("ce", 0, 55.0))
+    con = duckdb.connect(str(db))
+    con.execute("ALTER TABLE runs DROP COLUMN skipped_images")  # a column an older lvmbench did not write
+    con.close()
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    uri = (tmp_path / "mlruns").as_uri()
+    assert cli.main(["export", "mlflow", "--tracking-uri", uri, "--results", str(db)]) == 0
+    assert cli.main(["export", str(tmp_path / "snap"), "--results", str(db)]) == 0
+    assert "1 run(s) created" in capsys.readouterr().out

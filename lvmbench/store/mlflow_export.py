@@ -49,8 +49,10 @@ def read_store(results: Path) -> dict[str, dict[str, list[dict]]]:
     """Every table's rows grouped by run id (the database is closed before MLflow is contacted)."""
     by_run: dict[str, dict[str, list[dict]]] = {}
     with open_readonly(results) as con:
-        for table, cols in COLUMNS.items():
-            for row in con.execute(f"SELECT {', '.join(cols)} FROM {table} ORDER BY ALL").fetchall():
+        for table in COLUMNS:  # every column the file has (one written by an older lvmbench has fewer)
+            cur = con.execute(f"SELECT * FROM {table} ORDER BY ALL")
+            cols = [d[0] for d in cur.description]
+            for row in cur.fetchall():
                 record = dict(zip(cols, row))
                 by_run.setdefault(record["run_id"], {t: [] for t in COLUMNS})[table].append(record)
     return {rid: tables for rid, tables in by_run.items() if tables["runs"]}
@@ -97,23 +99,34 @@ def per_class_csv(rows: list[dict], split: str) -> str:
     return buf.getvalue()
 
 
-def _client(tracking_uri: str | None):
+def _mlflow():
     try:
         import mlflow
-        from mlflow import MlflowClient
     except ImportError:
         raise UserError("MLflow is not installed: pip install 'lvmbench[mlflow]' (or mlflow-skinny)") from None
-    return MlflowClient(tracking_uri=tracking_uri), tracking_uri or mlflow.get_tracking_uri()
+    return mlflow
+
+
+def _database_hint(uri: str) -> str:
+    """mlflow-skinny lacks what database stores need (SQLAlchemy, Alembic)."""
+    import importlib.util
+
+    database = str(uri).split(":", 1)[0] in ("sqlite", "postgresql", "mysql", "mssql")
+    if database and importlib.util.find_spec("sqlalchemy") is None:
+        return " (a database tracking store needs the full package: pip install mlflow)"
+    return ""
 
 
 def export_mlflow(results: Path, tracking_uri: str | None = None, experiment: str = "lvmbench") -> Exported:
     """Log every stored run to MLflow; runs exported before with the same content are left alone."""
     store = read_store(results)
-    client, uri = _client(tracking_uri)
+    mlflow = _mlflow()
     from mlflow.exceptions import MlflowException
 
+    uri = tracking_uri or mlflow.get_tracking_uri()
     done = Exported(uri)
     try:
+        client = mlflow.MlflowClient(tracking_uri=tracking_uri)
         found = client.get_experiment_by_name(experiment)
         exp_id = found.experiment_id if found else client.create_experiment(experiment)
         existing = {r.data.tags.get(RUN_TAG): r for r in client.search_runs([exp_id], max_results=50000)}
@@ -128,8 +141,8 @@ def export_mlflow(results: Path, tracking_uri: str | None = None, experiment: st
             _log_run(client, exp_id, tables, print_)
             done.updated += old is not None
             done.created += old is None
-    except MlflowException as exc:
-        raise UserError(f"mlflow ({uri}): {str(exc).splitlines()[0]}") from None
+    except (MlflowException, ImportError) as exc:
+        raise UserError(f"mlflow ({uri}): {str(exc).strip().splitlines()[0]}{_database_hint(uri)}") from None
     return done
 
 
@@ -139,8 +152,8 @@ def _log_run(client, exp_id: str, tables: dict[str, list[dict]], print_: str) ->
     run = tables["runs"][0]
     tags = {RUN_TAG: run["run_id"], FINGERPRINT_TAG: print_, "mlflow.runName": run["run_id"],
             **{f"lvmbench.{k}": str(run[k]) for k in ("dataset", "backbone", "pretrained", "method", "seed",
-                                                       "stage", "config_hash", "sweep_id", "parent_run_id")
-               if run[k] is not None}}
+                                                       "stage", "config_hash", "sweep_id", "parent_run_id", "recipe")
+               if run.get(k) is not None}}
     if run["git_sha"]:
         tags["mlflow.source.git.commit"] = run["git_sha"]
     created = client.create_run(exp_id, start_time=_ms(run["started_at"]), tags=tags)
