@@ -553,3 +553,12 @@ def test_exports_read_a_results_file_of_an_older_lvmbench(tmp_path, monkeypatch,
     assert cli.main(["export", "mlflow", "--tracking-uri", uri, "--results", str(db)]) == 0
     assert cli.main(["export", str(tmp_path / "snap"), "--results", str(db)]) == 0
     assert "1 run(s) created" in capsys.readouterr().out
+
+
+def test_the_compare_screen_shows_mean_and_std_in_a_cell():
+    from lvmbench.spread import MeanStd
+    from lvmbench.tui.widgets.table import cell
+
+    text = cell("Overall", MeanStd(63.0, 13 ** 0.5, 3), best={"Overall": 63.0})
+    assert text.plain == "63.00 ± 3.61" and text.justify == "right" and "bold" in str(text.style)
+    assert cell("Overall", MeanStd(58.0, None, 1)).plain == "58.00"
