@@ -19,6 +19,7 @@ TABLES = {
                  "accuracy DOUBLE",
 }
 
+RESULT_TABLES = ("runs", "evals", "metrics", "system", "per_class")  # what runs hold; the rest is bookkeeping
 COLUMNS = {name: [c.strip().split()[0] for c in body.split(",")] for name, body in TABLES.items()}
 
 
