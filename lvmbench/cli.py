@@ -226,9 +226,11 @@ def cmd_ingest(args) -> int:
     for run in find_runs(target):
         recover(run)  # a run whose parent died is still marked running: record it as killed
     with open_writer(paths.results_path(args.results)) as con:
-        ids = ingest_dir(con, target)
-    print(f"ingested {len(ids)} run(s) into {paths.results_path(args.results)}")
-    return 0
+        report = ingest_dir(con, target)
+    for line in report.messages():
+        print(line, file=sys.stderr)
+    print(f"{report.summary()} in {paths.results_path(args.results)}")
+    return 1 if report.skipped else 0
 
 
 def cmd_list(args) -> int:

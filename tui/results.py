@@ -8,8 +8,12 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..rundir import RunDir
+
+if TYPE_CHECKING:
+    from ..store.ingest import IngestReport
 
 MAX_ROWS = 2000  # rows a query shows in the UI
 
@@ -45,7 +49,7 @@ class Results:
                 ingest_run(con, run)
         return [r.run_id for r in runs]
 
-    def ingest_dir(self, path: Path) -> list[str]:
+    def ingest_dir(self, path: Path) -> "IngestReport":
         """What ``lvmbench ingest`` does: every run directory under ``path``."""
         from ..store import open_writer
         from ..store.ingest import ingest_dir
