@@ -19,7 +19,7 @@ import duckdb
 from ..errors import UserError
 from ..rundir import RunDir, find_runs
 from . import parse, sources
-from .schema import COLUMNS
+from .schema import TYPES
 
 CARBON_KG_PER_KWH = 0.544  # default carbon intensity used for runs.co2_kg
 BATCH_RUNS = 64  # runs read and stored per transaction
@@ -158,26 +158,30 @@ def _stage(run: RunDir, states: dict, stored: dict | None) -> _Staged:
     return _Staged(run, row, texts, replace, {"status": row["status"], "files": files}, warnings)
 
 
+def _insert_columns(con, table: str, types: dict[str, str], rows: list[list]) -> None:
+    """Insert ``rows`` (values in the order of ``types``) with one statement: one list per column."""
+    if rows:
+        select = ", ".join(f"unnest(?::{t}[])" for t in types.values())
+        con.execute(f"INSERT INTO {table} ({', '.join(types)}) SELECT {select}", [list(c) for c in zip(*rows)])
+
+
 def _store(con, batch: list[_Staged]) -> dict[tuple[str, str], int]:
     """Store a batch of staged runs in one transaction; return unreadable log lines per (run, log)."""
     con.execute("DELETE FROM _ingest_batch")
     con.execute("DELETE FROM _ingest_text")
-    con.executemany("INSERT INTO _ingest_batch VALUES (?, ?, ?)",
-                    [[s.run.run_id, s.replace["metrics"], s.replace["system"]] for s in batch])
-    texts = [[s.run.run_id, kind, text] for s in batch for kind, text in s.texts.items() if text]
-    if texts:
-        con.executemany("INSERT INTO _ingest_text VALUES (?, ?, ?)", texts)
-    cols = COLUMNS["runs"]
+    _insert_columns(con, "_ingest_batch", parse.BATCH, [[s.run.run_id, s.replace["metrics"], s.replace["system"]]
+                                                        for s in batch])
+    _insert_columns(con, "_ingest_text", parse.TEXT, [[s.run.run_id, kind, text] for s in batch
+                                                      for kind, text in s.texts.items() if text])
     con.execute("BEGIN TRANSACTION")
     try:
         for table in ("runs", "evals", "per_class", "run_sources"):
             con.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT run_id FROM _ingest_batch)")
         for log in sources.LOGS:
             con.execute(f"DELETE FROM {log} WHERE run_id IN (SELECT run_id FROM _ingest_batch WHERE replace_{log})")
-        con.executemany(f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                        [[s.row.get(c) for c in cols] for s in batch])
+        _insert_columns(con, "runs", TYPES["runs"], [[s.row.get(c) for c in TYPES["runs"]] for s in batch])
         unreadable = parse.insert_rows(con)
-        con.executemany("INSERT INTO run_sources VALUES (?, ?)", [[s.run.run_id, json.dumps(s.files)] for s in batch])
+        _insert_columns(con, "run_sources", TYPES["run_sources"], [[s.run.run_id, json.dumps(s.files)] for s in batch])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -14,41 +14,67 @@ microsecond half to even (as Python's ``datetime.fromtimestamp``); 0 or none is 
 """
 from __future__ import annotations
 
+import json
+
 from .schema import TYPES
 
+BATCH = {"run_id": "VARCHAR", "replace_metrics": "BOOLEAN", "replace_system": "BOOLEAN"}
+TEXT = {"run_id": "VARCHAR", "kind": "VARCHAR", "content": "VARCHAR"}
 SETUP = [
-    "CREATE TEMP TABLE IF NOT EXISTS _ingest_batch (run_id VARCHAR, replace_metrics BOOLEAN, replace_system BOOLEAN)",
-    "CREATE TEMP TABLE IF NOT EXISTS _ingest_text (run_id VARCHAR, kind VARCHAR, content VARCHAR)",
+    f"CREATE TEMP TABLE IF NOT EXISTS _ingest_batch ({', '.join(f'{c} {t}' for c, t in BATCH.items())})",
+    f"CREATE TEMP TABLE IF NOT EXISTS _ingest_text ({', '.join(f'{c} {t}' for c, t in TEXT.items())})",
     """CREATE OR REPLACE TEMP MACRO _ingest_ts(t) AS
        CASE WHEN t IS NULL OR t = 0 OR NOT isfinite(t) THEN NULL
             ELSE make_timestamp(CAST(trunc(t) AS BIGINT) * 1000000
                                 + CAST(round_even((t - trunc(t)) * 1000000, 0) AS BIGINT)) END""",
 ]
 
-# Every line of the staged logs, parsed once: rec is NULL for a line that is not a JSON object.
+# Every non-blank line of the staged logs; ok: it is a JSON object (the others are counted, not stored).
 LINES = """
     CREATE OR REPLACE TEMP TABLE _ingest_lines AS
-    SELECT s.run_id, s.kind, r.i AS line_no, TRY_CAST(TRY_CAST(s.ls[r.i] AS JSON) AS MAP(VARCHAR, JSON)) AS rec,
-           trim(s.ls[r.i]) = '' AS blank
-    FROM (SELECT run_id, kind, string_split(content, chr(10)) AS ls FROM _ingest_text
-          WHERE kind IN ('metrics', 'system')) s, range(1, len(s.ls)) r(i)"""
+    SELECT run_id, kind, line_no, line, CASE WHEN json_valid(line) THEN json_type(line) = 'OBJECT' ELSE false END AS ok
+    FROM (SELECT run_id, kind, unnest(ls) AS line, unnest(range(1, len(ls) + 1)) AS line_no
+          FROM (SELECT run_id, kind, string_split(content, chr(10)) AS ls FROM _ingest_text
+                WHERE kind IN ('metrics', 'system')))
+    WHERE trim(line) <> ''"""
 
-UNREADABLE = """
-    SELECT run_id, kind, count(*) FROM _ingest_lines WHERE rec IS NULL AND NOT blank GROUP BY run_id, kind"""
+UNREADABLE = "SELECT run_id, kind, count(*) FROM _ingest_lines WHERE NOT ok GROUP BY run_id, kind"
+METRIC_KEYS = """
+    SELECT key FROM (SELECT DISTINCT unnest(json_keys(line)) AS key FROM _ingest_lines WHERE kind = 'metrics' AND ok)
+    WHERE key <> '' ORDER BY key"""  # a value under an empty key is no metric (nor can a structure hold it)
 
 # Eval files must be JSON objects and per-class files arrays (json() refuses malformed text).
 MISSHAPEN = """
     SELECT run_id, kind FROM _ingest_text WHERE kind NOT IN ('metrics', 'system')
       AND json_type(json(content)) <> CASE WHEN kind LIKE 'per_class_%' THEN 'ARRAY' ELSE 'OBJECT' END"""
 
-METRICS = """
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def metrics_sql(keys: list[str]) -> str:
+    """The metrics rows of the staged logs, whose records hold ``keys`` between them: each record
+    parsed once into a structure of those keys (as JSON), unpivoted into (key, value) pairs."""
+    structure = _literal(json.dumps({k: "JSON" for k in keys}))
+    values = [k for k in keys if k not in ("step", "ts")]
+    if not values:
+        return "CREATE OR REPLACE TEMP TABLE _ingest_metrics AS SELECT * FROM metrics LIMIT 0"
+    field = {k: f"struct_extract(r, {_literal(k)})" for k in keys}
+    columns = ", ".join(f"{field[k]} AS v{i}" for i, k in enumerate(values, 1))  # v<i>: any key is a safe name
+    names = "[" + ", ".join(_literal(k) for k in values) + "]"
+    return f"""
     CREATE OR REPLACE TEMP TABLE _ingest_metrics AS
-    SELECT run_id, TRY_CAST(step AS BIGINT) AS step, e.key AS key, CAST(e.value AS DOUBLE) AS value,
-           _ingest_ts(TRY_CAST(ts AS DOUBLE)) AS ts
-    FROM (SELECT run_id, line_no, rec['step'] AS step, rec['ts'] AS ts, unnest(map_entries(rec)) AS e
-          FROM _ingest_lines WHERE kind = 'metrics' AND rec IS NOT NULL)
-    WHERE e.key NOT IN ('step', 'ts') AND json_type(e.value) IN ('BIGINT', 'UBIGINT', 'DOUBLE')
-    QUALIFY row_number() OVER (PARTITION BY run_id, TRY_CAST(step AS BIGINT), e.key ORDER BY line_no DESC) = 1"""
+    SELECT run_id, step, {names}[CAST(substr(v, 2) AS INTEGER)] AS key, CAST(value AS DOUBLE) AS value,
+           _ingest_ts(ts) AS ts
+    FROM (SELECT run_id, line_no, TRY_CAST({field.get("step", "NULL")} AS BIGINT) AS step,
+                 TRY_CAST({field.get("ts", "NULL")} AS DOUBLE) AS ts, {columns}
+          FROM (SELECT run_id, line_no, from_json(line, {structure}) AS r FROM _ingest_lines
+                WHERE kind = 'metrics' AND ok))
+    UNPIVOT (value FOR v IN ({", ".join(f"v{i}" for i in range(1, len(values) + 1))}))
+    WHERE json_type(value) IN ('BIGINT', 'UBIGINT', 'DOUBLE')
+    QUALIFY row_number() OVER (PARTITION BY run_id, step, v ORDER BY line_no DESC) = 1"""
+
 
 # Appended lines replace the stored rows of the same (step, key).
 METRICS_REPLACED = """
@@ -67,6 +93,7 @@ def _inserts() -> list[str]:
     evals, ecols = _struct("evals", ("run_id", "split"))
     per_class, pcols = _struct("per_class", ("run_id", "split"))
     scols = [c for c in TYPES["system"] if c not in ("run_id", "ts")]
+    system = json.dumps({c: "JSON" for c in ["ts", *scols]})
     return [
         f"""INSERT INTO evals (run_id, split, {', '.join(ecols)})
             SELECT run_id, kind, e.* FROM (SELECT run_id, kind, from_json(json(content), '{evals}') AS e
@@ -75,13 +102,13 @@ def _inserts() -> list[str]:
             SELECT run_id, split, p.* FROM (
                 SELECT run_id, substr(kind, 11) AS split, unnest(from_json(json(content), '[{per_class}]')) AS p
                 FROM _ingest_text WHERE kind LIKE 'per_class_%')""",
-        METRICS,
         METRICS_REPLACED,
         "INSERT INTO metrics (run_id, step, key, value, ts) SELECT run_id, step, key, value, ts FROM _ingest_metrics",
         f"""INSERT INTO system (run_id, ts, {', '.join(scols)})
-            SELECT run_id, _ingest_ts(TRY_CAST(rec['ts'] AS DOUBLE)),
-                   {', '.join(f"TRY_CAST(rec['{c}'] AS {TYPES['system'][c]})" for c in scols)}
-            FROM _ingest_lines WHERE kind = 'system' AND rec IS NOT NULL ORDER BY run_id, line_no""",
+            SELECT run_id, _ingest_ts(TRY_CAST(r.ts AS DOUBLE)), {', '.join(f"TRY_CAST(r.{c} AS {TYPES['system'][c]})"
+                                                                          for c in scols)}
+            FROM (SELECT run_id, line_no, from_json(line, '{system}') AS r FROM _ingest_lines
+                  WHERE kind = 'system' AND ok) ORDER BY run_id, line_no""",
     ]
 
 
@@ -103,6 +130,8 @@ def insert_rows(con) -> dict[tuple[str, str], int]:
     bad = con.execute(MISSHAPEN).fetchall()
     if bad:
         raise Misshapen(", ".join(f"{rid}: eval file {kind}" for rid, kind in bad))
+    keys = [k for (k,) in con.execute(METRIC_KEYS).fetchall()]
+    con.execute(metrics_sql(keys))
     for sql in INSERTS:
         con.execute(sql)
     return {(rid, kind): n for rid, kind, n in con.execute(UNREADABLE).fetchall()}
