@@ -300,3 +300,11 @@ def test_a_seed_beyond_what_training_can_use_is_refused_up_front(store, capsys):
     assert cli.main(["run", "--headless", "--seed", "4294967296"]) == 2
     assert capsys.readouterr().err == "error: --seed 4294967296: must be between 0 and 4294967295\n"
     assert not results.exists() and not runs_dir.exists()
+
+
+def test_bench_ingest_reports_what_it_stored(capsys):
+    assert cli.main(["bench", "--ingest", "3", "--ingest-rows", "40", "--ingest-classes", "3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["rows"] == {"metrics": 120, "system": 3 * 256, "per_class": 18, "evals": 6, "runs": 3}
+    assert set(report["cpu_s"]) == {"first_ingest", "reingest_unchanged", "one_new_run", "table_main"}
+    assert cli.main(["bench", "--ingest", "0"]) == 2

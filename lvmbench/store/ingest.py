@@ -82,6 +82,10 @@ class BadRun(Exception):
     """A run folder that cannot be stored; the message says why."""
 
 
+class LeftOut(Exception):
+    """A run that failed on bad input (``user_error`` in its status): it holds no result."""
+
+
 @dataclass
 class _Staged:
     """One run read from its folder, ready to store."""
@@ -92,6 +96,7 @@ class _Staged:
     replace: dict[str, bool]  # log table -> its lines replace the stored rows
     files: dict  # the run's run_sources.files once stored
     warnings: list[str]
+    known: bool  # stored before: its old rows are replaced
 
 
 def _read_spec(run: RunDir) -> dict:
@@ -127,7 +132,9 @@ def _check_row(row: dict) -> None:
 
 
 def _stage(run: RunDir, states: dict, stored: dict | None) -> _Staged:
-    """Read what of ``run`` has to be stored (raises :class:`BadRun`)."""
+    """Read what of ``run`` has to be stored (raises :class:`BadRun`, :class:`LeftOut`)."""
+    if run.status().get("user_error"):
+        raise LeftOut
     _read_spec(run)
     warnings = [w for w in [_status_warning(run, states)] if w]
     try:
@@ -155,7 +162,7 @@ def _stage(run: RunDir, states: dict, stored: dict | None) -> _Staged:
                 texts[f"per_class_{split}"] = (run.eval_dir / f"per_class_{split}.json").read_text(errors="replace")
     if row["status"] == "finished" and "test" not in texts:
         warnings.append("finished but has no eval/test.json: stored without test results")
-    return _Staged(run, row, texts, replace, {"status": row["status"], "files": files}, warnings)
+    return _Staged(run, row, texts, replace, {"status": row["status"], "files": files}, warnings, stored is not None)
 
 
 def _insert_columns(con, table: str, types: dict[str, str], rows: list[list]) -> None:
@@ -175,10 +182,13 @@ def _store(con, batch: list[_Staged]) -> dict[tuple[str, str], int]:
                                                       for kind, text in s.texts.items() if text])
     con.execute("BEGIN TRANSACTION")
     try:
-        for table in ("runs", "evals", "per_class", "run_sources"):
-            con.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT run_id FROM _ingest_batch)")
-        for log in sources.LOGS:
-            con.execute(f"DELETE FROM {log} WHERE run_id IN (SELECT run_id FROM _ingest_batch WHERE replace_{log})")
+        if any(s.known for s in batch) or con.execute(
+                "SELECT count(*) FROM runs WHERE run_id IN (SELECT run_id FROM _ingest_batch)").fetchone()[0]:
+            for table in ("runs", "evals", "per_class", "run_sources"):
+                con.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT run_id FROM _ingest_batch)")
+            for log in sources.LOGS:
+                con.execute(f"DELETE FROM {log} WHERE run_id IN (SELECT run_id FROM _ingest_batch "
+                            f"WHERE replace_{log})")
         _insert_columns(con, "runs", TYPES["runs"], [[s.row.get(c) for c in TYPES["runs"]] for s in batch])
         unreadable = parse.insert_rows(con)
         _insert_columns(con, "run_sources", TYPES["run_sources"], [[s.run.run_id, json.dumps(s.files)] for s in batch])
@@ -232,21 +242,23 @@ def _stored_sources(con, run_ids: list[str]) -> dict[str, dict]:
 
 def ingest_runs(con, runs: list[RunDir], report: IngestReport | None = None) -> IngestReport:
     """Store ``runs`` (those that changed since they were stored), a batch at a time; a folder that
-    cannot be stored is named in the report and skipped. Never raises for a bad folder."""
+    cannot be stored is named in the report and skipped, a run that failed on bad input left out.
+    Never raises for a bad folder."""
     report = report or IngestReport()
     parse.setup(con)
     runs = list({r.run_id: r for r in runs}.values())
+    stored = _stored_sources(con, [r.run_id for r in runs])
     for start in range(0, len(runs), BATCH_RUNS):
-        chunk = runs[start:start + BATCH_RUNS]
-        stored = _stored_sources(con, [r.run_id for r in chunk])
         batch = []
-        for run in chunk:
+        for run in runs[start:start + BATCH_RUNS]:
             try:
                 states = sources.file_states(run)
                 if sources.unchanged(stored.get(run.run_id), states):
                     report.unchanged.append(run.run_id)
                     continue
                 batch.append(_stage(run, states, stored.get(run.run_id)))
+            except LeftOut:
+                report.left_out.append(run.run_id)
             except BadRun as exc:
                 report.skipped.append((run.path, str(exc)))
             except OSError as exc:
@@ -260,17 +272,11 @@ def ingest_run(con, run: RunDir) -> IngestReport:
     """Store one run (when it changed); raises :class:`UserError` naming why it cannot be stored."""
     report = ingest_runs(con, [run])
     if report.skipped:
-        raise UserError(report.messages()[0])
+        raise UserError(report.skipped[0][1])
     return report
 
 
 def ingest_dir(con, path: Path) -> IngestReport:
     """Ingest one run directory, or every run directory below ``path``. Runs that failed on bad input
     (``user_error`` in their status) are left out: they hold no result."""
-    report, runs = IngestReport(), []
-    for run in find_runs(path):
-        if run.status().get("user_error"):
-            report.left_out.append(run.run_id)
-        else:
-            runs.append(run)
-    return ingest_runs(con, runs, report)
+    return ingest_runs(con, find_runs(path))

@@ -23,10 +23,10 @@ CHECK_BYTES = 4096  # the bytes before the last read position that must be uncha
 
 def file_states(run: RunDir) -> dict[str, list[int]]:
     """``{file: [size, mtime_ns, inode]}`` for each file of ``run`` that ingest reads and that exists."""
-    states = {}
+    states, folder = {}, str(run.path)
     for name in TRACKED:
         try:
-            st = os.stat(run.path / name)
+            st = os.stat(f"{folder}/{name}")
         except OSError:
             continue
         states[name] = [st.st_size, st.st_mtime_ns, st.st_ino]
