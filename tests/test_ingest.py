@@ -308,3 +308,16 @@ def test_bench_ingest_reports_what_it_stored(capsys):
     assert report["rows"] == {"metrics": 120, "system": 3 * 256, "per_class": 18, "evals": 6, "runs": 3}
     assert set(report["cpu_s"]) == {"first_ingest", "reingest_unchanged", "one_new_run", "table_main"}
     assert cli.main(["bench", "--ingest", "0"]) == 2
+
+
+def test_a_sweep_stores_the_good_runs_it_ingests_together_and_names_the_bad(store, capsys):
+    from lvmbench.runner import ingest_quietly
+
+    results, runs_dir = store
+    bad, good = fake_run(runs_dir, "ce"), fake_run(runs_dir, "focal")
+    (bad.eval_dir / "per_class_test.json").write_text("{}")
+    ingest_quietly(results, bad, good)
+    assert capsys.readouterr().err == (f"warning: kept in {bad.path} but not stored: eval/per_class_test.json is "
+                                       f"not a JSON array (later: lvmbench ingest {bad.path})\n")
+    with open_readonly(results) as con:
+        assert con.execute("SELECT run_id FROM runs").fetchall() == [(good.run_id,)]
