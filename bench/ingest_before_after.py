@@ -37,7 +37,8 @@ def main(runs_dir: str, n: int = 50, before: str = BEFORE) -> None:
     try:
         old = tmp / "before"
         old.mkdir()
-        archive = subprocess.run(["git", "-C", str(here), "archive", before, "lvmbench"], capture_output=True, check=True)
+        archive = subprocess.run(["git", "-C", str(here), "archive", before, "lvmbench"], capture_output=True,
+                                 check=True)
         subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
         runs = tmp / "runs"
         for name in sorted(os.listdir(runs_dir))[:n]:
@@ -45,7 +46,8 @@ def main(runs_dir: str, n: int = 50, before: str = BEFORE) -> None:
         print("ingest      metric rows  wall s  CPU s")
         for label, path in (("before", old), ("now", here)):
             out = subprocess.run([sys.executable, "-c", INGEST, str(tmp / f"{label}.duckdb"), str(runs)],
-                                 env={**os.environ, "PYTHONPATH": str(path)}, capture_output=True, text=True, check=True)
+                                 env={**os.environ, "PYTHONPATH": str(path)}, capture_output=True, text=True,
+                                 check=True)
             print(f"{label:10s}  " + "  ".join(out.stdout.split()))
         a, b = (duckdb.connect(str(tmp / f"{label}.duckdb"), read_only=True) for label in ("before", "now"))
         for table in TABLES:

@@ -49,7 +49,8 @@ def make_run(runs_dir: Path, index: int, rows: int, classes: int, system_lines: 
     run.metrics_file.write_text("".join(lines))
     run.system_file.write_text("".join(
         f'{{"ts": {T0 + index * 3600.0 + 2.0 * i:.6f}, "gpu_index": 0, "mem_mib": {9000 + i % 50}.5, '
-        f'"power_w": {250 + i % 30}.25, "util_pct": 97.0, "energy_j": {500.0 * i:.1f}}}\n' for i in range(system_lines)))
+        f'"power_w": {250 + i % 30}.25, "util_pct": 97.0, "energy_j": {500.0 * i:.1f}}}\n'
+        for i in range(system_lines)))
     for split in ("val", "test"):
         atomic_write_json(run.eval_dir / f"{split}.json", {"split": split, "n_samples": 50 * classes,
                                                           **{k: 40.0 + index % 20 for k in VAL_KEYS}})
