@@ -104,10 +104,10 @@ class RunDir:
         return spec if isinstance(spec, dict) else None
 
     def status(self) -> dict:
-        """The run's status; ``queued`` while status.json is missing, empty or not a JSON object."""
+        """The run's status; ``queued`` while status.json is missing, unreadable, empty or not a JSON object."""
         try:
             status = json.loads(self.status_file.read_text())
-        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
             status = None
         return status if isinstance(status, dict) else {"status": "queued", "run_id": self.run_id}
 

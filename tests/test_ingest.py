@@ -321,3 +321,21 @@ def test_a_sweep_stores_the_good_runs_it_ingests_together_and_names_the_bad(stor
                                        f"not a JSON array (later: lvmbench ingest {bad.path})\n")
     with open_readonly(results) as con:
         assert con.execute("SELECT run_id FROM runs").fetchall() == [(good.run_id,)]
+
+
+def test_an_unreadable_run_folder_is_named_and_the_others_stored(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    runs_dir = tmp_path / "runs"
+    locked, good = fake_run(runs_dir, "ce"), fake_run(runs_dir, "focal")
+    read_text = Path.read_text
+
+    def denied(self, *args, **kwargs):  # as a file without read permission (tests may run as root)
+        if self == locked.status_file:
+            raise PermissionError(13, "Permission denied", str(self))
+        return read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", denied)
+    report = ingest_all(tmp_path / "r.duckdb", runs_dir)
+    assert report.stored == [good.run_id]
+    assert report.skipped == [(locked.path, f"cannot read {locked.status_file}: Permission denied")]
