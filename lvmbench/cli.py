@@ -152,13 +152,33 @@ def _add_bench_parser(sub) -> None:
     b.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
     b.add_argument("--format", choices=("table", "markdown", "json"), default="table")
     b.add_argument("--json", action="store_true", help="print one JSON object (same as --format json)")
+    b.add_argument("--ingest", type=int, metavar="N",
+                   help="instead: time ingest of N synthetic run directories, re-ingest, one new run, table main")
+    b.add_argument("--ingest-rows", type=int, default=4096, help="--ingest: metric rows per run")
+    b.add_argument("--ingest-classes", type=int, default=100, help="--ingest: classes (per-class rows per split)")
+    b.add_argument("--ingest-dir", help="--ingest: build the runs and the database here and keep them "
+                                        "(default: a temporary folder, removed)")
+
+
+def _bench_ingest(args, fmt_name: str, log) -> int:
+    from . import bench_ingest
+
+    if args.ingest < 1 or args.ingest_rows < 0 or args.ingest_classes < 0:
+        raise UserError("--ingest N needs N >= 1, and --ingest-rows and --ingest-classes >= 0")
+    if args.ingest_dir and Path(args.ingest_dir).exists() and any(Path(args.ingest_dir).iterdir()):
+        raise UserError(f"--ingest-dir {args.ingest_dir} is not empty; give a new or empty folder")
+    report = bench_ingest.run(args.ingest, args.ingest_rows, args.ingest_classes, workdir=args.ingest_dir, log=log)
+    bench_ingest.print_report(report, fmt_name)
+    return 0
 
 
 def cmd_bench(args) -> int:
-    from . import bench
-
     fmt_name = "json" if args.json else args.format
     log = (lambda text: None) if fmt_name == "json" else (lambda text: print(f"  {text}", file=sys.stderr, flush=True))
+    if args.ingest is not None:
+        return _bench_ingest(args, fmt_name, log)
+    from . import bench
+
     report = bench.run(args.backbone, args.batch_size, args.iters, args.max_seconds, args.compile, args.threads,
                        log=log)
     bench.print_report(report, fmt_name)
@@ -267,7 +287,7 @@ def cmd_ingest(args) -> int:
     from .launch import recover
     from .rundir import find_runs
     from .store import open_writer, pending
-    from .store.ingest import ingest_dir, ingest_run
+    from .store.ingest import ingest_runs
 
     target = Path(args.dir) if args.dir else paths.runs_dir(args.runs_dir)
     if not target.exists():
@@ -276,12 +296,13 @@ def cmd_ingest(args) -> int:
         recover(run)  # a run whose parent died is still marked running: record it as killed
     results = paths.results_path(args.results)
     with open_writer(results) as con:
-        ids = ingest_dir(con, target)
-        for run in pending.waiting(results):  # runs that found the database busy when they ended
-            ingest_run(con, run)
+        # with the runs that found the database busy when they ended
+        report = ingest_runs(con, [*find_runs(target), *pending.waiting(results)])
     pending.clear(results)
-    print(f"ingested {len(ids)} run(s) into {paths.results_path(args.results)}")
-    return 0
+    for line in report.messages():
+        print(line, file=sys.stderr)
+    print(f"{report.summary()} in {results}")
+    return 1 if report.skipped else 0
 
 
 def cmd_list(args) -> int:

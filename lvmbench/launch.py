@@ -107,7 +107,8 @@ def progress_step(run: RunDir) -> int:
 
 def finished_runs(runs_dir: Path) -> dict[str, RunDir]:
     """The latest finished run of each config hash (lets sweeps skip done work)."""
-    return {r.spec().get("config_hash"): r for r in list_runs(runs_dir) if r.status().get("status") == "finished"}
+    return {spec.get("config_hash"): r for r in list_runs(runs_dir)
+            if r.status().get("status") == "finished" and (spec := r.spec_or_none()) is not None}
 
 
 def find_finished(runs_dir: Path, config_hash: str) -> RunDir | None:

@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import config, launch
@@ -48,20 +49,25 @@ def preflight(spec: dict) -> None:
 def ingest_quietly(results: Path, *runs: RunDir) -> None:
     """Ingest runs; a database that cannot be opened costs nothing (the run directories stay)."""
     from .store import open_writer, pending
-    from .store.ingest import ingest_run
+    from .store.ingest import ingest_runs
 
     if not runs:
         return
     try:
         with open_writer(results) as con:
-            for run in [*pending.waiting(results), *runs]:
-                ingest_run(con, run)
+            # a bad run never keeps the others out; runs that found the database busy come along
+            skipped = ingest_runs(con, [*pending.waiting(results), *runs]).skipped
         pending.clear(results)
     except UserError as exc:
         pending.remember(results, runs)
         where = runs[0].path if len(runs) == 1 else runs[0].path.parent
-        console.print(f"[yellow]warning:[/] kept in {where} but not stored: {exc} (the next run stored in "
-                      f"{results} stores it too; or later: lvmbench ingest {where})")
+        skipped = [(where, str(exc))]
+        hint = f"the next run stored in {results} stores it too; or later: lvmbench ingest {where}"
+    else:
+        hint = None
+    for where, why in skipped:
+        console.print("[yellow]warning:[/] " + escape(f"kept in {where} but not stored: {why} "
+                                                      f"({hint or f'later: lvmbench ingest {where}'})"), soft_wrap=True)
 
 
 def execute(spec: dict, runs_dir: Path, results: Path, debug: bool = False, label: str | None = None,

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from ..errors import UserError
 from .db import open_readonly
-from .schema import COLUMNS
 
 STATUS = {"finished": "FINISHED", "failed": "FAILED", "killed": "KILLED", "cancelled": "KILLED",
           "running": "RUNNING", "queued": "SCHEDULED"}
@@ -29,6 +28,7 @@ SYSTEM_METRICS = {"mem_mib": "memory_usage_megabytes", "power_w": "power_watts",
                   "energy_j": "energy_joules"}
 BATCH = 1000  # MLflow's limit of entities per log_batch call
 RUN_TAG, FINGERPRINT_TAG = "lvmbench.run_id", "lvmbench.fingerprint"
+EXPORTED = ("runs", "evals", "metrics", "system", "per_class")  # the tables that hold results
 
 
 @dataclass
@@ -49,12 +49,12 @@ def read_store(results: Path) -> dict[str, dict[str, list[dict]]]:
     """Every table's rows grouped by run id (the database is closed before MLflow is contacted)."""
     by_run: dict[str, dict[str, list[dict]]] = {}
     with open_readonly(results) as con:
-        for table in COLUMNS:  # every column the file has (one written by an older lvmbench has fewer)
+        for table in EXPORTED:  # every column the file has (one written by an older lvmbench has fewer)
             cur = con.execute(f"SELECT * FROM {table} ORDER BY ALL")
             cols = [d[0] for d in cur.description]
             for row in cur.fetchall():
                 record = dict(zip(cols, row))
-                by_run.setdefault(record["run_id"], {t: [] for t in COLUMNS})[table].append(record)
+                by_run.setdefault(record["run_id"], {t: [] for t in EXPORTED})[table].append(record)
     return {rid: tables for rid, tables in by_run.items() if tables["runs"]}
 
 
