@@ -137,7 +137,8 @@ DATASET_PROFILES: dict[str, dict[str, Any]] = {
     # The study defines transforms for its three datasets only: mnist-lt keeps tiny-clip's own preprocessing.
     "mnist-lt": {"train.iters": 300, "train.batch_size": 128, "train.warmup_iters": 30,
                  "train.eval_every": 100, "train.lr": 0.03, "data.transform": "open_clip",
-                 "coop.n_ctx": 4},  # tiny-clip's text context holds 16 tokens: 16 context vectors leave no room
+                 "coop.n_ctx": 4,  # tiny-clip's text context holds 16 tokens: 16 context vectors leave no room
+                 "eval.tte_expand": 3},  # LIFT's 24 px margin on 224 px images, scaled to tiny-clip's 28 px
 }
 
 # LIFT's configs (shijxcs/LIFT utils/config.py, configs/model/clip_vit_b16.yaml, trainer.py): SGD lr 0.01,
