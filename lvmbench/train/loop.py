@@ -22,7 +22,7 @@ from ..errors import UserError
 from ..evaluate import compute_metrics
 from ..methods import build_task
 from ..methods.stage2 import count_trainable
-from ..models.backbone import Backbone, resolve_weights
+from ..models.backbone import Backbone
 from ..models.decoder import Decoder
 from ..rundir import RunDir, atomic_write_json, now
 from . import cache, checkpoint, encoder
@@ -131,10 +131,11 @@ class Trainer:
         if name in self.features:
             return self.features[name]
         stored = "tokens" if self.task.feature == "tokens" or self.backbone.is_vit else "pooled"
-        weights = resolve_weights(self.backbone.name, self.backbone.pretrained)
+        weights = self.backbone.weights
         transform = self.backbone.transforms(views > 1, hflip=self.hflip, crop_scale=self.dataset.crop_scale)
         parts = {"split": cache.split_fingerprint(split), "backbone": self.backbone.name,
-                 "weights": cache.weights_fingerprint(weights), "transform": repr(transform), "views": views,
+                 "weights": cache.weights_fingerprint(weights.source),
+                 "quick_gelu": weights.quick_gelu, "transform": repr(transform), "views": views,
                  "feature": stored, "precision": self.encoder_mode}
         entry = cache.FeatureCache(paths.cache_dir(), parts, views * len(split))
 
