@@ -9,10 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from . import catalog
 from .errors import UserError, unknown
+from .weights import looks_like_path, resolve_pretrained, weights_identity
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,8 @@ def parse_value(key: str, raw: str) -> Any:
     """Turn the text of ``--set key=raw`` into the key's type, or raise a one-line UserError."""
     param = SCHEMA[key]
     text = raw.strip()
+    if key == "data.val_list" and text.lower() in (NO_FILE, "null", ""):
+        return NO_FILE  # none here means no validation split, not the dataset's default file
     if text.lower() in ("none", "null") and param.default is None:
         return None
     try:
@@ -185,10 +189,24 @@ def resolve(dataset: str, backbone: str, method: str, *, seed: int = 0, pretrain
     if seed < 0:
         raise UserError(f"--seed {seed}: must be >= 0")
     spec.update(dataset=dataset, backbone=backbone, method=method, seed=int(seed),
-                pretrained=pretrained or catalog.DEFAULT_PRETRAINED.get(backbone, "openai"),
-                data_root=data_root)
+                pretrained=resolve_pretrained(pretrained or catalog.DEFAULT_PRETRAINED.get(backbone, "openai")),
+                data_root=str(Path(data_root).expanduser().resolve()) if data_root else None)
+    for key in DATA_FILES:
+        spec[key] = data_file(spec[key], spec["data_root"])
     validate(spec)
     return spec
+
+
+# Files a dataset reads, given relative to --data-root (as its loader reads them) or absolute.
+DATA_FILES = ("data.train_list", "data.val_list", "data.test_list", "data.classnames")
+NO_FILE = "none"  # data.val_list=none: no validation split, even where the dataset has a default one
+
+
+def data_file(value: str | None, data_root: str | None) -> str | None:
+    """A data file's absolute path, so that a spec never depends on the folder it was typed in."""
+    if value is None or value == NO_FILE or not data_root:
+        return value
+    return str((Path(data_root) / Path(value).expanduser()).resolve())
 
 
 def validate(spec: dict[str, Any]) -> None:
@@ -249,8 +267,28 @@ def check_nproc(spec: dict[str, Any], nproc: int) -> None:
                         "(each process takes an equal slice of every batch)")
 
 
+# What a run's directory records about it that is not part of what it computes.
+NOT_CONFIG = {"stage1.run_id", "config_hash", "git_sha", "sweep_id"}
+
+
+def hashed_body(spec: dict[str, Any], ignore: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Everything that changes what a run computes; a checkpoint file stands there by its content, not its name."""
+    body = {k: v for k, v in spec.items() if k not in NOT_HASHED and k not in NOT_CONFIG and k not in ignore}
+    if isinstance(body.get("pretrained"), str) and looks_like_path(body["pretrained"]):
+        body["pretrained"] = weights_identity(body["pretrained"])
+    return body
+
+
+def _digest(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def config_hash(spec: dict[str, Any]) -> str:
     """A short content hash of everything that changes what a run computes."""
-    body = {k: v for k, v in spec.items() if k not in NOT_HASHED and k != "stage1.run_id"}
-    text = json.dumps(body, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return _digest(hashed_body(spec))
+
+
+def result_group(spec: dict[str, Any]) -> str:
+    """The config hash without the seed: runs that share it differ only by their seed, so a table
+    cell may average them (and must not average anything else)."""
+    return _digest(hashed_body(spec, ignore=("seed",)))

@@ -97,7 +97,7 @@ def run_headless(dataset: str, backbone: str, method: str, seed: int, data_root:
         check_run_id(runs_dir, run_id)
     check_is_duckdb(results)
     spec = config.resolve(dataset, backbone, method, seed=seed, pretrained=pretrained,
-                          data_root=str(Path(data_root).expanduser().resolve()) if data_root else None,
+                          data_root=data_root,
                           overrides=config.parse_sets(sets))
     config.check_nproc(spec, nproc)
     preflight(spec)

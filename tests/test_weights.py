@@ -111,3 +111,48 @@ def test_plain_state_dict_keeps_the_config_activation_and_quickgelu_names_are_ac
 def test_unknown_tag_is_one_line():
     with pytest.raises(UserError, match="pretrained tag"):
         bb.resolve_weights("tiny-clip", "nope")
+
+
+# -- identities: paths resolved before they enter a spec, checkpoint files hashed by content -------------
+def _ckpt(path, payload: bytes):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(payload)
+    return path
+
+
+def test_relative_paths_are_resolved_and_a_checkpoint_is_hashed_by_content(tmp_path, monkeypatch):
+    from lvmbench import config
+
+    a = _ckpt(tmp_path / "one" / "ckpt" / "x.pt", b"\x80" + b"a" * 3_000_000)
+    b = _ckpt(tmp_path / "two" / "ckpt" / "x.pt", b"\x80" + b"b" * 3_000_000)  # same name and size, other weights
+    (tmp_path / "one" / "work").mkdir()
+    (tmp_path / "two" / "work").mkdir()
+
+    def spec_from(cwd, pretrained, **kw):
+        monkeypatch.chdir(cwd)
+        return config.resolve("mnist-lt", "tiny-clip", "ce", pretrained=pretrained, **kw)
+
+    rel_one = spec_from(tmp_path / "one" / "work", "../ckpt/x.pt")
+    rel_two = spec_from(tmp_path / "two" / "work", "../ckpt/x.pt")
+    absolute = spec_from(tmp_path, str(a))
+    assert rel_one["pretrained"] == str(a) and rel_two["pretrained"] == str(b)
+    assert config.config_hash(rel_one) == config.config_hash(absolute)
+    assert config.config_hash(rel_one) != config.config_hash(rel_two)
+    copy = _ckpt(tmp_path / "renamed.pt", a.read_bytes())
+    assert config.config_hash(spec_from(tmp_path, str(copy))) == config.config_hash(absolute)
+    middle = bytearray(a.read_bytes())  # the identity reads the first and the last MiB
+    middle[-1] = ord("z")
+    assert config.config_hash(spec_from(tmp_path, str(_ckpt(tmp_path / "tail.pt", bytes(middle))))) \
+        != config.config_hash(absolute)
+
+
+def test_data_paths_are_absolute_in_the_spec(tmp_path, monkeypatch):
+    from lvmbench import config
+
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    spec = config.resolve("split-file", "tiny-clip", "ce", data_root="data",
+                          overrides=config.parse_sets(["data.train_list=lists/train.txt", "data.val_list=none"]))
+    assert spec["data_root"] == str(tmp_path / "data")
+    assert spec["data.train_list"] == str(tmp_path / "data" / "lists" / "train.txt")
+    assert spec["data.val_list"] == "none" and spec["data.test_list"] is None

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import NO_FILE
 from ..errors import UserError
 from .base import LTDataset, Split, require_path
 
@@ -55,7 +56,8 @@ def load(name: str, data_root: str | None, train_list=None, val_list=None, test_
         raise UserError(f"dataset {name} needs --data-root (the folder the split files' paths are relative to)")
     root = require_path(Path(data_root).expanduser(), "data root")
     num_classes, train_f, val_f, test_f = LAYOUTS[name]
-    train_f, val_f, test_f = train_list or train_f, val_list or val_f, test_list or test_f
+    train_f, test_f = train_list or train_f, test_list or test_f
+    val_f = None if val_list == NO_FILE else (val_list or val_f)  # none: no validation split
     if train_f is None or test_f is None:
         raise UserError(f"dataset {name} needs --set data.train_list=FILE data.test_list=FILE")
 
