@@ -268,7 +268,7 @@ def check_nproc(spec: dict[str, Any], nproc: int) -> None:
 
 
 # What a run's directory records about it that is not part of what it computes.
-NOT_CONFIG = {"stage1.run_id", "config_hash", "git_sha", "sweep_id"}
+NOT_CONFIG = {"stage1.run_id", "config_hash", "result_group", "git_sha", "sweep_id"}
 
 
 def hashed_body(spec: dict[str, Any], ignore: tuple[str, ...] = ()) -> dict[str, Any]:
