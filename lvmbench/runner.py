@@ -150,6 +150,8 @@ def print_outcome(run: RunDir, status: dict) -> None:
     cols = ["overall", "many", "medium", "few", "precision", "recall", "f1", "worst"]
     values = [test.get(c if c != "worst" else "worst_class") for c in cols]
     render(cols, [values], title=f"{run.run_id} — test (%)", console=out)
+    if status.get("weights"):
+        out.print(f"weights: {status['weights']}", highlight=False, soft_wrap=True)
     if status.get("s_per_iter"):
         out.print(f"s/iter {status['s_per_iter']:.4f} · peak {status.get('peak_mem_mib', 0):.0f} MiB · "
                   f"wall {status.get('wall_s', 0):.1f} s")

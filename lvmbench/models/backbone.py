@@ -4,10 +4,12 @@ Weights come from the local cache or a file; nothing is downloaded when no netwo
 """
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import warnings
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,12 +183,91 @@ def ensure_weights(name: str, pretrained: str) -> Weights:
         path = Path(weights.source)
         if not _is_checkpoint_file(path):
             raise UserError(f"{path} is not a checkpoint (expected a PyTorch or safetensors file)")
+        check_architecture(weights)
         return weights
     try:
         open_clip.download_pretrained(open_clip.get_pretrained_cfg(name, weights.source))
     except Exception as exc:  # noqa: BLE001 - hub and HTTP errors alike
         raise _not_cached(name, pretrained, exc) from None
     return weights
+
+
+# Entries open_clip adapts when it loads a checkpoint (it resizes position embeddings, reshapes the
+# logit scale and bias, rebuilds the attention mask), so their shapes need not match the model's.
+ADAPTED = ("positional_embedding", "logit_scale", "logit_bias", "attn_mask")
+
+
+def check_architecture(weights: Weights) -> None:
+    """A checkpoint file must hold the backbone's tensors: checked against a model built on the meta
+    device (no memory, no weights), so a checkpoint of another architecture fails before a run exists,
+    with one line naming both."""
+    import open_clip
+
+    path = Path(weights.source)
+    try:
+        with _quiet():
+            state = read_state_dict(path)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file fails in many ways  # noqa: BLE001 - a corrupt or foreign file
+        raise UserError(f"{path} cannot be read as a checkpoint: {str(exc).splitlines()[0][:160]}") from None
+    with _quiet():  # open_clip logs that a model without weights is random: this one is only a shape
+        model = open_clip.create_model(weights.backbone, device="meta")
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    have = {k: tuple(getattr(v, "shape", ())) for k, v in state.items() if k not in ("attn_mask",)}
+    if "positional_embedding" in have and "positional_embedding" not in want:
+        return  # an old-format text tower that open_clip converts on load: its names differ by design
+    missing = [k for k in want if k not in have and not k.endswith("attn_mask") and k != "logit_bias"]
+    extra = [k for k in have if k not in want]
+    wrong = [k for k in want if k in have and have[k] != want[k] and not k.endswith(ADAPTED)]
+    if not (missing or extra or wrong):
+        return
+    if wrong:
+        detail = f"{wrong[0]} is {list(have[wrong[0]])}, {weights.backbone} needs {list(want[wrong[0]])}"
+    elif missing:
+        detail = f"{len(missing)} tensors missing, e.g. {missing[0]}"
+    else:
+        detail = f"{len(extra)} tensors {weights.backbone} does not have, e.g. {extra[0]}"
+    raise UserError(f"{path} holds {_describe_tower(have)}, not {weights.backbone} ({_describe_tower(want)}): "
+                    f"{detail}; pass the --backbone it was trained as")
+
+
+@contextmanager
+def _quiet():
+    """Silence open_clip's warnings and log lines for a moment."""
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _describe_tower(shapes: dict[str, tuple]) -> str:
+    """The image tower a state dict holds, and the open_clip model names that build it, in a few words."""
+    import open_clip
+
+    conv = shapes.get("visual.conv1.weight")
+    blocks = {k.split(".")[3] for k in shapes if k.startswith("visual.transformer.resblocks.")}
+    if conv and len(conv) == 4 and blocks:
+        geometry = {"patch_size": conv[-1], "width": conv[0], "layers": len(blocks)}
+        what = f"a ViT image tower (patch {conv[-1]}, width {conv[0]}, {len(blocks)} blocks)"
+    elif any(k.startswith("visual.layer1.") for k in shapes):
+        stages = [len({k.split(".")[2] for k in shapes if k.startswith(f"visual.layer{i}.")}) for i in range(1, 5)]
+        geometry = {"layers": stages}
+        what = f"a ResNet image tower (blocks {stages})"
+    else:
+        return f"an unrecognised state dict ({len(shapes)} tensors)"
+    names = [n for n in open_clip.list_models() if _matches((open_clip.get_model_config(n) or {}), geometry)]
+    return what + (f", as in {', '.join(names[:3])}" if names else "")
+
+
+def _matches(cfg: dict, geometry: dict) -> bool:
+    vision = cfg.get("vision_cfg", {})
+    return "timm_model_name" not in vision and all(
+        (list(vision.get(k)) if isinstance(vision.get(k), (list, tuple)) else vision.get(k)) == v
+        for k, v in geometry.items())
 
 
 class Backbone(nn.Module):

@@ -99,6 +99,7 @@ class Trainer:
             for record in self.dataset.skipped:
                 self.on_bad(record)
         self.backbone = Backbone(self.spec["backbone"], self.spec["pretrained"]).to(self.device)
+        print(f"weights: {self.backbone.weights.describe()}", flush=True)
         self.task = build_task(self.spec, self.backbone, self.dataset, run.path)
         self.task.model.to(self.device)
         if self.task.loss is not None:
@@ -327,5 +328,5 @@ def train_run(run: RunDir, dist: Dist | None = None) -> dict:
         total_params=model_params + (0 if trainer.task.feature == "images" else frozen_visual),
         iters=spec["train.iters"] if trained else 0, batch_size=spec["train.batch_size"],
         peak_mem_mib=peak, stage=trainer.info.stage, parent_run_id=spec.get("stage1.run_id"),
-        skipped_images=run.skipped_images(),
+        skipped_images=run.skipped_images(), weights=trainer.backbone.weights.describe(),
         **timing, **monitor.summary(wall))
