@@ -70,3 +70,32 @@ def test_the_run_says_which_weights_it_loaded(capsys, store):
     said = f"weights: tiny-clip with file {tiny_clip.CHECKPOINT}, GELU"
     assert said in out and said in (run / "stdout.log").read_text()
     assert json.loads((run / "status.json").read_text())["weights"] == said[len("weights: "):]
+
+
+# -- data.on_bad_image=skip in every cache mode -------------------------------------------------------
+def _folder_with_a_corrupt_test_image(root):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("test", 3)):
+        for c in ("a", "b"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(root / split / c / f"{i}.png")
+    (root / "test" / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return root / "test" / "a" / "broken.png"
+
+
+@pytest.mark.parametrize("mode,method,runs", [("eval", "linear_probe", 2), ("train", "ce", 1)])
+def test_skip_skips_an_undecodable_test_image_in_every_cache_mode(capsys, store, tmp_path, mode, method, runs):
+    from .conftest import TINY
+
+    broken = _folder_with_a_corrupt_test_image(tmp_path / "data")
+    for _ in range(runs):  # a second run reuses the features the first one cached
+        code, out, err = lvmbench(capsys, "run", "--headless", "--dataset", "folder", "--data-root",
+                                  str(tmp_path / "data"), "--method", method, "--set", *TINY,
+                                  "data.on_bad_image=skip", f"cache.mode={mode}")
+        assert code == 0, out + err
+    for run in store[1].iterdir():
+        status = json.loads((run / "status.json").read_text())
+        assert status["status"] == "finished" and status["skipped_images"] == 1
+        assert json.loads((run / "eval" / "test.json").read_text())["n_samples"] == 6
+        assert str(broken) in (run / "bad_images.jsonl").read_text()

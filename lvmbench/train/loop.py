@@ -113,6 +113,7 @@ class Trainer:
                 if isinstance(module, Decoder):
                     module.compile()
         self.features: dict[str, cache.CachedFeatures] = {}  # per split, from the feature cache
+        self.reported: dict[str, set[int]] = {}  # per split: unreadable images already recorded
 
     # -- inputs ---------------------------------------------------------------------------------
     def autocast(self):
@@ -143,12 +144,10 @@ class Trainer:
         def encode_rows(rows):
             items = cache.row_items(rows, len(split), views)
             batches = [items[i:i + EVAL_BATCH] for i in range(0, len(items), EVAL_BATCH)]
-            for batch, (images, _, _) in zip(batches, self.loader(split, views > 1, batches)):
-                if len(images) != len(batch):
-                    raise UserError(f"an image of the {name} split cannot be read, so its features cannot be "
-                                    "cached; fix the data or set cache.mode=off")
-                yield encoder.encode(self.backbone, images.to(self.device, non_blocking=True), self.encoder_mode,
-                                     stored)
+            for batch, (images, _, index) in zip(batches, self.loader(split, views > 1, batches, report=False)):
+                x = encoder.encode(self.backbone, images.to(self.device, non_blocking=True), self.encoder_mode,
+                                   stored)
+                yield x if len(images) == len(batch) else unreadable_rows(batch, index, x)
 
         feats = entry.ensure(encode_rows)
         if stored != self.task.feature:
@@ -171,12 +170,14 @@ class Trainer:
         feats, labels = self.cached("train", split, views), torch.as_tensor(split.labels)
         for items in sampler:
             rows = cache.train_rows(items, len(split), views)
-            x = feats.gather(rows).to(self.device, non_blocking=True)
-            yield encoder.model_input(x), labels[rows % len(split)].to(self.device, non_blocking=True)
+            x, y = self.readable(split, "train", feats.gather(rows), labels[rows % len(split)], rows % len(split))
+            yield encoder.model_input(x.to(self.device, non_blocking=True)), y.to(self.device, non_blocking=True)
 
-    def loader(self, split, train: bool, batch_sampler=None) -> DataLoader:
+    def loader(self, split, train: bool, batch_sampler=None, report: bool = True) -> DataLoader:
+        """``report=False``: skipped images are not recorded here (the cache's readers record them)."""
         transform = self.backbone.transforms(train, hflip=self.hflip, crop_scale=self.dataset.crop_scale)
-        dataset = ImageDataset(split, transform, on_bad=self.on_bad)
+        on_bad = self.on_bad if report or self.on_bad is None else _ignore
+        dataset = ImageDataset(split, transform, on_bad=on_bad)
         workers = data_workers(self.spec["train.num_workers"], self.device)
         # Its own generator: a loader never draws from the global RNG (a resumed run stays exact).
         kwargs = dict(num_workers=workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
@@ -195,8 +196,27 @@ class Trainer:
                 yield self.encode(images), labels
             return
         labels = torch.as_tensor(split.labels).split(EVAL_BATCH)
-        for x, y in zip(self.cached(split_name, split).batches(EVAL_BATCH), labels):
+        for k, (x, y) in enumerate(zip(self.cached(split_name, split).batches(EVAL_BATCH), labels)):
+            x, y = self.readable(split, split_name, x, y, np.arange(k * EVAL_BATCH, k * EVAL_BATCH + len(y)))
             yield encoder.model_input(x.to(self.device, non_blocking=True)), y
+
+    def readable(self, split, name: str, x: torch.Tensor, y: torch.Tensor, samples: np.ndarray):
+        """Cached rows without the images that could not be decoded (stored as NaN rows): skipped and
+        recorded under ``data.on_bad_image=skip`` (once per image, also when another run cached them),
+        an error otherwise."""
+        bad = torch.isnan(x.reshape(len(x), -1)[:, 0]).cpu().numpy()
+        if not bad.any():
+            return x, y
+        first = int(samples[np.flatnonzero(bad)[0]])
+        if self.on_bad is None:
+            raise UserError(f"cannot decode image {split.describe(first)} (--set data.on_bad_image=skip to skip it)")
+        for i in sorted({int(i) for i in samples[bad]} - self.reported.setdefault(name, set())):
+            self.reported[name].add(i)
+            self.on_bad({"image": str(split.path(i)), "error": "cannot decode"})
+        keep = torch.as_tensor(~bad)
+        if not keep.any():
+            raise UserError(f"no image of a {name} batch could be decoded (data.on_bad_image=skip); see bad_images.jsonl")
+        return x[keep.to(x.device)], y[keep.to(y.device)]
 
     @torch.no_grad()
     def predict(self, split_name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -270,6 +290,16 @@ class Trainer:
         if best["state"] is not None:
             checkpoint.load_model_state(model, best["state"])
         return {"train_s": train_time, "s_per_iter": train_time / max(iters, 1), "best_step": best["step"]}
+
+
+def unreadable_rows(batch: list, index: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A cached batch's rows where the images that could not be decoded (left out by ``collate``) are
+    NaN: the cache keeps one row per sample, and readers skip NaN rows (``Trainer.readable``)."""
+    readable = set(index.tolist())
+    at = [k for k, item in enumerate(batch) if (item[0] if isinstance(item, tuple) else item) in readable]
+    out = torch.full((len(batch), *x.shape[1:]), float("nan"), dtype=x.dtype, device=x.device)
+    out[torch.as_tensor(at, device=x.device)] = x
+    return out
 
 
 def write_eval(run: RunDir, split: str, result) -> None:
