@@ -66,6 +66,7 @@ SCHEMA: dict[str, Param] = {
     "data.classnames": Param(None, str),
     "data.on_bad_image": Param("fail", str, choices=("fail", "skip")),
     "data.subsample_lt": Param(False, bool),
+    "data.allow_missing_classes": Param(False, bool),  # a fixed-class-count dataset whose train split lacks some
     "stage1.run_id": Param(None, str),
     "zeroshot.templates": Param("auto", str, choices=("auto", "imagenet", "generic", "simple")),
     "coop.n_ctx": Param(16, int, _pos, "> 0"),
@@ -83,7 +84,7 @@ SCHEMA: dict[str, Param] = {
 
 # Settings that change how fast or where a run goes, not what it computes.
 NOT_HASHED = {"train.num_workers", "train.log_every", "train.threads", "ckpt.every", "data.on_bad_image",
-              "train.compile"}
+              "train.compile", "data.allow_missing_classes"}
 
 # The embedded default trains briefly so that a run takes seconds on a laptop CPU.
 DATASET_PROFILES: dict[str, dict[str, Any]] = {
@@ -268,7 +269,8 @@ def check_nproc(spec: dict[str, Any], nproc: int) -> None:
 
 
 # What a run's directory records about it that is not part of what it computes.
-NOT_CONFIG = {"stage1.run_id", "config_hash", "result_group", "git_sha", "sweep_id"}
+CLASS_KEYS = ("classes.total", "classes.with_train", "classes.many", "classes.medium", "classes.few")
+NOT_CONFIG = {"stage1.run_id", "config_hash", "result_group", "git_sha", "sweep_id", *CLASS_KEYS}
 
 
 def hashed_body(spec: dict[str, Any], ignore: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from .. import catalog, paths
 from ..data import build_dataset
+from ..data.summary import class_summary, describe_classes
 from ..errors import UserError
 from ..evaluate import compute_metrics
 from ..methods import build_task
@@ -93,6 +94,9 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
         self.info = catalog.method(self.spec["method"])
         self.dataset = build_dataset(self.spec)
+        print(f"data: {describe_classes(class_summary(self.dataset))}", flush=True)
+        if self.dataset.val is None or not len(self.dataset.val):
+            print("data: no validation split: the final weights are evaluated", flush=True)
         self.on_bad = None  # data.on_bad_image=skip: unreadable images are listed in bad_images.jsonl
         if self.spec["data.on_bad_image"] == "skip":
             self.on_bad = functools.partial(run.append, run.bad_images_file) if self.dist.main else _ignore
@@ -292,6 +296,11 @@ class Trainer:
         return {"train_s": train_time, "s_per_iter": train_time / max(iters, 1), "best_step": best["step"]}
 
 
+def _pct(value) -> str:
+    """A percentage as the log shows it: two decimals, or ``-`` for a shot group without classes."""
+    return "-" if value is None else f"{value:.2f}"
+
+
 def unreadable_rows(batch: list, index: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """A cached batch's rows where the images that could not be decoded (left out by ``collate``) are
     NaN: the cache keeps one row per sample, and readers skip NaN rows (``Trainer.readable``)."""
@@ -346,8 +355,8 @@ def train_run(run: RunDir, dist: Dist | None = None) -> dict:
             if getattr(trainer.dataset, split) is not None and len(getattr(trainer.dataset, split)):
                 result = trainer.evaluate(split)
                 write_eval(run, split, result)
-                print(f"{split}: overall {result.overall:.2f} many {result.many} medium {result.medium} "
-                      f"few {result.few}", flush=True)
+                print(f"{split}: " + " ".join(f"{k} {_pct(getattr(result, k))}"
+                                               for k in ("overall", "many", "medium", "few")), flush=True)
         wall = time.perf_counter() - t_start
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else peak_rss_mib()
     model_params = sum(p.numel() for p in trainer.task.model.parameters())
