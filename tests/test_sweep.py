@@ -90,7 +90,7 @@ def test_presets_cover_the_papers_tables():
     assert PRESETS["paper-laion"].pretrained == ("openai", "laion2b_s32b_b82k")
     assert PRESETS["paper-resnet"].backbones == ("RN101",)
     embedded = PRESETS["embedded"]
-    assert len(embedded.methods) >= 6 and {"ce", "crt"} <= set(embedded.methods)
+    assert len(embedded.methods) >= 6 and {"ce", "disalign"} <= set(embedded.methods)
 
 
 def test_command_line_axes_replace_the_presets():
