@@ -51,5 +51,5 @@ def test_a_cell_averages_seeds_of_one_config_only(tmp_path):
     finished(runs, "folder", seed=1, overall=30.0, data_root=root, ended=9, sets=["data.subsample_lt=true"])  # rerun
     table = build(tmp_path, dataset="folder")
     got = sorted((r[0], r[2], r[3]) for r in table.rows)
-    assert got == [("ce (data.subsample_lt=False)", 2, pytest.approx(42.0)),
-                   ("ce (data.subsample_lt=True)", 2, pytest.approx(20.0))]  # latest of seed 1 counts
+    assert got == [("ce [data.subsample_lt=False]", 2, pytest.approx(42.0)),
+                   ("ce [data.subsample_lt=True]", 2, pytest.approx(20.0))]  # latest of seed 1 counts

@@ -7,8 +7,11 @@ counts; the ``Seeds`` column counts the distinct seeds a cell averages. :func:`c
 one place; each table only chooses the figures it shows of every cell.
 
 A table never pools datasets: without ``--dataset`` its rows carry a ``Dataset`` column when the
-store holds several. Settings that tell two groups of one (dataset, method, backbone) apart are
-named next to the method, e.g. ``ce (data.subsample_lt=True)``.
+store holds several. Runs of different recipes are never averaged together: a method under a recipe
+other than ``paper`` is its own row, e.g. "lade (reference)". Other settings that tell two groups of
+one (dataset, method, recipe, backbone) apart are named next to the method, e.g.
+``ce [data.subsample_lt=True]``. A row whose weights were selected on the test split is marked with a
+dagger and the table says so in a note.
 """
 from __future__ import annotations
 
@@ -20,11 +23,13 @@ from ..catalog import METHODS
 from ..config import result_group
 from ..weights import looks_like_path
 
-KINDS = ("main", "backbones", "memory", "cost")
+KINDS = ("main", "backbones", "memory", "cost", "recipes")
 METHOD_ORDER = {name: i for i, name in enumerate(METHODS)}
+TEST_SELECTED = "†"
+TEST_SELECTED_NOTE = f"{TEST_SELECTED} selected on the test split, as the study's code does"
 EVAL_FIELDS = ("overall", "many", "medium", "few", "precision", "recall", "f1")
-RUN_FIELDS = ("run_id", "dataset", "backbone", "pretrained", "method", "seed", "config", "ended_at",
-              "s_per_iter", "wall_s", "avg_power_w", "energy_kwh", "peak_mem_mib", "device")
+RUN_FIELDS = ("run_id", "dataset", "backbone", "pretrained", "method", "recipe", "selected_on", "seed", "config",
+              "ended_at", "s_per_iter", "wall_s", "avg_power_w", "energy_kwh", "peak_mem_mib", "device")
 DEFAULT_WEIGHTS = ("openai", "embedded")
 
 
@@ -34,6 +39,7 @@ class Table:
     columns: list[str]
     rows: list[list]
     higher_is_better: dict[str, bool]
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -42,18 +48,27 @@ class Cell:
 
     dataset: str
     method: str
+    recipe: str | None
     backbone: str  # as tables name it: weights other than the default ones shown, e.g. "ViT-L-14 (laion2b…)"
     group: str
     runs: list[dict] = field(default_factory=list)
-    variant: str = ""  # the settings that tell this group apart from others of its (dataset, method, backbone)
+    variant: str = ""  # the settings that tell this group apart from others of its (dataset, method, recipe, backbone)
 
     @property
     def seeds(self) -> int:
         return len({r["seed"] for r in self.runs})
 
     @property
+    def on_test(self) -> bool:
+        """Some run of the cell selected its weights on the test split."""
+        return any(r.get("selected_on") == "test" for r in self.runs)
+
+    @property
     def label(self) -> str:
-        return f"{self.method} ({self.variant})" if self.variant else self.method
+        """The method as a table names it: its recipe unless ``paper``, its variant, a dagger if selected on test."""
+        name = self.method if self.recipe == "paper" else f"{self.method} ({self.recipe or 'no recipe'})"
+        name += f" [{self.variant}]" if self.variant else ""
+        return name + (f" {TEST_SELECTED}" if self.on_test else "")
 
     def mean(self, key: str) -> float | None:
         values = [r[key] for r in self.runs if r.get(key) is not None]
@@ -87,20 +102,21 @@ def cells(con, dataset: str | None = None, backbone: str | None = None) -> list[
         latest[(run["group"], run["seed"])] = run
     found: dict[str, Cell] = {}
     for run in latest.values():
-        cell = found.setdefault(run["group"], Cell(run["dataset"], run["method"],
+        cell = found.setdefault(run["group"], Cell(run["dataset"], run["method"], run["recipe"],
                                                    backbone_label(run["backbone"], run["pretrained"]), run["group"]))
         cell.runs.append(run)
     return _name_variants(sorted(found.values(), key=lambda c: (
-        c.dataset, METHOD_ORDER.get(c.method, len(METHOD_ORDER)), c.method, c.backbone)))
+        c.dataset, METHOD_ORDER.get(c.method, len(METHOD_ORDER)), c.method, c.recipe != "paper", c.recipe or "",
+        c.backbone)))
 
 
 def _name_variants(found: list[Cell]) -> list[Cell]:
-    """Give cells that share (dataset, method, backbone) the settings that differ between them."""
+    """Give cells that share (dataset, method, recipe, backbone) the settings that differ between them."""
     from ..config import hashed_body
 
     by_name: dict[tuple, list[Cell]] = {}
     for cell in found:
-        by_name.setdefault((cell.dataset, cell.method, cell.backbone), []).append(cell)
+        by_name.setdefault((cell.dataset, cell.method, cell.recipe, cell.backbone), []).append(cell)
     for same in by_name.values():
         if len(same) < 2:
             continue
@@ -124,7 +140,7 @@ def main_table(con, dataset=None, backbone=None, **_) -> Table:
     rows = [prefix(c) + [c.label, c.backbone, c.seeds] + [c.mean(k) for k in EVAL_FIELDS] for c in found]
     cols = lead + ["Method", "Backbone", "Seeds", "Overall", "Many", "Medium", "Few", "Precision", "Recall", "F1"]
     return Table(f"Main results{_title(dataset, backbone, found)} (test, %)", cols, rows,
-                 {c: True for c in cols[len(lead) + 3:]})
+                 {c: True for c in cols[len(lead) + 3:]}, _notes(found))
 
 
 def _pivot(con, key: str, title: str, better: bool, dataset) -> Table:
@@ -139,7 +155,7 @@ def _pivot(con, key: str, title: str, better: bool, dataset) -> Table:
             seen.add(row_key)
             rows.append(prefix(c) + [c.label] + [values.get((*row_key, bb)) for bb in backbones])
     return Table(title + _title(dataset, None, found), lead + ["Method", *backbones], rows,
-                 {bb: better for bb in backbones})
+                 {bb: better for bb in backbones}, _notes(found))
 
 
 def backbones_table(con, dataset=None, **_) -> Table:
@@ -166,7 +182,38 @@ def cost_table(con, dataset=None, backbone=None, carbon_kg_per_kwh: float = 0.54
                                  kwh * carbon_kg_per_kwh if kwh is not None else None])
     cols = lead + ["Method", "Backbone", "Seeds", "s/iter", "Device hours", "Avg W", "kWh", "kg CO2"]
     return Table(f"Cost{_title(dataset, backbone, found)} ({carbon_kg_per_kwh} kg CO2/kWh)", cols, rows,
-                 {c: False for c in cols[len(lead) + 3:]})
+                 {c: False for c in cols[len(lead) + 3:]}, _notes(found))
+
+
+def recipes_table(con, dataset=None, backbone=None, **_) -> Table:
+    """Per method: test overall and few-shot accuracy under ``paper`` and ``reference`` and their
+    difference (reference - paper): what the study's quirks cost each method."""
+    found = [c for c in cells(con, dataset, backbone) if c.recipe in ("paper", "reference")
+             and c.mean("overall") is not None]
+    lead, prefix = _layout(found, dataset)
+    pairs: dict[tuple, dict[str, Cell]] = {}
+    for c in found:
+        pairs.setdefault((tuple(prefix(c)), c.method, c.variant, c.backbone), {})[c.recipe] = c
+    rows = []
+    for (key, method, variant, bb), pair in pairs.items():
+        p, f = pair.get("paper"), pair.get("reference")
+        on_test = any(c.on_test for c in pair.values())
+        label = method + (f" [{variant}]" if variant else "") + (f" {TEST_SELECTED}" if on_test else "")
+        values = [(c.mean("overall"), c.mean("few")) if c else (None, None) for c in (p, f)]
+        rows.append(list(key) + [label, bb, values[0][0], values[1][0], _diff(values[1][0], values[0][0]),
+                                 values[0][1], values[1][1], _diff(values[1][1], values[0][1])])
+    cols = lead + ["Method", "Backbone", "Overall paper", "Overall ref.", "Δ overall", "Few paper", "Few ref.", "Δ few"]
+    better = {"Overall paper": True, "Overall ref.": True, "Few paper": True, "Few ref.": True}
+    return Table(f"Recipes: paper vs reference{_title(dataset, backbone, found)} (test, %)", cols, rows, better,
+                 _notes(found) + ["Δ = reference - paper"])
+
+
+def _diff(a, b):
+    return a - b if a is not None and b is not None else None
+
+
+def _notes(found: list[Cell]) -> list[str]:
+    return [TEST_SELECTED_NOTE] if any(c.on_test for c in found) else []
 
 
 def _title(dataset, backbone, found: list[Cell] = ()) -> str:
@@ -176,7 +223,8 @@ def _title(dataset, backbone, found: list[Cell] = ()) -> str:
     return f" — {', '.join(parts)}" if parts else ""
 
 
-BUILDERS = {"main": main_table, "backbones": backbones_table, "memory": memory_table, "cost": cost_table}
+BUILDERS = {"main": main_table, "backbones": backbones_table, "memory": memory_table, "cost": cost_table,
+            "recipes": recipes_table}
 
 
 def build(con, kind: str, **kwargs) -> Table:
