@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+from pathlib import Path
+
 import pytest
 
 from lvmbench import config, launch
@@ -27,8 +29,9 @@ def grid(methods, seeds=(0,), sets=None):
 def test_expand_is_the_cross_product():
     specs = expand(Axes(["mnist-lt"], ["tiny-clip"], ["ce", "lade"], [0, 1, 2], pretrained=["embedded", "x.pt"]))
     assert len(specs) == 2 * 2 * 3
+    x = str(Path("x.pt").resolve())  # a checkpoint path enters the spec absolute
     assert {(s["pretrained"], s["method"], s["seed"]) for s in specs} == {
-        (p, m, s) for p in ("embedded", "x.pt") for m in ("ce", "lade") for s in (0, 1, 2)}
+        (p, m, s) for p in ("embedded", x) for m in ("ce", "lade") for s in (0, 1, 2)}
 
 
 def test_two_stage_runs_share_the_grids_own_ce_run_per_seed(tmp_path):

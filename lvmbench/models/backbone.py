@@ -145,7 +145,7 @@ def load_weights(weights: Weights):
     except Exception as exc:  # noqa: BLE001 - any load failure is reported as one line
         if weights.is_file:
             raise UserError(f"{weights.source} is not a {weights.backbone} checkpoint: "
-                            f"{str(exc).splitlines()[0][:200]}") from None
+                            f"{_one_line(exc, 300)}") from None
         raise _not_cached(weights.backbone, weights.source, exc) from None
 
 
@@ -155,6 +155,12 @@ def _load_state(model: nn.Module, state: dict) -> None:
     state = {k: v for k, v in state.items() if k != "attn_mask"}  # a buffer open_clip rebuilds
     resize_pos_embed(state, model)
     model.load_state_dict(state, strict=True)
+
+
+def _one_line(exc: Exception, limit: int) -> str:
+    """An exception's whole message on one line (torch's load errors put the cause after a first line)."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _not_cached(name: str, pretrained: str, exc: Exception) -> UserError:
@@ -210,7 +216,7 @@ def check_architecture(weights: Weights) -> None:
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file fails in many ways  # noqa: BLE001 - a corrupt or foreign file
-        raise UserError(f"{path} cannot be read as a checkpoint: {str(exc).splitlines()[0][:160]}") from None
+        raise UserError(f"{path} cannot be read as a checkpoint: {_one_line(exc, 160)}") from None
     with _quiet():  # open_clip logs that a model without weights is random: this one is only a shape
         model = open_clip.create_model(weights.backbone, device="meta")
     want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
