@@ -94,6 +94,10 @@ class LTDataset:
             raise UserError(f"{why} needs class names and dataset {self.name} has none: {self.names_hint}")
         return self.class_names
 
+    def _names_source(self) -> str:
+        """`` (classes from FILE: N names)``, when the class names come from a file."""
+        return f" (classes from {self.names_from}: {len(self.class_names or [])} names)" if self.names_from else ""
+
     def check_coverage(self, allow: bool, files: str) -> "LTDataset":
         """A dataset with a fixed class count whose training split lacks classes is refused (a wrong root or
         split file, most often), unless ``allow`` (``data.allow_missing_classes=true``)."""
@@ -115,10 +119,10 @@ class LTDataset:
                 i = int(bad[0])
                 where = split.where[i] if split.where else f"{split_name} sample {i}"
                 raise UserError(f"{where}: label {int(split.labels[i])} outside 0..{self.num_classes - 1}"
-                                + (f" (classes from {self.names_from})" if self.names_from else ""))
+                                + self._names_source())
         if self.class_names is not None and len(self.class_names) != self.num_classes:
-            source = f" in {self.names_from}" if self.names_from else ""
-            raise UserError(f"{self.name}: {len(self.class_names)} class names{source} for {self.num_classes} classes")
+            raise UserError(f"{self.name}: {len(self.class_names)} class names for {self.num_classes} classes"
+                            + self._names_source())
         return self
 
 
