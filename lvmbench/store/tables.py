@@ -3,8 +3,9 @@
 A table cell averages the runs of one result group only: the same dataset, method, backbone, weights
 and every other setting that changes what a run computes, differing by their seed alone
 (:func:`lvmbench.config.result_group`). Of several runs of one group and seed, the latest finished one
-counts; the ``Seeds`` column counts the distinct seeds a cell averages. :func:`cells` is that rule, in
-one place; each table only chooses the figures it shows of every cell.
+counts; the ``Seeds`` column counts the distinct seeds a cell averages, and every accuracy cell of
+several seeds carries its sample standard deviation (shown as mean ± std). :func:`cells` is that
+rule, in one place; each table only chooses the figures it shows of every cell.
 
 A table never pools datasets: without ``--dataset`` its rows carry a ``Dataset`` column when the
 store holds several. Runs of different recipes are never averaged together: a method under a recipe
@@ -16,11 +17,13 @@ dagger and the table says so in a note.
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
 from ..catalog import METHODS
 from ..config import result_group
+from ..spread import spread
 from ..weights import looks_like_path
 
 KINDS = ("main", "backbones", "memory", "cost", "recipes")
@@ -73,6 +76,13 @@ class Cell:
     def mean(self, key: str) -> float | None:
         values = [r[key] for r in self.runs if r.get(key) is not None]
         return sum(values) / len(values) if values else None
+
+    def stat(self, key: str):
+        """The mean over seeds with its sample standard deviation (``spread.MeanStd``), or None."""
+        values = [r[key] for r in self.runs if r.get(key) is not None]
+        if not values:
+            return None
+        return spread(sum(values) / len(values), statistics.stdev(values) if len(values) > 1 else None, len(values))
 
 
 def backbone_label(backbone: str, pretrained: str | None) -> str:
@@ -137,17 +147,19 @@ def main_table(con, dataset=None, backbone=None, **_) -> Table:
     """Methods × Overall / Many / Medium / Few / Precision / Recall / F1 (test split)."""
     found = [c for c in cells(con, dataset, backbone) if c.mean("overall") is not None]
     lead, prefix = _layout(found, dataset)
-    rows = [prefix(c) + [c.label, c.backbone, c.seeds] + [c.mean(k) for k in EVAL_FIELDS] for c in found]
+    rows = [prefix(c) + [c.label, c.backbone, c.seeds] + [c.stat(k) for k in EVAL_FIELDS] for c in found]
     cols = lead + ["Method", "Backbone", "Seeds", "Overall", "Many", "Medium", "Few", "Precision", "Recall", "F1"]
     return Table(f"Main results{_title(dataset, backbone, found)} (test, %)", cols, rows,
                  {c: True for c in cols[len(lead) + 3:]}, _notes(found))
 
 
 def _pivot(con, key: str, title: str, better: bool, dataset) -> Table:
+    """Method × backbone of one figure: accuracies carry their spread over seeds, costs stay plain means."""
     found = [c for c in cells(con, dataset) if c.mean(key) is not None]
     lead, prefix = _layout(found, dataset)
     backbones = sorted({c.backbone for c in found})
-    values = {(tuple(prefix(c)), c.label, c.backbone): c.mean(key) for c in found}
+    value = Cell.stat if key in EVAL_FIELDS else Cell.mean
+    values = {(tuple(prefix(c)), c.label, c.backbone): value(c, key) for c in found}
     rows, seen = [], set()
     for c in found:
         row_key = (tuple(prefix(c)), c.label)
