@@ -215,16 +215,12 @@ def cmd_table(args) -> int:
 
 
 def cmd_ingest(args) -> int:
-    from .launch import recover
-    from .rundir import find_runs
     from .store import open_writer
     from .store.ingest import ingest_dir
 
     target = Path(args.dir) if args.dir else paths.runs_dir(args.runs_dir)
     if not target.exists():
         raise UserError(f"run directory not found: {target}")
-    for run in find_runs(target):
-        recover(run)  # a run whose parent died is still marked running: record it as killed
     with open_writer(paths.results_path(args.results)) as con:
         ids = ingest_dir(con, target)
     print(f"ingested {len(ids)} run(s) into {paths.results_path(args.results)}")

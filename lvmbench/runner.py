@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import signal
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from . import config, launch
+from . import config
 from .errors import UserError
-from .rundir import RunDir, check_run_id
+from .runs import process
+from .runs.plan import SKIPPED, Job, plan, prepare, ready, settle, start_spec, take
+from .runs.rundir import Lock, RunDir, check_run_id
 
 console = Console(stderr=True)
 
@@ -62,21 +65,22 @@ def ingest_quietly(results: Path, *runs: RunDir) -> None:
 
 
 def execute(spec: dict, runs_dir: Path, results: Path, debug: bool = False, label: str | None = None,
-            run_id: str | None = None, ingest: bool = True, nproc: int = 1, resume: RunDir | None = None) -> dict:
+            run_id: str | None = None, ingest: bool = True, nproc: int = 1, resume: RunDir | None = None,
+            owner: Lock | None = None) -> dict:
     """Run one prepared spec in a child (``nproc`` processes: torchrun) with a progress bar; ingest it
     (unless told not to, or it failed on bad input); return its final status. ``resume``: continue
-    that run in its own directory instead of creating one."""
-    run = resume or launch.prepare(spec, runs_dir, run_id=run_id)
-    proc = launch.spawn(run, debug=debug, nproc=nproc)
+    that run in its own directory instead of creating one (``owner``: its lock, already held)."""
+    run = resume or prepare(spec, runs_dir, run_id=run_id)
+    proc = process.spawn(run, debug=debug, nproc=nproc, owner=owner)
     iters = spec["train.iters"]
     columns = [TextColumn(f"[bold]{label or run.run_id}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("train", total=iters)
         try:
-            status = launch.wait(proc, run, lambda step: progress.update(task, completed=step))
+            status = process.wait(proc, run, lambda step: progress.update(task, completed=step))
         except (KeyboardInterrupt, Terminated):
-            launch.cancel(run, proc)
+            process.cancel(run, proc)
             if ingest:
                 ingest_quietly(results, run)
             raise
@@ -101,22 +105,42 @@ def run_headless(dataset: str, backbone: str, method: str, seed: int, data_root:
                           overrides=config.parse_sets(sets))
     config.check_nproc(spec, nproc)
     preflight(spec)
-    if launch.needs_stage1(spec):
-        stage1 = launch.stage1_spec(spec)
-        found = launch.find_finished(runs_dir, config.config_hash(stage1))
-        if found:
-            console.print(f"stage 1: reusing {found.run_id}")
-        else:
-            s1_status = execute(stage1, runs_dir, results, debug, label=f"stage 1 ({stage1['method']})",
-                                ingest=ingest, nproc=nproc)
-            if s1_status.get("status") != "finished":
-                raise UserError(f"stage-1 run {s1_status.get('run_id')} {s1_status.get('status')}: "
-                                f"{s1_status.get('error')}")
-            found = RunDir(runs_dir / s1_status["run_id"])
-        spec["stage1.run_id"] = found.run_id
-    status = execute(spec, runs_dir, results, debug, label=method, run_id=run_id, ingest=ingest, nproc=nproc)
+    jobs = plan([spec], runs_dir, fresh=True)  # a one-cell plan: the run, after its stage-1 run if it needs one
+    by_hash = {j.hash: j for j in jobs}
+    for job in jobs:
+        if job.implicit:
+            train_stage1(job, runs_dir, results, debug, ingest, nproc)
+            continue
+        if ready(job, by_hash) is None:
+            raise UserError(f"stage-1 run {by_hash[job.needs].run.run_id} {by_hash[job.needs].state}")
+        status = execute(start_spec(job, by_hash), runs_dir, results, debug, label=method, run_id=run_id,
+                         ingest=ingest, nproc=nproc)
     print_outcome(RunDir(runs_dir / status["run_id"]), status)
     return status
+
+
+def train_stage1(job: Job, runs_dir: Path, results: Path, debug: bool, ingest: bool, nproc: int) -> None:
+    """Reuse the finished stage-1 run of a two-stage run, or train it (once: another process training
+    the same one is waited for, then reused)."""
+    said = False
+    while job.state != SKIPPED and not take(job, runs_dir):
+        if not said:
+            console.print("stage 1: another process is training it; waiting")
+            said = True
+        time.sleep(1.0)
+    if job.state == SKIPPED:
+        console.print(f"stage 1: reusing {job.run.run_id}")
+        return
+    try:
+        status = execute(job.spec, runs_dir, results, debug, label=f"stage 1 ({job.spec['method']})",
+                         ingest=ingest, nproc=nproc)
+    finally:
+        if job.claim:
+            job.claim.release()
+    settle(job, status)
+    job.run = RunDir(runs_dir / status["run_id"])
+    if status.get("status") != "finished":
+        raise UserError(f"stage-1 run {status.get('run_id')} {status.get('status')}: {status.get('error')}")
 
 
 def resume_headless(run_id: str, runs_dir: Path, results: Path, debug: bool = False, ingest: bool = True,
@@ -126,13 +150,13 @@ def resume_headless(run_id: str, runs_dir: Path, results: Path, debug: bool = Fa
     from .store.db import check_is_duckdb
 
     check_is_duckdb(results)
-    run = launch.resumable(runs_dir, run_id)
+    run, owner = process.resumable(runs_dir, run_id)
     spec = run.spec()
     config.check_nproc(spec, nproc)
     preflight(spec)
-    launch.reopen(run)
+    run.reopen()
     status = execute(spec, runs_dir, results, debug, label=f"resume {spec['method']}", ingest=ingest,
-                     nproc=nproc, resume=run)
+                     nproc=nproc, resume=run, owner=owner)
     print_outcome(run, status)
     return status
 

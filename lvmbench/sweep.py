@@ -12,9 +12,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import config
 from .errors import UserError
-from .exec.grid import BLOCKED, DONE, PENDING, Axes, Job, expand, plan
+from .exec.grid import Axes, expand
 from .exec.local import Reporter
 from .exec.presets import preset
+from .runs.plan import BLOCKED, PENDING, SKIPPED, Job, plan
 
 console = Console(stderr=True)
 
@@ -96,7 +97,7 @@ class RichReporter(Reporter):
 
 def describe(job: Job) -> str:
     """One line about a settled job."""
-    if job.state in ("finished", DONE):
+    if job.state in ("finished", SKIPPED):
         test = (job.run.evaluation("test") or {}) if job.run else {}
         overall = f" · test overall {test['overall']:.2f}" if "overall" in test else ""
         word = "finished" if job.state == "finished" else "already finished"
@@ -111,7 +112,7 @@ def dry_run(jobs: list[Job], out: Console) -> None:
 
     index = {j.hash: i for i, j in enumerate(jobs, 1)}
     rows = [[i, j.spec["dataset"], j.spec["backbone"], j.spec["pretrained"], j.spec["method"], j.spec["seed"],
-             f"#{index[j.needs]}" if j.needs else "", "done: " + j.run.run_id if j.state == DONE else "new",
+             f"#{index[j.needs]}" if j.needs else "", "done: " + j.run.run_id if j.state == SKIPPED else "new",
              j.hash + (" (stage 1)" if j.implicit else "")] for i, j in enumerate(jobs, 1)]
     render(["#", "dataset", "backbone", "pretrained", "method", "seed", "after", "state", "config"], rows,
            title="sweep plan", console=out)
@@ -151,7 +152,7 @@ def run_sweep(axes: Axes, runs_dir: Path, results: Path, *, executor: str = "loc
     for job in jobs:
         config.check_nproc(job.spec, nproc)
     preflight_all(jobs)
-    skipped = [j for j in jobs if j.state == DONE]
+    skipped = [j for j in jobs if j.state == SKIPPED]
     todo = len(jobs) - len(skipped)
     ingest_quietly(results, *[j.run for j in skipped])  # a sweep may fill another results file
     out.print(f"sweep: {len(jobs)} runs, {todo} to start, {len(skipped)} already finished")
@@ -165,7 +166,7 @@ def run_sweep(axes: Axes, runs_dir: Path, results: Path, *, executor: str = "loc
                 runner.run(jobs, reporter, wait=wait)
             else:
                 runner.run(jobs, reporter)
-    outcome = Outcome(jobs, sweep_id, [j for j in jobs if j.state not in ("finished", DONE, "running")])
+    outcome = Outcome(jobs, sweep_id, [j for j in jobs if j.state not in ("finished", SKIPPED, "running")])
     report(outcome, results, out, waited=wait or executor != "slurm", runs_dir=runs_dir)
     return outcome
 

@@ -10,6 +10,7 @@ from PIL import Image
 from torchvision import transforms as T
 
 from lvmbench import cli, config, launch
+from lvmbench.runs import process
 from lvmbench.data import build_dataset
 from lvmbench.data.base import Split
 from lvmbench.errors import UserError
@@ -256,8 +257,9 @@ def test_resume_refuses_what_cannot_continue(store, capsys):
 def test_resume_reopens_a_failed_run(tmp_path):
     run = make_run(tmp_path)
     run.write_status(status="failed", error="boom", user_error=True, log_tail="x", ended_at=1.0)
-    assert launch.resumable(tmp_path, run.run_id) is not None
-    status = launch.reopen(run)
+    resumed, owner = process.resumable(tmp_path, run.run_id)
+    owner.release()
+    status = resumed.reopen()
     assert status["status"] == "queued" and status["resumes"] == 1
     assert status["error"] is None and status["user_error"] is None and status["ended_at"] is None
 

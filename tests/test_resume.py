@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from lvmbench import cli, config, launch, runner
+from lvmbench.runs import process
 from lvmbench.rundir import RunDir
 from lvmbench.store import open_readonly
 from lvmbench.train.loop import train_run
@@ -23,7 +24,7 @@ BUDGET = ["train.iters=24", "train.batch_size=16", "train.eval_every=8", "train.
 def kill_at(run, step: int) -> dict:
     """Start the run's child, SIGKILL it once it has logged ``step``, and let the parent record it."""
     proc = launch.spawn(run)
-    while launch.progress_step(run) < step:
+    while run.last_step() < step:
         assert proc.poll() is None, f"the child ended before step {step}: {run.log_tail(5)}"
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
@@ -55,7 +56,9 @@ def test_killed_runs_resume_exactly(store, random_tiny_clip):  # noqa: F811
             status = runner.resume_headless(run.run_id, runs, results)
             assert "resuming from step " in run.log_file.read_text()
         else:  # the same, with the training in this process (a child less to start)
-            launch.reopen(launch.resumable(runs, run.run_id))
+            resumed, owner = process.resumable(runs, run.run_id)
+            resumed.reopen()
+            owner.release()
             status = train_run(run)
             runner.ingest_quietly(results, run)
         assert status["status"] == "finished" and status["resumes"] == 1

@@ -8,7 +8,8 @@ import pytest
 
 from lvmbench import config, launch
 from lvmbench.errors import UserError
-from lvmbench.exec.grid import BLOCKED, DONE, PENDING, Axes, expand, plan, ready
+from lvmbench.exec.grid import Axes, expand
+from lvmbench.runs.plan import BLOCKED, PENDING, SKIPPED, plan, ready
 from lvmbench.exec.local import LocalExecutor, Reporter, local_slots
 from lvmbench.exec.presets import PAPER_METHODS, PRESETS
 from lvmbench.sweep import build_axes, parse_data_roots, parse_seeds
@@ -62,7 +63,7 @@ def test_duplicates_merge_and_finished_runs_are_skipped(tmp_path):
     failed = launch.prepare(specs[1], tmp_path)
     failed.write_status(status="failed")
     jobs = plan(specs + specs, tmp_path)
-    assert [(j.spec["method"], j.state) for j in jobs] == [("ce", DONE), ("lade", PENDING)]
+    assert [(j.spec["method"], j.state) for j in jobs] == [("ce", SKIPPED), ("lade", PENDING)]
     assert jobs[0].run.run_id == done.run_id
 
 

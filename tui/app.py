@@ -14,8 +14,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.reactive import reactive
 
-from .. import paths
-from ..errors import UserError
+from lvmbench import paths
+from lvmbench.errors import UserError
 from . import jobs
 from .results import Results
 from .screens.launch import LaunchScreen
@@ -62,6 +62,7 @@ class LvmbenchApp(App):
         self.poll_s = poll_s
         self.jobs: dict[str, jobs.Job] = {}
         self.live_target: str | None = None
+        self.warned_quit = False
 
     def on_mount(self) -> None:
         self.set_interval(self.poll_s, self.check_jobs)
@@ -87,6 +88,36 @@ class LvmbenchApp(App):
         self.notify(f"started {job.run_id}", markup=False)
         self.switch_mode("live")
         return job
+
+    def cancel_run(self, run_id: str) -> None:
+        """Cancel a run: one this window launched through its ``lvmbench run`` child, any other local
+        run of this user through its owner (``lvmbench.runs.process.request_cancel``)."""
+        from lvmbench.runs import process
+        from lvmbench.runs.rundir import DONE, RunDir
+
+        job = self.jobs.get(run_id)
+        if job is not None and job.proc.poll() is None and jobs.state(job)[0] not in DONE:
+            jobs.cancel(job)
+            self.notify(f"cancelling {run_id}…", markup=False)
+            return
+        refused = process.request_cancel(RunDir(self.runs_dir / run_id))
+        if refused:
+            self.notify(f"cannot cancel: {refused}", severity="warning", markup=False)
+        else:
+            self.notify(f"cancelling {run_id}…", markup=False)
+
+    def running_jobs(self) -> list[str]:
+        return [run_id for run_id, job in self.jobs.items() if job.proc.poll() is None]
+
+    async def action_quit(self) -> None:
+        """Quit; runs launched from here go on training (said once, then ``q`` again quits)."""
+        running = self.running_jobs()
+        if running and not self.warned_quit:
+            self.warned_quit = True
+            self.notify(f"{len(running)} run(s) launched here go on training after you quit; lvmbench finds "
+                        f"them again when it starts. Press q again to quit.", severity="warning", timeout=10)
+            return
+        self.exit(running)
 
     def check_jobs(self) -> None:
         for job in list(self.jobs.values()):
@@ -119,5 +150,7 @@ class LvmbenchApp(App):
 
 
 def main() -> int:
-    LvmbenchApp().run()
+    running = LvmbenchApp().run()
+    if running:
+        print(f"still training (not tied to the UI): {', '.join(running)}; open lvmbench to follow them")
     return 0

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import catalog
-from ..config import DATASET_PROFILES, METHOD_PROFILES, SCHEMA, parse_sets, parse_value
-from ..errors import UserError
+from lvmbench import catalog
+from lvmbench.config import DATASET_PROFILES, METHOD_PROFILES, SCHEMA, parse_sets, parse_value
+from lvmbench.errors import UserError
 from .jobs import LaunchRequest
 
 # The main hyper-parameters the form shows (every other key goes through "more settings").

@@ -9,7 +9,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..rundir import RunDir
+from lvmbench.runs.rundir import RunDir
 
 MAX_ROWS = 2000  # rows a query shows in the UI
 
@@ -31,14 +31,14 @@ class Results:
 
     def read(self, fn):
         """``fn(con)`` on a read-only connection (raises UserError when there is no database)."""
-        from ..store import open_readonly  # DuckDB loads in the first worker, not at startup
+        from lvmbench.store import open_readonly  # DuckDB loads in the first worker, not at startup
 
         with self._lock, open_readonly(self.path) as con:
             return fn(con)
 
     def ingest(self, runs: list[RunDir]) -> list[str]:
-        from ..store import open_writer
-        from ..store.ingest import ingest_run
+        from lvmbench.store import open_writer
+        from lvmbench.store.ingest import ingest_run
 
         with self._lock, open_writer(self.path) as con:
             for run in runs:
@@ -47,8 +47,8 @@ class Results:
 
     def ingest_dir(self, path: Path) -> list[str]:
         """What ``lvmbench ingest`` does: every run directory under ``path``."""
-        from ..store import open_writer
-        from ..store.ingest import ingest_dir
+        from lvmbench.store import open_writer
+        from lvmbench.store.ingest import ingest_dir
 
         with self._lock, open_writer(self.path) as con:
             return ingest_dir(con, path)

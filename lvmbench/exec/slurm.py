@@ -13,11 +13,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import launch
 from ..errors import UserError
-from ..rundir import DONE, RunDir, now
-from .grid import PENDING, RUNNING, Job, ready
-from .local import Reporter, block, start_spec
+from ..runs import process
+from ..runs.plan import PENDING, RUNNING, Job, block, prepare, ready, start_spec
+from ..runs.rundir import DONE, RunDir
+from .local import Reporter
 
 CLUSTERS = ("slurm", "local", "debug")
 
@@ -26,8 +26,9 @@ def run_job(run_dir: str, nproc: int = 1, debug: bool = False) -> dict:
     """What one array task runs: the training child of a prepared run directory (through torchrun
     when the task has several GPUs); returns the run's final status."""
     run = RunDir(run_dir)
-    proc = launch.spawn(run, debug=debug, nproc=nproc)
-    return launch.finalize(run, proc.wait())
+    proc = process.spawn(run, debug=debug, nproc=nproc)
+    proc.wait()
+    return process.reap(run, proc)
 
 
 def parse_time(text: str) -> int:
@@ -81,14 +82,14 @@ class SlurmExecutor:
         if not wave:
             return []
         for job in wave:
-            job.run = launch.prepare(start_spec(job, by_hash), self.runs_dir, self.sweep_id)
+            job.run = prepare(start_spec(job, by_hash), self.runs_dir, self.sweep_id)
         if after:
             self.executor.update_parameters(slurm_additional_parameters={"dependency": f"afterany:{after}"})
         with self.executor.batch():
             handles = [self.executor.submit(run_job, str(job.run.path), self.nproc, self.debug) for job in wave]
         for job, handle in zip(wave, handles):
             job.state = RUNNING
-            job.run.write_status(slurm_job_id=str(handle.job_id))
+            job.run.note(slurm_job_id=str(handle.job_id))
         return list(zip(wave, handles))
 
     def run(self, jobs: list[Job], reporter: Reporter | None = None, wait: bool = True) -> list[tuple]:
@@ -125,13 +126,12 @@ class SlurmExecutor:
         while waiting:
             time.sleep(self.interval)
             for job, handle in list(waiting):
-                reporter.progress(job, launch.progress_step(job.run))
+                reporter.progress(job, job.run.last_step())
                 if not handle.done():
                     continue
                 status = job.run.status()
                 if status.get("status") not in DONE:  # the array task died before its child could say
-                    status = job.run.write_status(status="failed", ended_at=now(),
-                                                  error=f"job {handle.job_id} ended {handle.state}")
+                    status = job.run.mark_failed(f"job {handle.job_id} ended {handle.state}")
                 job.state, job.error = status.get("status"), status.get("error")
                 ingest_quietly(self.results, job.run)
                 waiting.remove((job, handle))

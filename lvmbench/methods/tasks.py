@@ -11,6 +11,7 @@ from .. import catalog, config
 from ..data.base import Split
 from ..errors import UserError
 from ..models.classifier import DecoderClassifier, Stage2Classifier
+from ..runs.rundir import RunDir
 from .losses import build_loss
 
 
@@ -35,21 +36,16 @@ class Task:
         return [p for p in self.model.parameters() if p.requires_grad]
 
 
-STAGE1_FILE = "model.pt"
-
-
 def load_stage1(spec: dict, run_path: Path, width: int, num_classes: int) -> DecoderClassifier:
     """The stage-1 model of a two-stage run, from its run directory's checkpoint."""
     stage1_id = spec["stage1.run_id"]
     if not stage1_id:
         raise UserError(f"method {spec['method']} needs a stage-1 run: --set stage1.run_id=RUN_ID")
-    path = run_path.parent / stage1_id / "ckpt" / STAGE1_FILE
+    stage1 = RunDir(run_path.parent / stage1_id)
+    path = stage1.model_file
     if not path.exists():
         raise UserError(f"stage-1 run {stage1_id} has no model checkpoint ({path})")
-    import json
-
-    stage1_spec = json.loads((run_path.parent / stage1_id / "spec.json").read_text())
-    model = DecoderClassifier.from_spec(stage1_spec, width, num_classes)
+    model = DecoderClassifier.from_spec(stage1.spec(), width, num_classes)
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model
 

@@ -5,7 +5,8 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..rundir import RunDir, find_runs
+from ..runs.process import recover_all
+from ..runs.rundir import RunDir, find_runs
 from .schema import COLUMNS
 
 CARBON_KG_PER_KWH = 0.544  # default carbon intensity used for runs.co2_kg
@@ -81,6 +82,7 @@ def ingest_run(con, run: RunDir) -> None:
 def ingest_dir(con, path: Path) -> list[str]:
     """Ingest one run directory, or every run directory below ``path``; return their ids. Runs that
     failed on bad input (``user_error`` in their status) are left out: they hold no result."""
+    recover_all(find_runs(path))  # a run whose owner died is still marked running: it is killed
     runs = [r for r in find_runs(path) if not r.status().get("user_error")]
     for run in runs:
         ingest_run(con, run)

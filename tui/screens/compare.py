@@ -15,9 +15,9 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Select, Static
 
-from ...errors import UserError
-from ...render import render
-from ...store import tables
+from lvmbench.errors import UserError
+from lvmbench.render import render
+from lvmbench.store import tables
 from ..results import datasets
 from ..widgets.table import ResultTable
 

@@ -10,7 +10,7 @@ from textual.screen import Screen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
-from ... import catalog
+from lvmbench import catalog
 from .. import form
 
 

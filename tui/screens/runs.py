@@ -12,8 +12,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from ...errors import UserError
-from ...rundir import RunDir
+from lvmbench.errors import UserError
+from lvmbench.runs.rundir import RunDir
 from ..jobs import LaunchRequest
 from ..results import Result, runs_table
 from ..widgets.table import ResultTable
@@ -30,11 +30,6 @@ class RunsLoaded(Message):
     def __init__(self, result: Result | None, error: str | None = None):
         super().__init__()
         self.result, self.error = result, error
-
-
-def preload_evaluate() -> None:
-    """Import the evaluation module (scikit-learn, seconds) before a run's details need it."""
-    from ... import evaluate  # noqa: F401
 
 
 def filter_rows(columns: list[str], rows: list[list], text: str) -> list[list]:
@@ -92,7 +87,6 @@ class RunsScreen(Screen):
     def on_mount(self) -> None:
         self.watch(self.app, "data_version", lambda _: self.action_reload(), init=False)
         self.action_reload()
-        self.run_worker(preload_evaluate, thread=True, group="preload")
 
     def action_reload(self) -> None:
         self.load()
