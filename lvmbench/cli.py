@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("kind", choices=("main", "backbones", "memory", "cost"))
     table.add_argument("--dataset")
     table.add_argument("--backbone")
-    table.add_argument("--carbon-intensity", type=float, default=0.544, help="kg CO2 per kWh (default 0.544)")
+    table.add_argument("--carbon-intensity", type=float, default=catalog.CARBON_KG_PER_KWH,
+                       help=f"kg CO2 per kWh (default {catalog.CARBON_KG_PER_KWH})")
     table.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table")
     _add_store_args(table, runs=False)
 

@@ -105,7 +105,6 @@ DATASET_METHOD_PROFILES: dict[tuple[str, str], dict[str, Any]] = {
     ("mnist-lt", "full_finetune"): {"train.lr": 3e-4},
 }
 
-IDENTITY = ("dataset", "backbone", "pretrained", "method", "seed", "data_root")
 
 
 def parse_value(key: str, raw: str) -> Any:
@@ -170,17 +169,24 @@ def _parse_loss_hparam(key: str, raw: str) -> Any:
     raise UserError(f"--set {key}={raw}: expected a number")
 
 
-def resolve(dataset: str, backbone: str, method: str, *, seed: int = 0, pretrained: str | None = None,
-            data_root: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Build the full, validated spec of one run."""
-    if dataset not in catalog.DATASETS:
-        raise unknown("dataset", dataset, catalog.DATASETS)
+def defaults(dataset: str, method: str) -> dict[str, Any]:
+    """The settings a run of ``method`` on ``dataset`` gets before any ``--set``: the study's defaults,
+    then the dataset's profile, the method's, the pair's (the Launch form shows the same)."""
     info = catalog.method(method)
     spec: dict[str, Any] = {k: p.default for k, p in SCHEMA.items()}
     spec.update(DATASET_PROFILES.get(dataset, {}))
     spec.update(METHOD_PROFILES.get(method, {}))
     spec.update(DATASET_METHOD_PROFILES.get((dataset, method), {}))
     spec["loss"] = info.loss
+    return spec
+
+
+def resolve(dataset: str, backbone: str, method: str, *, seed: int = 0, pretrained: str | None = None,
+            data_root: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build the full, validated spec of one run."""
+    if dataset not in catalog.DATASETS:
+        raise unknown("dataset", dataset, catalog.DATASETS)
+    spec = defaults(dataset, method)
     spec.update(overrides or {})
     if seed < 0:
         raise UserError(f"--seed {seed}: must be >= 0")

@@ -9,6 +9,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table as RichTable
 
+from .catalog import CARBON_KG_PER_KWH
+
 FORMATS = ("table", "csv", "json", "markdown")
 
 
@@ -65,7 +67,7 @@ def to_markdown(columns: list[str], rows: list, title: str | None = None) -> str
 
 
 def print_table(results, kind: str, dataset: str | None = None, backbone: str | None = None,
-                carbon_kg_per_kwh: float = 0.544, fmt_name: str = "table", console: Console | None = None) -> None:
+                carbon_kg_per_kwh: float = CARBON_KG_PER_KWH, fmt_name: str = "table", console: Console | None = None) -> None:
     """Print one of the study's table layouts from the results database (``lvmbench table``)."""
     from .store import open_readonly, tables
 

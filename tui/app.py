@@ -49,8 +49,9 @@ class LvmbenchApp(App):
     MODES = {"launch": LaunchScreen, "live": _lazy("live", "LiveScreen"), "runs": _lazy("runs", "RunsScreen"),
              "compare": _lazy("compare", "CompareScreen"), "sql": _lazy("sql", "SqlScreen")}
     DEFAULT_MODE = "launch"
-    BINDINGS = [Binding("q", "quit", "Quit")] + [Binding(key.lower(), f"switch_mode('{mode}')", label, priority=True)
-                                                 for mode, (key, label, _) in SCREENS.items()]
+    BINDINGS = [Binding(key.lower(), f"switch_mode('{mode}')", label, priority=True)
+                for mode, (key, label, _) in SCREENS.items()] + [
+        Binding("question_mark", "help", "Help"), Binding("q", "quit", "Quit", show=False)]
 
     data_version: reactive[int] = reactive(0)  # bumped whenever the database changed
 
@@ -72,6 +73,26 @@ class LvmbenchApp(App):
         for mode, (key, label, help_text) in SCREENS.items():
             yield SystemCommand(f"Go to {label}", f"{help_text} ({key})", lambda m=mode: self.switch_mode(m))
 
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        """The footer leaves out the key of the screen shown (so every footer fits 80 columns)."""
+        return not (action == "switch_mode" and parameters == (self.current_mode,))
+
+    def action_help(self) -> None:
+        """Every screen's keys (``?``)."""
+        import importlib
+
+        from .screens.help import HelpScreen
+
+        if isinstance(self.screen, HelpScreen):
+            return
+        sections = [("Everywhere", [b for b in self.BINDINGS]), ("Launch", LaunchScreen.BINDINGS)]
+        for mode, module, name in (("live", "live", "LiveScreen"), ("runs", "runs", "RunsScreen"),
+                                   ("compare", "compare", "CompareScreen"), ("sql", "sql", "SqlScreen"),
+                                   ("run details", "detail", "RunDetailScreen")):
+            screen = getattr(importlib.import_module(f".screens.{module}", __package__), name)
+            sections.append((SCREENS.get(mode, ("", mode.capitalize()))[1], screen.BINDINGS))
+        self.push_screen(HelpScreen([(title, list(b)) for title, b in sections if b]))
+
     def bump_data(self) -> None:
         self.data_version += 1
 
@@ -84,10 +105,14 @@ class LvmbenchApp(App):
             self.notify(f"cannot start the run: {exc}", severity="error", markup=False)
             return None
         self.jobs[job.run_id] = job
-        self.live_target = job.run_id
         self.notify(f"started {job.run_id}", markup=False)
-        self.switch_mode("live")
+        self.follow(job.run_id)
         return job
+
+    def follow(self, run_id: str) -> None:
+        """Show ``run_id`` on the Live screen (any run in the runs folder, whoever started it)."""
+        self.live_target = run_id
+        self.switch_mode("live")
 
     def cancel_run(self, run_id: str) -> None:
         """Cancel a run: one this window launched through its ``lvmbench run`` child, any other local

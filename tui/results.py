@@ -72,6 +72,32 @@ RUNS_COLUMNS = ["status", "dataset", "backbone", "method", "seed", "overall", "f
                 "run"]  # the id last: the figures fit in 80 columns
 
 
+def live_rows(runs_dir: Path, watched: set[str]) -> dict[str, list]:
+    """Rows (as in :data:`RUNS_COLUMNS`) of the queued and running runs of ``runs_dir``, whoever started
+    them, with their current step, and of the ``watched`` runs (seen active before) as their directory
+    says they ended; a running run whose process vanished is recorded ``killed``."""
+    from lvmbench.runs.process import recover
+    from lvmbench.runs.rundir import ACTIVE, list_runs
+
+    rows = {}
+    for run in list_runs(runs_dir):
+        status = run.status()
+        if status.get("status") not in ACTIVE and run.run_id not in watched:
+            continue
+        status = recover(run) if status.get("status") == "running" else status
+        try:
+            spec = run.spec()
+        except (OSError, ValueError):
+            continue
+        state = status.get("status", "queued")
+        if state == "running":
+            state = f"running {run.last_step()}/{spec.get('train.iters')}"
+        rows[run.run_id] = [state, spec.get("dataset"), spec.get("backbone"), spec.get("method"), spec.get("seed"),
+                            None, None, status.get("s_per_iter"), status.get("peak_mem_mib"), status.get("energy_kwh"),
+                            run.run_id]
+    return rows
+
+
 def runs_table(results: Results) -> Result:
     found = results.query(RUNS_SQL)
     return Result(RUNS_COLUMNS, found.rows, found.truncated)

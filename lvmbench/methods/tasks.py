@@ -1,7 +1,7 @@
 """Turn a run spec into a :class:`Task`: what the loop feeds, trains and optimises."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -29,7 +29,6 @@ class Task:
     feature: str
     loss: nn.Module | None
     sampler: str = "instance"
-    extra: dict = field(default_factory=dict)
     train_split: Split | None = None
 
     def trainable(self) -> list[nn.Parameter]:

@@ -5,11 +5,10 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..catalog import CARBON_KG_PER_KWH
 from ..runs.process import recover_all
 from ..runs.rundir import RunDir, find_runs
 from .schema import COLUMNS
-
-CARBON_KG_PER_KWH = 0.544  # default carbon intensity used for runs.co2_kg
 
 
 def _ts(value):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..catalog import METHODS
+from ..catalog import CARBON_KG_PER_KWH, METHODS
 
 LATEST = """
     SELECT * FROM runs WHERE status = 'finished'
@@ -79,7 +79,7 @@ def memory_table(con, dataset=None, **_) -> Table:
     return _pivot(con, "r.peak_mem_mib", "Peak memory (MiB) by backbone", False, dataset, join_evals=False)
 
 
-def cost_table(con, dataset=None, backbone=None, carbon_kg_per_kwh: float = 0.544, **_) -> Table:
+def cost_table(con, dataset=None, backbone=None, carbon_kg_per_kwh: float = CARBON_KG_PER_KWH, **_) -> Table:
     """s/iter, GPU hours, average W, kWh, kg CO2 per method (the study's Table 8)."""
     where, params = _filters(dataset, backbone)
     rows = con.execute(f"""

@@ -36,7 +36,7 @@ async def sql_query(pilot) -> None:
     await settle(pilot)
 
 
-SCREENS = {"launch": keys(), "live": keys("f2"), "runs": keys("f3"), "detail": keys("f3", "down", "enter"),
+SCREENS = {"launch": keys(), "live": keys("f2"), "runs": keys("f3"), "detail": keys("f3", "down", "down", "enter"),
            "compare": keys("f4"), "sql": sql_query}
 
 

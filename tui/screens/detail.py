@@ -62,7 +62,7 @@ class RunDetailScreen(Screen):
             yield ResultTable(id="detail-cost", classes="auto")
             yield Label("Config", classes="section")
             yield ResultTable(id="detail-config", classes="auto")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.load()

@@ -57,7 +57,7 @@ class LaunchScreen(Screen):
             with Horizontal(id="launch-actions"):
                 yield Button("Launch", variant="primary", compact=True, id="launch")
                 yield Static("", id="launch-message")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.update_defaults()

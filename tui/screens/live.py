@@ -44,8 +44,8 @@ def discovered_state(run: RunDir) -> tuple[str, str | None]:
 
 class LiveScreen(Screen):
     TITLE = "Live"
-    BINDINGS = [Binding("c", "cancel", "Cancel run"), Binding("n", "cycle(1)", "Next run"),
-                Binding("p", "cycle(-1)", "Prev run")]
+    BINDINGS = [Binding("c", "cancel", "Cancel"), Binding("n", "cycle(1)", "Next"),
+                Binding("p", "cycle(-1)", "Prev")]
 
     def __init__(self, poll_s: float = 0.5, scan_s: float = 2.0, **kwargs):
         super().__init__(**kwargs)
@@ -74,7 +74,7 @@ class LiveScreen(Screen):
                 yield SeriesPlot("memory (MiB)", "seconds", id="plot-mem")
                 yield SeriesPlot("GPU power (W)", "seconds", id="plot-power")
             yield Log(max_lines=500, id="log")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.query_one("#live-body").display = False

@@ -32,7 +32,7 @@ class SqlScreen(Screen):
         yield Input(placeholder="SELECT … (read-only; Enter runs it)", compact=True, id="sql-input")
         yield Static(HINT, id="sql-note")
         yield ResultTable(id="sql-result")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.query_one(ResultTable).display = False
