@@ -9,11 +9,12 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-from lvmbench import cli, config, launch
-from lvmbench.runs import process
+from lvmbench import cli, config
 from lvmbench.data import build_dataset
 from lvmbench.data.base import Split
 from lvmbench.errors import UserError
+from lvmbench.runs import process
+from lvmbench.runs.plan import prepare
 from lvmbench.store import open_readonly, open_writer
 from lvmbench.store.ingest import ingest_dir
 from lvmbench.train import checkpoint
@@ -21,12 +22,11 @@ from lvmbench.train.__main__ import main as child_main
 from lvmbench.train.batches import ImageDataset, StepBatchSampler, collate
 
 from .conftest import TINY
-from .test_engine import random_tiny_clip  # noqa: F401 - a fixture
 
 
 def make_run(runs, method="ce", **extra):
     spec = config.resolve("mnist-lt", "tiny-clip", method, overrides={**config.parse_sets(TINY), **extra})
-    return launch.prepare(spec, runs)
+    return prepare(spec, runs)
 
 
 # -- checkpoints ----------------------------------------------------------------------------------
@@ -160,7 +160,7 @@ def test_missing_listed_images_fail_or_are_skipped(tmp_path):
 def test_nan_loss_fails_the_run_with_a_reason(tmp_path, random_tiny_clip):  # noqa: F811
     spec = config.resolve("mnist-lt", "tiny-clip", "ce", pretrained=random_tiny_clip,
                           overrides={**config.parse_sets(TINY), "train.lr": 1e30})
-    run = launch.prepare(spec, tmp_path)
+    run = prepare(spec, tmp_path)
     assert child_main([str(run.path)]) == 1
     status = run.status()
     assert status["status"] == "failed" and not status["user_error"]
@@ -208,7 +208,7 @@ def assert_child_error(tmp_path, monkeypatch, method, exc, expected):
 def test_killed_child_is_recorded_with_its_log(tmp_path):
     run = make_run(tmp_path)
     run.log_file.write_text("".join(f"line {i}\n" for i in range(80)))
-    status = launch.finalize(run, -9)
+    status = process.finalize(run, -9)
     assert status["status"] == "killed" and status["error"] == "killed by SIGKILL"
     assert status["log_tail"].splitlines() == [f"line {i}" for i in range(30, 80)]
 

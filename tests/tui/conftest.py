@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lvmbench.config import DATASET_PROFILES, SCHEMA
-from lvmbench.rundir import RunDir, atomic_write_json
+from lvmbench.runs.rundir import RunDir, atomic_write_json
 
 T0 = 1_700_000_000.0  # fixed timestamps: snapshots must not depend on the clock
 COUNTS = [500, 300, 180, 110, 60, 35, 20, 12, 7, 4]  # mnist-lt-like: 4 many, 3 medium, 3 few classes
@@ -87,3 +87,11 @@ def fixture_store(tmp_path, monkeypatch):
             ingest_run(con, run)
     yield results, runs_dir
     live.owner.release()
+
+
+async def settle(pilot) -> None:
+    """Let workers answer and their messages be handled (twice: a message may start a worker)."""
+    for _ in range(3):
+        await pilot.pause()
+        await pilot.app.workers.wait_for_complete()
+    await pilot.pause()

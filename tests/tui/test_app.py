@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from lvmbench.tui.app import LvmbenchApp
 
-from .test_snapshots import settle
+from .conftest import settle
 
 
 async def test_function_keys_switch_screens(fixture_store):

@@ -8,7 +8,7 @@ from textual.widgets._footer import FooterKey
 
 from lvmbench.tui.app import LvmbenchApp
 
-from .test_snapshots import settle
+from .conftest import settle
 
 SCREEN_KEYS = {"f1": "LaunchScreen", "f2": "LiveScreen", "f3": "RunsScreen", "f4": "CompareScreen",
                "f5": "SqlScreen"}
