@@ -23,7 +23,8 @@ SETTLED = (SKIPPED, BLOCKED, "finished", "failed", "killed", "cancelled")
 STAGE1_METHOD = "ce"
 # Every setting of a two-stage run is shared with its stage-1 run but these: so a grid's own ``ce``
 # run (same --set) is the stage-1 run of its two-stage runs.
-STAGE1_OWN = ("loss", "stage1.run_id")
+# ``train.decay_params`` is one of them: under recipe=reference only stage 2 decays every parameter.
+STAGE1_OWN = ("loss", "stage1.run_id", "train.decay_params")
 
 
 def git_sha() -> str | None:
