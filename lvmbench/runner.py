@@ -71,6 +71,8 @@ def execute(spec: dict, runs_dir: Path, results: Path, debug: bool = False, labe
     (unless told not to, or it failed on bad input); return its final status. ``resume``: continue
     that run in its own directory instead of creating one (``owner``: its lock, already held)."""
     run = resume or prepare(spec, runs_dir, run_id=run_id)
+    if not ingest:  # the caller stores it (the UI; a UI started later finds and stores it too)
+        run.note(stored_by="caller")
     proc = process.spawn(run, debug=debug, nproc=nproc, owner=owner)
     iters = spec["train.iters"]
     columns = [TextColumn(f"[bold]{label or run.run_id}"), BarColumn(), MofNCompleteColumn(),

@@ -64,9 +64,13 @@ class LvmbenchApp(App):
         self.jobs: dict[str, jobs.Job] = {}
         self.live_target: str | None = None
         self.warned_quit = False
+        self.adopt_s = 2.0
+        self.adopted: set[str] = set()  # runs an earlier UI launched, still training: stored when they end
 
     def on_mount(self) -> None:
         self.set_interval(self.poll_s, self.check_jobs)
+        self.adopt()
+        self.set_interval(self.adopt_s, self.adopt)
 
     def get_system_commands(self, screen):
         yield from super().get_system_commands(screen)
@@ -152,6 +156,30 @@ class LvmbenchApp(App):
             if job.proc.poll() is not None:
                 job.ended = True
                 self.finish_job(job)
+
+    @work(thread=True, exclusive=True, group="adopt")
+    def adopt(self) -> None:
+        """Find the runs an earlier UI launched (``lvmbench run --no-ingest``: the UI stores them) and
+        store each when it ends, as if this window had launched it."""
+        from lvmbench.runs.rundir import ACTIVE, RunDir, list_runs
+
+        for run in list_runs(self.runs_dir):
+            status = run.status()
+            if run.run_id in self.jobs or status.get("stored_by") != "caller":
+                continue
+            if status.get("status") in ACTIVE:
+                self.adopted.add(run.run_id)
+        ended = [r for r in map(lambda r: RunDir(self.runs_dir / r), sorted(self.adopted))
+                 if not jobs.recovered_alive(r)]
+        if not ended:
+            return
+        self.adopted -= {r.run_id for r in ended}
+        try:
+            self.results.ingest([r for r in ended if not r.status().get("user_error")])
+        except UserError as exc:
+            self.call_from_thread(self.notify, f"not stored: {exc}", severity="error", markup=False)
+            return
+        self.call_from_thread(self.bump_data)
 
     @work(thread=True, group="ingest")
     def finish_job(self, job: jobs.Job) -> None:

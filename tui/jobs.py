@@ -114,6 +114,13 @@ def state(job: Job) -> tuple[str, str | None]:
     return name, status.get("error")
 
 
+def recovered_alive(run: RunDir) -> bool:
+    """Whether ``run`` is still queued or running (a running run whose process vanished is recorded
+    ``killed`` first)."""
+    status = process.recover(run)
+    return status.get("status") not in DONE
+
+
 def last_error(log: str) -> str | None:
     """The last ``error: …`` line the child printed, without the prefix."""
     for line in reversed(log.splitlines()):

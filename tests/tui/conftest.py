@@ -9,6 +9,7 @@ import pytest
 from lvmbench.config import DATASET_PROFILES, SCHEMA
 from lvmbench.runs.rundir import RunDir, atomic_write_json
 
+OWNERS = {}  # run id -> the owner lock a fixture's running run holds
 T0 = 1_700_000_000.0  # fixed timestamps: snapshots must not depend on the clock
 COUNTS = [500, 300, 180, 110, 60, 35, 20, 12, 7, 4]  # mnist-lt-like: 4 many, 3 medium, 3 few classes
 # method: (overall, many, medium, few, precision, recall, f1, s/iter, peak MiB)
@@ -51,10 +52,10 @@ def finished_run(runs_dir: Path, run_id: str, method: str, when: float) -> RunDi
 
 def running_run(runs_dir: Path, run_id: str = "mnist-lt-ce-s1-live") -> RunDir:
     """A run half-way through 300 steps: 150 steps at 0.1 s/step, val at step 100, CPU memory. Its
-    owner lock is held (``run.owner``) as a live training process's would be: release it to "kill" it."""
+    owner lock is held (``OWNERS[run_id]``) as a live training process's would be: release it to end it."""
     run = make_run(runs_dir, run_id, "ce", seed=1, when=T0 + 1000, status="running", started_at=T0 + 1001)
-    run.owner = run.lock()
-    run.owner.acquire()
+    OWNERS[run_id] = run.lock()
+    OWNERS[run_id].acquire()
     for step in range(10, 151, 10):
         lr = 0.03 * min(1.0, step / 30) * (0.5 + 0.5 * math.cos(math.pi * step / 300))
         run.append(run.metrics_file, {"step": step, "loss": 2.3 * math.exp(-step / 60) + 0.2, "lr": lr,
@@ -86,7 +87,7 @@ def fixture_store(tmp_path, monkeypatch):
         for run in stored:
             ingest_run(con, run)
     yield results, runs_dir
-    live.owner.release()
+    OWNERS.pop(live.run_id).release()
 
 
 async def settle(pilot) -> None:

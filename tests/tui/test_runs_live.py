@@ -12,6 +12,7 @@ from lvmbench.runs.rundir import list_runs
 from lvmbench.tui.app import LvmbenchApp
 
 from ..conftest import TINY
+from .conftest import OWNERS
 
 LONG = ["train.iters=100000", "train.batch_size=8", "train.threads=1", "train.eval_every=100000", "train.log_every=1"]
 
@@ -76,3 +77,21 @@ async def test_a_shell_run_shows_live_finishes_and_a_second_is_cancelled_from_th
         (run,) = [r for r in list_runs("runs") if r.run_id == other]
         assert run.status()["status"] == "cancelled" and run.status()["error"] == "cancelled by the user"
         await wait_until(pilot, lambda: shown(app).get(other) == "cancelled", 2.0, "the cancelled run in Runs")
+
+
+async def test_a_restarted_ui_stores_the_runs_an_earlier_one_launched(fixture_store):
+    """Runs launched from the UI outlive it; the next UI finds them and stores each when it ends."""
+    from lvmbench.runs.rundir import RunDir
+
+    results, runs_dir = fixture_store
+    run = RunDir(runs_dir / "mnist-lt-ce-s1-live")
+    run.note(stored_by="caller")  # as `lvmbench run --no-ingest` (the UI's child) leaves it
+    app = LvmbenchApp(results=results, runs_dir=runs_dir)
+    app.adopt_s = 0.1
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: run.run_id in app.adopted, 5, "the UI to find the run")
+        run.mark_finished(wall_s=1.0)
+        OWNERS[run.run_id].release()
+        stored = lambda: app.results.query("SELECT status FROM runs WHERE run_id = ?", [run.run_id]).rows  # noqa: E731
+        await wait_until(pilot, lambda: stored() == [["finished"]], 5, "the run to be stored")
+        assert run.run_id not in app.adopted
