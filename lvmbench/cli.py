@@ -121,13 +121,33 @@ def _add_bench_parser(sub) -> None:
     b.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
     b.add_argument("--format", choices=("table", "markdown", "json"), default="table")
     b.add_argument("--json", action="store_true", help="print one JSON object (same as --format json)")
+    b.add_argument("--ingest", type=int, metavar="N",
+                   help="instead: time ingest of N synthetic run directories, re-ingest, one new run, table main")
+    b.add_argument("--ingest-rows", type=int, default=4096, help="--ingest: metric rows per run")
+    b.add_argument("--ingest-classes", type=int, default=100, help="--ingest: classes (per-class rows per split)")
+    b.add_argument("--ingest-dir", help="--ingest: build the runs and the database here and keep them "
+                                        "(default: a temporary folder, removed)")
+
+
+def _bench_ingest(args, fmt_name: str, log) -> int:
+    from . import bench_ingest
+
+    if args.ingest < 1 or args.ingest_rows < 0 or args.ingest_classes < 0:
+        raise UserError("--ingest N needs N >= 1, and --ingest-rows and --ingest-classes >= 0")
+    if args.ingest_dir and Path(args.ingest_dir).exists() and any(Path(args.ingest_dir).iterdir()):
+        raise UserError(f"--ingest-dir {args.ingest_dir} is not empty; give a new or empty folder")
+    report = bench_ingest.run(args.ingest, args.ingest_rows, args.ingest_classes, workdir=args.ingest_dir, log=log)
+    bench_ingest.print_report(report, fmt_name)
+    return 0
 
 
 def cmd_bench(args) -> int:
-    from . import bench
-
     fmt_name = "json" if args.json else args.format
     log = (lambda text: None) if fmt_name == "json" else (lambda text: print(f"  {text}", file=sys.stderr, flush=True))
+    if args.ingest is not None:
+        return _bench_ingest(args, fmt_name, log)
+    from . import bench
+
     report = bench.run(args.backbone, args.batch_size, args.iters, args.max_seconds, args.compile, args.threads,
                        log=log)
     bench.print_report(report, fmt_name)
@@ -224,9 +244,11 @@ def cmd_ingest(args) -> int:
     if not target.exists():
         raise UserError(f"run directory not found: {target}")
     with open_writer(paths.results_path(args.results)) as con:
-        ids = ingest_dir(con, target)
-    print(f"ingested {len(ids)} run(s) into {paths.results_path(args.results)}")
-    return 0
+        report = ingest_dir(con, target)
+    for line in report.messages():
+        print(line, file=sys.stderr)
+    print(f"{report.summary()} in {paths.results_path(args.results)}")
+    return 1 if report.skipped else 0
 
 
 def cmd_list(args) -> int:

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import config
@@ -51,17 +52,19 @@ def preflight(spec: dict) -> None:
 def ingest_quietly(results: Path, *runs: RunDir) -> None:
     """Ingest runs; a database that cannot be opened costs nothing (the run directories stay)."""
     from .store import open_writer
-    from .store.ingest import ingest_run
+    from .store.ingest import ingest_runs
 
     if not runs:
         return
     try:
         with open_writer(results) as con:
-            for run in runs:
-                ingest_run(con, run)
+            skipped = ingest_runs(con, list(runs)).skipped  # a bad run never keeps the others out
     except UserError as exc:
         where = runs[0].path if len(runs) == 1 else runs[0].path.parent
-        console.print(f"[yellow]warning:[/] kept in {where} but not stored: {exc} (later: lvmbench ingest {where})")
+        skipped = [(where, str(exc))]
+    for where, why in skipped:
+        console.print("[yellow]warning:[/] " + escape(f"kept in {where} but not stored: {why} "
+                                                      f"(later: lvmbench ingest {where})"), soft_wrap=True)
 
 
 def execute(spec: dict, runs_dir: Path, results: Path, debug: bool = False, label: str | None = None,

@@ -44,7 +44,8 @@ def prepare(spec: dict, runs_dir: Path, sweep_id: str | None = None, run_id: str
 
 def finished_runs(runs_dir: Path) -> dict[str, RunDir]:
     """The latest finished run of each config hash (lets sweeps skip done work)."""
-    return {r.spec().get("config_hash"): r for r in list_runs(runs_dir) if r.state() == "finished"}
+    return {spec.get("config_hash"): r for r in list_runs(runs_dir)
+            if r.state() == "finished" and (spec := r.spec_or_none()) is not None}
 
 
 def find_finished(runs_dir: Path, config_hash: str) -> RunDir | None:

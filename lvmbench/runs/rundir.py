@@ -39,6 +39,18 @@ DONE = ("finished", "failed", "killed", "cancelled")  # final statuses: the run'
 ACTIVE = ("queued", "running")
 RESUMABLE = ("failed", "killed", "cancelled")
 
+# The files of a run directory, relative to it (RunDir gives their paths).
+SPEC, STATUS, METRICS, SYSTEM, LOG = "spec.json", "status.json", "metrics.jsonl", "system.jsonl", "stdout.log"
+
+
+def eval_name(split: str) -> str:
+    return f"eval/{split}.json"
+
+
+def per_class_name(split: str) -> str:
+    return f"eval/per_class_{split}.json"
+
+
 # Files of the runs folder itself (not of one run).
 CLAIMS_DIR = ".claims"  # one lock file per config hash a sweep is training: concurrent sweeps share a grid
 
@@ -141,11 +153,11 @@ class RunDir:
         self.path = Path(path)
         self.run_id = self.path.name
 
-    spec_file = property(lambda self: self.path / "spec.json")
-    status_file = property(lambda self: self.path / "status.json")
-    metrics_file = property(lambda self: self.path / "metrics.jsonl")
-    system_file = property(lambda self: self.path / "system.jsonl")
-    log_file = property(lambda self: self.path / "stdout.log")
+    spec_file = property(lambda self: self.path / SPEC)
+    status_file = property(lambda self: self.path / STATUS)
+    metrics_file = property(lambda self: self.path / METRICS)
+    system_file = property(lambda self: self.path / SYSTEM)
+    log_file = property(lambda self: self.path / LOG)
     eval_dir = property(lambda self: self.path / "eval")
     ckpt_dir = property(lambda self: self.path / "ckpt")
     checkpoint_file = property(lambda self: self.path / "ckpt" / "last.pt")  # to continue training
@@ -155,10 +167,10 @@ class RunDir:
     cancel_file = property(lambda self: self.path / ".cancel")  # someone asked the owner to cancel
 
     def eval_file(self, split: str) -> Path:
-        return self.eval_dir / f"{split}.json"
+        return self.path / eval_name(split)
 
     def per_class_file(self, split: str) -> Path:
-        return self.eval_dir / f"per_class_{split}.json"
+        return self.path / per_class_name(split)
 
     def lock(self) -> Lock:
         """The run's owner lock (see :mod:`lvmbench.runs.process`): one live owner at a time."""
@@ -171,11 +183,21 @@ class RunDir:
     def spec(self) -> dict:
         return json.loads(self.spec_file.read_text())
 
-    def status(self) -> dict:
+    def spec_or_none(self) -> dict | None:
+        """The spec, or None when spec.json is missing or not a JSON object (a scan skips such a folder)."""
         try:
-            return json.loads(self.status_file.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {"status": "queued", "run_id": self.run_id}
+            spec = self.spec()
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        return spec if isinstance(spec, dict) else None
+
+    def status(self) -> dict:
+        """The run's status; ``queued`` while status.json is missing, unreadable, empty or not a JSON object."""
+        try:
+            status = json.loads(self.status_file.read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            status = None
+        return status if isinstance(status, dict) else {"status": "queued", "run_id": self.run_id}
 
     def state(self) -> str:
         return self.status().get("status", "queued")
@@ -257,7 +279,7 @@ class RunDir:
         return self.write_status(status="running", started_at=started, pid=pid, host=host, segment_starts=segments)
 
     def mark_finished(self, **fields: Any) -> dict:
-        return self.write_status(status="finished", ended_at=now(), **fields)
+        return self.write_status(**{"ended_at": now(), **fields, "status": "finished"})
 
     def mark_failed(self, error: str, user_error: bool = False) -> dict:
         return self.write_status(status="failed", ended_at=now(), error=error, user_error=user_error,
@@ -302,4 +324,9 @@ def list_runs(runs_dir: Path) -> list[RunDir]:
     if not Path(runs_dir).is_dir():
         return []
     found = [RunDir(p) for p in Path(runs_dir).iterdir() if RunDir(p).exists()]
-    return sorted(found, key=lambda r: r.status().get("created_at", 0))
+    return sorted(found, key=_created_at)
+
+
+def _created_at(run: RunDir) -> float:
+    created = run.status().get("created_at")
+    return float(created) if isinstance(created, (int, float)) and not isinstance(created, bool) else 0.0
