@@ -1,3 +1,5 @@
 """Kept for imports: a run's process control and planning live in :mod:`lvmbench.runs`."""
-from .runs.plan import find_finished, finished_runs, needs_stage1, prepare, stage1_spec  # noqa: F401
+from .runs.plan import (find_finished, finished_runs, interrupted_runs, needs_stage1, prepare,  # noqa: F401
+                        stage1_spec, start_or_continue)
+from .runs.rundir import INTERRUPTED  # noqa: F401
 from .runs.process import cancel, child_command, finalize, recover, spawn, wait  # noqa: F401

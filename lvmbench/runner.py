@@ -51,20 +51,26 @@ def preflight(spec: dict) -> None:
 
 def ingest_quietly(results: Path, *runs: RunDir) -> None:
     """Ingest runs; a database that cannot be opened costs nothing (the run directories stay)."""
-    from .store import open_writer
+    from .store import open_writer, pending
     from .store.ingest import ingest_runs
 
     if not runs:
         return
     try:
         with open_writer(results) as con:
-            skipped = ingest_runs(con, list(runs)).skipped  # a bad run never keeps the others out
+            # a bad run never keeps the others out; runs that found the database busy come along
+            skipped = ingest_runs(con, [*pending.waiting(results), *runs]).skipped
+        pending.clear(results)
     except UserError as exc:
+        pending.remember(results, runs)
         where = runs[0].path if len(runs) == 1 else runs[0].path.parent
         skipped = [(where, str(exc))]
+        hint = f"the next run stored in {results} stores it too; or later: lvmbench ingest {where}"
+    else:
+        hint = None
     for where, why in skipped:
         console.print("[yellow]warning:[/] " + escape(f"kept in {where} but not stored: {why} "
-                                                      f"(later: lvmbench ingest {where})"), soft_wrap=True)
+                                                      f"({hint or f'later: lvmbench ingest {where}'})"), soft_wrap=True)
 
 
 def execute(spec: dict, runs_dir: Path, results: Path, debug: bool = False, label: str | None = None,
@@ -96,10 +102,12 @@ def execute(spec: dict, runs_dir: Path, results: Path, debug: bool = False, labe
 
 def run_headless(dataset: str, backbone: str, method: str, seed: int, data_root: str | None,
                  pretrained: str | None, sets: list[str], runs_dir: Path, results: Path, debug: bool = False,
-                 run_id: str | None = None, ingest: bool = True, nproc: int = 1) -> dict:
+                 run_id: str | None = None, ingest: bool = True, nproc: int = 1, overrides: dict | None = None,
+                 show: bool = True) -> dict:
     """Resolve, preflight, train (stage 1 first when needed) and report one run. ``run_id`` names the
     final run's directory (a stage-1 run gets its own id); ``ingest=False`` leaves the database to the
-    caller (the UI is its only writer while it runs)."""
+    caller (the UI is its only writer while it runs). ``overrides``: parsed settings under ``sets``
+    (a recipe file's or a stored run's); ``show=False`` prints nothing on stdout."""
     from .store.db import check_is_duckdb
 
     if run_id:
@@ -107,7 +115,7 @@ def run_headless(dataset: str, backbone: str, method: str, seed: int, data_root:
     check_is_duckdb(results)
     spec = config.resolve(dataset, backbone, method, seed=seed, pretrained=pretrained,
                           data_root=str(Path(data_root).expanduser().resolve()) if data_root else None,
-                          overrides=config.parse_sets(sets))
+                          overrides={**(overrides or {}), **config.parse_sets(sets)})
     config.check_nproc(spec, nproc)
     preflight(spec)
     jobs = plan([spec], runs_dir, fresh=True)  # a one-cell plan: the run, after its stage-1 run if it needs one
@@ -120,7 +128,8 @@ def run_headless(dataset: str, backbone: str, method: str, seed: int, data_root:
             raise UserError(f"stage-1 run {by_hash[job.needs].run.run_id} {by_hash[job.needs].state}")
         status = execute(start_spec(job, by_hash), runs_dir, results, debug, label=method, run_id=run_id,
                          ingest=ingest, nproc=nproc)
-    print_outcome(RunDir(runs_dir / status["run_id"]), status)
+    if show:
+        print_outcome(RunDir(runs_dir / status["run_id"]), status)
     return status
 
 
@@ -149,7 +158,7 @@ def train_stage1(job: Job, runs_dir: Path, results: Path, debug: bool, ingest: b
 
 
 def resume_headless(run_id: str, runs_dir: Path, results: Path, debug: bool = False, ingest: bool = True,
-                    nproc: int = 1) -> dict:
+                    nproc: int = 1, show: bool = True) -> dict:
     """Continue a killed, failed or cancelled run in its own directory from its last checkpoint
     (``ckpt/last.pt``; from the start when it has none), then ingest and report it."""
     from .store.db import check_is_duckdb
@@ -162,8 +171,24 @@ def resume_headless(run_id: str, runs_dir: Path, results: Path, debug: bool = Fa
     run.reopen()
     status = execute(spec, runs_dir, results, debug, label=f"resume {spec['method']}", ingest=ingest,
                      nproc=nproc, resume=run, owner=owner)
-    print_outcome(run, status)
+    if show:
+        print_outcome(run, status)
     return status
+
+
+COST_KEYS = ("wall_s", "s_per_iter", "peak_mem_mib", "avg_power_w", "energy_kwh", "trainable_params", "device",
+             "gpu_name")
+
+
+def outcome_json(runs_dir: Path, status: dict) -> dict:
+    """What ``run --json`` prints: the run's id, status, evaluations and cost, as one object."""
+    run = RunDir(Path(runs_dir) / status["run_id"])
+    spec = run.spec()
+    return {"run_id": run.run_id, "status": status.get("status"), "error": status.get("error"),
+            "run_dir": str(run.path), "config_hash": spec.get("config_hash"),
+            "stage1_run_id": spec.get("stage1.run_id"),
+            "evaluations": {split: run.evaluation(split) for split in ("val", "test") if run.evaluation(split)},
+            "cost": {k: status.get(k) for k in COST_KEYS}}
 
 
 def print_outcome(run: RunDir, status: dict) -> None:

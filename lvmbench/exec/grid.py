@@ -1,5 +1,5 @@
-"""A sweep's grid: expand dataset × backbone × pretrained × method × seed into run specs (planned
-by :mod:`lvmbench.runs.plan`). Torch-free.
+"""A sweep's grid: expand dataset × backbone × pretrained × method × settings × seed into run specs
+(planned by :mod:`lvmbench.runs.plan`). Torch-free.
 """
 from __future__ import annotations
 
@@ -21,9 +21,11 @@ class Axes:
     pretrained: list[str | None] = field(default_factory=lambda: [None])
     sets: dict = field(default_factory=dict)
     data_roots: dict[str, str] = field(default_factory=dict)  # dataset -> root ("*" for any)
+    variants: list[dict] = field(default_factory=lambda: [{}])  # settings swept as a grid, over ``sets``
 
     def size(self) -> int:
-        return len(self.datasets) * len(self.backbones) * len(self.pretrained) * len(self.methods) * len(self.seeds)
+        return (len(self.datasets) * len(self.backbones) * len(self.pretrained) * len(self.methods)
+                * len(self.seeds) * len(self.variants))
 
 
 def expand(axes: Axes) -> list[dict]:
@@ -31,9 +33,9 @@ def expand(axes: Axes) -> list[dict]:
     if not axes.size():
         raise UserError("the grid is empty: give at least one dataset, backbone, method and seed")
     specs = []
-    for ds, bb, pt, method, seed in itertools.product(axes.datasets, axes.backbones, axes.pretrained,
-                                                      axes.methods, axes.seeds):
+    for ds, bb, pt, method, variant, seed in itertools.product(axes.datasets, axes.backbones, axes.pretrained,
+                                                               axes.methods, axes.variants, axes.seeds):
         root = axes.data_roots.get(ds, axes.data_roots.get("*"))
         specs.append(config.resolve(ds, bb, method, seed=seed, pretrained=pt, data_root=root,
-                                    overrides=dict(axes.sets)))
+                                    overrides={**axes.sets, **variant}))
     return specs

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..runs import process
-from ..runs.plan import PENDING, RUNNING, SKIPPED, Job, block, prepare, ready, settle, start_spec, take
+from ..runs.plan import PENDING, RUNNING, SKIPPED, Job, block, ready, settle, start_or_continue, start_spec, take
 from ..runs.rundir import DONE
 
 
@@ -100,7 +100,8 @@ class LocalExecutor:
                             reporter.settled(job)
                             continue
                         slot = free.pop(0)
-                        job.run = prepare(start_spec(job, by_hash, slot.threads), self.runs_dir, self.sweep_id)
+                        job.run = start_or_continue(job.run, start_spec(job, by_hash, slot.threads),
+                                                    self.runs_dir, self.sweep_id)
                         running[job.hash] = (process.spawn(job.run, slot.env, self.debug, self.nproc), slot)
                         job.state = RUNNING
                         reporter.started(job)

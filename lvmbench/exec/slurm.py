@@ -15,20 +15,45 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..runs import process
-from ..runs.plan import PENDING, RUNNING, Job, block, prepare, ready, start_spec
-from ..runs.rundir import DONE, RunDir
+from ..runs.plan import PENDING, RUNNING, Job, block, ready, start_or_continue, start_spec
+from ..runs.rundir import DONE, INTERRUPTED, RunDir
 from .local import Reporter
 
 CLUSTERS = ("slurm", "local", "debug")
 
 
-def run_job(run_dir: str, nproc: int = 1, debug: bool = False) -> dict:
+class RunJob:
     """What one array task runs: the training child of a prepared run directory (through torchrun
-    when the task has several GPUs); returns the run's final status."""
-    run = RunDir(run_dir)
-    proc = process.spawn(run, debug=debug, nproc=nproc)
-    proc.wait()
-    return process.reap(run, proc)
+    when the task has several GPUs); returns the run's final status.
+
+    Checkpointable in submitit's sense: when Slurm preempts the job or its time runs out, submitit
+    calls :meth:`checkpoint`, which stops the child (its run keeps ``ckpt/last.pt``, written every
+    ``ckpt.every`` steps) and hands submitit the same task to requeue; the requeued task continues
+    the run in its directory from that checkpoint."""
+
+    def __init__(self, run_dir: str, nproc: int = 1, debug: bool = False):
+        self.run_dir, self.nproc, self.debug = run_dir, nproc, debug
+        self.proc = None
+
+    def __call__(self) -> dict:
+        run = RunDir(self.run_dir)
+        if process.recover(run).get("status") in INTERRUPTED:
+            run.reopen()  # a requeued task
+        self.proc = process.spawn(run, debug=self.debug, nproc=self.nproc)
+        self.proc.wait()
+        return process.reap(run, self.proc)
+
+    def checkpoint(self, *args, **kwargs):
+        """Called by submitit from its signal handler while ``__call__`` waits on the child (so the
+        child is stopped and reaped here without ``Popen.wait``, whose lock that wait holds)."""
+        from submitit.helpers import DelayedSubmission
+
+        if self.proc is not None and process.stop_child(self.proc.pid):
+            RunDir(self.run_dir).mark_killed("preempted or out of time on Slurm: requeued")
+        return DelayedSubmission(RunJob(self.run_dir, self.nproc, self.debug))
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "proc": None}  # a process handle does not travel
 
 
 def parse_time(text: str) -> int:
@@ -82,11 +107,11 @@ class SlurmExecutor:
         if not wave:
             return []
         for job in wave:
-            job.run = prepare(start_spec(job, by_hash), self.runs_dir, self.sweep_id)
+            job.run = start_or_continue(job.run, start_spec(job, by_hash), self.runs_dir, self.sweep_id)
         if after:
             self.executor.update_parameters(slurm_additional_parameters={"dependency": f"afterany:{after}"})
         with self.executor.batch():
-            handles = [self.executor.submit(run_job, str(job.run.path), self.nproc, self.debug) for job in wave]
+            handles = [self.executor.submit(RunJob(str(job.run.path), self.nproc, self.debug)) for job in wave]
         for job, handle in zip(wave, handles):
             job.state = RUNNING
             job.run.note(slurm_job_id=str(handle.job_id))

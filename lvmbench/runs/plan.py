@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import catalog, config
-from .rundir import Lock, RunDir, claim, list_runs
+from .rundir import INTERRUPTED, Lock, RunDir, claim, list_runs
 
 # Job states besides a run's own statuses: ``skipped`` was finished before this process started it;
 # ``blocked`` never started because its stage-1 run did not finish.
@@ -46,6 +46,28 @@ def finished_runs(runs_dir: Path) -> dict[str, RunDir]:
     """The latest finished run of each config hash (lets sweeps skip done work)."""
     return {spec.get("config_hash"): r for r in list_runs(runs_dir)
             if r.state() == "finished" and (spec := r.spec_or_none()) is not None}
+
+
+def interrupted_runs(runs_dir: Path) -> dict[str, RunDir]:
+    """The latest killed or cancelled run of each config hash that left a checkpoint: a sweep run
+    again continues it in its directory instead of starting it over."""
+    from .process import recover
+
+    out = {}
+    for run in list_runs(runs_dir):
+        if recover(run).get("status") in INTERRUPTED and run.checkpoint_file.exists():
+            spec = run.spec_or_none()
+            if spec is not None:
+                out[spec.get("config_hash")] = run
+    return out
+
+
+def start_or_continue(run: RunDir | None, spec: dict, runs_dir: Path, sweep_id: str | None = None) -> RunDir:
+    """A job's run directory: the interrupted run it continues (reopened), else a new one."""
+    if run is not None:
+        run.reopen()
+        return run
+    return prepare(spec, runs_dir, sweep_id)
 
 
 def find_finished(runs_dir: Path, config_hash: str) -> RunDir | None:
@@ -99,9 +121,12 @@ def plan(specs: list[dict], runs_dir, fresh: bool = False) -> list[Job]:
             jobs.setdefault(h1, Job(stage1, h1, implicit=True))
             job.needs = h1
     finished = finished_runs(runs_dir)
+    interrupted = {} if fresh else interrupted_runs(runs_dir)
     for job in jobs.values():
         if job.hash in finished and (job.implicit or not fresh):
             job.run, job.state = finished[job.hash], SKIPPED
+        elif job.hash in interrupted:
+            job.run = interrupted[job.hash]  # pending with a run: continues it from its checkpoint
     return sorted(jobs.values(), key=lambda j: j.needs is not None)  # stable: given order otherwise
 
 

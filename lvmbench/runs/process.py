@@ -177,6 +177,25 @@ def cancel(run: RunDir, proc: subprocess.Popen | None = None) -> dict:
     return status
 
 
+def stop_child(pid: int, grace_s: float = CANCEL_WAIT_S) -> bool:
+    """SIGTERM a child's process group, SIGKILL it after ``grace_s``, reap it; False if it had ended.
+    Without ``Popen.wait`` (a signal handler may call it while that wait holds its lock)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG) != (0, 0):
+            return False
+        os.killpg(pid, signal.SIGTERM)  # the child leads its own session (see start)
+        deadline = time.monotonic() + grace_s
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.killpg(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                break
+            time.sleep(0.1)
+    except (ChildProcessError, ProcessLookupError):
+        return False
+    return True
+
+
 def owned_here(run: RunDir, status: dict | None = None) -> str | None:
     """Why this user cannot cancel ``run`` from here (None when they can): it must be running on
     this host, in a process of this user."""

@@ -38,6 +38,7 @@ from ..errors import UserError
 DONE = ("finished", "failed", "killed", "cancelled")  # final statuses: the run's process has ended
 ACTIVE = ("queued", "running")
 RESUMABLE = ("failed", "killed", "cancelled")
+INTERRUPTED = ("killed", "cancelled")  # stopped from outside: a sweep run again continues them
 
 # The files of a run directory, relative to it (RunDir gives their paths).
 SPEC, STATUS, METRICS, SYSTEM, LOG = "spec.json", "status.json", "metrics.jsonl", "system.jsonl", "stdout.log"
