@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import config
+from .data.summary import class_summary, describe_classes
 from .errors import UserError
 from .runs import process
 from .runs.plan import SKIPPED, Job, plan, prepare, ready, settle, start_spec, take
@@ -38,8 +39,9 @@ def cancel_on_sigterm():
         signal.signal(signal.SIGTERM, previous)
 
 
-def preflight(spec: dict) -> None:
-    """Fail fast, in the parent, on a bad data path or backbone: nothing is created or stored."""
+def preflight(spec: dict) -> dict:
+    """Fail fast, in the parent, on a bad data path or backbone: nothing is created or stored. Returns
+    the dataset's class summary (``classes.*``), which the caller records in the spec."""
     from .data import build_dataset
     from .models.backbone import ensure_weights
 
@@ -47,6 +49,10 @@ def preflight(spec: dict) -> None:
     if config.class_names_needed(spec):
         dataset.require_class_names(config.class_names_needed(spec))
     ensure_weights(spec["backbone"], spec["pretrained"])
+    summary = class_summary(dataset)
+    if summary["classes.with_train"] < summary["classes.total"]:
+        console.print(f"[yellow]warning:[/] {spec['dataset']}: {describe_classes(summary)}", soft_wrap=True)
+    return summary
 
 
 def ingest_quietly(results: Path, *runs: RunDir) -> None:
@@ -114,14 +120,15 @@ def run_headless(dataset: str, backbone: str, method: str, seed: int, data_root:
         check_run_id(runs_dir, run_id)
     check_is_duckdb(results)
     spec = config.resolve(dataset, backbone, method, seed=seed, pretrained=pretrained,
-                          data_root=str(Path(data_root).expanduser().resolve()) if data_root else None,
+                          data_root=data_root,
                           overrides={**(overrides or {}), **config.parse_sets(sets)})
     config.check_nproc(spec, nproc)
-    preflight(spec)
+    spec.update(preflight(spec))
     jobs = plan([spec], runs_dir, fresh=True)  # a one-cell plan: the run, after its stage-1 run if it needs one
     by_hash = {j.hash: j for j in jobs}
     for job in jobs:
         if job.implicit:
+            job.spec.update({k: spec[k] for k in config.CLASS_KEYS})  # same data, same classes
             train_stage1(job, runs_dir, results, debug, ingest, nproc)
             continue
         if ready(job, by_hash) is None:
@@ -204,6 +211,10 @@ def print_outcome(run: RunDir, status: dict) -> None:
     cols = ["overall", "many", "medium", "few", "precision", "recall", "f1", "worst"]
     values = [test.get(c if c != "worst" else "worst_class") for c in cols]
     render(cols, [values], title=f"{run.run_id} — test (%)", console=out)
+    if "classes.total" in run.spec():
+        out.print(f"data: {describe_classes(run.spec())}", highlight=False, soft_wrap=True)
+    if status.get("weights"):
+        out.print(f"weights: {status['weights']}", highlight=False, soft_wrap=True)
     if status.get("s_per_iter"):
         out.print(f"s/iter {status['s_per_iter']:.4f} · peak {status.get('peak_mem_mib', 0):.0f} MiB · "
                   f"wall {status.get('wall_s', 0):.1f} s")
