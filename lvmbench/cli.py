@@ -190,19 +190,11 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_sql(args) -> int:
-    import duckdb
-
     from .render import render
-    from .store import open_readonly
+    from .store.console import query
 
-    with open_readonly(paths.results_path(args.results)) as con:
-        try:
-            cur = con.execute(args.query)
-        except duckdb.Error as exc:
-            raise UserError(f"SQL error: {str(exc).splitlines()[0]}") from None
-        columns = [d[0] for d in cur.description] if cur.description else []
-        rows = cur.fetchall() if columns else []
-    render(columns, rows, args.format)
+    result = query(paths.results_path(args.results), args.query)
+    render(result.columns, result.rows, args.format, exact=True)
     return 0
 
 

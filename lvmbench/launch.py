@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import catalog, config
+from . import catalog, config, paths
 from .rundir import DONE, RunDir, list_runs, now
 
 STAGE1_METHOD = "ce"
@@ -159,18 +159,23 @@ def recover(run: RunDir) -> dict:
     if status.get("status") == "running" and not child_alive(run, status):
         return run.write_status(status="killed", ended_at=now(), log_tail=run.log_tail(50),
                                 error=f"training process {status.get('pid')} is gone (its parent died or it was "
-                                      f"killed); continue it with: lvmbench run --headless --resume {run.run_id}")
+                                      f"killed); continue it with: {paths.resume_command(run.run_id, run.path.parent)}")
     return status
 
 
 def resumable(runs_dir: Path, run_id: str) -> RunDir:
     """The run ``run_id``, checked to be one that can continue: failed, killed or cancelled."""
     from .errors import UserError, suggest
+    from .rundir import check_id_form
 
+    check_id_form(run_id, "--resume")
     run = RunDir(Path(runs_dir) / run_id)
     if not run.exists():
         ids = [r.run_id for r in list_runs(runs_dir)]
         raise UserError(f"no run {run_id} in {runs_dir}{suggest(run_id, ids)}")
+    damaged = run.unreadable()
+    if damaged:
+        raise UserError(f"run {run_id} cannot be resumed: {damaged}")
     status = recover(run)
     state = status.get("status")
     if state == "finished":

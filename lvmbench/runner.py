@@ -7,8 +7,9 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
 
-from . import config, launch
+from . import config, launch, paths
 from .errors import UserError
 from .rundir import RunDir, check_run_id
 
@@ -19,6 +20,12 @@ class Terminated(UserError):
     """SIGTERM reached ``lvmbench run`` (e.g. the UI's cancel key): the child was cancelled."""
 
     exit_code = 128 + signal.SIGTERM
+
+
+class NotStored(UserError):
+    """The run finished but could not be stored: its directory is kept, the command fails."""
+
+    exit_code = 1
 
 
 @contextmanager
@@ -45,20 +52,36 @@ def preflight(spec: dict) -> None:
     ensure_weights(spec["backbone"], spec["pretrained"])
 
 
-def ingest_quietly(results: Path, *runs: RunDir) -> None:
-    """Ingest runs; a database that cannot be opened costs nothing (the run directories stay)."""
+def check_store(runs_dir: Path, results: Path, ingest: bool = True) -> None:
+    """Before anything is created: the runs folder and (when the run is to be stored) the results
+    database must be writable, so that no training is wasted on a place that cannot hold it."""
+    from .store.db import check_is_duckdb
+
+    paths.check_writable(runs_dir, "--runs-dir", folder=True)
+    check_is_duckdb(results)
+    if ingest:
+        paths.check_writable(results, "--results", folder=False)
+
+
+def ingest_quietly(results: Path, *runs: RunDir) -> str | None:
+    """Ingest runs; a database that cannot be opened or written costs nothing (the run directories
+    stay): warn and return why, or None once stored."""
     from .store import open_writer
     from .store.ingest import ingest_run
 
     if not runs:
-        return
+        return None
     try:
         with open_writer(results) as con:
             for run in runs:
                 ingest_run(con, run)
-    except UserError as exc:
+    except (UserError, OSError) as exc:
         where = runs[0].path if len(runs) == 1 else runs[0].path.parent
-        console.print(f"[yellow]warning:[/] kept in {where} but not stored: {exc} (later: lvmbench ingest {where})")
+        why = str(exc)
+        console.print(Text.assemble(("warning:", "yellow"), f" kept in {where} but not stored: {why} (later: "
+                                    f"lvmbench ingest {where} --results {results})"), soft_wrap=True)
+        return why
+    return None
 
 
 def execute(spec: dict, runs_dir: Path, results: Path, debug: bool = False, label: str | None = None,
@@ -81,7 +104,9 @@ def execute(spec: dict, runs_dir: Path, results: Path, debug: bool = False, labe
                 ingest_quietly(results, run)
             raise
     if ingest and not status.get("user_error"):
-        ingest_quietly(results, run)
+        why = ingest_quietly(results, run)
+        if why:
+            status = {**status, "not_stored": why}
     return status
 
 
@@ -91,11 +116,9 @@ def run_headless(dataset: str, backbone: str, method: str, seed: int, data_root:
     """Resolve, preflight, train (stage 1 first when needed) and report one run. ``run_id`` names the
     final run's directory (a stage-1 run gets its own id); ``ingest=False`` leaves the database to the
     caller (the UI is its only writer while it runs)."""
-    from .store.db import check_is_duckdb
-
     if run_id:
         check_run_id(runs_dir, run_id)
-    check_is_duckdb(results)
+    check_store(runs_dir, results, ingest)
     spec = config.resolve(dataset, backbone, method, seed=seed, pretrained=pretrained,
                           data_root=str(Path(data_root).expanduser().resolve()) if data_root else None,
                           overrides=config.parse_sets(sets))
@@ -105,7 +128,7 @@ def run_headless(dataset: str, backbone: str, method: str, seed: int, data_root:
         stage1 = launch.stage1_spec(spec)
         found = launch.find_finished(runs_dir, config.config_hash(stage1))
         if found:
-            console.print(f"stage 1: reusing {found.run_id}")
+            console.print(Text(f"stage 1: reusing {found.run_id}"))
         else:
             s1_status = execute(stage1, runs_dir, results, debug, label=f"stage 1 ({stage1['method']})",
                                 ingest=ingest, nproc=nproc)
@@ -115,7 +138,7 @@ def run_headless(dataset: str, backbone: str, method: str, seed: int, data_root:
             found = RunDir(runs_dir / s1_status["run_id"])
         spec["stage1.run_id"] = found.run_id
     status = execute(spec, runs_dir, results, debug, label=method, run_id=run_id, ingest=ingest, nproc=nproc)
-    print_outcome(RunDir(runs_dir / status["run_id"]), status)
+    print_outcome(RunDir(runs_dir / status["run_id"]), status, results)
     return status
 
 
@@ -123,9 +146,7 @@ def resume_headless(run_id: str, runs_dir: Path, results: Path, debug: bool = Fa
                     nproc: int = 1) -> dict:
     """Continue a killed, failed or cancelled run in its own directory from its last checkpoint
     (``ckpt/last.pt``; from the start when it has none), then ingest and report it."""
-    from .store.db import check_is_duckdb
-
-    check_is_duckdb(results)
+    check_store(runs_dir, results, ingest)
     run = launch.resumable(runs_dir, run_id)
     spec = run.spec()
     config.check_nproc(spec, nproc)
@@ -133,18 +154,22 @@ def resume_headless(run_id: str, runs_dir: Path, results: Path, debug: bool = Fa
     launch.reopen(run)
     status = execute(spec, runs_dir, results, debug, label=f"resume {spec['method']}", ingest=ingest,
                      nproc=nproc, resume=run)
-    print_outcome(run, status)
+    print_outcome(run, status, results)
     return status
 
 
-def print_outcome(run: RunDir, status: dict) -> None:
+def print_outcome(run: RunDir, status: dict, results: Path | None = None) -> None:
+    """The run's test figures, or why it stopped and how to continue it; a finished run that could
+    not be stored raises :class:`NotStored` (after its figures)."""
     from .render import render
 
     out = Console()
     if status.get("status") != "finished":
-        out.print(f"[red]run {run.run_id} {status.get('status')}:[/] {status.get('error')}")
-        out.print(f"log: {run.log_file}")
-        out.print(f"continue it (once the cause is fixed): lvmbench run --headless --resume {run.run_id}")
+        out.print(Text.assemble((f"run {run.run_id} {status.get('status')}:", "red"), f" {status.get('error')}"),
+                  soft_wrap=True)
+        out.print(Text(f"log: {run.log_file}"), soft_wrap=True)
+        out.print(Text("continue it (once the cause is fixed): "
+                       + paths.resume_command(run.run_id, run.path.parent, results)), soft_wrap=True)
         return
     test = run.evaluation("test") or {}
     cols = ["overall", "many", "medium", "few", "precision", "recall", "f1", "worst"]
@@ -153,3 +178,6 @@ def print_outcome(run: RunDir, status: dict) -> None:
     if status.get("s_per_iter"):
         out.print(f"s/iter {status['s_per_iter']:.4f} · peak {status.get('peak_mem_mib', 0):.0f} MiB · "
                   f"wall {status.get('wall_s', 0):.1f} s")
+    if status.get("not_stored"):
+        raise NotStored(f"run {run.run_id} finished but is not stored in {results}: {status['not_stored']}; "
+                        f"its directory {run.path} is kept")

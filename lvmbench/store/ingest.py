@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..rundir import RunDir, find_runs
+from .db import transaction
 from .schema import COLUMNS
 
 CARBON_KG_PER_KWH = 0.544  # default carbon intensity used for runs.co2_kg
@@ -63,8 +64,7 @@ def ingest_run(con, run: RunDir) -> None:
                     if key not in ("step", "ts") and isinstance(value, (int, float))
                     and not isinstance(value, bool)}.values())
     system = [{**s, "run_id": rid, "ts": _ts(s.get("ts"))} for s in run.system()]
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         for table in COLUMNS:
             con.execute(f"DELETE FROM {table} WHERE run_id = ?", [rid])
         _insert(con, "runs", [run_row(run)])
@@ -72,10 +72,6 @@ def ingest_run(con, run: RunDir) -> None:
         _insert(con, "per_class", per_class)
         _insert(con, "metrics", metrics)
         _insert(con, "system", system)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
 
 
 def ingest_dir(con, path: Path) -> list[str]:
