@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
-from . import config, launch, paths
+from . import catalog, config, launch, paths
 from .errors import UserError
 from .rundir import RunDir, check_run_id
 
@@ -50,6 +50,22 @@ def preflight(spec: dict) -> None:
     if config.class_names_needed(spec):
         dataset.require_class_names(config.class_names_needed(spec))
     ensure_weights(spec["backbone"], spec["pretrained"])
+    check_decoder_heads(spec)
+
+
+def check_decoder_heads(spec: dict) -> None:
+    """``decoder.heads`` must divide the width of the backbone's tokens (else the child would fail)."""
+    import open_clip
+
+    if catalog.method(spec["method"]).kind not in ("decoder", "stage2") or not spec["decoder.depth"]:
+        return
+    vision = (open_clip.get_model_config(spec["backbone"]) or {}).get("vision_cfg", {})
+    if "width" not in vision or "timm_model_name" in vision:
+        return  # a timm tower: the child checks
+    width = vision["width"] * 32 if isinstance(vision.get("layers"), (list, tuple)) else vision["width"]
+    if width % spec["decoder.heads"]:
+        raise UserError(f"decoder.heads={spec['decoder.heads']}: must divide the token width {width} of "
+                        f"{spec['backbone']}")
 
 
 def check_store(runs_dir: Path, results: Path, ingest: bool = True) -> None:
