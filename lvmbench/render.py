@@ -175,3 +175,6 @@ def print_table(results, kind: str, dataset: str | None = None, backbone: str | 
                       markup=False, emoji=False, highlight=False)
         return
     render(table.columns, table.rows, fmt_name, title=table.title, best=tables.best_per_column(table), console=console)
+    if fmt_name in ("table", "markdown"):
+        for note in table.notes:
+            console.print(note, markup=False, emoji=False, highlight=False, soft_wrap=True)

@@ -326,8 +326,9 @@ def test_every_loss_hyper_parameter_has_its_range_next_to_its_default():
 
     for name, info in LOSSES.items():
         assert set(info.ranges) == set(info.defaults), name
-        for hp, default in info.defaults.items():
-            assert default is None or default in info.ranges[hp], (name, hp)
+        for defaults in (info.defaults, *info.recipe_defaults.values()):
+            for hp, default in defaults.items():
+                assert default is None or default in info.ranges[hp], (name, hp)
     with pytest.raises(ValueError, match="gamma=-1: must be >= 0"):
         build_loss("focal", [10, 5], gamma=-1)
 
