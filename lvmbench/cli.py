@@ -160,10 +160,11 @@ def cmd_resume(args) -> int:
 
 def cmd_demo(args) -> int:
     from . import config, sweep
-    from .runner import cancel_on_sigterm
+    from .runner import cancel_on_sigterm, check_store
 
     axes = sweep.build_axes("embedded", methods=sweep.split_list(args.method), seeds=sweep.parse_seeds(args.seed),
                             sets=config.parse_sets(args.set))
+    check_store(paths.runs_dir(args.runs_dir), paths.results_path(args.results))
     with cancel_on_sigterm():
         outcome = sweep.run_sweep(axes, paths.runs_dir(args.runs_dir), paths.results_path(args.results),
                                   max_parallel=args.max_parallel, debug=args.debug)
@@ -173,7 +174,7 @@ def cmd_demo(args) -> int:
 def cmd_sweep(args) -> int:
     from . import config, sweep
     from .exec.slurm import SlurmOptions
-    from .runner import cancel_on_sigterm
+    from .runner import cancel_on_sigterm, check_store
 
     axes = sweep.build_axes(args.preset, datasets=sweep.split_list(args.dataset),
                             backbones=sweep.split_list(args.backbone), methods=sweep.split_list(args.method),
@@ -182,6 +183,8 @@ def cmd_sweep(args) -> int:
     slurm = SlurmOptions(partition=args.slurm_partition, gpus_per_job=args.slurm_gpus_per_job,
                          cpus_per_job=args.slurm_cpus_per_job, time=args.slurm_time,
                          array_parallelism=args.slurm_array_parallelism, cluster=args.slurm_cluster)
+    if not args.dry_run:
+        check_store(paths.runs_dir(args.runs_dir), paths.results_path(args.results), ingest=not args.no_wait)
     with cancel_on_sigterm():
         outcome = sweep.run_sweep(axes, paths.runs_dir(args.runs_dir), paths.results_path(args.results),
                                   executor=args.executor, gpus=sweep.split_list(args.gpus),

@@ -373,9 +373,10 @@ def test_runs_dir_that_is_a_file_or_under_one_is_one_line(tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("x")
     for runs in (afile, afile / "sub" / "runs"):
-        code = cli.main(["run", "--headless", "--runs-dir", str(runs), "--results", str(tmp_path / "r.duckdb"),
-                         "--set", *TINY])
-        one_line_error(capsys, code, contains="is a file, not a folder")
+        for command in (["run", "--headless"], ["sweep", "--method", "ce,lws", "--seed", "0,1"]):
+            code = cli.main([*command, "--runs-dir", str(runs), "--results", str(tmp_path / "r.duckdb"),
+                             "--set", *TINY])
+            one_line_error(capsys, code, contains="is a file, not a folder")
     assert afile.read_text() == "x" and not (tmp_path / "r.duckdb").exists()
 
 
