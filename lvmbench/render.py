@@ -1,4 +1,4 @@
-"""Print query results and paper-style tables: rich tables, CSV, JSON or Markdown.
+"""Print query results and paper-style tables: rich tables, CSV, JSON, Markdown or LaTeX (booktabs).
 
 Every format prints the data as it is: no value is read as Rich markup or an emoji code, no
 column is dropped for want of width (a table wider than the output wraps its text columns, or is
@@ -22,7 +22,9 @@ from rich.console import Console
 from rich.table import Table as RichTable
 from rich.text import Text
 
-FORMATS = ("table", "csv", "json", "markdown")
+from .spread import MeanStd, split_columns
+
+FORMATS = ("table", "csv", "json", "markdown", "latex")
 NULL = "NULL"  # how ``exact`` output shows a missing value
 
 
@@ -30,6 +32,8 @@ def fmt(value) -> str:
     """A value as the paper-style tables show it: two decimals (more below 0.01), '–' for missing."""
     if value is None:
         return "–"
+    if isinstance(value, MeanStd) and value.std is not None:
+        return f"{fmt(float(value))} ± {fmt(value.std)}"
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 0.01 and value != 0 else f"{value:.2f}"
     return str(value)
@@ -48,12 +52,16 @@ def render(columns: list[str], rows: list, fmt_name: str = "table", title: str |
            best: dict | None = None, console: Console | None = None, exact: bool = False) -> None:
     """Print ``rows`` under ``columns``; in table form the best value per column is bold green."""
     console = console or Console()
+    if fmt_name in ("json", "csv"):  # a mean ± std cell becomes two numbers: <column> and <column> std
+        columns, rows = split_columns(columns, rows)
     if fmt_name == "json":
         _write(console, to_json(columns, rows) + "\n")
     elif fmt_name == "csv":
         _write(console, to_csv(columns, rows))
     elif fmt_name == "markdown":
         _write(console, to_markdown(columns, rows, title, exact) + "\n")
+    elif fmt_name == "latex":
+        _write(console, to_latex(columns, rows, title, best or {}) + "\n")
     else:
         print_rich_table(console, rich_table(columns, rows, title, best or {}, exact))
 
@@ -115,8 +123,9 @@ def _md(text: str) -> str:
 
 
 def rich_table(columns: list[str], rows: list, title: str | None, best: dict, exact: bool = False) -> RichTable:
-    """A compact rich table; a Backbone column with one value moves into the title (fits 80 columns).
-    Numbers never wrap; text columns wrap (folding long words) when the output is too narrow."""
+    """A compact rich table; a Backbone column with one value moves into the title, and a mean's
+    ± std goes on a second line of its cell (fits 80 columns). Numbers never wrap; text columns
+    wrap (folding long words) when the output is too narrow. Every cell is text, never markup."""
     show = exact_text if exact else fmt
     if "Backbone" in columns and len(rows) and len({r[columns.index("Backbone")] for r in rows}) == 1:
         j = columns.index("Backbone")
@@ -125,20 +134,32 @@ def rich_table(columns: list[str], rows: list, title: str | None, best: dict, ex
     table = RichTable(title=Text(title) if title else None, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
                       show_edge=False, collapse_padding=True)
     for j, c in enumerate(columns):
-        numeric = all(_is_number(r[j]) or r[j] is None for r in rows)
-        if numeric:
-            width = max([len(show(r[j])) for r in rows] + [0])
+        if all(_is_number(r[j]) or r[j] is None for r in rows):
+            width = max([cell_width(r[j], show) for r in rows] + [0])
             table.add_column(Text(str(c)), justify="right", min_width=width, no_wrap=True)
         else:
             table.add_column(Text(str(c)), justify="left", overflow="fold")
     for row in rows:
-        table.add_row(*[Text(show(v), style="bold green" if c in best and v == best[c] else "")
-                        for c, v in zip(columns, row)])
+        table.add_row(*[rich_cell(v, c in best and v == best[c], show) for c, v in zip(columns, row)])
     return table
 
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float, decimal.Decimal)) and not isinstance(value, bool)
+
+
+def cell_width(value, show=fmt) -> int:
+    if isinstance(value, MeanStd) and value.std is not None:
+        return max(len(show(float(value))), 1 + len(show(value.std)))
+    return len(show(value))
+
+
+def rich_cell(value, best: bool, show=fmt) -> Text:
+    """A cell as text: the best value bold green; a spread under its mean, dimmed."""
+    style = "bold green" if best else ""
+    if isinstance(value, MeanStd) and value.std is not None:
+        return Text.assemble((show(float(value)), style), "\n", (f"±{show(value.std)}", "dim"))
+    return Text(show(value), style=style)
 
 
 def print_rich_table(console: Console, table: RichTable) -> None:
@@ -162,6 +183,45 @@ def print_rich_table(console: Console, table: RichTable) -> None:
               "(--format csv or a wider terminal reads better)", file=sys.stderr)
 
 
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "—": "---",
+                 "±": r"$\pm$", "†": r"$^\dagger$"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def latex_cell(value, best: bool) -> str:
+    """A number (bold when best), or mean and std joined by ``$\\pm$``, the mean bold when best."""
+    def bold(text: str) -> str:
+        return rf"\textbf{{{text}}}" if best else text
+
+    if isinstance(value, MeanStd) and value.std is not None:
+        return bold(fmt(float(value))) + r" $\pm$ " + fmt(value.std)
+    return bold(latex_escape(fmt(value)) if value is not None else "--")
+
+
+def to_latex(columns: list[str], rows: list, title: str | None = None, best: dict | None = None,
+             notes: list[str] | None = None) -> str:
+    """A booktabs table (``\\usepackage{booktabs}``) that pastes into a paper: text columns left,
+    numbers right, the best value per column in bold."""
+    best = best or {}
+    align = "".join("r" if all(isinstance(r[j], (int, float)) or r[j] is None for r in rows) else "l"
+                    for j in range(len(columns)))
+    lines = [r"\begin{table}[t]", r"\centering"]
+    if title:
+        lines.append(rf"\caption{{{latex_escape(title)}}}")
+    lines += [rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(latex_escape(c) for c in columns) + r" \\",
+              r"\midrule"]
+    lines += [" & ".join(latex_cell(v, c in best and v is not None and v == best[c]) for c, v in zip(columns, r))
+              + r" \\" for r in rows]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [rf"\par\footnotesize {latex_escape(note)}" for note in notes or []]
+    lines.append(r"\end{table}")
+    return "\n".join(lines)
+
+
 def print_table(results, kind: str, dataset: str | None = None, backbone: str | None = None,
                 carbon_kg_per_kwh: float = 0.544, fmt_name: str = "table", console: Console | None = None) -> None:
     """Print one of the study's table layouts from the results database (``lvmbench table``)."""
@@ -174,7 +234,11 @@ def print_table(results, kind: str, dataset: str | None = None, backbone: str | 
         console.print(f"no finished runs{' for ' + dataset if dataset else ''} in the results database",
                       markup=False, emoji=False, highlight=False)
         return
-    render(table.columns, table.rows, fmt_name, title=table.title, best=tables.best_per_column(table), console=console)
+    best = tables.best_per_column(table)
+    if fmt_name == "latex":  # notes go inside the table environment
+        _write(console, to_latex(table.columns, table.rows, table.title, best, table.notes) + "\n")
+        return
+    render(table.columns, table.rows, fmt_name, title=table.title, best=best, console=console)
     if fmt_name in ("table", "markdown"):
         for note in table.notes:
             console.print(note, markup=False, emoji=False, highlight=False, soft_wrap=True)

@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
@@ -81,23 +82,30 @@ def check_store(runs_dir: Path, results: Path, ingest: bool = True) -> None:
 
 def ingest_quietly(results: Path, *runs: RunDir) -> str | None:
     """Ingest runs; a database that cannot be opened or written costs nothing (the run directories
-    stay): warn and return why, or None once stored."""
-    from .store import open_writer
-    from .store.ingest import ingest_run
+    stay): warn, and return why the last of ``runs`` was not stored (None once it is)."""
+    from .store import open_writer, pending
+    from .store.ingest import ingest_runs
 
     if not runs:
         return None
     try:
         with open_writer(results) as con:
-            for run in runs:
-                ingest_run(con, run)
+            # a bad run never keeps the others out; runs that found the database busy come along
+            skipped = ingest_runs(con, [*pending.waiting(results), *runs]).skipped
+        pending.clear(results)
     except (UserError, OSError) as exc:
+        pending.remember(results, runs)
         where = runs[0].path if len(runs) == 1 else runs[0].path.parent
-        why = str(exc)
-        console.print(Text.assemble(("warning:", "yellow"), f" kept in {where} but not stored: {why} (later: "
-                                    f"lvmbench ingest {where} --results {results})"), soft_wrap=True)
-        return why
-    return None
+        skipped = [(where, str(exc))]
+        hint = f"the next run stored in {results} stores it too; or later: lvmbench ingest {where} --results {results}"
+    else:
+        hint = None
+    for where, why in skipped:
+        console.print("[yellow]warning:[/] " + escape(f"kept in {where} but not stored: {why} "
+                                                      f"({hint or f'later: lvmbench ingest {where} --results {results}'})"),
+                      soft_wrap=True)
+    last = runs[-1].path
+    return next((why for where, why in skipped if Path(where) in (last, last.parent)), None)
 
 
 def execute(spec: dict, runs_dir: Path, results: Path, debug: bool = False, label: str | None = None,
@@ -128,16 +136,18 @@ def execute(spec: dict, runs_dir: Path, results: Path, debug: bool = False, labe
 
 def run_headless(dataset: str, backbone: str, method: str, seed: int, data_root: str | None,
                  pretrained: str | None, sets: list[str], runs_dir: Path, results: Path, debug: bool = False,
-                 run_id: str | None = None, ingest: bool = True, nproc: int = 1) -> dict:
+                 run_id: str | None = None, ingest: bool = True, nproc: int = 1, overrides: dict | None = None,
+                 show: bool = True) -> dict:
     """Resolve, preflight, train (stage 1 first when needed) and report one run. ``run_id`` names the
     final run's directory (a stage-1 run gets its own id); ``ingest=False`` leaves the database to the
-    caller (the UI is its only writer while it runs)."""
+    caller (the UI is its only writer while it runs). ``overrides``: parsed settings under ``sets``
+    (a recipe file's or a stored run's); ``show=False`` prints nothing on stdout."""
     if run_id:
         check_run_id(runs_dir, run_id)
     check_store(runs_dir, results, ingest)
     spec = config.resolve(dataset, backbone, method, seed=seed, pretrained=pretrained,
                           data_root=str(Path(data_root).expanduser().resolve()) if data_root else None,
-                          overrides=config.parse_sets(sets))
+                          overrides={**(overrides or {}), **config.parse_sets(sets)})
     config.check_nproc(spec, nproc)
     preflight(spec)
     if launch.needs_stage1(spec):
@@ -154,12 +164,15 @@ def run_headless(dataset: str, backbone: str, method: str, seed: int, data_root:
             found = RunDir(runs_dir / s1_status["run_id"])
         spec["stage1.run_id"] = found.run_id
     status = execute(spec, runs_dir, results, debug, label=method, run_id=run_id, ingest=ingest, nproc=nproc)
-    print_outcome(RunDir(runs_dir / status["run_id"]), status, results)
+    run = RunDir(runs_dir / status["run_id"])
+    if show:
+        print_outcome(run, status, results)
+    check_stored(run, status, results)
     return status
 
 
 def resume_headless(run_id: str, runs_dir: Path, results: Path, debug: bool = False, ingest: bool = True,
-                    nproc: int = 1) -> dict:
+                    nproc: int = 1, show: bool = True) -> dict:
     """Continue a killed, failed or cancelled run in its own directory from its last checkpoint
     (``ckpt/last.pt``; from the start when it has none), then ingest and report it."""
     check_store(runs_dir, results, ingest)
@@ -170,13 +183,36 @@ def resume_headless(run_id: str, runs_dir: Path, results: Path, debug: bool = Fa
     launch.reopen(run)
     status = execute(spec, runs_dir, results, debug, label=f"resume {spec['method']}", ingest=ingest,
                      nproc=nproc, resume=run)
-    print_outcome(run, status, results)
+    if show:
+        print_outcome(run, status, results)
+    check_stored(run, status, results)
     return status
 
 
+def check_stored(run: RunDir, status: dict, results: Path) -> None:
+    """A finished run that could not be stored fails its command (exit 1); its directory is kept."""
+    if status.get("status") == "finished" and status.get("not_stored"):
+        raise NotStored(f"run {run.run_id} finished but is not stored in {results}: {status['not_stored']}; "
+                        f"its directory {run.path} is kept")
+
+
+COST_KEYS = ("wall_s", "s_per_iter", "peak_mem_mib", "avg_power_w", "energy_kwh", "trainable_params", "device",
+             "gpu_name")
+
+
+def outcome_json(runs_dir: Path, status: dict) -> dict:
+    """What ``run --json`` prints: the run's id, status, evaluations and cost, as one object."""
+    run = RunDir(Path(runs_dir) / status["run_id"])
+    spec = run.spec()
+    return {"run_id": run.run_id, "status": status.get("status"), "error": status.get("error"),
+            "run_dir": str(run.path), "config_hash": spec.get("config_hash"),
+            "stage1_run_id": spec.get("stage1.run_id"),
+            "evaluations": {split: run.evaluation(split) for split in ("val", "test") if run.evaluation(split)},
+            "cost": {k: status.get(k) for k in COST_KEYS}}
+
+
 def print_outcome(run: RunDir, status: dict, results: Path | None = None) -> None:
-    """The run's test figures, or why it stopped and how to continue it; a finished run that could
-    not be stored raises :class:`NotStored` (after its figures)."""
+    """The run's test figures, or why it stopped and how to continue it."""
     from .render import render
 
     out = Console()
@@ -194,6 +230,3 @@ def print_outcome(run: RunDir, status: dict, results: Path | None = None) -> Non
     if status.get("s_per_iter"):
         out.print(f"s/iter {status['s_per_iter']:.4f} · peak {status.get('peak_mem_mib', 0):.0f} MiB · "
                   f"wall {status.get('wall_s', 0):.1f} s")
-    if status.get("not_stored"):
-        raise NotStored(f"run {run.run_id} finished but is not stored in {results}: {status['not_stored']}; "
-                        f"its directory {run.path} is kept")

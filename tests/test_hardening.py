@@ -414,7 +414,7 @@ def test_a_truncated_database_is_one_line(tmp_path, capsys):
 
 
 def test_a_truncated_database_costs_the_run_nothing_but_fails_the_command(tmp_path, capsys):
-    from lvmbench.runner import NotStored, ingest_quietly, print_outcome
+    from lvmbench.runner import NotStored, check_stored, ingest_quietly
 
     cut = truncated_copy(tmp_path)
     run = make_run(tmp_path / "runs")
@@ -423,7 +423,7 @@ def test_a_truncated_database_costs_the_run_nothing_but_fails_the_command(tmp_pa
     assert why and "damaged" in why
     assert "not stored" in capsys.readouterr().err
     with pytest.raises(NotStored, match=f"run {run.run_id} finished but is not stored"):
-        print_outcome(run, {**status, "not_stored": why}, cut)
+        check_stored(run, {**status, "not_stored": why}, cut)
     assert run.status()["status"] == "finished"
 
 

@@ -109,7 +109,8 @@ class LocalExecutor:
                         reporter.settled(job)
                     elif can and free:
                         slot = free.pop(0)
-                        job.run = launch.prepare(start_spec(job, by_hash, slot.threads), self.runs_dir, self.sweep_id)
+                        job.run = launch.start_or_continue(job.run, start_spec(job, by_hash, slot.threads),
+                                                           self.runs_dir, self.sweep_id)
                         running[job.hash] = (launch.spawn(job.run, slot.env, self.debug, self.nproc), slot)
                         job.state = RUNNING
                         reporter.started(job)

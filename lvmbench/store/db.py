@@ -9,6 +9,7 @@ damaged file, a full disk) comes out as one :class:`StoreError` line naming the 
 from __future__ import annotations
 
 import re
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import duckdb
 
 from ..errors import UserError
+from . import storage
 from .schema import ensure_schema
 
 DUCKDB_MAGIC = b"DUCK"
@@ -90,7 +92,7 @@ def connect(path: Path | str, read_only: bool = False, retry_s: float | None = N
     deadline = time.monotonic() + retry_s
     while True:
         try:
-            con = duckdb.connect(str(path), read_only=read_only, config=config or {})
+            con = duckdb.connect(str(path), read_only=read_only, config={**storage.connect_config(), **(config or {})})
             break
         except duckdb.Error as exc:
             message = str(exc)
@@ -102,11 +104,23 @@ def connect(path: Path | str, read_only: bool = False, retry_s: float | None = N
             time.sleep(0.2)
     if not read_only:
         try:
+            con = _readable_format(con, path)
             ensure_schema(con)
         except duckdb.Error as exc:
             _close_quietly(con)
             raise store_error(path, exc) from exc
     return con
+
+
+def _readable_format(con: duckdb.DuckDBPyConnection, path: Path) -> duckdb.DuckDBPyConnection:
+    """Migrate a file in DuckDB 2.0's storage format, on its first write, into one DuckDB 1.x reads
+    (the original stays next to it as a backup); return a connection to the file in place."""
+    if not storage.needs_migration(path):
+        return con
+    backup = storage.migrate(con, path)
+    print(f"note: {path} now uses a storage format DuckDB 1.x reads; the original is kept as {backup}",
+          file=sys.stderr)
+    return duckdb.connect(str(path), config=storage.connect_config())
 
 
 @contextmanager
