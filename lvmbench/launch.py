@@ -34,7 +34,8 @@ def git_sha() -> str | None:
 
 def prepare(spec: dict, runs_dir: Path, sweep_id: str | None = None, run_id: str | None = None) -> RunDir:
     """Create the run directory (status ``queued``) with the full resolved spec."""
-    spec = {**spec, "config_hash": config.config_hash(spec), "git_sha": git_sha(), "sweep_id": sweep_id}
+    spec = {**spec, "config_hash": config.config_hash(spec), "result_group": config.result_group(spec),
+            "git_sha": git_sha(), "sweep_id": sweep_id}
     return RunDir.create(Path(runs_dir), spec, run_id=run_id)
 
 

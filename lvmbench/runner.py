@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from . import catalog, config, launch, paths
+from .data.summary import class_summary, describe_classes
 from .errors import UserError
 from .rundir import RunDir, check_run_id
 
@@ -42,8 +43,9 @@ def cancel_on_sigterm():
         signal.signal(signal.SIGTERM, previous)
 
 
-def preflight(spec: dict) -> None:
-    """Fail fast, in the parent, on a bad data path or backbone: nothing is created or stored."""
+def preflight(spec: dict) -> dict:
+    """Fail fast, in the parent, on a bad data path or backbone: nothing is created or stored. Returns
+    the dataset's class summary (``classes.*``), which the caller records in the spec."""
     from .data import build_dataset
     from .models.backbone import ensure_weights
 
@@ -52,6 +54,10 @@ def preflight(spec: dict) -> None:
         dataset.require_class_names(config.class_names_needed(spec))
     ensure_weights(spec["backbone"], spec["pretrained"])
     check_decoder_heads(spec)
+    summary = class_summary(dataset)
+    if summary["classes.with_train"] < summary["classes.total"]:
+        console.print(f"[yellow]warning:[/] {spec['dataset']}: {describe_classes(summary)}", soft_wrap=True)
+    return summary
 
 
 def check_decoder_heads(spec: dict) -> None:
@@ -146,12 +152,12 @@ def run_headless(dataset: str, backbone: str, method: str, seed: int, data_root:
         check_run_id(runs_dir, run_id)
     check_store(runs_dir, results, ingest)
     spec = config.resolve(dataset, backbone, method, seed=seed, pretrained=pretrained,
-                          data_root=str(Path(data_root).expanduser().resolve()) if data_root else None,
+                          data_root=data_root,
                           overrides={**(overrides or {}), **config.parse_sets(sets)})
     config.check_nproc(spec, nproc)
-    preflight(spec)
+    spec.update(preflight(spec))
     if launch.needs_stage1(spec):
-        stage1 = launch.stage1_spec(spec)
+        stage1 = {**launch.stage1_spec(spec), **{k: spec[k] for k in config.CLASS_KEYS}}
         found = launch.find_finished(runs_dir, config.config_hash(stage1))
         if found:
             console.print(Text(f"stage 1: reusing {found.run_id}"))
@@ -227,6 +233,10 @@ def print_outcome(run: RunDir, status: dict, results: Path | None = None) -> Non
     cols = ["overall", "many", "medium", "few", "precision", "recall", "f1", "worst"]
     values = [test.get(c if c != "worst" else "worst_class") for c in cols]
     render(cols, [values], title=f"{run.run_id} — test (%)", console=out)
+    if "classes.total" in run.spec():
+        out.print(f"data: {describe_classes(run.spec())}", highlight=False, soft_wrap=True)
+    if status.get("weights"):
+        out.print(f"weights: {status['weights']}", highlight=False, soft_wrap=True)
     if status.get("s_per_iter"):
         out.print(f"s/iter {status['s_per_iter']:.4f} · peak {status.get('peak_mem_mib', 0):.0f} MiB · "
                   f"wall {status.get('wall_s', 0):.1f} s")

@@ -159,12 +159,14 @@ def preflight_all(jobs: list[Job]) -> None:
     """Check data and weights once per (dataset, data root, backbone, weights) the sweep will start."""
     from .runner import preflight
 
-    seen = set()
+    seen: dict[tuple, dict] = {}
     for job in jobs:
-        key = tuple(job.spec[k] for k in ("dataset", "data_root", "backbone", "pretrained"))
+        key = tuple(str(v) for k, v in sorted(job.spec.items())
+                    if k in ("dataset", "data_root", "backbone", "pretrained") or k.startswith("data."))
         if job.state == PENDING and key not in seen:
-            seen.add(key)
-            preflight(job.spec)
+            seen[key] = preflight(job.spec)
+        if job.state == PENDING:
+            job.spec.update(seen[key])  # the class summary, recorded in each run's spec
 
 
 def new_sweep_id() -> str:

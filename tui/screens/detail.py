@@ -88,8 +88,11 @@ class RunDetailScreen(Screen):
             return
         d = message.detail
         r = d.run
+        from ...data.summary import describe_classes  # numpy: loaded when a detail shows, not at startup
+
+        classes = f"\n{describe_classes(d.config)}" if "classes.total" in d.config else ""
         head.update(Text.assemble((self.run_id, "bold"), f" · {r['status']} · {r['dataset']} · {r['backbone']} "
-                                  f"({r['pretrained']}) · {r['method']} · seed {r['seed']}",
+                                  f"({r['pretrained']}) · {r['method']} · seed {r['seed']}{classes}",
                                   (f"\n{r['error']}" if r.get("error") else "", "red")))
         self.query_one("#detail-evals", ResultTable).show(d.evals.columns, d.evals.rows)
         rows, summary = message.groups
