@@ -227,11 +227,12 @@ def cmd_resume(args) -> int:
 
 def cmd_demo(args) -> int:
     from . import sweep
-    from .runner import cancel_on_sigterm
+    from .runner import cancel_on_sigterm, check_store
 
     sets, variants = sweep.parse_set_grid(args.set)
     axes = sweep.build_axes("embedded", methods=sweep.split_list(args.method), seeds=sweep.parse_seeds(args.seed),
                             sets=sets, variants=variants)
+    check_store(paths.runs_dir(args.runs_dir), paths.results_path(args.results))
     with cancel_on_sigterm():
         outcome = sweep.run_sweep(axes, paths.runs_dir(args.runs_dir), paths.results_path(args.results),
                                   max_parallel=args.max_parallel, debug=args.debug)
@@ -241,7 +242,7 @@ def cmd_demo(args) -> int:
 def cmd_sweep(args) -> int:
     from . import sweep
     from .exec.slurm import SlurmOptions
-    from .runner import cancel_on_sigterm
+    from .runner import cancel_on_sigterm, check_store
 
     sets, variants = sweep.parse_set_grid(args.set)
     axes = sweep.build_axes(args.preset, datasets=sweep.split_list(args.dataset),
@@ -251,6 +252,8 @@ def cmd_sweep(args) -> int:
     slurm = SlurmOptions(partition=args.slurm_partition, gpus_per_job=args.slurm_gpus_per_job,
                          cpus_per_job=args.slurm_cpus_per_job, time=args.slurm_time,
                          array_parallelism=args.slurm_array_parallelism, cluster=args.slurm_cluster)
+    if not args.dry_run:
+        check_store(paths.runs_dir(args.runs_dir), paths.results_path(args.results), ingest=not args.no_wait)
     with cancel_on_sigterm():
         outcome = sweep.run_sweep(axes, paths.runs_dir(args.runs_dir), paths.results_path(args.results),
                                   executor=args.executor, gpus=sweep.split_list(args.gpus),
@@ -260,19 +263,11 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_sql(args) -> int:
-    import duckdb
-
     from .render import render
-    from .store import open_readonly
+    from .store.console import query
 
-    with open_readonly(paths.results_path(args.results)) as con:
-        try:
-            cur = con.execute(args.query)
-        except duckdb.Error as exc:
-            raise UserError(f"SQL error: {str(exc).splitlines()[0]}") from None
-        columns = [d[0] for d in cur.description] if cur.description else []
-        rows = cur.fetchall() if columns else []
-    render(columns, rows, args.format)
+    result = query(paths.results_path(args.results), args.query)
+    render(result.columns, result.rows, args.format, exact=True)
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -189,6 +190,8 @@ def check_value(key: str, value: Any) -> None:
                         "(each method as its authors' code defines it)")
     if param.choices and value not in param.choices:
         raise UserError(f"{key}={value}: choose from {', '.join(param.choices)}")
+    if param.type is float and not math.isfinite(value):
+        raise UserError(f"{key}={value}: must be a finite number{', ' + param.rule if param.rule else ''}")
     if param.check and not param.check(value):
         raise UserError(f"{key}={value}: must be {param.rule}")
 
@@ -291,6 +294,10 @@ def validate(spec: dict[str, Any]) -> None:
         for hp in loss_keys:
             if hp not in valid:
                 raise UserError(f"loss.{hp}: loss '{name}' takes {', '.join(sorted(valid)) or 'no hyper-parameters'}")
+        try:
+            LOSSES[name].check(loss_keys, spec.get("recipe", "paper"))  # types and ranges, next to the defaults
+        except ValueError as exc:
+            raise UserError(f"loss.{exc} ({name})") from None
     _check_method_keys(spec)
 
 

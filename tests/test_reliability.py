@@ -230,7 +230,7 @@ def test_ingest_marks_orphans_killed_and_leaves_live_runs(store, capsys):
     status = dead.status()
     assert status["status"] == "killed"
     assert status["error"].startswith(f"training process {gone.pid} is gone")
-    assert status["error"].endswith(f"lvmbench run --headless --resume {dead.run_id}")
+    assert status["error"].endswith(f"lvmbench run --headless --resume {dead.run_id} --runs-dir {runs}")
     with open_readonly(results) as con:
         assert dict(con.execute("SELECT run_id, status FROM runs").fetchall()) == {
             dead.run_id: "killed", live.run_id: "running"}

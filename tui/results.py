@@ -60,6 +60,14 @@ class Results:
         with self._lock, open_writer(self.path) as con:
             return ingest_dir(con, path)
 
+    def console(self, sql: str, limit: int = MAX_ROWS) -> Result:
+        """A query typed by the user: the SQL console's read-only rules (``lvmbench sql``)."""
+        from ..store.console import open_console, run_query
+
+        with self._lock, open_console(self.path) as con:
+            found = run_query(con, sql, limit)
+        return Result(found.columns, [list(r) for r in found.rows], found.truncated)
+
     def query(self, sql: str, params: list | None = None, limit: int = MAX_ROWS) -> Result:
         def run(con):
             cur = con.execute(sql, params or [])

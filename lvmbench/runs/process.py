@@ -18,8 +18,9 @@ import sys
 import time
 from pathlib import Path
 
+from .. import paths
 from ..errors import UserError, suggest
-from .rundir import ACTIVE, DONE, Lock, RunDir, list_runs
+from .rundir import ACTIVE, DONE, Lock, RunDir, check_id_form, list_runs
 
 CANCEL_WAIT_S = 10.0  # how long a cancelled child may take to stop before it is killed
 _PR_SET_PDEATHSIG = 1
@@ -137,7 +138,7 @@ def recover(run: RunDir) -> dict:
     status = run.status()
     if status.get("status") == "running" and not alive(run, status):
         return run.mark_killed(f"training process {status.get('pid')} is gone (its owner died or it was "
-                               f"killed); continue it with: lvmbench run --headless --resume {run.run_id}")
+                               f"killed); continue it with: {paths.resume_command(run.run_id, run.path.parent)}")
     return status
 
 
@@ -242,10 +243,14 @@ def wait(proc: subprocess.Popen, run: RunDir, on_poll=None, interval: float = 0.
 def resumable(runs_dir: Path, run_id: str) -> tuple[RunDir, Lock]:
     """The run ``run_id``, checked to be one that can continue (failed, killed or cancelled), and its
     owner lock, now held by this process: a second ``--resume`` of it is refused while this one runs."""
+    check_id_form(run_id, "--resume")
     run = RunDir(Path(runs_dir) / run_id)
     if not run.exists():
         ids = [r.run_id for r in list_runs(runs_dir)]
         raise UserError(f"no run {run_id} in {runs_dir}{suggest(run_id, ids)}")
+    damaged = run.unreadable()
+    if damaged:
+        raise UserError(f"run {run_id} cannot be resumed: {damaged}")
     status = recover(run)
     state = status.get("status")
     if state == "finished":

@@ -91,10 +91,16 @@ def new_run_id(dataset: str, method: str, seed: int) -> str:
     return f"{dataset}-{method}-s{seed}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
+def check_id_form(run_id: str, flag: str = "--run-id") -> None:
+    """Refuse a run id that is not a plain folder name (no path: the folder is --runs-dir's)."""
+    if not RUN_ID_RE.fullmatch(run_id):
+        raise UserError(f"{flag} {run_id!r}: use letters, digits, '.', '_' and '-' (at most 128)"
+                        + ("; a run in another folder: --runs-dir DIR" if flag == "--resume" and "/" in run_id else ""))
+
+
 def check_run_id(runs_dir: Path, run_id: str) -> None:
     """Refuse a run id that is not a plain folder name or that names an existing run."""
-    if not RUN_ID_RE.fullmatch(run_id):
-        raise UserError(f"--run-id {run_id!r}: use letters, digits, '.', '_' and '-' (at most 128)")
+    check_id_form(run_id)
     if RunDir(Path(runs_dir) / run_id).exists():
         raise UserError(f"--run-id {run_id}: a run with this id already exists in {runs_dir}")
 
@@ -180,6 +186,25 @@ class RunDir:
     # -- reading --------------------------------------------------------------------------------
     def exists(self) -> bool:
         return self.spec_file.exists()
+
+    def unreadable(self) -> str | None:
+        """Why the run's spec.json or status.json cannot be read as a JSON object, or None."""
+        for file in (self.spec_file, self.status_file):
+            try:
+                data = json.loads(file.read_text())
+            except FileNotFoundError:
+                if file == self.spec_file:
+                    return "spec.json is missing"
+                continue
+            except json.JSONDecodeError as exc:
+                return f"{file.name} is not valid JSON ({exc})"
+            except UnicodeDecodeError:
+                return f"{file.name} is not UTF-8 text"
+            except OSError as exc:
+                return f"{file.name} cannot be read ({exc.strerror or exc})"
+            if not isinstance(data, dict):
+                return f"{file.name} is not a JSON object"
+        return None
 
     def spec(self) -> dict:
         return json.loads(self.spec_file.read_text())

@@ -21,6 +21,7 @@ from ..errors import UserError
 from ..runs.process import recover_all
 from ..runs.rundir import STATUS, RunDir, eval_name, find_runs, per_class_name
 from . import parse, sources
+from .db import transaction
 from .schema import TYPES
 
 BATCH_RUNS = 64  # runs read and stored per transaction
@@ -183,8 +184,7 @@ def _store(con, batch: list[_Staged]) -> dict[tuple[str, str], int]:
                                                         for s in batch])
     _insert_columns(con, "_ingest_text", parse.TEXT, [[s.run.run_id, kind, text] for s in batch
                                                       for kind, text in s.texts.items() if text])
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):  # a failed ROLLBACK (a full disk) never hides the cause
         if any(s.known for s in batch) or con.execute(
                 "SELECT count(*) FROM runs WHERE run_id IN (SELECT run_id FROM _ingest_batch)").fetchone()[0]:
             for table in ("runs", "evals", "per_class", "run_sources"):
@@ -195,10 +195,6 @@ def _store(con, batch: list[_Staged]) -> dict[tuple[str, str], int]:
         _insert_columns(con, "runs", TYPES["runs"], [[s.row.get(c) for c in TYPES["runs"]] for s in batch])
         unreadable = parse.insert_rows(con)
         _insert_columns(con, "run_sources", TYPES["run_sources"], [[s.run.run_id, json.dumps(s.files)] for s in batch])
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return unreadable
 
 
