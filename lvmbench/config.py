@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -178,7 +179,6 @@ DATASET_METHOD_PROFILES: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 MAX_SEED = 2 ** 32 - 1  # numpy's global seed; the store holds any 64-bit integer
-IDENTITY = ("dataset", "backbone", "pretrained", "method", "seed", "data_root")
 
 
 def parse_value(key: str, raw: str) -> Any:
@@ -215,6 +215,8 @@ def check_value(key: str, value: Any) -> None:
                         "(each method as its authors' code defines it)")
     if param.choices and value not in param.choices:
         raise UserError(f"{key}={value}: choose from {', '.join(param.choices)}")
+    if param.type is float and not math.isfinite(value):
+        raise UserError(f"{key}={value}: must be a finite number{', ' + param.rule if param.rule else ''}")
     if param.check and not param.check(value):
         raise UserError(f"{key}={value}: must be {param.rule}")
 
@@ -248,14 +250,12 @@ def _parse_loss_hparam(key: str, raw: str) -> Any:
     raise UserError(f"--set {key}={raw}: expected a number")
 
 
-def resolve(dataset: str, backbone: str, method: str, *, seed: int = 0, pretrained: str | None = None,
-            data_root: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Build the full, validated spec of one run."""
-    if dataset not in catalog.DATASETS:
-        raise unknown("dataset", dataset, catalog.DATASETS)
+def defaults(dataset: str, method: str, recipe: str | None = None) -> dict[str, Any]:
+    """The settings a run of ``method`` on ``dataset`` under ``recipe`` (default: the default recipe)
+    gets before any ``--set``: the study's defaults, then the recipe's, the dataset's, the method's
+    and the pair's profiles (the Launch form shows the same)."""
     info = catalog.method(method)
-    overrides = overrides or {}
-    recipe = overrides.get("recipe", SCHEMA["recipe"].default)
+    recipe = SCHEMA["recipe"].default if recipe is None else recipe
     check_value("recipe", recipe)
     spec: dict[str, Any] = {k: p.default for k, p in SCHEMA.items()}
     spec["recipe"] = recipe
@@ -266,6 +266,16 @@ def resolve(dataset: str, backbone: str, method: str, *, seed: int = 0, pretrain
     spec.update(RECIPE_METHOD_PROFILES.get((recipe, method), {}))
     spec.update(DATASET_METHOD_PROFILES.get((dataset, method), {}))
     spec["loss"] = info.loss
+    return spec
+
+
+def resolve(dataset: str, backbone: str, method: str, *, seed: int = 0, pretrained: str | None = None,
+            data_root: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build the full, validated spec of one run."""
+    if dataset not in catalog.DATASETS:
+        raise unknown("dataset", dataset, catalog.DATASETS)
+    overrides = overrides or {}
+    spec = defaults(dataset, method, overrides.get("recipe"))
     spec.update(overrides)
     if not 0 <= seed <= MAX_SEED:
         raise UserError(f"--seed {seed}: must be between 0 and {MAX_SEED}")
@@ -309,6 +319,10 @@ def validate(spec: dict[str, Any]) -> None:
         for hp in loss_keys:
             if hp not in valid:
                 raise UserError(f"loss.{hp}: loss '{name}' takes {', '.join(sorted(valid)) or 'no hyper-parameters'}")
+        try:
+            LOSSES[name].check(loss_keys, spec.get("recipe", "paper"))  # types and ranges, next to the defaults
+        except ValueError as exc:
+            raise UserError(f"loss.{exc} ({name})") from None
     _check_method_keys(spec)
 
 

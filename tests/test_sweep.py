@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from lvmbench import config, launch
+from lvmbench import config
 from lvmbench.errors import UserError
-from lvmbench.exec.grid import BLOCKED, DONE, PENDING, Axes, expand, plan, ready
+from lvmbench.exec.grid import Axes, expand
 from lvmbench.exec.local import LocalExecutor, Reporter, local_slots
 from lvmbench.exec.presets import PAPER_METHODS, PRESETS
+from lvmbench.runs.plan import BLOCKED, PENDING, SKIPPED, plan, prepare, ready
 from lvmbench.sweep import build_axes, parse_data_roots, parse_seeds
 
 from .conftest import TINY
@@ -60,12 +61,12 @@ def test_a_missing_stage1_run_is_added_once_per_seed(tmp_path):
 
 def test_duplicates_merge_and_finished_runs_are_skipped(tmp_path):
     specs = grid(["ce", "lade"])
-    done = launch.prepare(specs[0], tmp_path)
+    done = prepare(specs[0], tmp_path)
     done.write_status(status="finished")
-    failed = launch.prepare(specs[1], tmp_path)
+    failed = prepare(specs[1], tmp_path)
     failed.write_status(status="failed")
     jobs = plan(specs + specs, tmp_path)
-    assert [(j.spec["method"], j.state) for j in jobs] == [("ce", DONE), ("lade", PENDING)]
+    assert [(j.spec["method"], j.state) for j in jobs] == [("ce", SKIPPED), ("lade", PENDING)]
     assert jobs[0].run.run_id == done.run_id
 
 

@@ -12,9 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import catalog
 from ..models.heads import build_head, set_head_weights
 from ..models.peft import peft_tower
 from .baselines import projection, zero_shot_weights
+from .registry import Build, register_method
 from .tasks import Task
 
 
@@ -37,10 +39,13 @@ def text_head_weights(spec: dict, backbone, dataset) -> torch.Tensor:
     return weight
 
 
-def build(info, spec: dict, backbone, dataset, loss) -> Task:
-    tower = peft_tower(backbone.clip.visual, info.name, dataset.num_classes, is_vit=backbone.is_vit,
+@register_method(*(name for name, m in catalog.METHODS.items() if m.kind == "peft"))
+def peft_task(b: Build) -> Task:
+    """The method's PEFT modules in the image tower, LIFT's text-initialised classifier on its feature."""
+    spec, backbone, dataset = b.spec, b.backbone, b.dataset
+    tower = peft_tower(backbone.clip.visual, b.info.name, dataset.num_classes, is_vit=backbone.is_vit,
                        name=backbone.name, bottleneck=spec["peft.bottleneck"] or None, vpt_len=spec["peft.vpt_len"])
     head = build_head(spec["head.kind"], tower.width, dataset.num_classes, spec["head.scale"])
     if spec["head.init"] == "text":
         set_head_weights(head, text_head_weights(spec, backbone, dataset))
-    return Task(PeftClassifier(tower, head), "images", loss, info.sampler)
+    return Task(PeftClassifier(tower, head), "images", b.loss, b.info.sampler)

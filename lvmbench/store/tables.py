@@ -21,7 +21,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
-from ..catalog import METHODS
+from ..catalog import CARBON_KG_PER_KWH, METHODS
 from ..config import result_group
 from ..spread import spread
 from ..weights import looks_like_path
@@ -180,7 +180,7 @@ def memory_table(con, dataset=None, **_) -> Table:
     return _pivot(con, "peak_mem_mib", "Peak memory (MiB) by backbone", False, dataset)
 
 
-def cost_table(con, dataset=None, backbone=None, carbon_kg_per_kwh: float = 0.544, **_) -> Table:
+def cost_table(con, dataset=None, backbone=None, carbon_kg_per_kwh: float = CARBON_KG_PER_KWH, **_) -> Table:
     """s/iter, device hours, average W, kWh, kg CO2 per method (the study's Table 8). Energy and power
     are measured on GPUs only: a CPU run leaves them blank."""
     found = cells(con, dataset, backbone)

@@ -26,7 +26,8 @@ from ..methods import build_task
 from ..methods.stage2 import count_trainable
 from ..models.backbone import Backbone
 from ..models.decoder import Decoder
-from ..rundir import RunDir, atomic_write_json, now
+from ..runs.rundir import RunDir, now
+from ..runs.segments import total_cost
 from . import cache, checkpoint, encoder, tte
 from .batches import ImageDataset, StepBatchSampler, collate
 from .distributed import Dist
@@ -275,7 +276,7 @@ class Trainer:
         select = self.selection_split()
         print("the final weights are evaluated (no split to select them on)" if select == "final" else
               f"the weights with the best {select} accuracy are evaluated", flush=True)
-        last = self.run.ckpt_dir / checkpoint.LAST
+        last = self.run.checkpoint_file
         resumed = checkpoint.load(last, model=model, optimizer=optimizer, scheduler=scheduler, loss=loss_fn)
         sampler.start_step = resumed["step"] if resumed else 0
         if resumed:
@@ -343,8 +344,7 @@ def unreadable_rows(batch: list, index: torch.Tensor, x: torch.Tensor) -> torch.
 
 
 def write_eval(run: RunDir, split: str, result) -> None:
-    atomic_write_json(run.eval_dir / f"{split}.json", {"split": split, **result.to_dict()})
-    atomic_write_json(run.eval_dir / f"per_class_{split}.json", result.per_class)
+    run.write_eval(split, result.to_dict(), result.per_class)
 
 
 def follow_run(run: RunDir, dist: Dist) -> dict:
@@ -359,8 +359,7 @@ def train_run(run: RunDir, dist: Dist | None = None) -> dict:
     """Run one training job end to end and return its final status fields."""
     if dist is not None and not dist.main:
         return follow_run(run, dist)
-    started = now()
-    run.write_status(status="running", started_at=started, pid=os.getpid(), host=socket.gethostname())
+    run.mark_running(pid=os.getpid(), host=socket.gethostname())
     trainer = Trainer(run, dist=dist)
     spec, device = trainer.spec, trainer.device
     if device.type == "cuda":
@@ -382,7 +381,7 @@ def train_run(run: RunDir, dist: Dist | None = None) -> dict:
         timing = trainer.fit(log) if trained else {"train_s": 0.0, "s_per_iter": None, "selected_on": "final"}
         if trained:
             run.ckpt_dir.mkdir(exist_ok=True)
-            checkpoint.atomic_save(trainer.task.model.state_dict(), run.ckpt_dir / "model.pt")
+            checkpoint.atomic_save(trainer.task.model.state_dict(), run.model_file)
         for split in ("val", "test"):
             if getattr(trainer.dataset, split) is not None and len(getattr(trainer.dataset, split)):
                 result = trainer.evaluate(split)
@@ -393,11 +392,13 @@ def train_run(run: RunDir, dist: Dist | None = None) -> dict:
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else peak_rss_mib()
     model_params = sum(p.numel() for p in trainer.task.model.parameters())
     frozen_visual = sum(p.numel() for p in trainer.backbone.clip.visual.parameters())
-    return run.write_status(
-        status="finished", ended_at=now(), wall_s=wall, device=str(device),
+    cost = monitor.summary(wall)
+    cost.update(total_cost(run, wall, cost["energy_kwh"]))  # a resumed run adds its earlier segments
+    return run.mark_finished(
+        device=str(device),
         trainable_params=count_trainable(trainer.task.model),
         total_params=model_params + (0 if trainer.task.feature == "images" else frozen_visual),
         iters=spec["train.iters"] if trained else 0, batch_size=spec["train.batch_size"],
         peak_mem_mib=peak, stage=trainer.info.stage, parent_run_id=spec.get("stage1.run_id"),
         skipped_images=run.skipped_images(), weights=trainer.backbone.weights.describe(),
-        **timing, **monitor.summary(wall))
+        **timing, **cost)
