@@ -5,17 +5,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lvmbench import catalog, config, launch
+from lvmbench import catalog, config
 from lvmbench.data import build_dataset
 from lvmbench.errors import UserError
 from lvmbench.methods import build_task
 from lvmbench.methods.baselines import zero_shot_weights
 from lvmbench.models import peft
 from lvmbench.models.backbone import Backbone
-from lvmbench.train import checkpoint
+from lvmbench.runs import process
+from lvmbench.runs.plan import prepare
 from lvmbench.train.loop import train_run
 
-from .test_engine import random_tiny_clip  # noqa: F401 - a fixture
 from .test_resume import kill_at, last_per_step
 
 
@@ -72,19 +72,21 @@ def test_task_starts_as_the_frozen_tower_with_a_text_initialised_head(tiny, tmp_
 
 
 @pytest.mark.slow
-def test_killed_peft_run_resumes_exactly_and_checkpoints_only_what_trains(store, random_tiny_clip):  # noqa: F811
+def test_killed_peft_run_resumes_exactly_and_checkpoints_only_what_trains(store, random_tiny_clip):
     _, runs = store
     budget = ["train.iters=16", "train.batch_size=16", "train.eval_every=8", "train.log_every=1",
               "train.threads=1", "ckpt.every=5"]
     spec = config.resolve("mnist-lt", "tiny-clip", "lift", pretrained=random_tiny_clip,
                           overrides=config.parse_sets(budget))
-    reference = launch.prepare(spec, runs)
+    reference = prepare(spec, runs)
     train_run(reference)
-    run = launch.prepare(spec, runs)
+    run = prepare(spec, runs)
     assert kill_at(run, 7)["status"] == "killed"
-    saved = torch.load(run.ckpt_dir / checkpoint.LAST, map_location="cpu", weights_only=False)["model"]
+    saved = torch.load(run.checkpoint_file, map_location="cpu", weights_only=False)["model"]
     assert saved and all(k.startswith(("tower.tuner.", "head.")) for k in saved), sorted(saved)[:5]
-    launch.reopen(launch.resumable(runs, run.run_id))
+    resumed, owner = process.resumable(runs, run.run_id)
+    resumed.reopen()
+    owner.release()
     status = train_run(run)
     assert status["status"] == "finished" and status["resumes"] == 1
     assert status["trainable_params"] == 4 * (3 * 64 + 2 * 64 * 1 + 1 + 1) + 10 * 64  # tower tuner + head
@@ -112,7 +114,7 @@ def test_tte_predictions_are_a_hand_made_ensemble_of_five_crops(store):
     spec = config.resolve("mnist-lt", "tiny-clip", "zeroshot",
                           overrides=config.parse_sets(["eval.tte=true", "eval.tte_expand=6", "train.threads=1",
                                                             "encoder.precision=fp32"]))
-    run = launch.prepare(spec, runs)
+    run = prepare(spec, runs)
     train_run(run)
     assert run.spec()["eval.tte"] is True  # recorded in the run's spec (and its config hash)
     dataset = build_dataset(spec)
@@ -127,7 +129,7 @@ def test_tte_predictions_are_a_hand_made_ensemble_of_five_crops(store):
             logits = model(backbone.pooled(crops))
             correct += int(logits.mean(0).argmax()) == int(split.labels[i])
     assert run.evaluation("test")["overall"] == pytest.approx(100.0 * correct / len(split), abs=1e-9)
-    plain = launch.prepare(config.resolve("mnist-lt", "tiny-clip", "zeroshot",
+    plain = prepare(config.resolve("mnist-lt", "tiny-clip", "zeroshot",
                                           overrides=config.parse_sets(["train.threads=1", "encoder.precision=fp32"])), runs)
     train_run(plain)
     assert plain.evaluation("test")["overall"] != run.evaluation("test")["overall"]  # the crops do change it
