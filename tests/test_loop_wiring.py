@@ -1,0 +1,142 @@
+"""What a run did, read back from its own records: the learning rate of every step, the weight decay
+of every parameter group, the split and step that chose the evaluated weights, and a resume that
+must carry the best-so-far over. The helpers (``lr_factor``, the parameter groups) are unit-tested
+elsewhere; these tests check that the training loop really uses them (slow: they train)."""
+import math
+
+import pytest
+import torch
+
+from lvmbench import config, launch
+from lvmbench.train import checkpoint
+from lvmbench.train.loop import Trainer, train_run
+
+from .test_engine import random_tiny_clip  # noqa: F401 - a fixture
+
+pytestmark = pytest.mark.slow
+
+# Random tiny-clip weights at a high learning rate: validation accuracy peaks at the first evaluation and
+# collapses after it, so the best-on-validation weights are not the final ones (the preconditions below
+# say so if that ever stops being true). Every step is logged; a checkpoint and a validation every 4 steps.
+ITERS, WARMUP, EVAL_EVERY = 16, 3, 4
+BUDGET = [f"train.iters={ITERS}", "train.batch_size=16", f"train.eval_every={EVAL_EVERY}",
+          f"train.warmup_iters={WARMUP}", "train.log_every=1", "train.threads=1", "ckpt.every=4", "train.lr=0.3"]
+
+
+def expected_lr_factor(step: int, warmup: int, total: int) -> float:
+    """The schedule a run must follow, written independently of the loop: the factor of the base
+    learning rate after ``step`` updates (the value logged at ``step``, which the next update uses).
+    Linear warm-up over ``warmup`` updates, then a half cosine from 1 down to 0 at ``total``.
+
+    The one place to change when the schedule changes (e.g. per recipe)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
+
+
+def wired_spec(ckpt: str, **extra) -> dict:
+    return config.resolve("mnist-lt", "tiny-clip", "ce", pretrained=ckpt,
+                          overrides={**config.parse_sets(BUDGET), **extra})
+
+
+@pytest.fixture(scope="module")
+def wired(tmp_path_factory, random_tiny_clip):  # noqa: F811
+    """One uninterrupted run, read by every test below."""
+    run = launch.prepare(wired_spec(random_tiny_clip), tmp_path_factory.mktemp("runs"))
+    status = train_run(run)
+    assert status["status"] == "finished"
+    return run
+
+
+def series(run, key: str) -> dict[int, float]:
+    return {m["step"]: m[key] for m in run.metrics() if key in m}
+
+
+def test_the_logged_learning_rate_follows_the_schedule_step_by_step(wired):
+    spec = wired.spec()
+    lr = series(wired, "lr")
+    assert sorted(lr) == list(range(1, ITERS + 1))  # train.log_every=1: every step
+    for step, value in lr.items():
+        expected = spec["train.lr"] * expected_lr_factor(step, spec["train.warmup_iters"], spec["train.iters"])
+        assert value == pytest.approx(expected, rel=1e-6, abs=1e-12), f"lr at step {step}"
+
+
+def test_weight_decay_spares_biases_and_norms_in_the_optimizer_the_run_used(wired):
+    spec = wired.spec()
+    groups = wired.status()["optimizer"]
+    trainer = Trainer(wired)
+    model = trainer.task.model
+    norms = {f"{prefix}.{name}".lstrip(".") for prefix, module in model.named_modules()
+             if isinstance(module, (torch.nn.LayerNorm, torch.nn.BatchNorm1d, torch.nn.GroupNorm))
+             for name, _ in module.named_parameters(recurse=False)}
+    trainable = {name: list(p.shape) for name, p in model.named_parameters() if p.requires_grad}
+    seen = {}
+    for group in groups:
+        for name, shape in group["params"].items():
+            assert name not in seen, f"{name} is in two parameter groups"
+            seen[name] = (group["weight_decay"], shape)
+    assert {name: shape for name, (_, shape) in seen.items()} == trainable  # every trainable parameter, once
+    assert spec["train.weight_decay"] > 0
+    for name, (decay, _) in seen.items():
+        spared = name.endswith("bias") or name in norms
+        assert decay == (0.0 if spared else spec["train.weight_decay"]), name
+    assert any(decay == 0.0 for decay, _ in seen.values()) and any(decay > 0 for decay, _ in seen.values())
+
+    # The summary describes the optimizer that stepped: the checkpoint's optimizer state has the same
+    # groups, decays, and a momentum buffer of each recorded shape, in order.
+    state = torch.load(wired.ckpt_dir / checkpoint.LAST, map_location="cpu", weights_only=False)["optimizer"]
+    assert [g["weight_decay"] for g in state["param_groups"]] == [g["weight_decay"] for g in groups]
+    for saved, recorded in zip(state["param_groups"], groups):
+        shapes = [list(state["state"][i]["momentum_buffer"].shape) for i in saved["params"]]
+        assert shapes == list(recorded["params"].values())
+
+
+def selection(run) -> tuple[str, int, dict[int, float]]:
+    """(split that chose the weights, the step chosen, that split's logged overall accuracy per step)."""
+    status = run.status()
+    split = status["selected_on"]
+    return split, status["best_step"], series(run, f"{split}/overall")
+
+
+def test_the_evaluated_weights_are_the_best_on_validation(wired):
+    split, best_step, scores = selection(wired)
+    assert split == "val"  # mnist-lt has a validation split: the test split never chooses
+    assert sorted(scores) == list(range(EVAL_EVERY, ITERS + 1, EVAL_EVERY))
+    first_best = max(scores, key=lambda s: (scores[s], -s))
+    assert best_step == first_best
+    assert best_step < ITERS and scores[ITERS] < scores[best_step], "precondition: the last weights are not the best"
+    # The validation result stored for the run is that of the weights at best_step ...
+    assert wired.evaluation("val")["overall"] == scores[best_step]
+    # ... and both stored evaluations are those of the best weights kept in the checkpoint.
+    trainer = Trainer(wired)
+    best = torch.load(wired.ckpt_dir / checkpoint.LAST, map_location="cpu", weights_only=False)["best"]
+    assert best["step"] == best_step
+    checkpoint.load_model_state(trainer.task.model, best["state"])
+    for name in ("val", "test"):
+        assert trainer.evaluate(name).to_dict() == {k: v for k, v in wired.evaluation(name).items() if k != "split"}
+
+
+class Killed(Exception):
+    """Stands for a SIGKILL: the training stops at once, its last checkpoint stays."""
+
+
+def test_a_resumed_run_keeps_the_best_it_had_before_the_kill(wired, tmp_path, random_tiny_clip):  # noqa: F811
+    _, best_step, scores = selection(wired)
+    kill = 10  # the last checkpoint before the kill is at step 8
+    assert best_step < 8 and all(scores[s] < scores[best_step] for s in scores if s > best_step), \
+        "precondition: the best validation step comes before the kill and is never beaten"
+    run = launch.prepare(wired_spec(random_tiny_clip), tmp_path)
+
+    def log(record):
+        if record["step"] == kill:
+            raise Killed
+
+    with pytest.raises(Killed):
+        Trainer(run).fit(log)
+    assert torch.load(run.ckpt_dir / checkpoint.LAST, weights_only=False)["step"] == 8
+
+    status = train_run(run)  # finds ckpt/last.pt and continues from step 8
+    assert min(m["step"] for m in run.metrics()) == 9
+    assert status["best_step"] == best_step
+    for name in ("val", "test"):
+        assert run.evaluation(name) == wired.evaluation(name)
