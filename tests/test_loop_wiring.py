@@ -140,3 +140,46 @@ def test_a_resumed_run_keeps_the_best_it_had_before_the_kill(wired, tmp_path, ra
     assert status["best_step"] == best_step
     for name in ("val", "test"):
         assert run.evaluation(name) == wired.evaluation(name)
+
+
+class LabelRecorder(torch.nn.Module):
+    """The run's own loss, noting the labels of every batch the loop trains on."""
+
+    def __init__(self, loss):
+        super().__init__()
+        self.loss, self.labels = loss, []
+
+    def forward(self, logits, labels):
+        self.labels.append(labels.cpu())
+        return self.loss(logits, labels)
+
+
+# chi-square quantile, 9 degrees of freedom (10 classes), p = 0.001
+CHI2_9_P001 = 27.88
+
+
+def test_a_class_balanced_run_trains_on_class_balanced_batches(tmp_path, random_tiny_clip):  # noqa: F811
+    """cRT (Kang et al. 2020) retrains its classifier on class-balanced batches: the labels the loop
+    really trains on, over 120 steps of 16 images, are spread evenly over mnist-lt's 10 classes
+    (whose training counts run from 700 down to 7)."""
+    shallow = {"decoder.depth": 1}
+    stage1 = launch.prepare(wired_spec(random_tiny_clip, **shallow, **{"train.iters": 2, "train.eval_every": 2}),
+                            tmp_path)
+    train_run(stage1)
+    steps, batch = 120, 16
+    spec = config.resolve("mnist-lt", "tiny-clip", "crt", pretrained=random_tiny_clip, overrides={
+        **config.parse_sets([f"train.iters={steps}", f"train.batch_size={batch}", f"train.eval_every={steps}",
+                             "train.threads=1", "train.log_every=50", "cache.mode=train"]),
+        **shallow, "stage1.run_id": stage1.run_id})
+    trainer = Trainer(launch.prepare(spec, tmp_path))
+    recorder = LabelRecorder(trainer.task.loss)
+    trainer.task.loss = recorder
+    trainer.fit(lambda record: None)
+    drawn = torch.cat(recorder.labels)
+    assert len(drawn) == steps * batch
+    observed = torch.bincount(drawn, minlength=10).double()
+    expected = torch.full((10,), len(drawn) / 10, dtype=torch.double)
+    chi2 = ((observed - expected) ** 2 / expected).sum().item()
+    assert chi2 < CHI2_9_P001, f"labels drawn per class {observed.tolist()} are not class-balanced (chi2 {chi2:.0f})"
+    counts = torch.as_tensor(trainer.dataset.train_counts)
+    assert counts.max() >= 50 * counts.min()  # an instance-sampled run would be far from balanced
