@@ -3,6 +3,8 @@ read from their tables by widget id: snapshots show the layout, these say the nu
 from __future__ import annotations
 
 import pytest
+from contextlib import asynccontextmanager
+
 from textual.widgets import DataTable
 
 from lvmbench.tui.app import LvmbenchApp
@@ -41,12 +43,19 @@ def styles(app, widget_id: str, column: str) -> dict[str, str]:
     return {table.get_row_at(i)[0].plain: str(table.get_row_at(i)[j].style) for i in range(table.row_count)}
 
 
-async def test_runs_screen_shows_each_stored_run_and_its_test_figures(store):
+@asynccontextmanager
+async def on_screen(store, key: str, size=(160, 40)):
+    """The app on the fixture store, switched to a screen by its function key, workers done."""
     results, runs_dir = store
     app = LvmbenchApp(results=results, runs_dir=runs_dir)
-    async with app.run_test(size=(160, 40)) as pilot:
-        await pilot.press("f3")
+    async with app.run_test(size=size) as pilot:
+        await pilot.press(key)
         await settle(pilot)
+        yield app, pilot
+
+
+async def test_runs_screen_shows_each_stored_run_and_its_test_figures(store):
+    async with on_screen(store, "f3") as (app, _):
         rows = shown(app, "runs-table")
     # newest first: the failed focal run, then lade, balanced_softmax, ce, zeroshot
     assert [r["method"] for r in rows] == ["focal", "lade", "balanced_softmax", "ce", "zeroshot"]
@@ -62,11 +71,7 @@ async def test_runs_screen_shows_each_stored_run_and_its_test_figures(store):
 
 
 async def test_detail_screen_shows_the_runs_evaluation_groups_and_cost(store):
-    results, runs_dir = store
-    app = LvmbenchApp(results=results, runs_dir=runs_dir)
-    async with app.run_test(size=(160, 60)) as pilot:
-        await pilot.press("f3")
-        await settle(pilot)
+    async with on_screen(store, "f3", size=(160, 60)) as (app, pilot):
         table = app.screen.query_one("#runs-table", DataTable)
         table.move_cursor(row=[r["method"] for r in shown(app, "runs-table")].index("ce"))
         await pilot.press("enter")
@@ -92,11 +97,7 @@ async def test_detail_screen_shows_the_runs_evaluation_groups_and_cost(store):
 
 
 async def test_compare_screen_shows_the_main_table_with_the_best_in_green(store):
-    results, runs_dir = store
-    app = LvmbenchApp(results=results, runs_dir=runs_dir)
-    async with app.run_test(size=(160, 40)) as pilot:
-        await pilot.press("f4")
-        await settle(pilot)
+    async with on_screen(store, "f4") as (app, _):
         rows = shown(app, "compare-table")
         overall_style, few_style = styles(app, "compare-table", "Overall"), styles(app, "compare-table", "Few")
     # baselines first, then the imbalanced methods; the failed run is not a result
