@@ -9,11 +9,9 @@ import torch
 
 from lvmbench import config, launch
 from lvmbench.train import checkpoint
-from lvmbench.train.loop import Trainer, train_run
+from lvmbench.train.loop import Trainer, build_optimizer, optimizer_summary, train_run
 
 from .test_engine import random_tiny_clip  # noqa: F401 - a fixture
-
-pytestmark = pytest.mark.slow
 
 # Random tiny-clip weights at a high learning rate: validation accuracy peaks at the first evaluation and
 # collapses after it, so the best-on-validation weights are not the final ones (the preconditions below
@@ -52,6 +50,7 @@ def series(run, key: str) -> dict[int, float]:
     return {m["step"]: m[key] for m in run.metrics() if key in m}
 
 
+@pytest.mark.slow
 def test_the_logged_learning_rate_follows_the_schedule_step_by_step(wired):
     spec = wired.spec()
     lr = series(wired, "lr")
@@ -61,6 +60,7 @@ def test_the_logged_learning_rate_follows_the_schedule_step_by_step(wired):
         assert value == pytest.approx(expected, rel=1e-6, abs=1e-12), f"lr at step {step}"
 
 
+@pytest.mark.slow
 def test_weight_decay_spares_biases_and_norms_in_the_optimizer_the_run_used(wired):
     spec = wired.spec()
     groups = wired.status()["optimizer"]
@@ -91,6 +91,24 @@ def test_weight_decay_spares_biases_and_norms_in_the_optimizer_the_run_used(wire
         assert shapes == list(recorded["params"].values())
 
 
+def test_the_optimizer_summary_names_each_groups_parameters_and_decay():
+    """Fast: biases and norm weights in a group without decay, matrices with ``train.weight_decay``."""
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3), torch.nn.Linear(3, 2, bias=False))
+    spec = {"train.weight_decay": 0.01, "train.optimizer": "sgd", "train.lr": 0.1, "train.momentum": 0.9,
+            "train.nesterov": True}
+    for optimizer_name in ("sgd", "adamw"):
+        optimizer = build_optimizer({**spec, "train.optimizer": optimizer_name}, list(model.parameters()),
+                                    torch.device("cpu"))
+        assert optimizer_summary(model, optimizer) == [
+            {"weight_decay": 0.01, "params": {"0.weight": [3, 4], "2.weight": [2, 3]}},
+            {"weight_decay": 0.0, "params": {"0.bias": [3], "1.weight": [3], "1.bias": [3]}}]
+        assert all(g["lr"] == 0.1 for g in optimizer.param_groups)
+    sgd = build_optimizer(spec, list(model.parameters()), torch.device("cpu"))
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == 0.9 and sgd.defaults["nesterov"]
+    assert not build_optimizer({**spec, "train.momentum": 0.0}, list(model.parameters()),
+                               torch.device("cpu")).defaults["nesterov"]  # Nesterov needs momentum
+
+
 def selection(run) -> tuple[str, int, dict[int, float]]:
     """(split that chose the weights, the step chosen, that split's logged overall accuracy per step)."""
     status = run.status()
@@ -98,6 +116,7 @@ def selection(run) -> tuple[str, int, dict[int, float]]:
     return split, status["best_step"], series(run, f"{split}/overall")
 
 
+@pytest.mark.slow
 def test_the_evaluated_weights_are_the_best_on_validation(wired):
     split, best_step, scores = selection(wired)
     assert split == "val"  # mnist-lt has a validation split: the test split never chooses
@@ -120,6 +139,7 @@ class Killed(Exception):
     """Stands for a SIGKILL: the training stops at once, its last checkpoint stays."""
 
 
+@pytest.mark.slow
 def test_a_resumed_run_keeps_the_best_it_had_before_the_kill(wired, tmp_path, random_tiny_clip):  # noqa: F811
     _, best_step, scores = selection(wired)
     kill = 10  # the last checkpoint before the kill is at step 8
@@ -158,6 +178,7 @@ class LabelRecorder(torch.nn.Module):
 CHI2_9_P001 = 27.88
 
 
+@pytest.mark.slow
 def test_a_class_balanced_run_trains_on_class_balanced_batches(tmp_path, random_tiny_clip):  # noqa: F811
     """cRT (Kang et al. 2020) retrains its classifier on class-balanced batches: the labels the loop
     really trains on, over 120 steps of 16 images, are spread evenly over mnist-lt's 10 classes

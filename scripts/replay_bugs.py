@@ -1,0 +1,111 @@
+"""Replay hand-written bugs that would corrupt a published table, one at a time, and check that the
+focused tests catch each (``make mutate``, part 2; TESTING.md says why this list exists).
+
+Each bug replaces one exact piece of source text. When the text is no longer in the file, the bug is
+reported STALE: update its ``old``/``new`` to what the code says now, so the list keeps testing the
+same mistake. The file is always restored, also on Ctrl-C.
+
+    python scripts/replay_bugs.py            # every bug
+    python scripts/replay_bugs.py no_warmup  # some of them, by name
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WIRING = ["tests/test_loop_wiring.py"]
+IDENTITY = ["tests/test_identity.py", "tests/test_config.py"]
+HASH_BODY = '    body = {k: v for k, v in spec.items() if k not in NOT_HASHED and k != "stage1.run_id"}'
+
+
+@dataclass(frozen=True)
+class Bug:
+    file: str
+    old: str
+    new: str
+    tests: list[str]
+    what: str
+
+
+def hash_without(key: str) -> Bug:
+    return Bug("lvmbench/config.py", HASH_BODY,
+               HASH_BODY.replace('k != "stage1.run_id"', f'k not in ("stage1.run_id", "{key}")'), IDENTITY,
+               f"{key} left out of the config hash")
+
+
+BUGS = {
+    "no_warmup": Bug("lvmbench/train/loop.py", 'lr_factor(s, spec["train.warmup_iters"], iters',
+                     "lr_factor(s, 0, iters", WIRING, "fit() builds its scheduler without the warm-up"),
+    "decay_on_biases_and_norms": Bug("lvmbench/train/loop.py", '{"params": no_decay, "weight_decay": 0.0}',
+                                     '{"params": no_decay, "weight_decay": spec["train.weight_decay"]}', WIRING,
+                                     "weight decay applied to biases and norm weights"),
+    "evaluate_final_weights": Bug("lvmbench/train/loop.py",
+                                  '            checkpoint.load_model_state(model, best["state"])\n',
+                                  "            pass\n", WIRING, "the final, not the best-on-validation, weights evaluated"),
+    "select_on_test": Bug("lvmbench/train/loop.py", 'result = self.evaluate("val")',
+                          'result = self.evaluate("test")', WIRING, "the checkpoint chosen on the test split"),
+    "forget_best_on_resume": Bug("lvmbench/train/loop.py", 'best = resumed["best"] if resumed else',
+                                 'best = {"val_overall": -1.0, "step": None, "state": None} if resumed else', WIRING,
+                                 "the best-so-far forgotten on resume"),
+    "loop_ignores_balanced": Bug("lvmbench/train/loop.py", 'spec["train.batch_size"], self.task.sampler, spec["seed"]',
+                                 'spec["train.batch_size"], "instance", spec["seed"]',
+                                 WIRING + ["tests/test_samplers.py", "tests/test_engine.py"],
+                                 "the loop builds an instance sampler for a class-balanced run"),
+    "batches_ignore_balanced": Bug("lvmbench/train/batches.py", 'if kind == "balanced" else None',
+                                   'if kind == "never" else None',
+                                   WIRING + ["tests/test_samplers.py", "tests/test_distributed.py"],
+                                   "the step batch sampler ignores 'balanced'"),
+    "hash_without_weight_decay": hash_without("train.weight_decay"),
+    "hash_without_loss": hash_without("loss"),
+    "hash_without_cache_views": hash_without("cache.views"),
+    "cache_key_without_weights": Bug("lvmbench/train/loop.py", '"weights": cache.weights_fingerprint(weights), ', "",
+                                     ["tests/test_identity.py", "tests/test_cache.py"],
+                                     "the Trainer's feature-cache key leaves out the weights"),
+    "evals_few_integer": Bug("lvmbench/store/schema.py", "few DOUBLE", "few INTEGER",
+                             ["tests/test_store.py", "tests/test_store_types.py"], "evals.few stored as an integer"),
+    "runs_screen_shows_val": Bug("tui/results.py", "LEFT JOIN evals e ON e.run_id = r.run_id AND e.split = 'test'",
+                                 "LEFT JOIN evals e ON e.run_id = r.run_id AND e.split = 'val'",
+                                 ["tests/tui/test_values.py"], "the Runs screen shows validation figures"),
+}
+
+
+def replay(name: str, bug: Bug) -> str:
+    path = ROOT / bug.file
+    source = path.read_text()
+    if source.count(bug.old) != 1:
+        return "STALE"
+    path.write_text(source.replace(bug.old, bug.new))
+    try:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *bug.tests],
+                              cwd=ROOT, env=env, capture_output=True, text=True)
+    finally:
+        path.write_text(source)
+    if done.returncode == 1:
+        failed = [line.split(" ")[1] for line in done.stdout.splitlines() if line.startswith("FAILED")]
+        return f"caught by {', '.join(failed) or 'a failing test'}"
+    return "SURVIVED" if done.returncode == 0 else f"ERROR (pytest exit {done.returncode})"
+
+
+def main(names: list[str]) -> int:
+    unknown = [n for n in names if n not in BUGS]
+    if unknown:
+        print(f"unknown bug {', '.join(unknown)}; choose from {', '.join(BUGS)}")
+        return 2
+    bad = 0
+    for name in names or list(BUGS):
+        start = time.monotonic()
+        verdict = replay(name, BUGS[name])
+        bad += not verdict.startswith("caught")
+        print(f"{name} ({BUGS[name].what}): {verdict} [{time.monotonic() - start:.0f} s]", flush=True)
+    print(f"{bad} of {len(names or BUGS)} bugs not caught" if bad else "every bug caught")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
