@@ -9,7 +9,8 @@ INTEGRAL = ("INTEGER", "BIGINT")  # counts, steps, seeds and ids: any whole-numb
 EXPECTED = {
     "runs": {
         **dict.fromkeys(["run_id", "sweep_id", "dataset", "backbone", "pretrained", "method", "parent_run_id",
-                         "status", "config_hash", "git_sha", "device", "gpu_name", "error"], TEXT),
+                         "status", "config_hash", "git_sha", "device", "gpu_name", "error", "recipe",
+                         "selected_on"], TEXT),
         **dict.fromkeys(["stage", "seed", "trainable_params", "total_params", "iters", "batch_size",
                          "skipped_images"], INTEGRAL),
         **dict.fromkeys(["wall_s", "s_per_iter", "peak_mem_mib", "avg_power_w", "energy_kwh", "co2_kg"], FLOAT),

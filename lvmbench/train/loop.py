@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from .. import catalog, paths
 from ..data import build_dataset
+from ..data.transforms import study_transforms
 from ..errors import UserError
 from ..evaluate import compute_metrics
 from ..methods import build_task
@@ -47,18 +48,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up for ``warmup`` steps, then cosine decay to 0 at ``total`` (the study's schedule)."""
+def lr_factor(step: int, warmup: int, total: int, cycles: float = 7 / 16) -> float:
+    """The study's schedule (USB's ``get_cosine_schedule_with_warmup``): the factor of step ``step``
+    (0-based) rises linearly as ``step / warmup``, then is ``max(0, cos(pi * cycles * progress))``;
+    with ``cycles = 7/16`` the last step runs at about 0.2 x lr."""
     if step < warmup:
-        return (step + 1) / warmup
+        return step / max(1, warmup)
     progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return max(0.0, math.cos(math.pi * cycles * progress))
 
 
 def build_optimizer(spec: dict, params: list[torch.nn.Parameter], device: torch.device):
-    """SGD (Nesterov momentum) or AdamW; no weight decay on biases and norm weights."""
-    decay = [p for p in params if p.ndim > 1]
-    no_decay = [p for p in params if p.ndim <= 1]
+    """SGD (Nesterov momentum) or AdamW. ``train.decay_params=matrices``: weight decay on tensors of 2 or
+    more dimensions only, the study's rule (timm's ``param_groups_weight_decay``: no 1-D tensors, no
+    biases); ``all``: on every parameter, as the authors' stage-2 optimizers do."""
+    every = spec.get("train.decay_params", "matrices") == "all"
+    decay = [p for p in params if every or p.ndim > 1]
+    no_decay = [p for p in params if not (every or p.ndim > 1)]
     groups = [{"params": decay, "weight_decay": spec["train.weight_decay"]},
               {"params": no_decay, "weight_decay": 0.0}]
     fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
@@ -141,7 +147,7 @@ class Trainer:
             return self.features[name]
         stored = "tokens" if self.task.feature == "tokens" or self.backbone.is_vit else "pooled"
         weights = resolve_weights(self.backbone.name, self.backbone.pretrained)
-        transform = self.backbone.transforms(views > 1, hflip=self.hflip, crop_scale=self.dataset.crop_scale)
+        transform = self.transforms(views > 1)
         parts = {"split": cache.split_fingerprint(split), "backbone": self.backbone.name,
                  "weights": cache.weights_fingerprint(weights), "transform": repr(transform), "views": views,
                  "feature": stored, "precision": self.encoder_mode}
@@ -181,8 +187,15 @@ class Trainer:
             x = feats.gather(rows).to(self.device, non_blocking=True)
             yield encoder.model_input(x), labels[rows % len(split)].to(self.device, non_blocking=True)
 
+    def transforms(self, train: bool):
+        """``data.transform``: the study's transforms (``recipe=paper``) or open_clip's preprocessing."""
+        if self.spec.get("data.transform", "open_clip") == "study":
+            return study_transforms(self.spec["dataset"], self.backbone.image_size, train, self.hflip,
+                                    self.dataset.crop_scale)
+        return self.backbone.transforms(train, hflip=self.hflip, crop_scale=self.dataset.crop_scale)
+
     def loader(self, split, train: bool, batch_sampler=None) -> DataLoader:
-        transform = self.backbone.transforms(train, hflip=self.hflip, crop_scale=self.dataset.crop_scale)
+        transform = self.transforms(train)
         dataset = ImageDataset(split, transform, on_bad=self.on_bad)
         workers = data_workers(self.spec["train.num_workers"], self.device)
         # Its own generator: a loader never draws from the global RNG (a resumed run stays exact).
@@ -232,11 +245,12 @@ class Trainer:
         if self.dist.main:
             self.run.write_status(optimizer=optimizer_summary(model, optimizer))
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: lr_factor(s, spec["train.warmup_iters"], iters))
+            optimizer, lambda s: lr_factor(s, spec["train.warmup_iters"], iters, spec["train.cosine_cycles"]))
         train = self.task.train_split if self.task.train_split is not None else self.dataset.train
         sampler = StepBatchSampler(train.labels, spec["train.batch_size"], self.task.sampler, spec["seed"], iters,
-                                   rank=self.dist.rank, world=self.dist.world)
-        has_val = self.dataset.val is not None and len(self.dataset.val)
+                                   rank=self.dist.rank, world=self.dist.world,
+                                   balanced=spec.get("sampler.balanced", "uniform"))
+        select = self.selection_split()
         last = self.run.ckpt_dir / checkpoint.LAST
         resumed = checkpoint.load(last, model=model, optimizer=optimizer, scheduler=scheduler, loss=loss_fn)
         sampler.start_step = resumed["step"] if resumed else 0
@@ -263,10 +277,10 @@ class Trainer:
             done = step + 1
             if done % spec["train.log_every"] == 0 or done == iters:
                 log({"step": done, "loss": seen.item(), "lr": optimizer.param_groups[0]["lr"]})
-            if has_val and self.dist.main and (done % spec["train.eval_every"] == 0 or done == iters):
+            if select != "final" and self.dist.main and (done % spec["train.eval_every"] == 0 or done == iters):
                 train_time += time.perf_counter() - t0
-                result = self.evaluate("val")
-                log({"step": done, **{f"val/{k}": v for k, v in result.to_dict().items() if k != "n_samples"}})
+                result = self.evaluate(select)
+                log({"step": done, **{f"{select}/{k}": v for k, v in result.to_dict().items() if k != "n_samples"}})
                 if result.overall > best["val_overall"]:
                     best = {"val_overall": result.overall, "step": done, "state": checkpoint.model_state(model)}
                 t0 = time.perf_counter()
@@ -279,7 +293,14 @@ class Trainer:
         if best["state"] is not None:
             checkpoint.load_model_state(model, best["state"])
         return {"train_s": train_time, "s_per_iter": train_time / max(iters, 1), "best_step": best["step"],
-                "selected_on": "val" if best["state"] is not None else "final"}
+                "selected_on": select if best["state"] is not None else "final"}
+
+    def selection_split(self) -> str:
+        """The split whose best overall accuracy chooses the evaluated weights (``train.select``), or
+        ``final`` (the last weights) when there is none, e.g. ``val`` on a dataset without a val split."""
+        name = self.spec["train.select"]
+        split = None if name == "final" else getattr(self.dataset, name)
+        return name if split is not None and len(split) else "final"
 
 
 def write_eval(run: RunDir, split: str, result) -> None:
@@ -312,13 +333,14 @@ def train_run(run: RunDir, dist: Dist | None = None) -> dict:
         if "loss" in record:
             print(f"step {record['step']}/{spec['train.iters']} loss {record['loss']:.4f} lr {record['lr']:.3g}",
                   flush=True)
-        elif "val/overall" in record:
-            print(f"step {record['step']} val overall {record['val/overall']:.2f}", flush=True)
+        for split in ("val", "test"):
+            if f"{split}/overall" in record:
+                print(f"step {record['step']} {split} overall {record[f'{split}/overall']:.2f}", flush=True)
 
     trained = bool(trainer.task.trainable())
     with SystemMonitor(lambda r: run.append(run.system_file, r), use_gpu=device.type == "cuda") as monitor:
         t_start = time.perf_counter()
-        timing = trainer.fit(log) if trained else {"train_s": 0.0, "s_per_iter": None}
+        timing = trainer.fit(log) if trained else {"train_s": 0.0, "s_per_iter": None, "selected_on": "final"}
         if trained:
             run.ckpt_dir.mkdir(exist_ok=True)
             checkpoint.atomic_save(trainer.task.model.state_dict(), run.ckpt_dir / "model.pt")
