@@ -23,7 +23,8 @@ test: $(STAMP)
 # Mutation testing (about 20 minutes on 2 cores; not part of `make test`): mutmut over the modules where a
 # bug corrupts numbers, then the hand-written wiring bugs of scripts/replay_bugs.py. See TESTING.md.
 MUTATE := "lvmbench.methods.*" "lvmbench.evaluate.*" "lvmbench.data.samplers.*" "lvmbench.train.batches.*" \
-	"lvmbench.config.*" "lvmbench.store.ingest.*" "lvmbench.train.loop.x_lr_factor*" \
+	"lvmbench.config.x_config_hash*" "lvmbench.config.x_resolve*" "lvmbench.config.x_validate*" \
+	"lvmbench.config.x_loss_hparams*" "lvmbench.store.ingest.*" "lvmbench.train.loop.x_lr_factor*" \
 	"lvmbench.train.loop.x_build_optimizer*" "lvmbench.train.loop.x_optimizer_summary*"
 
 mutate: $(STAMP)

@@ -114,8 +114,11 @@ def test_the_optimizer_summary_names_each_groups_parameters_and_decay():
             {"weight_decay": 0.01, "params": {"0.weight": [3, 4], "2.weight": [2, 3]}},
             {"weight_decay": 0.0, "params": {"0.bias": [3], "1.weight": [3], "1.bias": [3]}}]
         assert all(g["lr"] == 0.1 for g in optimizer.param_groups)
+        assert type(optimizer).__name__.lower() == optimizer_name
     sgd = build_optimizer(spec, list(model.parameters()), torch.device("cpu"))
-    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == 0.9 and sgd.defaults["nesterov"]
+    assert sgd.defaults["momentum"] == 0.9 and sgd.defaults["nesterov"] and sgd.defaults["foreach"]
+    every = build_optimizer({**spec, "train.decay_params": "all"}, list(model.parameters()), torch.device("cpu"))
+    assert [g["weight_decay"] for g in every.param_groups if g["params"]] == [0.01]  # every parameter decays
     assert not build_optimizer({**spec, "train.momentum": 0.0}, list(model.parameters()),
                                torch.device("cpu")).defaults["nesterov"]  # Nesterov needs momentum
 
