@@ -11,6 +11,7 @@ same mistake. The file is always restored, also on Ctrl-C.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -18,8 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-WIRING = ["tests/test_loop_wiring.py"]
-IDENTITY = ["tests/test_identity.py", "tests/test_config.py"]
+WIRING = "tests/test_loop_wiring.py::"
+SCHEDULE = [WIRING + "test_the_logged_learning_rate_follows_the_schedule_step_by_step"]
+DECAY = [WIRING + "test_weight_decay_spares_biases_and_norms_in_the_optimizer_the_run_used",
+         WIRING + "test_the_optimizer_summary_names_each_groups_parameters_and_decay"]
+SELECTION = [WIRING + "test_the_evaluated_weights_are_the_best_on_validation"]
+RESUME = [WIRING + "test_a_resumed_run_keeps_the_best_it_had_before_the_kill"]
+BALANCED = [WIRING + "test_a_class_balanced_run_trains_on_class_balanced_batches"]
+IDENTITY = ["tests/test_identity.py::test_every_setting_that_changes_results_changes_the_config_hash"]
 HASH_BODY = '    body = {k: v for k, v in spec.items() if k not in NOT_HASHED and k != "stage1.run_id"}'
 
 
@@ -40,35 +47,35 @@ def hash_without(key: str) -> Bug:
 
 BUGS = {
     "no_warmup": Bug("lvmbench/train/loop.py", 'lr_factor(s, spec["train.warmup_iters"], iters',
-                     "lr_factor(s, 0, iters", WIRING, "fit() builds its scheduler without the warm-up"),
+                     "lr_factor(s, 0, iters", SCHEDULE, "fit() builds its scheduler without the warm-up"),
     "decay_on_biases_and_norms": Bug("lvmbench/train/loop.py", '{"params": no_decay, "weight_decay": 0.0}',
-                                     '{"params": no_decay, "weight_decay": spec["train.weight_decay"]}', WIRING,
+                                     '{"params": no_decay, "weight_decay": spec["train.weight_decay"]}', DECAY,
                                      "weight decay applied to biases and norm weights"),
     "evaluate_final_weights": Bug("lvmbench/train/loop.py",
                                   '            checkpoint.load_model_state(model, best["state"])\n',
-                                  "            pass\n", WIRING, "the final, not the best-on-validation, weights evaluated"),
+                                  "            pass\n", SELECTION, "the final, not the best-on-validation, weights evaluated"),
     "select_on_test": Bug("lvmbench/train/loop.py", "result = self.evaluate(select)",
-                          'result = self.evaluate("test")', WIRING,
+                          'result = self.evaluate("test")', SELECTION,
                           "the checkpoint chosen on the test split, recorded as chosen on val"),
     "forget_best_on_resume": Bug("lvmbench/train/loop.py", 'best = resumed["best"] if resumed else',
-                                 'best = {"val_overall": -1.0, "step": None, "state": None} if resumed else', WIRING,
+                                 'best = {"val_overall": -1.0, "step": None, "state": None} if resumed else', RESUME,
                                  "the best-so-far forgotten on resume"),
     "loop_ignores_balanced": Bug("lvmbench/train/loop.py", 'spec["train.batch_size"], self.task.sampler, spec["seed"]',
                                  'spec["train.batch_size"], "instance", spec["seed"]',
-                                 WIRING + ["tests/test_samplers.py", "tests/test_engine.py"],
+                                 BALANCED,
                                  "the loop builds an instance sampler for a class-balanced run"),
     "batches_ignore_balanced": Bug("lvmbench/train/batches.py", "        self._balanced = None\n",
                                    "        self._balanced = None\n        kind = 'instance'\n",
-                                   WIRING + ["tests/test_samplers.py", "tests/test_distributed.py"],
+                                   BALANCED,
                                    "the step batch sampler ignores 'balanced'"),
     "study_sampler_is_uniform": Bug("lvmbench/train/batches.py", 'if kind == "balanced" and balanced == "study":',
-                                    'if kind == "never":', WIRING,
+                                    'if kind == "never":', BALANCED,
                                     "recipe=paper draws classes uniformly instead of the study's weighted sampler"),
     "hash_without_weight_decay": hash_without("train.weight_decay"),
     "hash_without_loss": hash_without("loss"),
     "hash_without_cache_views": hash_without("cache.views"),
     "cache_key_without_weights": Bug("lvmbench/train/loop.py", '"weights": cache.weights_fingerprint(weights), ', "",
-                                     ["tests/test_identity.py", "tests/test_cache.py"],
+                                     ["tests/test_identity.py::test_the_cache_key_changes_with_weights_backbone_preprocessing_split_and_precision"],
                                      "the Trainer's feature-cache key leaves out the weights"),
     "evals_few_integer": Bug("lvmbench/store/schema.py", "few DOUBLE", "few INTEGER",
                              ["tests/test_store.py", "tests/test_store_types.py"], "evals.few stored as an integer"),
@@ -97,6 +104,7 @@ def replay(name: str, bug: Bug) -> str:
 
 
 def main(names: list[str]) -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped replay still restores the file
     unknown = [n for n in names if n not in BUGS]
     if unknown:
         print(f"unknown bug {', '.join(unknown)}; choose from {', '.join(BUGS)}")

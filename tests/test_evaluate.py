@@ -87,11 +87,15 @@ def test_tensor_inputs_and_to_dict():
 
 
 def test_invalid_inputs():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"preds must lie in \[0, 5\)"):
         compute_metrics([0, 5], [0, 1], TRAIN)  # prediction outside [0, C)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"targets must lie in \[0, 5\)"):
+        compute_metrics([0, 1], [0, -1], TRAIN)
+    with pytest.raises(ValueError, match="preds and targets differ in length: 1 vs 2"):
         compute_metrics([0], [0, 1], TRAIN)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="cannot compute metrics of an empty split"):
         compute_metrics([], [], TRAIN)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="1 class names for 5 classes"):
         compute_metrics([0], [0], TRAIN, class_names=["a"])
+    one = compute_metrics([2], [2], TRAIN)  # a split of one sample is a split
+    assert (one.overall, one.medium, one.many, one.n_samples) == (100.0, 100.0, None, 1)

@@ -79,7 +79,7 @@ def optimizer_summary(model: torch.nn.Module, optimizer) -> list[dict]:
     its weight decay and the name and shape of each of its parameters."""
     names = {id(p): name for name, p in model.named_parameters()}
     return [{"weight_decay": group["weight_decay"],
-             "params": {names.get(id(p), "?"): list(p.shape) for p in group["params"]}}
+             "params": {names[id(p)]: list(p.shape) for p in group["params"]}}
             for group in optimizer.param_groups]
 
 
