@@ -119,3 +119,18 @@ def test_the_study_sampler_depends_only_on_seed_and_epoch():
     assert not np.array_equal(a.global_indices(2), StudyWeightedSampler(LABELS, 300, seed=6).global_indices(2))
     with pytest.raises(ValueError, match="need labels and epoch_samples > 0"):
         StudyWeightedSampler(LABELS, 0)
+
+
+@pytest.mark.parametrize("balanced", ["uniform", "study"])
+def test_class_balanced_batches_follow_the_seed(balanced):
+    from lvmbench.train.batches import StepBatchSampler
+
+    def batches(seed, start=0):
+        return list(StepBatchSampler(LABELS, 16, "balanced", seed=seed, steps=40, start_step=start, balanced=balanced))
+
+    assert batches(3) == batches(3)
+    assert [i for i, _ in batches(3)[0]] != [i for i, _ in batches(4)[0]]  # another seed, other draws
+    assert batches(3, start=30) == batches(3)[30:] and len(StepBatchSampler(
+        LABELS, 16, "balanced", seed=3, steps=40, start_step=30, balanced=balanced)) == 10
+    if balanced == "study":  # 40 steps over the study's 32 epochs: one batch per epoch
+        assert StepBatchSampler(LABELS, 16, "balanced", seed=3, steps=40, balanced="study").per_epoch == 1
