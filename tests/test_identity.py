@@ -13,7 +13,6 @@ from lvmbench.train import cache
 from lvmbench.train.batches import StepBatchSampler
 from lvmbench.train.loop import Trainer
 
-from .test_engine import random_tiny_clip  # noqa: F401 - a fixture
 
 # Settings that change how fast or where a run goes, never what it computes. Written here, not read from
 # lvmbench.config: a key added to the schema changes the hash unless someone decides otherwise here.
@@ -24,6 +23,7 @@ RESULT_NEUTRAL = {
     "ckpt.every": "how often a resumable checkpoint is written",
     "train.compile": "torch.compile of the decoder",
     "data.on_bad_image": "fail or skip an unreadable image (a run that meets one either fails or lists it)",
+    "data.allow_missing_classes": "run when the train split lacks classes (otherwise the run refuses to start)",
 }
 # Left out of the hash by design: a stage-2 job's hash is computed before its stage-1 run exists, and a
 # sweep derives the stage-1 spec from the stage-2 spec's own keys (launch.stage1_spec).
@@ -118,7 +118,7 @@ def other_weights(tmp_path_factory):
 
 @pytest.mark.slow
 def test_the_cache_key_changes_with_weights_backbone_preprocessing_split_and_precision(
-        tmp_path, cache_keys, random_tiny_clip, other_weights):  # noqa: F811
+        tmp_path, cache_keys, random_tiny_clip, other_weights):
     base = trainer(tmp_path, random_tiny_clip, **{"encoder.precision": "fp32"})
     key = val_key(base, cache_keys)
     assert val_key(base, cache_keys) == key  # the same identity, the same entry
@@ -142,7 +142,7 @@ def test_the_cache_key_changes_with_weights_backbone_preprocessing_split_and_pre
 
 @pytest.mark.slow
 def test_the_cache_mode_decides_which_splits_are_read_from_the_cache(tmp_path, cache_keys,
-                                                                       random_tiny_clip):  # noqa: F811
+                                                                       random_tiny_clip):
     """``off``: none; ``eval``: the evaluation splits; ``train``: also the training views, an entry of their own."""
     seen = {}
     for mode in ("off", "eval", "train"):

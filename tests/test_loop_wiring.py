@@ -11,7 +11,6 @@ from lvmbench import config, launch
 from lvmbench.train import checkpoint
 from lvmbench.train.loop import Trainer, build_optimizer, optimizer_summary, train_run
 
-from .test_engine import random_tiny_clip  # noqa: F401 - a fixture
 
 # Random tiny-clip weights at a high learning rate: validation accuracy peaks early (at step 8) and falls
 # after it, so the best-on-validation weights are not the final ones (the preconditions below
@@ -43,7 +42,7 @@ def wired_spec(ckpt: str, **extra) -> dict:
 
 
 @pytest.fixture(scope="module")
-def wired(tmp_path_factory, random_tiny_clip):  # noqa: F811
+def wired(tmp_path_factory, random_tiny_clip):
     """One uninterrupted run, read by every test below."""
     run = launch.prepare(wired_spec(random_tiny_clip), tmp_path_factory.mktemp("runs"))
     status = train_run(run)
@@ -57,7 +56,7 @@ def series(run, key: str) -> dict[int, float]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", config.RECIPES)
-def test_the_logged_learning_rate_follows_the_schedule_step_by_step(recipe, tmp_path, random_tiny_clip):  # noqa: F811
+def test_the_logged_learning_rate_follows_the_schedule_step_by_step(recipe, tmp_path, random_tiny_clip):
     iters = 12
     run = launch.prepare(wired_spec(random_tiny_clip, recipe=recipe, **{"train.iters": iters,
                                                                          "train.eval_every": iters}), tmp_path)
@@ -95,7 +94,7 @@ def test_weight_decay_spares_biases_and_norms_in_the_optimizer_the_run_used(wire
 
     # The summary describes the optimizer that stepped: the checkpoint's optimizer state has the same
     # groups, decays, and a momentum buffer of each recorded shape, in order.
-    state = torch.load(wired.ckpt_dir / checkpoint.LAST, map_location="cpu", weights_only=False)["optimizer"]
+    state = torch.load(wired.checkpoint_file, map_location="cpu", weights_only=False)["optimizer"]
     assert [g["weight_decay"] for g in state["param_groups"]] == [g["weight_decay"] for g in groups]
     for saved, recorded in zip(state["param_groups"], groups):
         shapes = [list(state["state"][i]["momentum_buffer"].shape) for i in saved["params"]]
@@ -142,7 +141,7 @@ def test_the_evaluated_weights_are_the_best_on_validation(wired):
     assert wired.evaluation("val")["overall"] == scores[best_step]
     # ... and both stored evaluations are those of the best weights kept in the checkpoint.
     trainer = Trainer(wired)
-    best = torch.load(wired.ckpt_dir / checkpoint.LAST, map_location="cpu", weights_only=False)["best"]
+    best = torch.load(wired.checkpoint_file, map_location="cpu", weights_only=False)["best"]
     assert best["step"] == best_step
     checkpoint.load_model_state(trainer.task.model, best["state"])
     for name in ("val", "test"):
@@ -154,7 +153,7 @@ class Killed(Exception):
 
 
 @pytest.mark.slow
-def test_a_resumed_run_keeps_the_best_it_had_before_the_kill(wired, tmp_path, random_tiny_clip):  # noqa: F811
+def test_a_resumed_run_keeps_the_best_it_had_before_the_kill(wired, tmp_path, random_tiny_clip):
     _, best_step, scores = selection(wired)
     kill = 10  # the last checkpoint before the kill is at step 8
     assert best_step <= 8 and all(scores[s] < scores[best_step] for s in scores if s > best_step), \
@@ -167,7 +166,7 @@ def test_a_resumed_run_keeps_the_best_it_had_before_the_kill(wired, tmp_path, ra
 
     with pytest.raises(Killed):
         Trainer(run).fit(log)
-    assert torch.load(run.ckpt_dir / checkpoint.LAST, weights_only=False)["step"] == 8
+    assert torch.load(run.checkpoint_file, weights_only=False)["step"] == 8
 
     status = train_run(run)  # finds ckpt/last.pt and continues from step 8
     assert min(m["step"] for m in run.metrics()) == 9
@@ -214,7 +213,7 @@ def expected_shares(recipe: str, train_labels: torch.Tensor, steps: int, batch: 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", config.RECIPES)
-def test_a_class_balanced_run_trains_on_class_balanced_batches(recipe, tmp_path, random_tiny_clip):  # noqa: F811
+def test_a_class_balanced_run_trains_on_class_balanced_batches(recipe, tmp_path, random_tiny_clip):
     """cRT (Kang et al. 2020) retrains its classifier on class-balanced batches: the labels the loop
     really trains on, over 120 steps of 16 images, are spread over mnist-lt's 10 classes (whose training
     counts run from 700 down to 7) as the recipe's sampler spreads them."""

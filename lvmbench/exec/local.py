@@ -9,10 +9,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import launch
 from ..errors import UserError
-from ..rundir import DONE
-from .grid import BLOCKED, PENDING, RUNNING, Job, ready, stage1_id
+from ..runs import process
+from ..runs.plan import PENDING, RUNNING, SKIPPED, Job, block, ready, settle, start_or_continue, start_spec, take
+from ..runs.rundir import DONE
 
 
 @dataclass(frozen=True)
@@ -68,22 +68,6 @@ class Reporter:
     def settled(self, job: Job) -> None: ...
 
 
-def start_spec(job: Job, by_hash: dict[str, Job], threads: int = 0) -> dict:
-    """The spec a job's run directory gets: its stage-1 run id, and its share of the CPU."""
-    spec = dict(job.spec)
-    if job.needs:
-        spec["stage1.run_id"] = stage1_id(job, by_hash)
-    if threads and not spec.get("train.threads"):
-        spec["train.threads"] = threads
-    return spec
-
-
-def block(job: Job, by_hash: dict[str, Job]) -> None:
-    parent = by_hash[job.needs]
-    job.state = BLOCKED
-    job.error = f"stage-1 run {parent.label} {parent.state}"
-
-
 class LocalExecutor:
     """Run a planned sweep's jobs on local slots, in plan order, as soon as their stage-1 run is done."""
 
@@ -93,6 +77,9 @@ class LocalExecutor:
         self.sweep_id, self.nproc, self.debug, self.interval = sweep_id, nproc, debug, interval
 
     def run(self, jobs: list[Job], reporter: Reporter | None = None) -> None:
+        """Start each pending job when a slot is free, its stage-1 run is done and this process holds
+        its claim (another sweep over the same runs folder may be training it: then it waits, and a
+        job that sweep finished is skipped)."""
         from ..runner import ingest_quietly
 
         reporter = reporter or Reporter()
@@ -107,10 +94,15 @@ class LocalExecutor:
                     if can is None:
                         block(job, by_hash)
                         reporter.settled(job)
-                    elif can and free:
+                    elif can and free and take(job, self.runs_dir):
+                        if job.state == SKIPPED:  # another process finished it meanwhile
+                            ingest_quietly(self.results, job.run)
+                            reporter.settled(job)
+                            continue
                         slot = free.pop(0)
-                        job.run = launch.prepare(start_spec(job, by_hash, slot.threads), self.runs_dir, self.sweep_id)
-                        running[job.hash] = (launch.spawn(job.run, slot.env, self.debug, self.nproc), slot)
+                        job.run = start_or_continue(job.run, start_spec(job, by_hash, slot.threads),
+                                                    self.runs_dir, self.sweep_id)
+                        running[job.hash] = (process.spawn(job.run, slot.env, self.debug, self.nproc), slot)
                         job.state = RUNNING
                         reporter.started(job)
                 if not running and not any(j.state == PENDING for j in jobs):
@@ -118,11 +110,10 @@ class LocalExecutor:
                 time.sleep(self.interval)
                 for h, (proc, slot) in list(running.items()):
                     job = by_hash[h]
-                    reporter.progress(job, launch.progress_step(job.run))
+                    reporter.progress(job, job.run.last_step())
                     if proc.poll() is None:
                         continue
-                    status = launch.finalize(job.run, proc.returncode)
-                    job.state, job.error = status.get("status"), status.get("error")
+                    settle(job, process.reap(job.run, proc))
                     ingest_quietly(self.results, job.run)
                     del running[h]
                     free.append(slot)
@@ -130,7 +121,7 @@ class LocalExecutor:
         except BaseException:  # Ctrl-C, SIGTERM (see runner.cancel_on_sigterm) or a crash: no orphans
             for h, (proc, _) in running.items():
                 job = by_hash[h]
-                if job.run.status().get("status") not in DONE:
-                    launch.cancel(job.run, proc)
+                if job.run.state() not in DONE:
+                    process.cancel(job.run, proc)
                 ingest_quietly(self.results, job.run)
             raise

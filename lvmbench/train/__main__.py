@@ -1,11 +1,12 @@
 """Child entry point: ``python -m lvmbench.train RUN_DIR`` trains one run and writes its directory."""
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 
 from ..errors import UserError
-from ..rundir import RunDir, now
+from ..runs.rundir import RunDir
 
 
 def out_of_memory(run: RunDir, exc: BaseException) -> str:
@@ -42,9 +43,12 @@ def main(argv: list[str]) -> int:
     debug = "--debug" in argv
     user_error, dist = False, None
     try:
+        from ..runs.process import die_with_parent
         from .distributed import setup, teardown
         from .loop import train_run
 
+        if "LOCAL_RANK" in os.environ:  # a torchrun worker dies with torchrun, as torchrun with its owner
+            die_with_parent()
         dist = setup()  # several processes under torchrun: only rank 0 writes the run directory
         train_run(run, dist)
         teardown()
@@ -60,8 +64,7 @@ def main(argv: list[str]) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     if dist is None or dist.main:
-        run.write_status(status="failed", ended_at=now(), error=one_line(error),
-                         user_error=user_error, log_tail=run.log_tail(50))
+        run.mark_failed(one_line(error), user_error=user_error)
     return 1
 
 

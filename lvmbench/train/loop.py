@@ -18,14 +18,16 @@ from torch.utils.data import DataLoader
 
 from .. import catalog, paths
 from ..data import build_dataset
+from ..data.summary import class_summary, describe_classes
 from ..data.transforms import study_transforms
 from ..errors import UserError
 from ..evaluate import compute_metrics
 from ..methods import build_task
 from ..methods.stage2 import count_trainable
-from ..models.backbone import Backbone, resolve_weights
+from ..models.backbone import Backbone
 from ..models.decoder import Decoder
-from ..rundir import RunDir, atomic_write_json, now
+from ..runs.rundir import RunDir, now
+from ..runs.segments import total_cost
 from . import cache, checkpoint, encoder
 from .batches import ImageDataset, StepBatchSampler, collate
 from .distributed import Dist
@@ -108,12 +110,14 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
         self.info = catalog.method(self.spec["method"])
         self.dataset = build_dataset(self.spec)
+        print(f"data: {describe_classes(class_summary(self.dataset))}", flush=True)
         self.on_bad = None  # data.on_bad_image=skip: unreadable images are listed in bad_images.jsonl
         if self.spec["data.on_bad_image"] == "skip":
             self.on_bad = functools.partial(run.append, run.bad_images_file) if self.dist.main else _ignore
             for record in self.dataset.skipped:
                 self.on_bad(record)
         self.backbone = Backbone(self.spec["backbone"], self.spec["pretrained"]).to(self.device)
+        print(f"weights: {self.backbone.weights.describe()}", flush=True)
         self.task = build_task(self.spec, self.backbone, self.dataset, run.path)
         self.task.model.to(self.device)
         if self.task.loss is not None:
@@ -127,6 +131,7 @@ class Trainer:
                 if isinstance(module, Decoder):
                     module.compile()
         self.features: dict[str, cache.CachedFeatures] = {}  # per split, from the feature cache
+        self.reported: dict[str, set[int]] = {}  # per split: unreadable images already recorded
 
     # -- inputs ---------------------------------------------------------------------------------
     def autocast(self):
@@ -146,22 +151,21 @@ class Trainer:
         if name in self.features:
             return self.features[name]
         stored = "tokens" if self.task.feature == "tokens" or self.backbone.is_vit else "pooled"
-        weights = resolve_weights(self.backbone.name, self.backbone.pretrained)
+        weights = self.backbone.weights
         transform = self.transforms(views > 1)
         parts = {"split": cache.split_fingerprint(split), "backbone": self.backbone.name,
-                 "weights": cache.weights_fingerprint(weights), "transform": repr(transform), "views": views,
+                 "weights": cache.weights_fingerprint(weights.source),
+                 "quick_gelu": weights.quick_gelu, "transform": repr(transform), "views": views,
                  "feature": stored, "precision": self.encoder_mode}
         entry = cache.FeatureCache(paths.cache_dir(), parts, views * len(split))
 
         def encode_rows(rows):
             items = cache.row_items(rows, len(split), views)
             batches = [items[i:i + EVAL_BATCH] for i in range(0, len(items), EVAL_BATCH)]
-            for batch, (images, _, _) in zip(batches, self.loader(split, views > 1, batches)):
-                if len(images) != len(batch):
-                    raise UserError(f"an image of the {name} split cannot be read, so its features cannot be "
-                                    "cached; fix the data or set cache.mode=off")
-                yield encoder.encode(self.backbone, images.to(self.device, non_blocking=True), self.encoder_mode,
-                                     stored)
+            for batch, (images, _, index) in zip(batches, self.loader(split, views > 1, batches, report=False)):
+                x = encoder.encode(self.backbone, images.to(self.device, non_blocking=True), self.encoder_mode,
+                                   stored)
+                yield x if len(images) == len(batch) else unreadable_rows(batch, index, x)
 
         feats = entry.ensure(encode_rows)
         if stored != self.task.feature:
@@ -184,8 +188,8 @@ class Trainer:
         feats, labels = self.cached("train", split, views), torch.as_tensor(split.labels)
         for items in sampler:
             rows = cache.train_rows(items, len(split), views)
-            x = feats.gather(rows).to(self.device, non_blocking=True)
-            yield encoder.model_input(x), labels[rows % len(split)].to(self.device, non_blocking=True)
+            x, y = self.readable(split, "train", feats.gather(rows), labels[rows % len(split)], rows % len(split))
+            yield encoder.model_input(x.to(self.device, non_blocking=True)), y.to(self.device, non_blocking=True)
 
     def transforms(self, train: bool):
         """``data.transform``: the study's transforms (``recipe=paper``) or open_clip's preprocessing."""
@@ -194,9 +198,10 @@ class Trainer:
                                     self.dataset.crop_scale)
         return self.backbone.transforms(train, hflip=self.hflip, crop_scale=self.dataset.crop_scale)
 
-    def loader(self, split, train: bool, batch_sampler=None) -> DataLoader:
-        transform = self.transforms(train)
-        dataset = ImageDataset(split, transform, on_bad=self.on_bad)
+    def loader(self, split, train: bool, batch_sampler=None, report: bool = True) -> DataLoader:
+        """``report=False``: skipped images are not recorded here (the cache's readers record them)."""
+        on_bad = self.on_bad if report or self.on_bad is None else _ignore
+        dataset = ImageDataset(split, self.transforms(train), on_bad=on_bad)
         workers = data_workers(self.spec["train.num_workers"], self.device)
         # Its own generator: a loader never draws from the global RNG (a resumed run stays exact).
         kwargs = dict(num_workers=workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
@@ -215,8 +220,27 @@ class Trainer:
                 yield self.encode(images), labels
             return
         labels = torch.as_tensor(split.labels).split(EVAL_BATCH)
-        for x, y in zip(self.cached(split_name, split).batches(EVAL_BATCH), labels):
+        for k, (x, y) in enumerate(zip(self.cached(split_name, split).batches(EVAL_BATCH), labels)):
+            x, y = self.readable(split, split_name, x, y, np.arange(k * EVAL_BATCH, k * EVAL_BATCH + len(y)))
             yield encoder.model_input(x.to(self.device, non_blocking=True)), y
+
+    def readable(self, split, name: str, x: torch.Tensor, y: torch.Tensor, samples: np.ndarray):
+        """Cached rows without the images that could not be decoded (stored as NaN rows): skipped and
+        recorded under ``data.on_bad_image=skip`` (once per image, also when another run cached them),
+        an error otherwise."""
+        bad = torch.isnan(x.reshape(len(x), -1)[:, 0]).cpu().numpy()
+        if not bad.any():
+            return x, y
+        first = int(samples[np.flatnonzero(bad)[0]])
+        if self.on_bad is None:
+            raise UserError(f"cannot decode image {split.describe(first)} (--set data.on_bad_image=skip to skip it)")
+        for i in sorted({int(i) for i in samples[bad]} - self.reported.setdefault(name, set())):
+            self.reported[name].add(i)
+            self.on_bad({"image": str(split.path(i)), "error": "cannot decode"})
+        keep = torch.as_tensor(~bad)
+        if not keep.any():
+            raise UserError(f"no image of a {name} batch could be decoded (data.on_bad_image=skip); see bad_images.jsonl")
+        return x[keep.to(x.device)], y[keep.to(y.device)]
 
     @torch.no_grad()
     def predict(self, split_name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -251,7 +275,9 @@ class Trainer:
                                    rank=self.dist.rank, world=self.dist.world,
                                    balanced=spec.get("sampler.balanced", "uniform"))
         select = self.selection_split()
-        last = self.run.ckpt_dir / checkpoint.LAST
+        print("the final weights are evaluated (no split to select them on)" if select == "final" else
+              f"the weights with the best {select} accuracy are evaluated", flush=True)
+        last = self.run.checkpoint_file
         resumed = checkpoint.load(last, model=model, optimizer=optimizer, scheduler=scheduler, loss=loss_fn)
         sampler.start_step = resumed["step"] if resumed else 0
         if resumed:
@@ -303,9 +329,23 @@ class Trainer:
         return name if split is not None and len(split) else "final"
 
 
+def _pct(value) -> str:
+    """A percentage as the log shows it: two decimals, or ``-`` for a shot group without classes."""
+    return "-" if value is None else f"{value:.2f}"
+
+
+def unreadable_rows(batch: list, index: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A cached batch's rows where the images that could not be decoded (left out by ``collate``) are
+    NaN: the cache keeps one row per sample, and readers skip NaN rows (``Trainer.readable``)."""
+    readable = set(index.tolist())
+    at = [k for k, item in enumerate(batch) if (item[0] if isinstance(item, tuple) else item) in readable]
+    out = torch.full((len(batch), *x.shape[1:]), float("nan"), dtype=x.dtype, device=x.device)
+    out[torch.as_tensor(at, device=x.device)] = x
+    return out
+
+
 def write_eval(run: RunDir, split: str, result) -> None:
-    atomic_write_json(run.eval_dir / f"{split}.json", {"split": split, **result.to_dict()})
-    atomic_write_json(run.eval_dir / f"per_class_{split}.json", result.per_class)
+    run.write_eval(split, result.to_dict(), result.per_class)
 
 
 def follow_run(run: RunDir, dist: Dist) -> dict:
@@ -320,8 +360,7 @@ def train_run(run: RunDir, dist: Dist | None = None) -> dict:
     """Run one training job end to end and return its final status fields."""
     if dist is not None and not dist.main:
         return follow_run(run, dist)
-    started = now()
-    run.write_status(status="running", started_at=started, pid=os.getpid(), host=socket.gethostname())
+    run.mark_running(pid=os.getpid(), host=socket.gethostname())
     trainer = Trainer(run, dist=dist)
     spec, device = trainer.spec, trainer.device
     if device.type == "cuda":
@@ -343,22 +382,24 @@ def train_run(run: RunDir, dist: Dist | None = None) -> dict:
         timing = trainer.fit(log) if trained else {"train_s": 0.0, "s_per_iter": None, "selected_on": "final"}
         if trained:
             run.ckpt_dir.mkdir(exist_ok=True)
-            checkpoint.atomic_save(trainer.task.model.state_dict(), run.ckpt_dir / "model.pt")
+            checkpoint.atomic_save(trainer.task.model.state_dict(), run.model_file)
         for split in ("val", "test"):
             if getattr(trainer.dataset, split) is not None and len(getattr(trainer.dataset, split)):
                 result = trainer.evaluate(split)
                 write_eval(run, split, result)
-                print(f"{split}: overall {result.overall:.2f} many {result.many} medium {result.medium} "
-                      f"few {result.few}", flush=True)
+                print(f"{split}: " + " ".join(f"{k} {_pct(getattr(result, k))}"
+                                               for k in ("overall", "many", "medium", "few")), flush=True)
         wall = time.perf_counter() - t_start
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else peak_rss_mib()
     model_params = sum(p.numel() for p in trainer.task.model.parameters())
     frozen_visual = sum(p.numel() for p in trainer.backbone.clip.visual.parameters())
-    return run.write_status(
-        status="finished", ended_at=now(), wall_s=wall, device=str(device),
+    cost = monitor.summary(wall)
+    cost.update(total_cost(run, wall, cost["energy_kwh"]))  # a resumed run adds its earlier segments
+    return run.mark_finished(
+        device=str(device),
         trainable_params=count_trainable(trainer.task.model),
         total_params=model_params + (0 if trainer.task.feature == "images" else frozen_visual),
         iters=spec["train.iters"] if trained else 0, batch_size=spec["train.batch_size"],
         peak_mem_mib=peak, stage=trainer.info.stage, parent_run_id=spec.get("stage1.run_id"),
-        skipped_images=run.skipped_images(),
-        **timing, **monitor.summary(wall))
+        skipped_images=run.skipped_images(), weights=trainer.backbone.weights.describe(),
+        **timing, **cost)

@@ -57,9 +57,11 @@ async def on_screen(store, key: str, size=(160, 40)):
 async def test_runs_screen_shows_each_stored_run_and_its_test_figures(store):
     async with on_screen(store, "f3") as (app, _):
         rows = shown(app, "runs-table")
-    # newest first: the failed focal run, then lade, balanced_softmax, ce, zeroshot
-    assert [r["method"] for r in rows] == ["focal", "lade", "balanced_softmax", "ce", "zeroshot"]
-    by_method = {r["method"]: r for r in rows}
+    # the running run (read from its directory) first, then the stored ones newest first
+    assert [r["run"] for r in rows] == ["mnist-lt-ce-s1-live"] + [
+        f"mnist-lt-{m}-s0-fixture" for m in ("focal", "lade", "balanced_softmax", "ce", "zeroshot")]
+    assert rows[0]["status"].startswith("running") and (rows[0]["method"], rows[0]["seed"]) == ("ce", "1")
+    by_method = {r["method"]: r for r in rows[1:]}
     for method, (overall, _, _, few, _, _, _, s_iter, peak) in METHODS.items():
         row = by_method[method]
         assert (row["status"], row["dataset"], row["backbone"], row["seed"]) == ("finished", "mnist-lt", "tiny-clip", "0")
@@ -73,7 +75,7 @@ async def test_runs_screen_shows_each_stored_run_and_its_test_figures(store):
 async def test_detail_screen_shows_the_runs_evaluation_groups_and_cost(store):
     async with on_screen(store, "f3", size=(160, 60)) as (app, pilot):
         table = app.screen.query_one("#runs-table", DataTable)
-        table.move_cursor(row=[r["method"] for r in shown(app, "runs-table")].index("ce"))
+        table.move_cursor(row=[r["run"] for r in shown(app, "runs-table")].index("mnist-lt-ce-s0-fixture"))
         await pilot.press("enter")
         await settle(pilot)
         assert app.screen.sub_title == "mnist-lt-ce-s0-fixture"
