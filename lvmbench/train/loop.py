@@ -267,7 +267,7 @@ class Trainer:
         params = self.task.trainable()
         optimizer = build_optimizer(spec, params, self.device)
         if self.dist.main:
-            self.run.write_status(optimizer=optimizer_summary(model, optimizer))
+            self.run.note(optimizer=optimizer_summary(model, optimizer))
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: lr_factor(s, spec["train.warmup_iters"], iters, spec["train.cosine_cycles"]))
         train = self.task.train_split if self.task.train_split is not None else self.dataset.train
