@@ -76,6 +76,15 @@ def build_optimizer(spec: dict, params: list[torch.nn.Parameter], device: torch.
     return torch.optim.SGD(groups, lr=spec["train.lr"], momentum=spec["train.momentum"], nesterov=nesterov, **fast)
 
 
+def optimizer_summary(model: torch.nn.Module, optimizer) -> list[dict]:
+    """What each parameter group of ``optimizer`` holds, as recorded in status.json (``optimizer``):
+    its weight decay and the name and shape of each of its parameters."""
+    names = {id(p): name for name, p in model.named_parameters()}
+    return [{"weight_decay": group["weight_decay"],
+             "params": {names[id(p)]: list(p.shape) for p in group["params"]}}
+            for group in optimizer.param_groups]
+
+
 def data_workers(setting: int, device: torch.device) -> int:
     """DataLoader workers: ``-1`` (auto) feeds a GPU with up to 8 processes; on a CPU the
     frozen encoder needs the cores itself, so images load in the training process."""
@@ -267,6 +276,8 @@ class Trainer:
         iters = spec["train.iters"]
         params = self.task.trainable()
         optimizer = build_optimizer(spec, params, self.device)
+        if self.dist.main:
+            self.run.note(optimizer=optimizer_summary(model, optimizer))
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: lr_factor(s, spec["train.warmup_iters"], iters, spec["train.cosine_cycles"]))
         train = self.task.train_split if self.task.train_split is not None else self.dataset.train
