@@ -53,3 +53,28 @@ def test_a_cell_averages_seeds_of_one_config_only(tmp_path):
     got = sorted((r[0], r[2], r[3]) for r in table.rows)
     assert got == [("ce [data.subsample_lt=False]", 2, pytest.approx(42.0)),
                    ("ce [data.subsample_lt=True]", 2, pytest.approx(20.0))]  # latest of seed 1 counts
+
+
+def test_cost_points_are_the_few_shot_and_cost_figures_of_each_cell_of_one_dataset(tmp_path):
+    runs = tmp_path / "runs"
+
+    def run(method, seed, few, wall_s, params, dataset="mnist-lt"):
+        r = finished(runs, dataset, method=method, seed=seed, data_root=None if dataset == "mnist-lt" else str(tmp_path))
+        r.write_status(wall_s=wall_s, trainable_params=params)
+        test = json.loads((r.eval_dir / "test.json").read_text())
+        (r.eval_dir / "test.json").write_text(json.dumps({**test, "few": few}))
+
+    run("ce", 0, few=30.0, wall_s=360.0, params=1000)
+    run("ce", 1, few=40.0, wall_s=1080.0, params=1000)
+    run("zeroshot", 0, few=10.0, wall_s=36.0, params=0)
+    run("ce", 0, few=99.0, wall_s=7200.0, params=5, dataset="folder")  # another dataset: never pooled
+    with open_writer(tmp_path / "r.duckdb") as con:
+        ingest_dir(con, runs)
+    with open_readonly(tmp_path / "r.duckdb") as con:
+        points = {p.label: p for p in tables.cost_points(con, "mnist-lt")}
+    assert set(points) == {"ce", "zeroshot"}
+    # by hand: ce averages its two seeds, (30+40)/2 few-shot and (360+1080)/2 s = 0.2 h
+    assert (points["ce"].few, points["ce"].hours, points["ce"].params) == (35.0, pytest.approx(0.2), 1000)
+    assert (points["zeroshot"].few, points["zeroshot"].hours, points["zeroshot"].params) == (
+        10.0, pytest.approx(0.01), 0)
+    assert points["ce"].backbone == "tiny-clip"

@@ -190,15 +190,43 @@ def cost_table(con, dataset=None, backbone=None, carbon_kg_per_kwh: float = CARB
     rows = []
     for c in found:
         kwh = c.mean("energy_kwh")
-        hours = c.mean("wall_s")
-        trainable = c.mean("trainable_params")  # the same for every seed of a cell
-        rows.append(prefix(c) + [c.label, c.backbone, c.seeds, None if trainable is None else round(trainable),
-                                 c.mean("s_per_iter"),
-                                 hours / 3600.0 if hours is not None else None, c.mean("avg_power_w"), kwh,
+        rows.append(prefix(c) + [c.label, c.backbone, c.seeds, trainable(c), c.mean("s_per_iter"),
+                                 device_hours(c), c.mean("avg_power_w"), kwh,
                                  kwh * carbon_kg_per_kwh if kwh is not None else None])
     cols = lead + ["Method", "Backbone", "Seeds", "Trainable", "s/iter", "Device hours", "Avg W", "kWh", "kg CO2"]
     return Table(f"Cost{_title(dataset, backbone, found)} ({carbon_kg_per_kwh} kg CO2/kWh)", cols, rows,
                  {c: False for c in cols[len(lead) + 3:]}, _notes(found))
+
+
+def device_hours(cell: Cell) -> float | None:
+    """The cell's mean wall time over seeds, in hours (the ``Device hours`` of the cost table)."""
+    seconds = cell.mean("wall_s")
+    return None if seconds is None else seconds / 3600.0
+
+
+def trainable(cell: Cell) -> int | None:
+    """The cell's trainable parameters (the same for every seed of a cell)."""
+    count = cell.mean("trainable_params")
+    return None if count is None else round(count)
+
+
+@dataclass(frozen=True)
+class CostPoint:
+    """One table cell as a point of few-shot accuracy against cost; a missing figure is None."""
+
+    label: str  # the method as the tables name it (``Cell.label``)
+    backbone: str
+    few: float | None  # test few-shot accuracy (%), mean over seeds, as the main table's ``Few``
+    hours: float | None  # as the cost table's ``Device hours``
+    params: int | None  # as the cost table's ``Trainable``
+
+
+def cost_points(con, dataset: str, backbone: str | None = None) -> list[CostPoint]:
+    """Few-shot accuracy against device hours and trainable parameters, one point per table cell of one
+    dataset: the main and cost tables' figures, side by side as the study's Table 7 and LIFT's Figure 1
+    (Shi et al., ICML 2024) argue from them."""
+    return [CostPoint(c.label, c.backbone, c.mean("few"), device_hours(c), trainable(c))
+            for c in cells(con, dataset, backbone)]
 
 
 def recipes_table(con, dataset=None, backbone=None, **_) -> Table:

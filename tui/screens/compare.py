@@ -1,5 +1,6 @@
 """Compare: the study's tables for one dataset (main, backbones, memory, cost), the best value of
-each column highlighted, exported to Markdown or CSV next to the database."""
+each column highlighted, exported to Markdown or CSV next to the database; in place of the table, a
+scatter of few-shot accuracy against device hours or trainable parameters (``p``, ``x``)."""
 from __future__ import annotations
 
 import io
@@ -19,16 +20,20 @@ from lvmbench.errors import UserError
 from lvmbench.render import render
 from lvmbench.store import tables
 from ..results import datasets
+from ..widgets.plots import AXES, CostScatter
 from ..widgets.table import ResultTable
 
 ALL = "(all datasets)"
+EMPTY = "No finished runs to compare yet: launch some from the Launch screen (F1), or run `lvmbench demo`."
 EXPORTS = {"markdown": "md", "csv": "csv"}
 
 
 class CompareLoaded(Message):
-    def __init__(self, table: tables.Table | None, datasets: list[str], error: str | None = None):
+    def __init__(self, table: tables.Table | None, datasets: list[str], error: str | None = None,
+                 points: list[tables.CostPoint] | None = None, plotted: str | None = None):
         super().__init__()
         self.table, self.datasets, self.error = table, datasets, error
+        self.points, self.plotted = points or [], plotted  # the scatter's cells and their dataset
 
 
 def export_text(table: tables.Table, fmt_name: str) -> str:
@@ -46,12 +51,18 @@ def export_path(results_path: Path, kind: str, dataset: str | None, fmt_name: st
 class CompareScreen(Screen):
     TITLE = "Compare"
     BINDINGS = [Binding("m", "export('markdown')", "Markdown"), Binding("v", "export('csv')", "CSV"),
+                Binding("p", "toggle_plot", "Plot"), Binding("x", "toggle_axis", "Hours/params"),
                 Binding("r", "reload", "Reload", show=False)]
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.table: tables.Table | None = None
         self.known: list[str] = []
+        self.points: list[tables.CostPoint] = []
+        self.plotted: str | None = None  # the dataset of ``points``
+        self.axis = "hours"  # the scatter's x: a CostPoint field
+        self.showing_plot = False
+        self.error: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -61,9 +72,11 @@ class CompareScreen(Screen):
             yield Select([(ALL, ALL)], value=ALL, allow_blank=False, compact=True, id="compare-dataset")
         yield Static("loading…", id="compare-title")
         yield ResultTable(id="compare-table")
+        yield CostScatter(id="compare-plot")
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
+        self.query_one(CostScatter).display = False
         self.watch(self.app, "data_version", lambda _: self.action_reload(), init=False)
         self.action_reload()
 
@@ -86,14 +99,17 @@ class CompareScreen(Screen):
             return
         try:
             found = datasets(results)
-            table = results.read(lambda con: tables.build(con, kind, dataset=dataset))
+            plotted = dataset or (found[0] if len(found) == 1 else None)  # a scatter never pools datasets
+            table, points = results.read(lambda con: (tables.build(con, kind, dataset=dataset),
+                                                      tables.cost_points(con, plotted) if plotted else []))
         except UserError as exc:
             self.post_message(CompareLoaded(None, [], str(exc)))
             return
-        self.post_message(CompareLoaded(table, found))
+        self.post_message(CompareLoaded(table, found, points=points, plotted=plotted))
 
     def on_compare_loaded(self, message: CompareLoaded) -> None:
-        self.table = message.table
+        self.table, self.error = message.table, message.error
+        self.points, self.plotted = message.points, message.plotted
         if message.datasets != self.known:
             self.known = message.datasets
             select = self.query_one("#compare-dataset", Select)
@@ -101,18 +117,46 @@ class CompareScreen(Screen):
             with self.prevent(Select.Changed):
                 select.set_options([(ALL, ALL)] + [(d, d) for d in message.datasets])
                 select.value = current if current in message.datasets else ALL
+        self.redraw()
+
+    def redraw(self) -> None:
+        """The table, or the scatter in its place (``p``)."""
         title, grid = self.query_one("#compare-title", Static), self.query_one(ResultTable)
-        table = message.table
-        if table is None or not table.rows:
-            why = Text(message.error, style="red") if message.error else Text(
-                "No finished runs to compare yet: launch some from the Launch screen (F1), or run `lvmbench demo`.")
-            title.update(why)
-            grid.display = False
+        plot = self.query_one(CostScatter)
+        grid.display = plot.display = False
+        if self.error:
+            title.update(Text(self.error, style="red"))
+        elif self.showing_plot:
+            self.draw_plot(title, plot)
+        elif self.table is None or not self.table.rows:
+            title.update(Text(EMPTY))
+        else:
+            table = self.table
+            title.update(Text.assemble((table.title, "bold"), "  (best per column in green)",
+                                       *[f"\n{note}" for note in table.notes]))
+            grid.display = True
+            grid.show(table.columns, table.rows, tables.best_per_column(table))
+
+    def draw_plot(self, title: Static, plot: CostScatter) -> None:
+        """Few-shot accuracy against the chosen cost, for one dataset (a scatter never pools datasets)."""
+        if not self.points:
+            pick = self.plotted is None and len(self.known) > 1
+            title.update(Text("Choose a dataset to plot: a scatter never pools datasets." if pick else EMPTY))
             return
-        title.update(Text.assemble((table.title, "bold"), "  (best per column in green)",
-                                   *[f"\n{note}" for note in table.notes]))
-        grid.display = True
-        grid.show(table.columns, table.rows, tables.best_per_column(table))
+        plot.show(self.points, self.axis)
+        cost = AXES[self.axis]
+        left_out = f"\nnot plotted (no {cost} above 0, or no few-shot figure): " + ", ".join(plot.left_out)
+        title.update(Text.assemble((f"Few-shot accuracy vs {cost} — {self.plotted} (test, %)", "bold"),
+                                   left_out if plot.left_out else ""))
+        plot.display = True
+
+    def action_toggle_plot(self) -> None:
+        self.showing_plot = not self.showing_plot
+        self.redraw()
+
+    def action_toggle_axis(self) -> None:
+        self.axis = "params" if self.axis == "hours" else "hours"
+        self.redraw()
 
     def action_export(self, fmt_name: str) -> None:
         if not self.table or not self.table.rows:
