@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep_parser(sub)
     _add_bench_parser(sub)
 
+    cache = sub.add_parser("cache", help="the frozen-encoder feature cache")
+    cache.add_argument("action", choices=("verify",),
+                       help="verify: hash every shard in full; damaged shards are dropped and encoded again by the next run that reads them")
+    cache.add_argument("key", nargs="*", help="entries to check (default: every entry)")
+    cache.add_argument("--cache-dir", help="the cache (default $LVMBENCH_CACHE or ./.lvmbench-cache)")
+
     lst = sub.add_parser("list", help="list datasets, backbones or methods")
     lst.add_argument("what", choices=("datasets", "backbones", "methods", "presets"))
     return parser
@@ -231,6 +237,26 @@ def cmd_ingest(args) -> int:
     return 0
 
 
+def cmd_cache(args) -> int:
+    from .train.cache import FeatureCache
+
+    root = Path(args.cache_dir) if args.cache_dir else paths.cache_dir()
+    entries = [e for e in FeatureCache.entries(root) if not args.key or e.key in args.key]
+    unknown = sorted(set(args.key) - {e.key for e in entries})
+    if unknown:
+        raise UserError(f"no feature cache entry {unknown[0]} in {root}")
+    damaged_entries = 0
+    for entry in entries:
+        damaged = entry.verify()
+        damaged_entries += bool(damaged)
+        verdict = (f"DAMAGED shard(s) {', '.join(map(str, damaged))}: dropped, encoded again by the next run"
+                   if damaged else "ok")
+        print(f"{entry.key}  {entry.rows} rows  {verdict}")
+    print(f"verified {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} in {root}: "
+          f"{damaged_entries} damaged")
+    return 1 if damaged_entries else 0
+
+
 def cmd_list(args) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -256,7 +282,7 @@ def cmd_list(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "demo": cmd_demo, "sweep": cmd_sweep, "sql": cmd_sql, "table": cmd_table,
-            "ingest": cmd_ingest, "list": cmd_list, "bench": cmd_bench}
+            "ingest": cmd_ingest, "list": cmd_list, "bench": cmd_bench, "cache": cmd_cache}
 
 
 def main(argv: list[str] | None = None) -> int:
