@@ -123,6 +123,8 @@ def _add_bench_parser(sub) -> None:
     b.add_argument("--max-seconds", type=float, default=150.0, help="start no new round after this long")
     b.add_argument("--compile", action="store_true", help="also time a torch.compile'd decoder")
     b.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
+    b.add_argument("--fused", type=int, default=0, metavar="K",
+                   help="also time K separate steps of tower + decoder against one tower pass feeding K decoders")
     b.add_argument("--format", choices=("table", "markdown", "json"), default="table")
     b.add_argument("--json", action="store_true", help="print one JSON object (same as --format json)")
 
@@ -133,7 +135,7 @@ def cmd_bench(args) -> int:
     fmt_name = "json" if args.json else args.format
     log = (lambda text: None) if fmt_name == "json" else (lambda text: print(f"  {text}", file=sys.stderr, flush=True))
     report = bench.run(args.backbone, args.batch_size, args.iters, args.max_seconds, args.compile, args.threads,
-                       log=log)
+                       log=log, fused=args.fused)
     bench.print_report(report, fmt_name)
     return 0
 
