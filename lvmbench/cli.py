@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--headless", action="store_true", help="run without the UI (the only mode of this command)")
     run.add_argument("--dataset", default="mnist-lt")
     run.add_argument("--backbone", default="tiny-clip")
-    run.add_argument("--method", default="ce")
+    run.add_argument("--method", default="ce",
+                     help="a method, or a comma-separated list: runs that share their inputs train as one fused group")
+    run.add_argument("--no-fuse", action="store_true", help="train the methods of a list one after another")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--data-root")
     run.add_argument("--pretrained", help="open_clip pretrained tag (e.g. openai) or a checkpoint file")
@@ -110,6 +112,8 @@ def _add_sweep_parser(sub) -> None:
     sw.add_argument("--slurm-array-parallelism", type=int, default=64, help="array tasks running at a time")
     sw.add_argument("--slurm-cluster", choices=("slurm", "local", "debug"), default="slurm",
                     help="submitit cluster (local: the same job arrays as processes on this machine)")
+    sw.add_argument("--no-fuse", action="store_true",
+                    help="local: train every run in its own process (default: runs that share dataset, weights, seed, sampler, batch and iterations train as one fused group, one tower pass per step)")
     sw.add_argument("--no-wait", action="store_true",
                     help="slurm: submit and return; collect later with `lvmbench ingest`")
     _add_store_args(sw)
@@ -149,7 +153,8 @@ def cmd_run(args) -> int:
         status = run_headless(dataset=args.dataset, backbone=args.backbone, method=args.method, seed=args.seed,
                               data_root=args.data_root, pretrained=args.pretrained, sets=args.set,
                               runs_dir=paths.runs_dir(args.runs_dir), results=paths.results_path(args.results),
-                              debug=args.debug, run_id=args.run_id, ingest=not args.no_ingest, nproc=args.nproc)
+                              debug=args.debug, run_id=args.run_id, ingest=not args.no_ingest, nproc=args.nproc,
+                              fuse=not args.no_fuse)
     return 0 if status.get("status") == "finished" else 1
 
 
@@ -193,7 +198,7 @@ def cmd_sweep(args) -> int:
         outcome = sweep.run_sweep(axes, paths.runs_dir(args.runs_dir), paths.results_path(args.results),
                                   executor=args.executor, gpus=sweep.split_list(args.gpus),
                                   max_parallel=args.max_parallel, nproc=args.nproc, slurm=slurm,
-                                  wait=not args.no_wait, dry=args.dry_run, debug=args.debug)
+                                  wait=not args.no_wait, dry=args.dry_run, debug=args.debug, fuse=not args.no_fuse)
     return 0 if outcome.ok else 1
 
 

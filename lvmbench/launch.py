@@ -31,22 +31,38 @@ def git_sha() -> str | None:
         return None
 
 
-def prepare(spec: dict, runs_dir: Path, sweep_id: str | None = None, run_id: str | None = None) -> RunDir:
-    """Create the run directory (status ``queued``) with the full resolved spec."""
+def prepare(spec: dict, runs_dir: Path, sweep_id: str | None = None, run_id: str | None = None,
+            fused_group: str | None = None, fused_size: int = 1) -> RunDir:
+    """Create the run directory (status ``queued``) with the full resolved spec (and, for a member
+    of a fused group, the group's id and size)."""
     spec = {**spec, "config_hash": config.config_hash(spec), "git_sha": git_sha(), "sweep_id": sweep_id}
+    if fused_group:
+        spec.update(fused_group=fused_group, fused_size=fused_size)
     return RunDir.create(Path(runs_dir), spec, run_id=run_id)
 
 
-def child_command(run: RunDir, debug: bool = False, nproc: int = 1) -> list[str]:
-    """``python -m lvmbench.train RUN_DIR``; with ``nproc`` > 1 the same through torchrun, one
-    process per GPU (or per CPU share), data-parallel (see ``lvmbench.train.distributed``)."""
+def prepare_group(specs: list[dict], runs_dir: Path, sweep_id: str | None = None) -> list[RunDir]:
+    """The run directories of specs that train together (one fused group; one spec: a plain run)."""
+    from .fused import new_group_id
+
+    group = new_group_id() if len(specs) > 1 else None
+    return [prepare(s, runs_dir, sweep_id, fused_group=group, fused_size=len(specs)) for s in specs]
+
+
+def child_command(run: RunDir, debug: bool = False, nproc: int = 1, members: list[RunDir] = ()) -> list[str]:
+    """``python -m lvmbench.train RUN_DIR [MEMBER_DIR ...]`` (``members``: the rest of a fused group);
+    with ``nproc`` > 1 the same through torchrun, one process per GPU (or per CPU share),
+    data-parallel (see ``lvmbench.train.distributed``)."""
     launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"] if nproc > 1 else []
-    return [sys.executable, *launcher, "-m", "lvmbench.train", str(run.path)] + (["--debug"] if debug else [])
+    dirs = [str(r.path) for r in (run, *members)]
+    return [sys.executable, *launcher, "-m", "lvmbench.train", *dirs] + (["--debug"] if debug else [])
 
 
-def spawn(run: RunDir, env: dict | None = None, debug: bool = False, nproc: int = 1) -> subprocess.Popen:
-    """Start the training child in its own session, no stdin, output to the run's ``stdout.log``."""
-    cmd = child_command(run, debug, nproc)
+def spawn(run: RunDir, env: dict | None = None, debug: bool = False, nproc: int = 1,
+          members: list[RunDir] = ()) -> subprocess.Popen:
+    """Start the training child in its own session, no stdin, output to the (first) run's ``stdout.log``;
+    the other members of a fused group write their own lines to theirs."""
+    cmd = child_command(run, debug, nproc, members)
     log = open(run.log_file, "ab")
     try:
         return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -125,15 +141,38 @@ def needs_stage1(spec: dict) -> bool:
     return catalog.method(spec["method"]).stage == 2 and not spec.get("stage1.run_id")
 
 
+def wait_group(proc: subprocess.Popen, runs: list[RunDir], on_poll=None, interval: float = 0.5) -> list[dict]:
+    """Wait for the child of a fused group, calling ``on_poll(steps)`` (one per run) as it trains;
+    return each run's final status."""
+    poll = (lambda: on_poll([progress_step(r) for r in runs])) if on_poll else (lambda: None)
+    while proc.poll() is None:
+        poll()
+        time.sleep(interval)
+    poll()
+    return [finalize(run, proc.returncode) for run in runs]
+
+
+def cancel_group(runs: list[RunDir], proc: subprocess.Popen | None = None) -> None:
+    """Stop a fused group's child and record as cancelled each member that had not ended."""
+    for run in runs:
+        if run.status().get("status") not in DONE:
+            cancel(run, proc)
+
+
+def group_members(runs_dir: Path, run: RunDir) -> list[RunDir]:
+    """``run`` and the other runs of its fused group that ended as it did (killed, failed or cancelled):
+    what a resume continues together."""
+    group, state = run.spec().get("fused_group"), run.status().get("status")
+    if not group:
+        return [run]
+    others = [r for r in list_runs(runs_dir) if r.spec().get("fused_group") == group and r.run_id != run.run_id
+              and recover(r).get("status") == state]
+    return [run, *others]
+
+
 def wait(proc: subprocess.Popen, run: RunDir, on_poll=None, interval: float = 0.5) -> dict:
     """Wait for a child, calling ``on_poll(step)`` as it trains; return its final status."""
-    while proc.poll() is None:
-        if on_poll:
-            on_poll(progress_step(run))
-        time.sleep(interval)
-    if on_poll:
-        on_poll(progress_step(run))
-    return finalize(run, proc.returncode)
+    return wait_group(proc, [run], on_poll and (lambda steps: on_poll(steps[0])), interval)[0]
 
 
 def child_alive(run: RunDir, status: dict) -> bool:

@@ -67,74 +67,106 @@ def execute(spec: dict, runs_dir: Path, results: Path, debug: bool = False, labe
     (unless told not to, or it failed on bad input); return its final status. ``resume``: continue
     that run in its own directory instead of creating one."""
     run = resume or launch.prepare(spec, runs_dir, run_id=run_id)
-    proc = launch.spawn(run, debug=debug, nproc=nproc)
-    iters = spec["train.iters"]
-    columns = [TextColumn(f"[bold]{label or run.run_id}"), BarColumn(), MofNCompleteColumn(),
+    return execute_group([run], results, debug, [label or run.run_id], ingest, nproc)[0]
+
+
+def execute_group(runs: list[RunDir], results: Path, debug: bool = False, labels: list[str] | None = None,
+                  ingest: bool = True, nproc: int = 1) -> list[dict]:
+    """Train prepared runs in one child, as one fused group (one run: a plain run), a progress bar
+    each; ingest them (unless told not to, or they failed on bad input); return their final statuses."""
+    proc = launch.spawn(runs[0], debug=debug, nproc=nproc, members=runs[1:])
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("train", total=iters)
+        bars = [progress.add_task(label, total=run.spec()["train.iters"])
+                for run, label in zip(runs, labels or [r.run_id for r in runs])]
+
+        def show(steps: list[int]) -> None:
+            for bar, step in zip(bars, steps):
+                progress.update(bar, completed=step)
+
         try:
-            status = launch.wait(proc, run, lambda step: progress.update(task, completed=step))
+            statuses = launch.wait_group(proc, runs, show)
         except (KeyboardInterrupt, Terminated):
-            launch.cancel(run, proc)
+            launch.cancel_group(runs, proc)
             if ingest:
-                ingest_quietly(results, run)
+                ingest_quietly(results, *runs)
             raise
-    if ingest and not status.get("user_error"):
-        ingest_quietly(results, run)
-    return status
+    if ingest:
+        ingest_quietly(results, *[r for r, st in zip(runs, statuses) if not st.get("user_error")])
+    return statuses
 
 
 def run_headless(dataset: str, backbone: str, method: str, seed: int, data_root: str | None,
                  pretrained: str | None, sets: list[str], runs_dir: Path, results: Path, debug: bool = False,
-                 run_id: str | None = None, ingest: bool = True, nproc: int = 1) -> dict:
-    """Resolve, preflight, train (stage 1 first when needed) and report one run. ``run_id`` names the
-    final run's directory (a stage-1 run gets its own id); ``ingest=False`` leaves the database to the
-    caller (the UI is its only writer while it runs)."""
+                 run_id: str | None = None, ingest: bool = True, nproc: int = 1, fuse: bool = True) -> dict:
+    """Resolve, preflight, train (stage 1 first when needed) and report one run, or one per method of a
+    comma-separated list (fused into groups that train together unless ``fuse=False``). ``run_id``
+    names the final run's directory (a stage-1 run gets its own id); ``ingest=False`` leaves the
+    database to the caller (the UI is its only writer while it runs). Returns the status of the
+    run, or of the first of several that did not finish."""
+    from . import fused
     from .store.db import check_is_duckdb
 
+    methods = [m.strip() for m in method.split(",") if m.strip()] or [method]
+    if run_id and len(methods) > 1:
+        raise UserError("--run-id names one run; drop it to train several methods")
     if run_id:
         check_run_id(runs_dir, run_id)
     check_is_duckdb(results)
-    spec = config.resolve(dataset, backbone, method, seed=seed, pretrained=pretrained,
-                          data_root=str(Path(data_root).expanduser().resolve()) if data_root else None,
-                          overrides=config.parse_sets(sets))
-    config.check_nproc(spec, nproc)
-    preflight(spec)
-    if launch.needs_stage1(spec):
-        stage1 = launch.stage1_spec(spec)
-        found = launch.find_finished(runs_dir, config.config_hash(stage1))
-        if found:
-            console.print(f"stage 1: reusing {found.run_id}")
-        else:
-            s1_status = execute(stage1, runs_dir, results, debug, label=f"stage 1 ({stage1['method']})",
-                                ingest=ingest, nproc=nproc)
-            if s1_status.get("status") != "finished":
-                raise UserError(f"stage-1 run {s1_status.get('run_id')} {s1_status.get('status')}: "
-                                f"{s1_status.get('error')}")
-            found = RunDir(runs_dir / s1_status["run_id"])
-        spec["stage1.run_id"] = found.run_id
-    status = execute(spec, runs_dir, results, debug, label=method, run_id=run_id, ingest=ingest, nproc=nproc)
-    print_outcome(RunDir(runs_dir / status["run_id"]), status)
-    return status
+    specs = [config.resolve(dataset, backbone, m, seed=seed, pretrained=pretrained,
+                            data_root=str(Path(data_root).expanduser().resolve()) if data_root else None,
+                            overrides=config.parse_sets(sets)) for m in methods]
+    for spec in specs:
+        config.check_nproc(spec, nproc)
+    for spec in {config.class_names_needed(s): s for s in specs}.values():
+        preflight(spec)
+    for spec in specs:
+        if launch.needs_stage1(spec):
+            spec["stage1.run_id"] = stage1_run(spec, runs_dir, results, debug, ingest, nproc).run_id
+    statuses = []
+    for group in fused.partition(specs, fuse):
+        runs = ([launch.prepare(specs[0], runs_dir, run_id=run_id)] if len(specs) == 1
+                else launch.prepare_group([specs[i] for i in group], runs_dir))
+        statuses += execute_group(runs, results, debug, [methods[i] for i in group], ingest, nproc)
+    for status in statuses:
+        print_outcome(RunDir(runs_dir / status["run_id"]), status)
+    return next((s for s in statuses if s.get("status") != "finished"), statuses[0])
+
+
+def stage1_run(spec: dict, runs_dir: Path, results: Path, debug: bool, ingest: bool, nproc: int) -> RunDir:
+    """The finished stage-1 run a two-stage spec starts from: found, or trained now."""
+    stage1 = launch.stage1_spec(spec)
+    found = launch.find_finished(runs_dir, config.config_hash(stage1))
+    if found:
+        console.print(f"stage 1: reusing {found.run_id}")
+        return found
+    s1_status = execute(stage1, runs_dir, results, debug, label=f"stage 1 ({stage1['method']})",
+                        ingest=ingest, nproc=nproc)
+    if s1_status.get("status") != "finished":
+        raise UserError(f"stage-1 run {s1_status.get('run_id')} {s1_status.get('status')}: {s1_status.get('error')}")
+    return RunDir(runs_dir / s1_status["run_id"])
 
 
 def resume_headless(run_id: str, runs_dir: Path, results: Path, debug: bool = False, ingest: bool = True,
                     nproc: int = 1) -> dict:
     """Continue a killed, failed or cancelled run in its own directory from its last checkpoint
-    (``ckpt/last.pt``; from the start when it has none), then ingest and report it."""
+    (``ckpt/last.pt``; from the start when it has none), then ingest and report it. A member of a
+    fused group continues together with the members that ended as it did."""
     from .store.db import check_is_duckdb
 
     check_is_duckdb(results)
     run = launch.resumable(runs_dir, run_id)
-    spec = run.spec()
-    config.check_nproc(spec, nproc)
-    preflight(spec)
-    launch.reopen(run)
-    status = execute(spec, runs_dir, results, debug, label=f"resume {spec['method']}", ingest=ingest,
-                     nproc=nproc, resume=run)
-    print_outcome(run, status)
-    return status
+    runs = launch.group_members(runs_dir, run)
+    for member in runs:
+        config.check_nproc(member.spec(), nproc)
+    preflight(run.spec())
+    for member in runs:
+        launch.reopen(member)
+    statuses = execute_group(runs, results, debug, [f"resume {r.spec()['method']}" for r in runs], ingest, nproc)
+    for member, status in zip(runs, statuses):
+        print_outcome(member, status)
+    return statuses[0]
 
 
 def print_outcome(run: RunDir, status: dict) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .. import launch
 from ..errors import UserError
-from ..rundir import DONE
+from ..fused import group_key
 from .grid import BLOCKED, PENDING, RUNNING, Job, ready, stage1_id
 
 
@@ -85,19 +85,29 @@ def block(job: Job, by_hash: dict[str, Job]) -> None:
 
 
 class LocalExecutor:
-    """Run a planned sweep's jobs on local slots, in plan order, as soon as their stage-1 run is done."""
+    """Run a planned sweep's jobs on local slots, in plan order, as soon as their stage-1 run is done.
+    With ``fuse`` (the default) the ready jobs that can train together start as one fused group in
+    one slot (see :mod:`lvmbench.fused`); each is still its own run."""
 
     def __init__(self, slots: list[Slot], runs_dir: Path, results: Path, sweep_id: str | None = None,
-                 nproc: int = 1, debug: bool = False, interval: float = 0.5):
+                 nproc: int = 1, debug: bool = False, interval: float = 0.5, fuse: bool = True):
         self.slots, self.runs_dir, self.results = slots, Path(runs_dir), Path(results)
-        self.sweep_id, self.nproc, self.debug, self.interval = sweep_id, nproc, debug, interval
+        self.sweep_id, self.nproc, self.debug, self.interval, self.fuse = sweep_id, nproc, debug, interval, fuse
+
+    def _group(self, job: Job, jobs: list[Job], by_hash: dict[str, Job], threads: int) -> list[Job]:
+        """``job`` and the ready, pending jobs that can train with it in one process."""
+        key = group_key(start_spec(job, by_hash, threads)) if self.fuse else None
+        if key is None:
+            return [job]
+        return [j for j in jobs if j.state == PENDING and ready(j, by_hash)
+                and group_key(start_spec(j, by_hash, threads)) == key]
 
     def run(self, jobs: list[Job], reporter: Reporter | None = None) -> None:
         from ..runner import ingest_quietly
 
         reporter = reporter or Reporter()
         by_hash = {j.hash: j for j in jobs}
-        free, running = list(self.slots), {}
+        free, running = list(self.slots), []  # running: (child, slot, its jobs)
         try:
             while True:
                 for job in jobs:
@@ -109,28 +119,31 @@ class LocalExecutor:
                         reporter.settled(job)
                     elif can and free:
                         slot = free.pop(0)
-                        job.run = launch.prepare(start_spec(job, by_hash, slot.threads), self.runs_dir, self.sweep_id)
-                        running[job.hash] = (launch.spawn(job.run, slot.env, self.debug, self.nproc), slot)
-                        job.state = RUNNING
-                        reporter.started(job)
+                        group = self._group(job, jobs, by_hash, slot.threads)
+                        runs = launch.prepare_group([start_spec(j, by_hash, slot.threads) for j in group],
+                                                    self.runs_dir, self.sweep_id)
+                        for j, run in zip(group, runs):
+                            j.run, j.state = run, RUNNING
+                            reporter.started(j)
+                        running.append((launch.spawn(runs[0], slot.env, self.debug, self.nproc, members=runs[1:]),
+                                        slot, group))
                 if not running and not any(j.state == PENDING for j in jobs):
                     return
                 time.sleep(self.interval)
-                for h, (proc, slot) in list(running.items()):
-                    job = by_hash[h]
-                    reporter.progress(job, launch.progress_step(job.run))
+                for entry in list(running):
+                    proc, slot, group = entry
+                    for job in group:
+                        reporter.progress(job, launch.progress_step(job.run))
                     if proc.poll() is None:
                         continue
-                    status = launch.finalize(job.run, proc.returncode)
-                    job.state, job.error = status.get("status"), status.get("error")
-                    ingest_quietly(self.results, job.run)
-                    del running[h]
+                    for job, status in zip(group, launch.wait_group(proc, [j.run for j in group])):
+                        job.state, job.error = status.get("status"), status.get("error")
+                        ingest_quietly(self.results, job.run)
+                        reporter.settled(job)
+                    running.remove(entry)
                     free.append(slot)
-                    reporter.settled(job)
         except BaseException:  # Ctrl-C, SIGTERM (see runner.cancel_on_sigterm) or a crash: no orphans
-            for h, (proc, _) in running.items():
-                job = by_hash[h]
-                if job.run.status().get("status") not in DONE:
-                    launch.cancel(job.run, proc)
-                ingest_quietly(self.results, job.run)
+            for proc, _, group in running:
+                launch.cancel_group([j.run for j in group], proc)
+                ingest_quietly(self.results, *[j.run for j in group])
             raise

@@ -382,6 +382,7 @@ def fit_group(members: list[Trainer], on_failure=None) -> list[dict]:
                     raise
                 m.failed = True
                 active.remove(m)
+                m.say(f"failed at step {step + 1}: {type(exc).__name__}: {exc}")
                 on_failure(m, exc)
             m.own_s += time.perf_counter() - t0
         if not active:
