@@ -28,6 +28,7 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in [
     _M("coop", "coop", "CoOp prompt tuning: learnable context vectors, frozen towers (Zhou et al. 2022)", loss="ce"),
     # Frozen CLIP + decoder trained with an imbalanced-learning loss (one stage).
     _M("ce", "decoder", "Decoder + cross-entropy", loss="ce"),
+    _M("cbs", "decoder", "Decoder + cross-entropy with class-balanced sampling (the study's CE + CBS row)", loss="ce", sampler="balanced"),
     _M("cbw", "decoder", "Decoder + class-balanced re-weighting (Cui et al. 2019 with beta)", loss="cbw"),
     _M("focal", "decoder", "Decoder + focal loss (Lin et al. 2017)", loss="focal"),
     _M("ldam", "decoder", "Decoder + LDAM margins (Cao et al. 2019)", loss="ldam"),

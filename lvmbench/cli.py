@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_args(sql, runs=False)
 
     table = sub.add_parser("table", help="the study's table layouts")
-    table.add_argument("kind", choices=("main", "backbones", "memory", "cost"))
+    table.add_argument("kind", choices=("main", "backbones", "memory", "cost", "recipes"),
+                       help="recipes: each method's test overall / few under recipe=paper and recipe=reference")
     table.add_argument("--dataset")
     table.add_argument("--backbone")
     table.add_argument("--carbon-intensity", type=float, default=0.544, help="kg CO2 per kWh (default 0.544)")

@@ -2,7 +2,10 @@
 
 A spec is a flat dict of dotted keys (``train.lr``) plus the run's identity (dataset, backbone,
 pretrained, method, seed, data_root). Defaults resolve in this order: the study's defaults, the
-dataset's profile (the embedded ``mnist-lt`` trains briefly), the method's profile, the user's ``--set``.
+recipe (``recipe=paper``: what the study's code ran; ``recipe=reference``: each method as its
+authors defined it), the dataset's profile (the embedded ``mnist-lt`` trains briefly), the method's
+profile, the user's ``--set``. Every setting a recipe decides is a key of its own, so it shows in
+``spec.json`` and in the config hash.
 """
 from __future__ import annotations
 
@@ -36,7 +39,10 @@ def _unit(v):
     return 0 <= v <= 1
 
 
+RECIPES = ("paper", "reference")
+
 SCHEMA: dict[str, Param] = {
+    "recipe": Param("paper", str, choices=RECIPES),
     # The study's training recipe (Wang et al. 2023, Sec. 4).
     "train.iters": Param(8192, int, _pos, "> 0"),
     "train.batch_size": Param(256, int, _pos, "> 0"),
@@ -45,6 +51,12 @@ SCHEMA: dict[str, Param] = {
     "train.nesterov": Param(True, bool),
     "train.weight_decay": Param(5e-4, float, _nonneg, ">= 0"),
     "train.warmup_iters": Param(512, int, _nonneg, ">= 0"),
+    # The study's schedule: linear warm-up, then max(0, cos(pi * cycles * progress)) (7/16 ends at ~0.2 lr).
+    "train.cosine_cycles": Param(7 / 16, float, _pos, "> 0 (0.5 ends at 0)"),
+    # Which split chooses the evaluated weights: the best val (or test) overall accuracy, or the final ones.
+    "train.select": Param("val", str, choices=("val", "test", "final")),
+    # Which parameters weight decay applies to: matrices only (the study's rule: no 1-D tensors, no biases) or all.
+    "train.decay_params": Param("matrices", str, choices=("matrices", "all")),
     "train.eval_every": Param(256, int, _pos, "> 0"),
     "train.optimizer": Param("sgd", str, choices=("sgd", "adamw")),
     "train.num_workers": Param(-1, int, lambda v: v >= -1, ">= 0, or -1 for auto (GPU: up to 8, CPU: 0)"),
@@ -53,6 +65,9 @@ SCHEMA: dict[str, Param] = {
     "decoder.depth": Param(3, int, _nonneg, ">= 0"),
     "decoder.heads": Param(4, int, _pos, "> 0"),
     "decoder.mlp_ratio": Param(0.5, float, _pos, "> 0"),
+    "decoder.final_norm": Param(False, bool),  # the study's classifier reads the last block's token 0 directly
+    # Decoder and linear-head init: the study's (PyTorch's default weights, zero biases) or timm's (trunc. normal 0.02).
+    "decoder.init": Param("study", str, choices=("study", "timm")),
     "head.kind": Param("linear", str, choices=("linear", "cosine")),
     "head.scale": Param(30.0, float, _pos, "> 0"),
     "head.init": Param("random", str, choices=("random", "text")),
@@ -64,7 +79,14 @@ SCHEMA: dict[str, Param] = {
     "data.classnames": Param(None, str),
     "data.on_bad_image": Param("fail", str, choices=("fail", "skip")),
     "data.subsample_lt": Param(False, bool),
+    # Image preprocessing: the study's transforms (ImageNet statistics, bilinear) or open_clip's (CLIP's, bicubic).
+    "data.transform": Param("study", str, choices=("study", "open_clip")),
     "stage1.run_id": Param(None, str),
+    # Class-balanced sampling: the study's weighted draws without replacement, or a class drawn uniformly.
+    "sampler.balanced": Param("study", str, choices=("study", "uniform")),
+    # cRT's classifier at the start of stage 2: the study's rule (re-initialised for ResNets, kept for ViTs).
+    "crt.reinit": Param("by_backbone", str, choices=("by_backbone", "always", "never")),
+    "disalign.confidence_init": Param("torch", str, choices=("torch", "authors")),
     "zeroshot.templates": Param("auto", str, choices=("auto", "imagenet", "generic", "simple")),
     "coop.n_ctx": Param(16, int, _pos, "> 0"),
     "coop.shots": Param(0, int, _nonneg, ">= 0 (0 = full data)"),
@@ -83,20 +105,42 @@ SCHEMA: dict[str, Param] = {
 NOT_HASHED = {"train.num_workers", "train.log_every", "train.threads", "ckpt.every", "data.on_bad_image",
               "train.compile"}
 
+# What each recipe sets (README, "Fidelity", lists the upstream file of every difference).
+RECIPE_PROFILES: dict[str, dict[str, Any]] = {
+    "paper": {},  # the schema's defaults are the study's code
+    "reference": {"sampler.balanced": "uniform", "crt.reinit": "always", "disalign.confidence_init": "authors",
+                  "data.transform": "open_clip"},
+}
+STAGE2_METHODS = ("crt", "lws", "disalign", "marc")
+RECIPE_METHOD_PROFILES: dict[tuple[str, str], dict[str, Any]] = {
+    # The study's LDAM: linear head, CE(z - m_y), no scale, no DRW.
+    ("paper", "ldam"): {"head.kind": "linear", "loss.s": 1.0, "loss.drw_start": None},
+    # Cao et al.'s LDAM-DRW: cosine classifier, s = 30, re-weighting from 80 % of training (epoch 160 of 200).
+    ("reference", "ldam"): {"head.kind": "cosine", "head.scale": 1.0, "loss.s": 30.0, "loss.drw_start": 0.8},
+    # The authors' stage-2 optimizers (classifier-balancing, DisAlign's cvpods) decay every parameter.
+    **{("reference", m): {"train.decay_params": "all"} for m in STAGE2_METHODS},
+}
+RECIPE_DATASET_PROFILES: dict[tuple[str, str], dict[str, Any]] = {
+    # The study's iNaturalist 2018 evaluation list is also its validation list: it selects on the test split.
+    ("paper", "inat18"): {"train.select": "test"},
+}
+
 # The embedded default trains briefly so that a run takes seconds on a laptop CPU.
 DATASET_PROFILES: dict[str, dict[str, Any]] = {
+    # The study defines transforms for its three datasets only: mnist-lt keeps tiny-clip's own preprocessing.
     "mnist-lt": {"train.iters": 300, "train.batch_size": 128, "train.warmup_iters": 30,
-                 "train.eval_every": 100, "train.lr": 0.03,
+                 "train.eval_every": 100, "train.lr": 0.03, "data.transform": "open_clip",
                  "coop.n_ctx": 4},  # tiny-clip's text context holds 16 tokens: 16 context vectors leave no room
 }
 
 # Method-specific recipes from the study.
+# The baselines are not in the study's code: they read images as CLIP's own preprocessing prepares them.
 METHOD_PROFILES: dict[str, dict[str, Any]] = {
+    "zeroshot": {"data.transform": "open_clip"},
+    "linear_probe": {"data.transform": "open_clip"},
     "full_finetune": {"train.optimizer": "adamw", "train.lr": 3e-5, "train.batch_size": 128,
-                      "train.weight_decay": 0.1},
-    "coop": {"train.lr": 0.002},
-    # LDAM (Cao et al. 2019): the loss scales cosine logits by s (loss.s=30), so the head emits raw cosines.
-    "ldam": {"head.kind": "cosine", "head.scale": 1.0},
+                      "train.weight_decay": 0.1, "data.transform": "open_clip"},
+    "coop": {"train.lr": 0.002, "data.transform": "open_clip"},
 }
 
 # A method's recipe adapted to a dataset's profile, applied last. The embedded default trains 300 steps:
@@ -135,6 +179,9 @@ def check_value(key: str, value: Any) -> None:
     param = SCHEMA[key]
     if value is None:
         return
+    if key == "recipe" and value not in RECIPES:
+        raise UserError(f"unknown recipe '{value}'; choose from paper (what the study's code ran) or reference "
+                        "(each method as its authors' code defines it)")
     if param.choices and value not in param.choices:
         raise UserError(f"{key}={value}: choose from {', '.join(param.choices)}")
     if param.check and not param.check(value):
@@ -176,12 +223,19 @@ def resolve(dataset: str, backbone: str, method: str, *, seed: int = 0, pretrain
     if dataset not in catalog.DATASETS:
         raise unknown("dataset", dataset, catalog.DATASETS)
     info = catalog.method(method)
+    overrides = overrides or {}
+    recipe = overrides.get("recipe", SCHEMA["recipe"].default)
+    check_value("recipe", recipe)
     spec: dict[str, Any] = {k: p.default for k, p in SCHEMA.items()}
+    spec["recipe"] = recipe
+    spec.update(RECIPE_PROFILES[recipe])
     spec.update(DATASET_PROFILES.get(dataset, {}))
+    spec.update(RECIPE_DATASET_PROFILES.get((recipe, dataset), {}))
     spec.update(METHOD_PROFILES.get(method, {}))
+    spec.update(RECIPE_METHOD_PROFILES.get((recipe, method), {}))
     spec.update(DATASET_METHOD_PROFILES.get((dataset, method), {}))
     spec["loss"] = info.loss
-    spec.update(overrides or {})
+    spec.update(overrides)
     if seed < 0:
         raise UserError(f"--seed {seed}: must be >= 0")
     spec.update(dataset=dataset, backbone=backbone, method=method, seed=int(seed),

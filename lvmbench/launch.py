@@ -19,7 +19,8 @@ from .rundir import DONE, RunDir, list_runs, now
 STAGE1_METHOD = "ce"
 # Every setting of a two-stage run is shared with its stage-1 run but these: so a grid's own ``ce``
 # run (same --set) is the stage-1 run of its two-stage runs.
-STAGE1_OWN = ("loss", "stage1.run_id")
+# ``train.decay_params`` is one of them: under recipe=reference only stage 2 decays every parameter.
+STAGE1_OWN = ("loss", "stage1.run_id", "train.decay_params")
 
 
 def git_sha() -> str | None:

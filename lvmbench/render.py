@@ -76,3 +76,6 @@ def print_table(results, kind: str, dataset: str | None = None, backbone: str | 
         console.print(f"no finished runs{' for ' + dataset if dataset else ''} in the results database")
         return
     render(table.columns, table.rows, fmt_name, title=table.title, best=tables.best_per_column(table), console=console)
+    if fmt_name in ("table", "markdown"):
+        for note in table.notes:
+            console.print(note, markup=False, highlight=False)

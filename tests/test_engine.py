@@ -1,5 +1,6 @@
 """The training engine on the embedded dataset, in-process, with tiny budgets."""
 import copy
+import math
 
 import pytest
 import torch
@@ -41,10 +42,13 @@ def stage1(tmp_path_factory, random_tiny_clip):
 
 
 def test_lr_schedule_warmup_then_cosine():
-    assert lr_factor(0, 4, 20) == pytest.approx(0.25)
-    assert lr_factor(3, 4, 20) == pytest.approx(1.0)
-    assert lr_factor(12, 4, 20) == pytest.approx(0.5)  # half-way through the cosine
-    assert lr_factor(20, 4, 20) == pytest.approx(0.0)
+    # Both recipes run the study's schedule (warm-up from 0, cosine over 7/16 of a cycle);
+    # train.cosine_cycles=0.5 is a quarter of a cosine period that ends at 0.
+    assert lr_factor(0, 4, 20) == 0.0 and lr_factor(2, 4, 20) == pytest.approx(0.5)
+    assert lr_factor(4, 4, 20) == pytest.approx(1.0)
+    assert lr_factor(12, 4, 20, cycles=0.5) == pytest.approx(math.sqrt(0.5))  # half-way: cos(pi / 4)
+    assert lr_factor(20, 4, 20, cycles=0.5) == pytest.approx(0.0)
+    assert lr_factor(20, 4, 20) == pytest.approx(0.19509, abs=1e-5)  # cos(7 pi / 16)
 
 
 def test_stage1_run_writes_its_directory(stage1):
@@ -57,6 +61,7 @@ def test_stage1_run_writes_its_directory(stage1):
     steps = [m["step"] for m in stage1.metrics() if "loss" in m]
     assert steps == [2, 4, 6]
     assert any("val/overall" in m for m in stage1.metrics())
+    assert status["selected_on"] == "val" and status["best_step"] in (3, 6)
 
 
 def test_frozen_backbone_gets_no_gradient(stage1, random_tiny_clip):
@@ -65,9 +70,12 @@ def test_frozen_backbone_gets_no_gradient(stage1, random_tiny_clip):
     assert not trainer.backbone.training
 
 
-@pytest.mark.parametrize("method,trainable", [("crt", None), ("lws", 10), ("disalign", None), ("marc", 20)])
-def test_stage2_trains_only_its_parameters(stage1, random_tiny_clip, method, trainable):
-    run = make_run(stage1.path.parent, method, random_tiny_clip, **{"stage1.run_id": stage1.run_id})
+@pytest.mark.parametrize("method,trainable,reinit", [("crt", None, False), ("crt", None, True), ("lws", 10, False),
+                                                     ("disalign", None, False), ("marc", 20, False)])
+def test_stage2_trains_only_its_parameters(stage1, random_tiny_clip, method, trainable, reinit):
+    # tiny-clip is a ViT: the study's cRT (recipe=paper) keeps its classifier, crt.reinit=always re-initialises it
+    extra = {"crt.reinit": "always"} if reinit else {}
+    run = make_run(stage1.path.parent, method, random_tiny_clip, **{"stage1.run_id": stage1.run_id}, **extra)
     trainer = Trainer(run)
     model = trainer.task.model
     s1 = DecoderClassifier.from_spec(stage1.spec(), 64, 10)
@@ -75,7 +83,7 @@ def test_stage2_trains_only_its_parameters(stage1, random_tiny_clip, method, tra
     decoder_before = copy.deepcopy(model.stage1.decoder.state_dict())
     backbone_before = copy.deepcopy(trainer.backbone.state_dict())
     head_before = copy.deepcopy(model.stage1.head.state_dict())
-    if method == "crt":  # cRT re-initialises the classifier (Kang et al. 2020)
+    if reinit:  # cRT as Kang et al. 2020 define it re-initialises the classifier
         assert not torch.equal(head_before["weight"], s1.head.weight)
     else:
         assert torch.equal(head_before["weight"], s1.head.weight)
@@ -106,3 +114,16 @@ def test_data_workers_auto():
     assert data_workers(-1, torch.device("cpu")) == 0
     assert 1 <= data_workers(-1, torch.device("cuda")) <= 8
     assert data_workers(3, torch.device("cpu")) == 3
+
+
+@pytest.mark.parametrize("method,extra", [("cbs", {"data.transform": "study"}),
+                                          ("ldam", {"recipe": "reference", "train.select": "final"})])
+def test_recipe_paths_train_end_to_end(tmp_path, random_tiny_clip, method, extra):
+    """The study's sampler and transforms (cbs under paper), and LDAM-DRW with a cosine head under
+    reference, on the real training path; status.json says which split chose the weights."""
+    run = make_run(tmp_path, method, random_tiny_clip, **extra)
+    status = train_run(run)
+    assert status["status"] == "finished"
+    assert status["selected_on"] == ("final" if extra.get("train.select") == "final" else "val")
+    assert (status["best_step"] is None) == (status["selected_on"] == "final")
+    assert 0 <= run.evaluation("test")["overall"] <= 100

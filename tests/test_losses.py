@@ -96,9 +96,9 @@ def test_ldam_margins_and_formula():
         z[np.arange(len(y)), y] -= m[y]
         return _nll(s * z, y).mean()
 
-    _check("ldam", lambda z, y: ldam(z, y, 1.0), s=1.0)
+    _check("ldam", lambda z, y: ldam(z, y, 1.0))  # the study's ldam_loss (recipe=paper): no scale
     logits, targets = _batch()
-    _check("ldam", lambda z, y: ldam(z, y, 30.0), logits=logits / 10, targets=targets)
+    _check("ldam", lambda z, y: ldam(z, y, 30.0), logits=logits / 10, targets=targets, recipe="reference")
 
 
 def test_ldam_drw_switches_on_with_progress():
@@ -141,12 +141,13 @@ def _lade_reference(z, y, alpha=0.1, lam=0.1):
 
 
 def test_lade():
-    _check("lade", _lade_reference)
-    _check("lade", lambda z, y: _lade_reference(z, y, 0.5, 0.01), alpha=0.5, remine_lambda=0.01)
+    # The authors' LADE (recipe=reference): the regulariser reads the raw logits.
+    _check("lade", _lade_reference, recipe="reference")
+    _check("lade", lambda z, y: _lade_reference(z, y, 0.5, 0.01), alpha=0.5, remine_lambda=0.01, recipe="reference")
     # a batch that misses classes 2 and 3 (first_c = 0 for them)
     logits, _ = _batch(n=5, seed=3)
     targets = torch.tensor([0, 1, 0, 0, 1])
-    _check("lade", _lade_reference, logits=logits, targets=targets)
+    _check("lade", _lade_reference, logits=logits, targets=targets, recipe="reference")
 
 
 def test_grw():
@@ -216,7 +217,7 @@ def test_registry_defaults_match_constructors():
     for name, info in LOSSES.items():
         assert info.description
         params = inspect.signature(info.cls.__init__).parameters
-        ctor = {k: p.default for k, p in params.items() if k not in ("self", "class_counts")}
+        ctor = {k: p.default for k, p in params.items() if k not in ("self", "class_counts", "recipe")}
         assert ctor == info.defaults, name
 
 

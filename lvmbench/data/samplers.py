@@ -8,7 +8,45 @@ from typing import Any, Iterator
 import numpy as np
 from torch.utils.data import Sampler
 
-__all__ = ["ClassBalancedSampler"]
+__all__ = ["ClassBalancedSampler", "StudyWeightedSampler", "STUDY_EPOCHS"]
+
+# The study's generator (scripts/config_generator_imb_clip.py) sets ``epoch: 32``: its samplers draw
+# ``num_train_iter // 32`` batches per epoch.
+STUDY_EPOCHS = 32
+
+
+class StudyWeightedSampler:
+    """The study's "class-balanced" sampler, as its code runs it.
+
+    Imbalance-VLM's ``WeightedDistributedSampler`` (``imblearn/datasets/samplers/sampler.py``) gives
+    sample i the weight 1 / n_{y_i} but draws with ``torch.multinomial(..., replacement=False)``: an
+    epoch of ``epoch_samples`` draws is a concatenation of weighted random permutations of the whole
+    training set, the last one cut short. Every sample appears once per permutation, so the class
+    shares stay close to instance sampling; only the cut permutation leans towards the tail.
+
+    Drawing all n items one at a time, each with probability proportional to its weight among those
+    left, orders them as the ascending race E_i / w_i with E_i ~ Exp(1); that is how a permutation
+    is drawn here (the same distribution as the study's, not its random stream).
+    """
+
+    def __init__(self, labels, epoch_samples: int, seed: int = 0):
+        labels = np.asarray(labels).ravel()
+        if labels.size == 0 or epoch_samples <= 0:
+            raise ValueError("need labels and epoch_samples > 0")
+        self.weights = 1.0 / np.bincount(labels)[labels]
+        self.n, self.epoch_samples, self.seed = labels.size, int(epoch_samples), int(seed)
+
+    def weighted_permutation(self, rng: np.random.Generator) -> np.ndarray:
+        return np.argsort(rng.standard_exponential(self.n) / self.weights, kind="stable")
+
+    def global_indices(self, epoch: int) -> np.ndarray:
+        """The ``epoch_samples`` dataset indices of ``epoch``."""
+        rng = np.random.default_rng([self.seed, epoch])
+        repeats, remain = divmod(self.epoch_samples, self.n)
+        parts = [self.weighted_permutation(rng) for _ in range(repeats)]
+        if remain:
+            parts.append(self.weighted_permutation(rng)[:remain])
+        return np.concatenate(parts)
 
 
 class ClassBalancedSampler(Sampler[int]):

@@ -9,7 +9,9 @@ clamped to at least 1 before deriving priors ``pi_c = n_c / N`` and weights,
 so a class that is absent from the training set gets a small but finite prior
 (no ``log 0`` or division by zero).
 
-Use :func:`build_loss` with a name from :data:`LOSSES`.
+Use :func:`build_loss` with a name from :data:`LOSSES` and a recipe: ``paper`` is the study's
+code (Imbalance-VLM, ``imblearn/algorithms/supervised/utils.py``), ``reference`` each method's
+authors' code. Only LDAM (its defaults) and LADE (its regulariser) differ between them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+RECIPES = ("paper", "reference")
 
 __all__ = [
     "LOSSES",
@@ -72,6 +76,12 @@ def effective_number_weights(counts: torch.Tensor, beta: float) -> torch.Tensor:
     counts = _as_counts(counts)
     weights = (1.0 - beta) / (1.0 - torch.pow(torch.tensor(beta, dtype=torch.float64), counts))
     return _normalise_to_num_classes(weights)
+
+
+def _check_recipe(recipe: str) -> str:
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; valid: {', '.join(RECIPES)}")
+    return recipe
 
 
 # --------------------------------------------------------------------------- losses
@@ -157,7 +167,8 @@ class LDAMLoss(ImbalancedLoss):
     Margin Loss", NeurIPS 2019. The true-class logit is lowered by
     m_c = max_m * n_c^(-1/4) / max_j n_j^(-1/4), then cross-entropy is taken of
     ``s`` times the logits (``s`` = 30 suits a cosine classifier; with s = 1 the
-    loss is CE(z - m_y)). With ``drw_start`` set, once
+    loss is CE(z - m_y), which is what the study's ``ldam_loss`` computes: it
+    takes ``s`` but never uses it, and has no DRW). With ``drw_start`` set, once
     ``set_progress(fraction)`` reports ``fraction >= drw_start`` the
     cross-entropy is weighted by effective-number weights (beta = 0.9999,
     summing to C), as in the paper's LDAM-DRW schedule.
@@ -165,7 +176,7 @@ class LDAMLoss(ImbalancedLoss):
 
     DRW_BETA = 0.9999
 
-    def __init__(self, class_counts, max_m: float = 0.5, s: float = 30.0,
+    def __init__(self, class_counts, max_m: float = 0.5, s: float = 1.0,
                  drw_start: float | None = None):
         super().__init__(class_counts)
         if max_m < 0 or s <= 0:
@@ -220,35 +231,52 @@ class LADELoss(ImbalancedLoss):
     """LADE: CE(z + log pi) + alpha * L_LADE.
 
     Hong et al., "Disentangling Label Distribution for Long-tailed Visual
-    Recognition", CVPR 2021. The regulariser follows the authors' code and is
-    computed on the raw logits z of a batch of N samples. For each class c:
+    Recognition", CVPR 2021. For a batch of N samples, with u the logits the
+    regulariser reads, for each class c:
 
-    * first_c  = mean of z_c over the batch samples of class c (0 if none),
-    * second_c = logsumexp_i(z_ic - log pi_c + log(1/C)) - log N,
+    * first_c  = mean of u_c over the batch samples of class c (0 if none),
+    * second_c = logsumexp_i(u_ic - log(pi_c + 1e-9) + log(1/C + 1e-9)) - log N,
     * term_c   = first_c - second_c - remine_lambda * second_c^2,
 
     and L_LADE = -sum_c pi_c * term_c.
+
+    ``recipe="reference"`` follows the authors' code (``loss/LADELoss.py``,
+    ``loss/PriorCELoss.py``): u = z, the raw logits, and the cross-entropy
+    reads z + log(pi + 1e-9). ``recipe="paper"`` follows the study's
+    ``lade_loss``, which overwrites the logits with z + log pi before both
+    terms: u = z + log pi and the cross-entropy reads z + log pi.
     """
 
-    def __init__(self, class_counts, alpha: float = 0.1, remine_lambda: float = 0.1):
+    EPS = 1e-9
+
+    def __init__(self, class_counts, alpha: float = 0.1, remine_lambda: float = 0.1, recipe: str = "paper"):
         super().__init__(class_counts)
         self.alpha = float(alpha)
         self.remine_lambda = float(remine_lambda)
+        self.recipe = _check_recipe(recipe)
+        prior = self.log_prior.double().exp()
+        self.register_buffer("log_prior_eps", (prior + self.EPS).log().float())
+        self.log_uniform = math.log(1.0 / self.num_classes + self.EPS)
+
+    def adjusted(self, logits: torch.Tensor) -> torch.Tensor:
+        """The prior-adjusted logits the cross-entropy reads."""
+        return logits + (self.log_prior if self.recipe == "paper" else self.log_prior_eps)
 
     def regulariser(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """L_LADE of the batch (see class docstring)."""
+        """L_LADE of the batch (see class docstring); ``logits`` are the raw logits z."""
         logits, targets = self._check(logits, targets)
+        u = self.adjusted(logits) if self.recipe == "paper" else logits
         one_hot = F.one_hot(targets, self.num_classes).float()           # [N, C]
         per_class_n = one_hot.sum(0)
-        first = (one_hot * logits).sum(0) / per_class_n.clamp_min(1.0)  # [C]
-        shifted = logits - self.log_prior - math.log(self.num_classes)
+        first = (one_hot * u).sum(0) / per_class_n.clamp_min(1.0)       # [C]
+        shifted = u - self.log_prior_eps + self.log_uniform
         second = torch.logsumexp(shifted, dim=0) - math.log(logits.size(0))
         term = first - second - self.remine_lambda * second.pow(2)
         return -(self.log_prior.exp() * term).sum()
 
     def forward(self, logits, targets):
         logits, targets = self._check(logits, targets)
-        ce = F.cross_entropy(logits + self.log_prior, targets)
+        ce = F.cross_entropy(self.adjusted(logits), targets)
         return ce + self.alpha * self.regulariser(logits, targets)
 
 
@@ -279,24 +307,29 @@ class LossInfo:
     """A loss class, a one-line description and its hyper-parameter defaults.
 
     Every hyper-parameter is a float; a default of ``None`` means "off" and
-    ``None`` is then also an accepted value.
+    ``None`` is then also an accepted value, as it is for the names in
+    ``optional``. ``recipe_defaults`` replaces some defaults under a recipe;
+    ``takes_recipe`` says whether the loss's formula itself depends on it.
     """
 
     cls: type[ImbalancedLoss]
     description: str
     defaults: dict[str, float | None] = field(default_factory=dict)
+    recipe_defaults: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    optional: frozenset = frozenset()
+    takes_recipe: bool = False
 
-    def check(self, hparams: dict[str, Any]) -> dict[str, float | None]:
-        """Validate names and types of ``hparams``; return defaults updated by them."""
+    def check(self, hparams: dict[str, Any], recipe: str = "paper") -> dict[str, float | None]:
+        """Validate names and types of ``hparams``; return the recipe's defaults updated by them."""
         unknown = sorted(set(hparams) - set(self.defaults))
         if unknown:
             valid = ", ".join(sorted(self.defaults)) or "none"
             raise ValueError(
                 f"unknown hyper-parameter(s) {unknown} for loss {self.cls.__name__}; valid: {valid}"
             )
-        merged = dict(self.defaults)
+        merged = {**self.defaults, **self.recipe_defaults.get(_check_recipe(recipe), {})}
         for key, value in hparams.items():
-            if value is None and self.defaults[key] is None:
+            if value is None and (self.defaults[key] is None or key in self.optional):
                 merged[key] = None
                 continue
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -312,19 +345,22 @@ LOSSES: dict[str, LossInfo] = {
                     {"beta": None}),
     "focal": LossInfo(FocalLoss, "focal loss (Lin et al. 2017)", {"gamma": 2.0}),
     "ldam": LossInfo(LDAMLoss, "label-distribution-aware margin loss, optional DRW (Cao et al. 2019)",
-                     {"max_m": 0.5, "s": 30.0, "drw_start": None}),
+                     {"max_m": 0.5, "s": 1.0, "drw_start": None},
+                     recipe_defaults={"reference": {"s": 30.0, "drw_start": 0.8}}, optional=frozenset({"drw_start"})),
     "balanced_softmax": LossInfo(BalancedSoftmaxLoss, "balanced softmax CE(z + log prior) (Ren et al. 2020)"),
     "lade": LossInfo(LADELoss, "balanced softmax + LADE regulariser (Hong et al. 2021)",
-                     {"alpha": 0.1, "remine_lambda": 0.1}),
+                     {"alpha": 0.1, "remine_lambda": 0.1}, takes_recipe=True),
     "grw": LossInfo(GRWLoss, "generalised re-weighting prior^-rho (Zhang et al. 2021)", {"rho": 1.2}),
     "logit_adjust": LossInfo(LogitAdjustedLoss, "logit-adjusted CE(z + tau log prior) (Menon et al. 2021)",
                              {"tau": 1.0}),
 }
 
 
-def build_loss(name: str, class_counts, **hparams) -> ImbalancedLoss:
-    """Build the loss ``name`` of :data:`LOSSES` for the given training class counts."""
+def build_loss(name: str, class_counts, recipe: str = "paper", **hparams) -> ImbalancedLoss:
+    """Build the loss ``name`` of :data:`LOSSES` for the given training class counts, as the
+    ``recipe`` defines it (``paper``: the study's code; ``reference``: the method's authors' code)."""
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; valid: {', '.join(LOSSES)}")
     info = LOSSES[name]
-    return info.cls(class_counts, **info.check(hparams))
+    extra = {"recipe": recipe} if info.takes_recipe else {}
+    return info.cls(class_counts, **info.check(hparams, recipe), **extra)

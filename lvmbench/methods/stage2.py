@@ -3,6 +3,10 @@
 Each adjuster is an ``nn.Module`` with ``forward(features, logits)`` where
 ``features`` [B, D] is the input of the stage-1 linear classifier and
 ``logits`` [B, C] its output; it returns adjusted logits [B, C] in float32.
+
+Shapes follow the study's code (``imblearn/algorithms/supervised/utils.py``) and the authors': LWS's
+scales are a vector [C]; DisAlign's and MARC's scale and bias are [1, C] matrices, so the study's
+optimizer (weight decay on tensors of 2 or more dimensions) decays them and not LWS's.
 """
 
 from __future__ import annotations
@@ -35,13 +39,21 @@ class DisAlign(nn.Module):
     Visual Recognition", CVPR 2021. sigma = sigmoid(Linear(feat_dim, 1)(x)) is
     an input-dependent confidence; s starts at 1 and b at 0, so at
     initialisation z' = (1 + sigma) * z. Trainable parameters: 2C + D + 1.
+
+    ``confidence_init="torch"`` keeps PyTorch's default init of the confidence
+    layer (the study's ``DisAlign_Net``); ``"authors"`` sets its weight to 0.1,
+    as the authors' ``DisAlignLinear`` does.
     """
 
-    def __init__(self, num_classes: int, feat_dim: int):
+    def __init__(self, num_classes: int, feat_dim: int, confidence_init: str = "torch"):
         super().__init__()
         self.confidence = nn.Linear(feat_dim, 1)
-        self.scale = nn.Parameter(torch.ones(num_classes))
-        self.bias = nn.Parameter(torch.zeros(num_classes))
+        if confidence_init == "authors":
+            nn.init.constant_(self.confidence.weight, 0.1)
+        elif confidence_init != "torch":
+            raise ValueError(f"confidence_init must be torch or authors, got {confidence_init!r}")
+        self.scale = nn.Parameter(torch.ones(1, num_classes))
+        self.bias = nn.Parameter(torch.zeros(1, num_classes))
 
     def forward(self, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         sigma = torch.sigmoid(self.confidence(features.float()))  # [B, 1]
@@ -66,8 +78,8 @@ class MARC(nn.Module):
             raise ValueError(f"classifier_weight must be [C, D], got {tuple(weight.shape)}")
         num_classes = weight.size(0)
         self.register_buffer("weight_norm", weight.norm(dim=1).clone())
-        self.a = nn.Parameter(torch.ones(num_classes))
-        self.b = nn.Parameter(torch.zeros(num_classes))
+        self.a = nn.Parameter(torch.ones(1, num_classes))
+        self.b = nn.Parameter(torch.zeros(1, num_classes))
 
     def forward(self, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         return self.a * logits.float() + self.b * self.weight_norm

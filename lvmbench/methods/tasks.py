@@ -54,10 +54,17 @@ def load_stage1(spec: dict, run_path: Path, width: int, num_classes: int) -> Dec
     return model
 
 
+def crt_reinit(spec: dict, is_vit: bool) -> bool:
+    """Whether cRT starts from a fresh classifier: ``crt.reinit=by_backbone`` is the study's rule
+    (``Crt_Net`` re-initialises the classifier of its ResNet nets, not of its ViT nets)."""
+    return {"always": True, "never": False, "by_backbone": not is_vit}[spec.get("crt.reinit", "always")]
+
+
 def build_task(spec: dict, backbone, dataset, run_path: Path) -> Task:
     info = catalog.method(spec["method"])
     counts = dataset.train_counts
-    loss = build_loss(spec["loss"], counts, **config.loss_hparams(spec)) if spec["loss"] else None
+    recipe = spec.get("recipe", "paper")
+    loss = build_loss(spec["loss"], counts, recipe, **config.loss_hparams(spec)) if spec["loss"] else None
     if info.kind == "decoder":
         model = DecoderClassifier.from_spec(spec, backbone.width, dataset.num_classes)
         if spec["head.init"] == "text":
@@ -67,7 +74,9 @@ def build_task(spec: dict, backbone, dataset, run_path: Path) -> Task:
         return Task(model, "tokens", loss, info.sampler)
     if info.kind == "stage2":
         stage1 = load_stage1(spec, run_path, backbone.width, dataset.num_classes)
-        return Task(Stage2Classifier(stage1, info.name), "tokens", loss, info.sampler)
+        model = Stage2Classifier(stage1, info.name, crt_reinit(spec, backbone.is_vit),
+                                 spec.get("disalign.confidence_init", "torch"))
+        return Task(model, "tokens", loss, info.sampler)
     from . import baselines  # zero-shot, linear probe, full fine-tuning, CoOp
 
     return baselines.build(info, spec, backbone, dataset, loss)

@@ -12,15 +12,17 @@ class DecoderClassifier(nn.Module):
     """The study's model: decoder over the token sequence, classifier on token 0."""
 
     def __init__(self, width: int, num_classes: int, depth: int = 3, heads: int = 4, mlp_ratio: float = 0.5,
-                 head_kind: str = "linear", head_scale: float = 30.0):
+                 head_kind: str = "linear", head_scale: float = 30.0, final_norm: bool = False, init: str = "study"):
         super().__init__()
-        self.decoder = Decoder(width, depth, heads, mlp_ratio)
-        self.head = build_head(head_kind, width, num_classes, head_scale)
+        self.decoder = Decoder(width, depth, heads, mlp_ratio, final_norm, init)
+        self.head = build_head(head_kind, width, num_classes, head_scale, init)
 
     @classmethod
     def from_spec(cls, spec: dict, width: int, num_classes: int) -> "DecoderClassifier":
+        # Runs made before decoder.final_norm existed had the norm.
         return cls(width, num_classes, spec["decoder.depth"], spec["decoder.heads"], spec["decoder.mlp_ratio"],
-                   spec["head.kind"], spec["head.scale"])
+                   spec["head.kind"], spec["head.scale"], spec.get("decoder.final_norm", True),
+                   spec.get("decoder.init", "timm"))
 
     def features(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.decoder(tokens)
@@ -32,11 +34,14 @@ class DecoderClassifier(nn.Module):
 class Stage2Classifier(nn.Module):
     """A frozen stage-1 model plus what stage 2 trains.
 
-    cRT (Kang et al. 2020) re-initialises the classifier and trains only it; LWS, DisAlign and MARC
-    keep the stage-1 classifier frozen and train an adjuster of its logits (``lvmbench.methods.stage2``).
+    cRT (Kang et al. 2020) trains only the classifier, re-initialised when ``reinit_head`` (always in the
+    authors' code; in the study's only for ResNets: its ``Crt_Net`` sets an unused ``.head`` on its ViT
+    nets, so they retrain the stage-1 classifier); LWS, DisAlign and MARC keep the stage-1 classifier
+    frozen and train an adjuster of its logits (``lvmbench.methods.stage2``).
     """
 
-    def __init__(self, stage1: DecoderClassifier, method: str):
+    def __init__(self, stage1: DecoderClassifier, method: str, reinit_head: bool = True,
+                 confidence_init: str = "torch"):
         super().__init__()
         from ..methods import stage2
 
@@ -44,12 +49,13 @@ class Stage2Classifier(nn.Module):
         self.adjuster = None
         num_classes, width = stage1.head.weight.shape
         if method == "crt":
-            reset_head(stage1.head)
+            if reinit_head:
+                reset_head(stage1.head)
             stage1.head.requires_grad_(True)
         elif method == "lws":
             self.adjuster = stage2.LWS(num_classes)
         elif method == "disalign":
-            self.adjuster = stage2.DisAlign(num_classes, width)
+            self.adjuster = stage2.DisAlign(num_classes, width, confidence_init)
         elif method == "marc":
             self.adjuster = stage2.MARC(stage1.head.weight.detach())
         else:

@@ -19,22 +19,24 @@ class CosineHead(nn.Module):
         return self.scale * F.normalize(x, dim=-1) @ F.normalize(self.weight, dim=-1).t()
 
 
-def build_head(kind: str, dim: int, num_classes: int, scale: float = 30.0) -> nn.Module:
+def build_head(kind: str, dim: int, num_classes: int, scale: float = 30.0, init: str = "timm") -> nn.Module:
+    """A classifier; a linear one is initialised by ``init`` (see ``lvmbench.models.decoder.INITS``)."""
     if kind == "cosine":
         return CosineHead(dim, num_classes, scale)
+    from .decoder import INITS
+
     head = nn.Linear(dim, num_classes)
-    nn.init.trunc_normal_(head.weight, std=0.02)
-    nn.init.zeros_(head.bias)
+    INITS[init](head)
     return head
 
 
 def reset_head(head: nn.Module) -> None:
-    """Re-initialise a classifier in place (cRT starts stage 2 from a fresh classifier)."""
+    """Re-initialise a classifier in place, as a new ``nn.Linear`` is (cRT's fresh classifier: the
+    study's ``Crt_Net`` for ResNets and classifier-balancing's ``DotProduct_Classifier`` both build one)."""
     if isinstance(head, CosineHead):
         nn.init.normal_(head.weight, std=0.01)
     else:
-        nn.init.trunc_normal_(head.weight, std=0.02)
-        nn.init.zeros_(head.bias)
+        head.reset_parameters()
 
 
 @torch.no_grad()

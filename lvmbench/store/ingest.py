@@ -36,6 +36,8 @@ def run_row(run: RunDir, carbon_kg_per_kwh: float = CARBON_KG_PER_KWH) -> dict:
         "peak_mem_mib": status.get("peak_mem_mib"), "avg_power_w": status.get("avg_power_w"),
         "energy_kwh": energy, "co2_kg": energy * carbon_kg_per_kwh if energy is not None else None,
         "error": status.get("error"), "skipped_images": status.get("skipped_images"),
+        # A run made before recipes existed has none: it is neither recipe, and tables keep it apart.
+        "recipe": spec.get("recipe"), "selected_on": status.get("selected_on"),
         # A fused group's members trained in one process: the group's costs, and each member's share above.
         "fused_group": spec.get("fused_group"), "fused_size": status.get("fused_size", spec.get("fused_size", 1)),
         "group_wall_s": status.get("group_wall_s", status.get("wall_s")),

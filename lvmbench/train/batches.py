@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..data.base import BadImage, MissingImage
-from ..data.samplers import ClassBalancedSampler
+from ..data.samplers import STUDY_EPOCHS, ClassBalancedSampler, StudyWeightedSampler
 from ..errors import UserError
 
 AUGMENT_STREAM = 1  # tells the augmentation seeds apart from the shuffling ones, which use (seed, epoch)
@@ -46,21 +46,28 @@ class ImageDataset(Dataset):
 
 class StepBatchSampler:
     """Batch ``k`` of an endless sequence of epochs, each a seeded shuffle of the training set
-    (``instance``) or a class-balanced draw (``balanced``, Kang et al. 2020).
+    (``instance``) or a class-balanced draw (``balanced``, Kang et al. 2020): ``balanced="uniform"``
+    draws a class uniformly, then one of its samples; ``balanced="study"`` is the study's sampler
+    (:class:`StudyWeightedSampler`, weighted draws without replacement, 32 epochs per run).
 
     Batches depend only on (seed, step), never on what ran before: resuming at ``start_step``
     yields exactly the batches an uninterrupted run would have seen.
     """
 
     def __init__(self, labels: np.ndarray, batch_size: int, kind: str, seed: int, steps: int, start_step: int = 0,
-                 rank: int = 0, world: int = 1):
+                 rank: int = 0, world: int = 1, balanced: str = "uniform"):
         self.labels, self.kind, self.seed = np.asarray(labels), kind, seed
         self.n = len(self.labels)
         self.batch_size = min(batch_size, self.n)
         self.per_epoch = self.n // self.batch_size
         self.steps, self.start_step = steps, start_step
         self.rank, self.world = rank, world  # data-parallel: this rank iterates batch[rank::world]
-        self._balanced = ClassBalancedSampler(self.labels, self.n, seed) if kind == "balanced" else None
+        self._balanced = None
+        if kind == "balanced" and balanced == "study":
+            self.per_epoch = max(1, steps // STUDY_EPOCHS)
+            self._balanced = StudyWeightedSampler(self.labels, self.per_epoch * self.batch_size, seed)
+        elif kind == "balanced":
+            self._balanced = ClassBalancedSampler(self.labels, self.n, seed)
         self._epoch, self._order = None, None
 
     def _epoch_order(self, epoch: int) -> np.ndarray:

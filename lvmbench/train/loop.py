@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from .. import catalog, paths
 from ..data import build_dataset
+from ..data.transforms import study_transforms
 from ..errors import UserError
 from ..evaluate import compute_metrics
 from ..methods import build_task
@@ -52,18 +53,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up for ``warmup`` steps, then cosine decay to 0 at ``total`` (the study's schedule)."""
+def lr_factor(step: int, warmup: int, total: int, cycles: float = 7 / 16) -> float:
+    """The study's schedule (USB's ``get_cosine_schedule_with_warmup``): the factor of step ``step``
+    (0-based) rises linearly as ``step / warmup``, then is ``max(0, cos(pi * cycles * progress))``;
+    with ``cycles = 7/16`` the last step runs at about 0.2 x lr."""
     if step < warmup:
-        return (step + 1) / warmup
+        return step / max(1, warmup)
     progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return max(0.0, math.cos(math.pi * cycles * progress))
 
 
 def build_optimizer(spec: dict, params: list[torch.nn.Parameter], device: torch.device):
-    """SGD (Nesterov momentum) or AdamW; no weight decay on biases and norm weights."""
-    decay = [p for p in params if p.ndim > 1]
-    no_decay = [p for p in params if p.ndim <= 1]
+    """SGD (Nesterov momentum) or AdamW. ``train.decay_params=matrices``: weight decay on tensors of 2 or
+    more dimensions only, the study's rule (timm's ``param_groups_weight_decay``: no 1-D tensors, no
+    biases); ``all``: on every parameter, as the authors' stage-2 optimizers do."""
+    every = spec.get("train.decay_params", "matrices") == "all"
+    decay = [p for p in params if every or p.ndim > 1]
+    no_decay = [p for p in params if not (every or p.ndim > 1)]
     groups = [{"params": decay, "weight_decay": spec["train.weight_decay"]},
               {"params": no_decay, "weight_decay": 0.0}]
     fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
@@ -205,7 +211,7 @@ class Trainer:
             return self.features[name]
         stored = "tokens" if self.task.feature == "tokens" or self.backbone.is_vit else "pooled"
         weights = resolve_weights(self.backbone.name, self.backbone.pretrained)
-        transform = self.backbone.transforms(views > 1, hflip=self.hflip, crop_scale=self.dataset.crop_scale)
+        transform = self.transforms(views > 1)
         parts = {"split": cache.split_fingerprint(split), "backbone": self.backbone.name,
                  "weights": cache.weights_fingerprint(weights), "transform": repr(transform), "views": views,
                  "feature": stored, "precision": self.encoder_mode}
@@ -245,8 +251,15 @@ class Trainer:
             x = feats.gather(rows).to(self.device, non_blocking=True)
             yield encoder.model_input(x), labels[rows % len(split)].to(self.device, non_blocking=True)
 
+    def transforms(self, train: bool):
+        """``data.transform``: the study's transforms (``recipe=paper``) or open_clip's preprocessing."""
+        if self.spec.get("data.transform", "open_clip") == "study":
+            return study_transforms(self.spec["dataset"], self.backbone.image_size, train, self.hflip,
+                                    self.dataset.crop_scale)
+        return self.backbone.transforms(train, hflip=self.hflip, crop_scale=self.dataset.crop_scale)
+
     def loader(self, split, train: bool, batch_sampler=None) -> DataLoader:
-        transform = self.backbone.transforms(train, hflip=self.hflip, crop_scale=self.dataset.crop_scale)
+        transform = self.transforms(train)
         dataset = ImageDataset(split, transform, on_bad=self.on_bad)
         workers = data_workers(self.spec["train.num_workers"], self.device)
         # Its own generator: a loader never draws from the global RNG (a resumed run stays exact).
@@ -297,8 +310,8 @@ class Trainer:
         spec = self.spec
         with self.own_rng():
             self.optimizer = build_optimizer(spec, self.task.trainable(), self.device)
-            self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-                self.optimizer, lambda s: lr_factor(s, spec["train.warmup_iters"], spec["train.iters"]))
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(
+                s, spec["train.warmup_iters"], spec["train.iters"], spec["train.cosine_cycles"]))
             last = self.run.ckpt_dir / checkpoint.LAST
             resumed = checkpoint.load(last, model=self.task.model, optimizer=self.optimizer,
                                       scheduler=self.scheduler, loss=self.task.loss)
@@ -332,12 +345,12 @@ class Trainer:
             self.log({"step": done, "loss": seen.item(), "lr": optimizer.param_groups[0]["lr"]})
 
     def after_step(self, done: int) -> None:
-        """Validation (keeping the best weights) and the checkpoint, when due after ``done`` steps."""
-        spec, model = self.spec, self.task.model
-        has_val = self.dataset.val is not None and len(self.dataset.val)
-        if has_val and self.dist.main and (done % spec["train.eval_every"] == 0 or done == spec["train.iters"]):
-            result = self.evaluate("val")
-            self.log({"step": done, **{f"val/{k}": v for k, v in result.to_dict().items() if k != "n_samples"}})
+        """Model selection (keeping the best weights) and the checkpoint, when due after ``done`` steps."""
+        spec, model, select = self.spec, self.task.model, self.selection_split()
+        due = done % spec["train.eval_every"] == 0 or done == spec["train.iters"]
+        if select != "final" and self.dist.main and due:
+            result = self.evaluate(select)
+            self.log({"step": done, **{f"{select}/{k}": v for k, v in result.to_dict().items() if k != "n_samples"}})
             if result.overall > self.best["val_overall"]:
                 self.best = {"val_overall": result.overall, "step": done, "state": checkpoint.model_state(model)}
         if self.dist.main and (done == spec["train.iters"] or (spec["ckpt.every"] and done % spec["ckpt.every"] == 0)):
@@ -348,7 +361,15 @@ class Trainer:
         if self.best["state"] is not None:
             checkpoint.load_model_state(self.task.model, self.best["state"])
         iters = self.spec["train.iters"]
-        return {"train_s": self.train_s, "s_per_iter": self.train_s / max(iters, 1), "best_step": self.best["step"]}
+        return {"train_s": self.train_s, "s_per_iter": self.train_s / max(iters, 1), "best_step": self.best["step"],
+                "selected_on": self.selection_split() if self.best["state"] is not None else "final"}
+
+    def selection_split(self) -> str:
+        """The split whose best overall accuracy chooses the evaluated weights (``train.select``), or
+        ``final`` (the last weights) when there is none, e.g. ``val`` on a dataset without a val split."""
+        name = self.spec["train.select"]
+        split = None if name == "final" else getattr(self.dataset, name)
+        return name if split is not None and len(split) else "final"
 
 
 def fit_group(members: list[Trainer], on_failure=None) -> list[dict]:
@@ -362,7 +383,8 @@ def fit_group(members: list[Trainer], on_failure=None) -> list[dict]:
     start = min(m.start() for m in members)
     train = leader.task.train_split if leader.task.train_split is not None else leader.dataset.train
     sampler = StepBatchSampler(train.labels, spec["train.batch_size"], leader.task.sampler, spec["seed"],
-                               spec["train.iters"], start_step=start, rank=leader.dist.rank, world=leader.dist.world)
+                               spec["train.iters"], start_step=start, rank=leader.dist.rank, world=leader.dist.world,
+                               balanced=spec.get("sampler.balanced", "uniform"))
     active = list(members)
     for m in members:
         m.own_s, m.failed = 0.0, False
@@ -413,8 +435,9 @@ def _logger(member: Trainer):
         run.append(run.metrics_file, record)
         if "loss" in record:
             member.say(f"step {record['step']}/{iters} loss {record['loss']:.4f} lr {record['lr']:.3g}")
-        elif "val/overall" in record:
-            member.say(f"step {record['step']} val overall {record['val/overall']:.2f}")
+        for split in ("val", "test"):
+            if f"{split}/overall" in record:
+                member.say(f"step {record['step']} {split} overall {record[f'{split}/overall']:.2f}")
 
     return log
 
@@ -456,7 +479,7 @@ def train_group(runs: list[RunDir], dist: Dist | None = None, on_failure=None) -
     for m in members:
         m.log, m.own_s, m.failed = _logger(m), 0.0, False
     trained = [m for m in members if m.task.trainable()]
-    timing = {id(m): {"train_s": 0.0, "s_per_iter": None} for m in members}
+    timing = {id(m): {"train_s": 0.0, "s_per_iter": None, "selected_on": "final"} for m in members}
 
     def write_system(record: dict) -> None:
         for m in members:

@@ -109,7 +109,8 @@ class CompareScreen(Screen):
             title.update(why)
             grid.display = False
             return
-        title.update(Text.assemble((table.title, "bold"), "  (best per column in green)"))
+        title.update(Text.assemble((table.title, "bold"), "  (best per column in green)",
+                                   *[f"\n{note}" for note in table.notes]))
         grid.display = True
         grid.show(table.columns, table.rows, tables.best_per_column(table))
 
