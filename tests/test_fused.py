@@ -71,6 +71,7 @@ def test_partition_by_what_members_share():
     assert fused.partition(specs, fuse=False) == [[i] for i in range(len(specs))]
 
 
+@pytest.mark.slow
 def test_two_stage_methods_fuse_over_one_stage1_run(tmp_path, random_tiny_clip):
     stage1 = make_run(tmp_path, "ce", random_tiny_clip)
     assert train_run(stage1)["status"] == "finished"
