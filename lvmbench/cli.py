@@ -5,6 +5,7 @@ User errors are one line and an exit code; tracebacks only with ``--debug``.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -21,17 +22,17 @@ def _add_store_args(p: argparse.ArgumentParser, runs: bool = True) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lvmbench", description=(
         "Benchmark vision-language models on long-tailed classification. Without a command, opens the UI."))
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks (also after the command)")
+    parser.add_argument("--version", action="version", version=f"lvmbench {version()}")
     sub = parser.add_subparsers(dest="command")
 
     run = sub.add_parser("run", help="train and evaluate one run (headless)")
     run.add_argument("--headless", action="store_true", help="run without the UI (the only mode of this command)")
-    run.add_argument("--dataset", default="mnist-lt")
-    run.add_argument("--backbone", default="tiny-clip")
-    run.add_argument("--method", default="ce",
-                     help="a method, or a comma-separated list: runs that share their inputs train as one fused group")
+    run.add_argument("--dataset", help="default mnist-lt")
+    run.add_argument("--backbone", help="default tiny-clip")
+    run.add_argument("--method", help="default ce; a comma-separated list trains runs that share their inputs as one fused group")
     run.add_argument("--no-fuse", action="store_true", help="train the methods of a list one after another")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--seed", type=int, help="default 0")
     run.add_argument("--data-root")
     run.add_argument("--pretrained", help="open_clip pretrained tag (e.g. openai) or a checkpoint file")
     run.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
@@ -43,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="processes for this run (torchrun, data-parallel): one per GPU, or CPU shares")
     run.add_argument("--resume", metavar="RUN_ID",
                      help="continue a killed, failed or cancelled run from its last checkpoint, in its directory")
+    run.add_argument("--config", metavar="SETTINGS.toml",
+                     help="settings from a TOML file (same keys as --set, plus dataset/backbone/method/seed/...)")
+    run.add_argument("--from", dest="from_run", metavar="RUN_ID",
+                     help="re-run a stored run's exact spec (change it with --set, --seed, ...)")
+    run.add_argument("--json", action="store_true",
+                     help="print one JSON object (run id, status, evaluations, cost) and nothing else on stdout")
     _add_store_args(run)
 
     sql = sub.add_parser("sql", help="read-only SQL over the results database")
@@ -56,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--dataset")
     table.add_argument("--backbone")
     table.add_argument("--carbon-intensity", type=float, default=0.544, help="kg CO2 per kWh (default 0.544)")
-    table.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table")
+    table.add_argument("--format", choices=("table", "csv", "json", "markdown", "latex"), default="table",
+                       help="latex: a booktabs table (\\usepackage{booktabs})")
     _add_store_args(table, runs=False)
 
     ingest = sub.add_parser("ingest", help="ingest run directories into the results database")
@@ -81,7 +89,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     lst = sub.add_parser("list", help="list datasets, backbones or methods")
     lst.add_argument("what", choices=("datasets", "backbones", "methods", "presets"))
+    _add_export_parser(sub)
+    for command in sub.choices.values():  # global flags after the command too: `lvmbench table main --debug`
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return parser
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("lvmbench")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _add_export_parser(sub) -> None:
+    ex = sub.add_parser("export", help="a snapshot of every table as files (DIR), or every run to MLflow (mlflow)")
+    ex.add_argument("target", metavar="DIR|mlflow", help="a new or empty folder, or the word mlflow")
+    ex.add_argument("--format", choices=("parquet", "csv", "jsonl"), default="parquet",
+                    help="file format of a folder export (default parquet)")
+    ex.add_argument("--tracking-uri", help="mlflow: tracking store (default $MLFLOW_TRACKING_URI or MLflow's)")
+    ex.add_argument("--experiment", default="lvmbench", help="mlflow: experiment name (default lvmbench)")
+    _add_store_args(ex, runs=False)
 
 
 # On a 2-core CPU two single-threaded runs at a time beat one two-threaded run at a time
@@ -100,7 +131,7 @@ def _add_sweep_parser(sub) -> None:
     sw.add_argument("--data-root", action="append", metavar="[DATASET=]DIR",
                     help="data folder, for every dataset or one (repeatable)")
     sw.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                    help="settings for every run of the grid")
+                    help="settings for every run; a comma list (train.lr=0.01,0.03) is an axis of the grid")
     sw.add_argument("--dry-run", action="store_true", help="list the planned runs and stop (needs no data)")
     sw.add_argument("--executor", choices=("local", "slurm"), default="local")
     sw.add_argument("--gpus", help="local GPUs to use, e.g. 0,1,2,3 (default: every visible GPU)")
@@ -132,13 +163,33 @@ def _add_bench_parser(sub) -> None:
                    help="also time K separate steps of tower + decoder against one tower pass feeding K decoders")
     b.add_argument("--format", choices=("table", "markdown", "json"), default="table")
     b.add_argument("--json", action="store_true", help="print one JSON object (same as --format json)")
+    b.add_argument("--ingest", type=int, metavar="N",
+                   help="instead: time ingest of N synthetic run directories, re-ingest, one new run, table main")
+    b.add_argument("--ingest-rows", type=int, default=4096, help="--ingest: metric rows per run")
+    b.add_argument("--ingest-classes", type=int, default=100, help="--ingest: classes (per-class rows per split)")
+    b.add_argument("--ingest-dir", help="--ingest: build the runs and the database here and keep them "
+                                        "(default: a temporary folder, removed)")
+
+
+def _bench_ingest(args, fmt_name: str, log) -> int:
+    from . import bench_ingest
+
+    if args.ingest < 1 or args.ingest_rows < 0 or args.ingest_classes < 0:
+        raise UserError("--ingest N needs N >= 1, and --ingest-rows and --ingest-classes >= 0")
+    if args.ingest_dir and Path(args.ingest_dir).exists() and any(Path(args.ingest_dir).iterdir()):
+        raise UserError(f"--ingest-dir {args.ingest_dir} is not empty; give a new or empty folder")
+    report = bench_ingest.run(args.ingest, args.ingest_rows, args.ingest_classes, workdir=args.ingest_dir, log=log)
+    bench_ingest.print_report(report, fmt_name)
+    return 0
 
 
 def cmd_bench(args) -> int:
-    from . import bench
-
     fmt_name = "json" if args.json else args.format
     log = (lambda text: None) if fmt_name == "json" else (lambda text: print(f"  {text}", file=sys.stderr, flush=True))
+    if args.ingest is not None:
+        return _bench_ingest(args, fmt_name, log)
+    from . import bench
+
     report = bench.run(args.backbone, args.batch_size, args.iters, args.max_seconds, args.compile, args.threads,
                        log=log, fused=args.fused)
     bench.print_report(report, fmt_name)
@@ -146,37 +197,51 @@ def cmd_bench(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from . import runspec
     from .runner import cancel_on_sigterm, run_headless
 
     if args.resume:
         return cmd_resume(args)
+    runs_dir, results = paths.runs_dir(args.runs_dir), paths.results_path(args.results)
+    flags = {"dataset": args.dataset, "backbone": args.backbone, "method": args.method, "seed": args.seed,
+             "pretrained": args.pretrained, "data_root": args.data_root}
+    request = runspec.compose(flags, args.set, config_file=args.config, from_id=args.from_run, runs_dir=runs_dir,
+                             results=results)
     with cancel_on_sigterm():
-        status = run_headless(dataset=args.dataset, backbone=args.backbone, method=args.method, seed=args.seed,
-                              data_root=args.data_root, pretrained=args.pretrained, sets=args.set,
-                              runs_dir=paths.runs_dir(args.runs_dir), results=paths.results_path(args.results),
-                              debug=args.debug, run_id=args.run_id, ingest=not args.no_ingest, nproc=args.nproc,
-                              fuse=not args.no_fuse)
+        status = run_headless(**request.identity, sets=[], overrides=request.overrides, runs_dir=runs_dir,
+                              results=results, debug=args.debug, run_id=args.run_id, ingest=not args.no_ingest,
+                              nproc=args.nproc, show=not args.json, fuse=not args.no_fuse)
+    if args.json:
+        from .runner import outcome_json
+
+        print(json.dumps(outcome_json(runs_dir, status), default=str))
     return 0 if status.get("status") == "finished" else 1
 
 
 def cmd_resume(args) -> int:
     from .runner import cancel_on_sigterm, resume_headless
 
-    if args.set or args.run_id:
-        raise UserError("--resume continues a run with the settings it was started with; drop --set and --run-id")
+    if args.set or args.run_id or args.config or args.from_run:
+        raise UserError("--resume continues a run with the settings it was started with; "
+                        "drop --set, --config, --from and --run-id")
     with cancel_on_sigterm():
         status = resume_headless(args.resume, runs_dir=paths.runs_dir(args.runs_dir),
                                  results=paths.results_path(args.results), debug=args.debug,
-                                 ingest=not args.no_ingest, nproc=args.nproc)
+                                 ingest=not args.no_ingest, nproc=args.nproc, show=not args.json)
+    if args.json:
+        from .runner import outcome_json
+
+        print(json.dumps(outcome_json(paths.runs_dir(args.runs_dir), status), default=str))
     return 0 if status.get("status") == "finished" else 1
 
 
 def cmd_demo(args) -> int:
-    from . import config, sweep
+    from . import sweep
     from .runner import cancel_on_sigterm
 
+    sets, variants = sweep.parse_set_grid(args.set)
     axes = sweep.build_axes("embedded", methods=sweep.split_list(args.method), seeds=sweep.parse_seeds(args.seed),
-                            sets=config.parse_sets(args.set))
+                            sets=sets, variants=variants)
     with cancel_on_sigterm():
         outcome = sweep.run_sweep(axes, paths.runs_dir(args.runs_dir), paths.results_path(args.results),
                                   max_parallel=args.max_parallel, debug=args.debug)
@@ -184,14 +249,15 @@ def cmd_demo(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from . import config, sweep
+    from . import sweep
     from .exec.slurm import SlurmOptions
     from .runner import cancel_on_sigterm
 
+    sets, variants = sweep.parse_set_grid(args.set)
     axes = sweep.build_axes(args.preset, datasets=sweep.split_list(args.dataset),
                             backbones=sweep.split_list(args.backbone), methods=sweep.split_list(args.method),
                             seeds=sweep.parse_seeds(args.seed), pretrained=sweep.split_list(args.pretrained),
-                            sets=config.parse_sets(args.set), data_roots=sweep.parse_data_roots(args.data_root))
+                            sets=sets, data_roots=sweep.parse_data_roots(args.data_root), variants=variants)
     slurm = SlurmOptions(partition=args.slurm_partition, gpus_per_job=args.slurm_gpus_per_job,
                          cpus_per_job=args.slurm_cpus_per_job, time=args.slurm_time,
                          array_parallelism=args.slurm_array_parallelism, cluster=args.slurm_cluster)
@@ -231,18 +297,23 @@ def cmd_table(args) -> int:
 def cmd_ingest(args) -> int:
     from .launch import recover
     from .rundir import find_runs
-    from .store import open_writer
-    from .store.ingest import ingest_dir
+    from .store import open_writer, pending
+    from .store.ingest import ingest_runs
 
     target = Path(args.dir) if args.dir else paths.runs_dir(args.runs_dir)
     if not target.exists():
         raise UserError(f"run directory not found: {target}")
     for run in find_runs(target):
         recover(run)  # a run whose parent died is still marked running: record it as killed
-    with open_writer(paths.results_path(args.results)) as con:
-        ids = ingest_dir(con, target)
-    print(f"ingested {len(ids)} run(s) into {paths.results_path(args.results)}")
-    return 0
+    results = paths.results_path(args.results)
+    with open_writer(results) as con:
+        # with the runs that found the database busy when they ended
+        report = ingest_runs(con, [*find_runs(target), *pending.waiting(results)])
+    pending.clear(results)
+    for line in report.messages():
+        print(line, file=sys.stderr)
+    print(f"{report.summary()} in {results}")
+    return 1 if report.skipped else 0
 
 
 def cmd_cache(args) -> int:
@@ -289,8 +360,25 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    results = paths.results_path(args.results)
+    if args.target == "mlflow":
+        from .store.mlflow_export import export_mlflow
+
+        done = export_mlflow(results, tracking_uri=args.tracking_uri, experiment=args.experiment)
+        print(f"mlflow: {done.created} run(s) created, {done.updated} updated, {done.unchanged} unchanged "
+              f"in experiment {args.experiment!r} at {done.tracking_uri}")
+        return 0
+    from .store.export import export_database
+
+    counts = export_database(results, Path(args.target), args.format)
+    print(f"exported {sum(counts.values())} rows of {len(counts)} tables to {args.target} ({args.format}): "
+          + ", ".join(f"{t} {n}" for t, n in counts.items()))
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "demo": cmd_demo, "sweep": cmd_sweep, "sql": cmd_sql, "table": cmd_table,
-            "ingest": cmd_ingest, "list": cmd_list, "bench": cmd_bench, "cache": cmd_cache}
+            "ingest": cmd_ingest, "list": cmd_list, "bench": cmd_bench, "export": cmd_export, "cache": cmd_cache}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -149,6 +149,7 @@ DATASET_METHOD_PROFILES: dict[tuple[str, str], dict[str, Any]] = {
     ("mnist-lt", "full_finetune"): {"train.lr": 3e-4},
 }
 
+MAX_SEED = 2 ** 32 - 1  # numpy's global seed; the store holds any 64-bit integer
 IDENTITY = ("dataset", "backbone", "pretrained", "method", "seed", "data_root")
 
 
@@ -236,8 +237,8 @@ def resolve(dataset: str, backbone: str, method: str, *, seed: int = 0, pretrain
     spec.update(DATASET_METHOD_PROFILES.get((dataset, method), {}))
     spec["loss"] = info.loss
     spec.update(overrides)
-    if seed < 0:
-        raise UserError(f"--seed {seed}: must be >= 0")
+    if not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--seed {seed}: must be between 0 and {MAX_SEED}")
     spec.update(dataset=dataset, backbone=backbone, method=method, seed=int(seed),
                 pretrained=pretrained or catalog.DEFAULT_PRETRAINED.get(backbone, "openai"),
                 data_root=data_root)

@@ -123,7 +123,8 @@ def progress_step(run: RunDir) -> int:
 
 def finished_runs(runs_dir: Path) -> dict[str, RunDir]:
     """The latest finished run of each config hash (lets sweeps skip done work)."""
-    return {r.spec().get("config_hash"): r for r in list_runs(runs_dir) if r.status().get("status") == "finished"}
+    return {spec.get("config_hash"): r for r in list_runs(runs_dir)
+            if r.status().get("status") == "finished" and (spec := r.spec_or_none()) is not None}
 
 
 def find_finished(runs_dir: Path, config_hash: str) -> RunDir | None:
@@ -225,3 +226,24 @@ def reopen(run: RunDir) -> dict:
     status = run.status()
     return run.write_status(status="queued", resumed_at=now(), resumes=status.get("resumes", 0) + 1,
                             ended_at=None, error=None, user_error=None, log_tail=None)
+
+
+INTERRUPTED = ("killed", "cancelled")
+
+
+def interrupted_runs(runs_dir: Path) -> dict[str, RunDir]:
+    """The latest killed or cancelled run of each config hash that left a checkpoint: a sweep run
+    again continues it in its directory instead of starting it over."""
+    out = {}
+    for run in list_runs(runs_dir):
+        if recover(run).get("status") in INTERRUPTED and (run.ckpt_dir / "last.pt").exists():
+            out[run.spec().get("config_hash")] = run
+    return out
+
+
+def start_or_continue(run: RunDir | None, spec: dict, runs_dir: Path, sweep_id: str | None = None) -> RunDir:
+    """A sweep job's run directory: the interrupted run it continues (reopened), else a new one."""
+    if run is not None:
+        reopen(run)
+        return run
+    return prepare(spec, runs_dir, sweep_id)

@@ -95,11 +95,21 @@ class RunDir:
     def spec(self) -> dict:
         return json.loads(self.spec_file.read_text())
 
-    def status(self) -> dict:
+    def spec_or_none(self) -> dict | None:
+        """The spec, or None when spec.json is missing or not a JSON object (a scan skips such a folder)."""
         try:
-            return json.loads(self.status_file.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {"status": "queued", "run_id": self.run_id}
+            spec = self.spec()
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        return spec if isinstance(spec, dict) else None
+
+    def status(self) -> dict:
+        """The run's status; ``queued`` while status.json is missing, unreadable, empty or not a JSON object."""
+        try:
+            status = json.loads(self.status_file.read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            status = None
+        return status if isinstance(status, dict) else {"status": "queued", "run_id": self.run_id}
 
     def write_status(self, **fields: Any) -> dict:
         """Merge ``fields`` into status.json atomically and return the new status."""
@@ -157,4 +167,9 @@ def list_runs(runs_dir: Path) -> list[RunDir]:
     if not Path(runs_dir).is_dir():
         return []
     found = [RunDir(p) for p in Path(runs_dir).iterdir() if (p / "spec.json").exists()]
-    return sorted(found, key=lambda r: r.status().get("created_at", 0))
+    return sorted(found, key=_created_at)
+
+
+def _created_at(run: RunDir) -> float:
+    created = run.status().get("created_at")
+    return float(created) if isinstance(created, (int, float)) and not isinstance(created, bool) else 0.0

@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import config, launch
@@ -47,18 +48,26 @@ def preflight(spec: dict) -> None:
 
 def ingest_quietly(results: Path, *runs: RunDir) -> None:
     """Ingest runs; a database that cannot be opened costs nothing (the run directories stay)."""
-    from .store import open_writer
-    from .store.ingest import ingest_run
+    from .store import open_writer, pending
+    from .store.ingest import ingest_runs
 
     if not runs:
         return
     try:
         with open_writer(results) as con:
-            for run in runs:
-                ingest_run(con, run)
+            # a bad run never keeps the others out; runs that found the database busy come along
+            skipped = ingest_runs(con, [*pending.waiting(results), *runs]).skipped
+        pending.clear(results)
     except UserError as exc:
+        pending.remember(results, runs)
         where = runs[0].path if len(runs) == 1 else runs[0].path.parent
-        console.print(f"[yellow]warning:[/] kept in {where} but not stored: {exc} (later: lvmbench ingest {where})")
+        skipped = [(where, str(exc))]
+        hint = f"the next run stored in {results} stores it too; or later: lvmbench ingest {where}"
+    else:
+        hint = None
+    for where, why in skipped:
+        console.print("[yellow]warning:[/] " + escape(f"kept in {where} but not stored: {why} "
+                                                      f"({hint or f'later: lvmbench ingest {where}'})"), soft_wrap=True)
 
 
 def execute(spec: dict, runs_dir: Path, results: Path, debug: bool = False, label: str | None = None,
@@ -99,12 +108,14 @@ def execute_group(runs: list[RunDir], results: Path, debug: bool = False, labels
 
 def run_headless(dataset: str, backbone: str, method: str, seed: int, data_root: str | None,
                  pretrained: str | None, sets: list[str], runs_dir: Path, results: Path, debug: bool = False,
-                 run_id: str | None = None, ingest: bool = True, nproc: int = 1, fuse: bool = True) -> dict:
+                 run_id: str | None = None, ingest: bool = True, nproc: int = 1, overrides: dict | None = None,
+                 show: bool = True, fuse: bool = True) -> dict:
     """Resolve, preflight, train (stage 1 first when needed) and report one run, or one per method of a
     comma-separated list (fused into groups that train together unless ``fuse=False``). ``run_id``
     names the final run's directory (a stage-1 run gets its own id); ``ingest=False`` leaves the
-    database to the caller (the UI is its only writer while it runs). Returns the status of the
-    run, or of the first of several that did not finish."""
+    database to the caller (the UI is its only writer while it runs). ``overrides``: parsed settings
+    under ``sets`` (a recipe file's or a stored run's); ``show=False`` prints nothing on stdout.
+    Returns the status of the run, or of the first of several that did not finish."""
     from . import fused
     from .store.db import check_is_duckdb
 
@@ -116,7 +127,7 @@ def run_headless(dataset: str, backbone: str, method: str, seed: int, data_root:
     check_is_duckdb(results)
     specs = [config.resolve(dataset, backbone, m, seed=seed, pretrained=pretrained,
                             data_root=str(Path(data_root).expanduser().resolve()) if data_root else None,
-                            overrides=config.parse_sets(sets)) for m in methods]
+                            overrides={**(overrides or {}), **config.parse_sets(sets)}) for m in methods]
     for spec in specs:
         config.check_nproc(spec, nproc)
     for spec in {config.class_names_needed(s): s for s in specs}.values():
@@ -129,7 +140,7 @@ def run_headless(dataset: str, backbone: str, method: str, seed: int, data_root:
         runs = ([launch.prepare(specs[0], runs_dir, run_id=run_id)] if len(specs) == 1
                 else launch.prepare_group([specs[i] for i in group], runs_dir))
         statuses += execute_group(runs, results, debug, [methods[i] for i in group], ingest, nproc)
-    for status in statuses:
+    for status in statuses if show else ():
         print_outcome(RunDir(runs_dir / status["run_id"]), status)
     return next((s for s in statuses if s.get("status") != "finished"), statuses[0])
 
@@ -149,7 +160,7 @@ def stage1_run(spec: dict, runs_dir: Path, results: Path, debug: bool, ingest: b
 
 
 def resume_headless(run_id: str, runs_dir: Path, results: Path, debug: bool = False, ingest: bool = True,
-                    nproc: int = 1) -> dict:
+                    nproc: int = 1, show: bool = True) -> dict:
     """Continue a killed, failed or cancelled run in its own directory from its last checkpoint
     (``ckpt/last.pt``; from the start when it has none), then ingest and report it. A member of a
     fused group continues together with the members that ended as it did."""
@@ -164,9 +175,24 @@ def resume_headless(run_id: str, runs_dir: Path, results: Path, debug: bool = Fa
     for member in runs:
         launch.reopen(member)
     statuses = execute_group(runs, results, debug, [f"resume {r.spec()['method']}" for r in runs], ingest, nproc)
-    for member, status in zip(runs, statuses):
+    for member, status in zip(runs, statuses if show else ()):
         print_outcome(member, status)
     return statuses[0]
+
+
+COST_KEYS = ("wall_s", "s_per_iter", "peak_mem_mib", "avg_power_w", "energy_kwh", "trainable_params", "device",
+             "gpu_name")
+
+
+def outcome_json(runs_dir: Path, status: dict) -> dict:
+    """What ``run --json`` prints: the run's id, status, evaluations and cost, as one object."""
+    run = RunDir(Path(runs_dir) / status["run_id"])
+    spec = run.spec()
+    return {"run_id": run.run_id, "status": status.get("status"), "error": status.get("error"),
+            "run_dir": str(run.path), "config_hash": spec.get("config_hash"),
+            "stage1_run_id": spec.get("stage1.run_id"),
+            "evaluations": {split: run.evaluation(split) for split in ("val", "test") if run.evaluation(split)},
+            "cost": {k: status.get(k) for k in COST_KEYS}}
 
 
 def print_outcome(run: RunDir, status: dict) -> None:

@@ -2,6 +2,7 @@
 by the local or the Slurm executor, ingested run by run, then the paper-style tables."""
 from __future__ import annotations
 
+import itertools
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -43,9 +44,28 @@ def parse_data_roots(values: list[str] | None) -> dict[str, str]:
     return roots
 
 
+def parse_set_grid(pairs: list[str] | None) -> tuple[dict, list[dict]]:
+    """``--set`` pairs for a sweep: ``key=v`` holds for every run, ``key=v1,v2`` is an axis of the grid.
+    Return the fixed settings and every combination of the axes (the grid's settings variants)."""
+    fixed, axes = [], {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or "," not in raw:
+            fixed.append(pair)
+            continue
+        values = [v.strip() for v in raw.split(",")]
+        if not all(values):
+            raise UserError(f"--set {pair}: an empty value in the list")
+        axes[key.strip()] = [config.parse_sets([f"{key}={v}"])[key.strip()] for v in values]
+    variants = [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
+    return config.parse_sets(fixed), variants or [{}]
+
+
 def build_axes(preset_name: str | None, datasets=None, backbones=None, methods=None, seeds=None,
-               pretrained=None, sets: dict | None = None, data_roots: dict | None = None) -> Axes:
-    """The grid's axes: the preset's, each replaced by the one given on the command line."""
+               pretrained=None, sets: dict | None = None, data_roots: dict | None = None,
+               variants: list[dict] | None = None) -> Axes:
+    """The grid's axes: the preset's, each replaced by the one given on the command line; ``variants``
+    (from :func:`parse_set_grid`) cross the grid with lists of settings."""
     base = preset(preset_name) if preset_name else None
     if base is None and not methods:
         raise UserError("give --preset NAME or at least --method m1,m2,... (see `lvmbench list presets`)")
@@ -58,7 +78,8 @@ def build_axes(preset_name: str | None, datasets=None, backbones=None, methods=N
                 methods=pick(methods, base and base.methods, []),
                 seeds=pick(seeds, base and base.seeds, [0]),
                 pretrained=pick(pretrained, base and base.pretrained, [None]),
-                sets={**(base.sets if base else {}), **(sets or {})}, data_roots=dict(data_roots or {}))
+                sets={**(base.sets if base else {}), **(sets or {})}, data_roots=dict(data_roots or {}),
+                variants=list(variants or [{}]))
 
 
 @dataclass
@@ -110,13 +131,28 @@ def dry_run(jobs: list[Job], out: Console) -> None:
     from .render import render
 
     index = {j.hash: i for i, j in enumerate(jobs, 1)}
+    varied = varied_settings(jobs)
     rows = [[i, j.spec["dataset"], j.spec["backbone"], j.spec["pretrained"], j.spec["method"], j.spec["seed"],
-             f"#{index[j.needs]}" if j.needs else "", "done: " + j.run.run_id if j.state == DONE else "new",
+             *([" ".join(f"{k}={j.spec.get(k)}" for k in varied)] if varied else []),
+             f"#{index[j.needs]}" if j.needs else "", state_word(j),
              j.hash + (" (stage 1)" if j.implicit else "")] for i, j in enumerate(jobs, 1)]
-    render(["#", "dataset", "backbone", "pretrained", "method", "seed", "after", "state", "config"], rows,
-           title="sweep plan", console=out)
+    render(["#", "dataset", "backbone", "pretrained", "method", "seed", *(["settings"] if varied else []), "after",
+            "state", "config"], rows, title="sweep plan", console=out)
     todo = sum(j.state == PENDING for j in jobs)
     out.print(f"{len(jobs)} runs: {todo} to start, {len(jobs) - todo} already finished")
+
+
+def state_word(job: Job) -> str:
+    if job.state == DONE:
+        return "done: " + job.run.run_id
+    return "continue: " + job.run.run_id if job.run else "new"
+
+
+def varied_settings(jobs: list[Job]) -> list[str]:
+    """The ``--set`` keys whose value differs between the grid's runs (what a settings sweep varies)."""
+    keys = dict.fromkeys(k for j in jobs if not j.implicit for k in j.spec
+                         if k in config.SCHEMA and k not in ("loss", "stage1.run_id") or k.startswith("loss."))
+    return [k for k in keys if len({repr(j.spec.get(k)) for j in jobs if not j.implicit}) > 1]
 
 
 def preflight_all(jobs: list[Job]) -> None:
@@ -199,3 +235,16 @@ def report(outcome: Outcome, results: Path, out: Console, waited: bool, runs_dir
     several = len({(j.spec["backbone"], j.spec["pretrained"]) for j in outcome.jobs}) > 1
     for dataset in datasets:
         print_table(results, "backbones" if several else "main", dataset=dataset, console=out)
+    varied = varied_settings(outcome.jobs)
+    if varied:
+        out.print("[yellow]note:[/] the tables keep the latest run per method and seed, whatever its settings; "
+                  "compare the settings swept with: lvmbench sql \"{}\" --results {}".format(
+                      settings_query(varied).replace('"', '\\"'), results),
+                  soft_wrap=True)
+
+
+def settings_query(keys: list[str]) -> str:
+    """SQL that averages the test accuracy of finished runs per method and value of each swept key."""
+    picks = ", ".join(f"config->>'/{k}' AS \"{k}\"" for k in keys)
+    return (f"SELECT method, {picks}, count(*) AS seeds, round(avg(overall), 2) AS overall FROM runs "
+            "JOIN evals USING (run_id) WHERE split = 'test' AND status = 'finished' GROUP BY ALL ORDER BY ALL")

@@ -279,7 +279,8 @@ def test_runs_that_failed_on_bad_input_are_not_stored(tmp_path):
     bad.write_status(status="failed", user_error=True, error="cannot decode image x.png")
     good.write_status(status="failed", error="NonFiniteLoss: loss became nan")
     with open_writer(tmp_path / "r.duckdb") as con:
-        assert ingest_dir(con, tmp_path / "runs") == [good.run_id]
+        report = ingest_dir(con, tmp_path / "runs")
+    assert report.stored == [good.run_id] and report.left_out == [bad.run_id]
 
 
 def test_an_older_database_gains_new_columns(tmp_path):

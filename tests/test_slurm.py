@@ -42,4 +42,4 @@ def test_submitit_local_cluster_runs_a_stage1_then_a_stage2_job_and_ingests_them
     fresh = results.with_name("fresh.duckdb")
     again = subprocess.run([sys.executable, "-m", "lvmbench", "ingest", "--results", str(fresh)],
                            capture_output=True, text=True)
-    assert again.returncode == 0 and "ingested 2 run(s)" in again.stdout
+    assert again.returncode == 0 and "stored 2 run(s), 0 unchanged" in again.stdout

@@ -10,7 +10,7 @@ from lvmbench.errors import UserError
 from lvmbench.rundir import RunDir
 from lvmbench.store import open_readonly, open_writer, tables
 from lvmbench.store.ingest import ingest_dir, ingest_run
-from lvmbench.store.schema import COLUMNS
+from lvmbench.store.schema import COLUMNS, RESULT_TABLES
 
 
 def fake_run(runs, method, seed=0, overall=50.0, few=10.0, backbone="tiny-clip", status="finished", energy=0.002):
@@ -34,7 +34,7 @@ def fake_run(runs, method, seed=0, overall=50.0, few=10.0, backbone="tiny-clip",
 
 def counts(db):
     with open_readonly(db) as con:
-        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in COLUMNS}
+        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in RESULT_TABLES}
 
 
 def test_schema_has_the_documented_columns(tmp_path):

@@ -101,15 +101,29 @@ class RunFollower:
         return update
 
 
+MAX_POINTS = 2000  # a plotted series keeps between MAX_POINTS and 2 * MAX_POINTS points, evenly spaced
+
+
 @dataclass
 class Series:
+    """The points of one plotted line. A long run is thinned as it grows (every other point dropped
+    whenever 2 * MAX_POINTS are held, and from then on every ``stride``-th point kept), so a 100k-step
+    run plots as fast as a short one."""
+
     x: list[float] = field(default_factory=list)
     y: list[float] = field(default_factory=list)
+    stride: int = 1
+    added: int = 0
 
     def add(self, x: float, y) -> None:
         if isinstance(y, (int, float)) and not isinstance(y, bool):
+            self.added += 1
+            if (self.added - 1) % self.stride:
+                return
             self.x.append(x)
             self.y.append(float(y))
+            if len(self.x) >= 2 * MAX_POINTS:
+                self.x, self.y, self.stride = self.x[::2], self.y[::2], self.stride * 2
 
 
 @dataclass

@@ -8,8 +8,12 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..rundir import RunDir
+
+if TYPE_CHECKING:
+    from ..store.ingest import IngestReport
 
 MAX_ROWS = 2000  # rows a query shows in the UI
 
@@ -37,15 +41,18 @@ class Results:
             return fn(con)
 
     def ingest(self, runs: list[RunDir]) -> list[str]:
+        """Store ``runs``; raises UserError naming those that could not be stored (after storing the rest)."""
+        from ..errors import UserError
         from ..store import open_writer
-        from ..store.ingest import ingest_run
+        from ..store.ingest import ingest_runs
 
         with self._lock, open_writer(self.path) as con:
-            for run in runs:
-                ingest_run(con, run)
+            report = ingest_runs(con, runs)
+        if report.skipped:
+            raise UserError("; ".join(f"{path.name}: {why}" for path, why in report.skipped))
         return [r.run_id for r in runs]
 
-    def ingest_dir(self, path: Path) -> list[str]:
+    def ingest_dir(self, path: Path) -> "IngestReport":
         """What ``lvmbench ingest`` does: every run directory under ``path``."""
         from ..store import open_writer
         from ..store.ingest import ingest_dir

@@ -1,4 +1,4 @@
-"""A sweep's grid: expand dataset × backbone × pretrained × method × seed into run specs, then plan
+"""A sweep's grid: expand dataset × backbone × pretrained × method × settings × seed into run specs, then plan
 the jobs — dependencies on shared stage-1 runs, and what is already finished. Torch-free.
 """
 from __future__ import annotations
@@ -27,9 +27,11 @@ class Axes:
     pretrained: list[str | None] = field(default_factory=lambda: [None])
     sets: dict = field(default_factory=dict)
     data_roots: dict[str, str] = field(default_factory=dict)  # dataset -> root ("*" for any)
+    variants: list[dict] = field(default_factory=lambda: [{}])  # settings swept as a grid, over ``sets``
 
     def size(self) -> int:
-        return len(self.datasets) * len(self.backbones) * len(self.pretrained) * len(self.methods) * len(self.seeds)
+        return (len(self.datasets) * len(self.backbones) * len(self.pretrained) * len(self.methods)
+                * len(self.seeds) * len(self.variants))
 
 
 def expand(axes: Axes) -> list[dict]:
@@ -37,11 +39,11 @@ def expand(axes: Axes) -> list[dict]:
     if not axes.size():
         raise UserError("the grid is empty: give at least one dataset, backbone, method and seed")
     specs = []
-    for ds, bb, pt, method, seed in itertools.product(axes.datasets, axes.backbones, axes.pretrained,
-                                                      axes.methods, axes.seeds):
+    for ds, bb, pt, method, variant, seed in itertools.product(axes.datasets, axes.backbones, axes.pretrained,
+                                                               axes.methods, axes.variants, axes.seeds):
         root = axes.data_roots.get(ds, axes.data_roots.get("*"))
         specs.append(config.resolve(ds, bb, method, seed=seed, pretrained=pt, data_root=root,
-                                    overrides=dict(axes.sets)))
+                                    overrides={**axes.sets, **variant}))
     return specs
 
 
@@ -78,10 +80,12 @@ def plan(specs: list[dict], runs_dir) -> list[Job]:
             h1 = config.config_hash(stage1)
             jobs.setdefault(h1, Job(stage1, h1, implicit=True))
             job.needs = h1
-    finished = launch.finished_runs(runs_dir)
+    finished, interrupted = launch.finished_runs(runs_dir), launch.interrupted_runs(runs_dir)
     for job in jobs.values():
         if job.hash in finished:
             job.run, job.state = finished[job.hash], DONE
+        elif job.hash in interrupted:
+            job.run = interrupted[job.hash]  # pending with a run: continues it from its checkpoint
     return sorted(jobs.values(), key=lambda j: j.needs is not None)  # stable: grid order otherwise
 
 

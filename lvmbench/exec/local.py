@@ -96,10 +96,10 @@ class LocalExecutor:
 
     def _group(self, job: Job, jobs: list[Job], by_hash: dict[str, Job], threads: int) -> list[Job]:
         """``job`` and the ready, pending jobs that can train with it in one process."""
-        key = group_key(start_spec(job, by_hash, threads)) if self.fuse else None
-        if key is None:
+        key = group_key(start_spec(job, by_hash, threads)) if self.fuse and job.run is None else None
+        if key is None:  # a job that continues an interrupted run goes on alone
             return [job]
-        return [j for j in jobs if j.state == PENDING and ready(j, by_hash)
+        return [j for j in jobs if j.state == PENDING and j.run is None and ready(j, by_hash)
                 and group_key(start_spec(j, by_hash, threads)) == key]
 
     def run(self, jobs: list[Job], reporter: Reporter | None = None) -> None:
@@ -120,8 +120,9 @@ class LocalExecutor:
                     elif can and free:
                         slot = free.pop(0)
                         group = self._group(job, jobs, by_hash, slot.threads)
-                        runs = launch.prepare_group([start_spec(j, by_hash, slot.threads) for j in group],
-                                                    self.runs_dir, self.sweep_id)
+                        specs = [start_spec(j, by_hash, slot.threads) for j in group]
+                        runs = (launch.prepare_group(specs, self.runs_dir, self.sweep_id) if len(group) > 1 else
+                                [launch.start_or_continue(job.run, specs[0], self.runs_dir, self.sweep_id)])
                         for j, run in zip(group, runs):
                             j.run, j.state = run, RUNNING
                             reporter.started(j)

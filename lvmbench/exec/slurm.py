@@ -8,7 +8,9 @@ cluster runs the same arrays as local processes, the second after the first has 
 """
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +24,56 @@ from .local import Reporter, block, start_spec
 CLUSTERS = ("slurm", "local", "debug")
 
 
-def run_job(run_dir: str, nproc: int = 1, debug: bool = False) -> dict:
+class RunJob:
     """What one array task runs: the training child of a prepared run directory (through torchrun
-    when the task has several GPUs); returns the run's final status."""
-    run = RunDir(run_dir)
-    proc = launch.spawn(run, debug=debug, nproc=nproc)
-    return launch.finalize(run, proc.wait())
+    when the task has several GPUs); returns the run's final status.
+
+    Checkpointable in submitit's sense: when Slurm preempts the job or its time runs out, submitit
+    calls :meth:`checkpoint`, which stops the child (its run keeps ``ckpt/last.pt``, written every
+    ``ckpt.every`` steps) and hands submitit the same task to requeue; the requeued task continues
+    the run in its directory from that checkpoint."""
+
+    def __init__(self, run_dir: str, nproc: int = 1, debug: bool = False):
+        self.run_dir, self.nproc, self.debug = run_dir, nproc, debug
+        self.proc = None
+
+    def __call__(self) -> dict:
+        run = RunDir(self.run_dir)
+        if launch.recover(run).get("status") in launch.INTERRUPTED:
+            launch.reopen(run)  # a requeued task
+        self.proc = launch.spawn(run, debug=self.debug, nproc=self.nproc)
+        return launch.finalize(run, self.proc.wait())
+
+    def checkpoint(self, *args, **kwargs):
+        """Called by submitit from its signal handler while ``__call__`` waits on the child (so the
+        child is stopped and reaped here without ``Popen.wait``, whose lock that wait holds)."""
+        from submitit.helpers import DelayedSubmission
+
+        if self.proc is not None and stop_child(self.proc.pid):
+            RunDir(self.run_dir).write_status(status="killed", ended_at=now(),
+                                              error="preempted or out of time on Slurm: requeued")
+        return DelayedSubmission(RunJob(self.run_dir, self.nproc, self.debug))
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "proc": None}  # a process handle does not travel
+
+
+def stop_child(pid: int, grace_s: float = 10.0) -> bool:
+    """SIGTERM the child's process group, SIGKILL it after ``grace_s``, reap it; False if it had ended."""
+    try:
+        if os.waitpid(pid, os.WNOHANG) != (0, 0):
+            return False
+        os.killpg(pid, signal.SIGTERM)  # the child leads its own session (launch.spawn)
+        deadline = time.monotonic() + grace_s
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.killpg(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                break
+            time.sleep(0.1)
+    except (ChildProcessError, ProcessLookupError):
+        return False
+    return True
 
 
 def parse_time(text: str) -> int:
@@ -81,11 +127,11 @@ class SlurmExecutor:
         if not wave:
             return []
         for job in wave:
-            job.run = launch.prepare(start_spec(job, by_hash), self.runs_dir, self.sweep_id)
+            job.run = launch.start_or_continue(job.run, start_spec(job, by_hash), self.runs_dir, self.sweep_id)
         if after:
             self.executor.update_parameters(slurm_additional_parameters={"dependency": f"afterany:{after}"})
         with self.executor.batch():
-            handles = [self.executor.submit(run_job, str(job.run.path), self.nproc, self.debug) for job in wave]
+            handles = [self.executor.submit(RunJob(str(job.run.path), self.nproc, self.debug)) for job in wave]
         for job, handle in zip(wave, handles):
             job.state = RUNNING
             job.run.write_status(slurm_job_id=str(handle.job_id))

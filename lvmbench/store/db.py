@@ -8,6 +8,7 @@ database is refused, never overwritten.
 from __future__ import annotations
 
 import re
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import duckdb
 
 from ..errors import UserError
+from . import storage
 from .schema import ensure_schema
 
 DUCKDB_MAGIC = b"DUCK"
@@ -53,7 +55,7 @@ def connect(path: Path | str, read_only: bool = False, retry_s: float | None = N
     deadline = time.monotonic() + retry_s
     while True:
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
+            con = duckdb.connect(str(path), read_only=read_only, config=storage.connect_config())
             break
         except duckdb.Error as exc:
             message = str(exc)
@@ -64,8 +66,20 @@ def connect(path: Path | str, read_only: bool = False, retry_s: float | None = N
                                 "to finish, then retry") from None
             time.sleep(0.2)
     if not read_only:
+        con = _readable_format(con, path)
         ensure_schema(con)
     return con
+
+
+def _readable_format(con: duckdb.DuckDBPyConnection, path: Path) -> duckdb.DuckDBPyConnection:
+    """Migrate a file in DuckDB 2.0's storage format, on its first write, into one DuckDB 1.x reads
+    (the original stays next to it as a backup); return a connection to the file in place."""
+    if not storage.needs_migration(path):
+        return con
+    backup = storage.migrate(con, path)
+    print(f"note: {path} now uses a storage format DuckDB 1.x reads; the original is kept as {backup}",
+          file=sys.stderr)
+    return duckdb.connect(str(path), config=storage.connect_config())
 
 
 @contextmanager

@@ -1,14 +1,29 @@
-"""Ingest run directories into the database, idempotently: ingesting a run twice adds nothing."""
+"""Ingest run directories into the database: idempotent, incremental, columnar, and one bad run
+folder never stops the others.
+
+Runs are read a batch at a time: Python reads each run's files as text (only the new lines of a
+running run's logs), DuckDB parses them (``parse``), and the batch is stored in one transaction. A
+batch that fails is stored again run by run, so that every run is stored whole or not at all and a
+bad one is named and skipped. ``run_sources`` remembers what each stored run was built from
+(``sources``): a run whose files did not change is not read again.
+"""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import duckdb
+
+from ..errors import UserError
 from ..rundir import RunDir, find_runs
-from .schema import COLUMNS
+from . import parse, sources
+from .schema import TYPES
 
 CARBON_KG_PER_KWH = 0.544  # default carbon intensity used for runs.co2_kg
+BATCH_RUNS = 64  # runs read and stored per transaction
+BIGINT = (-2 ** 63, 2 ** 63 - 1)
 
 
 def _ts(value):
@@ -46,49 +61,229 @@ def run_row(run: RunDir, carbon_kg_per_kwh: float = CARBON_KG_PER_KWH) -> dict:
     }
 
 
-def _insert(con, table: str, rows: list[dict]) -> None:
-    if not rows:
-        return
-    cols = COLUMNS[table]
-    con.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                    [[r.get(c) for c in cols] for r in rows])
+@dataclass
+class IngestReport:
+    """What an ingest did with each run directory it was given."""
+
+    stored: list[str] = field(default_factory=list)  # stored or brought up to date
+    unchanged: list[str] = field(default_factory=list)  # already stored as its files are
+    left_out: list[str] = field(default_factory=list)  # failed on bad input: no result to store
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # (folder, why): not stored
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (run id, what looks wrong): stored
+
+    def messages(self) -> list[str]:
+        """One line per skipped folder and per warning."""
+        return ([f"skipped {path}: {why}" for path, why in self.skipped]
+                + [f"warning: {run_id}: {what}" for run_id, what in self.warnings])
+
+    def summary(self) -> str:
+        parts = [f"stored {len(self.stored)} run(s)", f"{len(self.unchanged)} unchanged"]
+        if self.left_out:
+            parts.append(f"{len(self.left_out)} left out (failed on bad input)")
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} skipped")
+        return ", ".join(parts)
 
 
-def ingest_run(con, run: RunDir) -> None:
-    """Replace everything stored about ``run`` by what its directory holds, in one transaction."""
-    rid = run.run_id
-    evals, per_class = [], []
-    for split in ("val", "test"):
-        ev = run.evaluation(split)
-        if ev:
-            evals.append({**ev, "run_id": rid, "split": split})
-            per_class += [{**pc, "run_id": rid, "split": split} for pc in run.per_class(split)]
-    # A resumed run logs again the steps after its last checkpoint: the latest record of a (step, key) wins.
-    metrics = list({(rec.get("step"), key): {"run_id": rid, "step": rec.get("step"), "key": key,
-                                             "value": float(value), "ts": _ts(rec.get("ts"))}
-                    for rec in run.metrics() for key, value in rec.items()
-                    if key not in ("step", "ts") and isinstance(value, (int, float))
-                    and not isinstance(value, bool)}.values())
-    system = [{**s, "run_id": rid, "ts": _ts(s.get("ts"))} for s in run.system()]
+class BadRun(Exception):
+    """A run folder that cannot be stored; the message says why."""
+
+
+class LeftOut(Exception):
+    """A run that failed on bad input (``user_error`` in its status): it holds no result."""
+
+
+@dataclass
+class _Staged:
+    """One run read from its folder, ready to store."""
+
+    run: RunDir
+    row: dict
+    texts: dict[str, str]  # _ingest_text kind -> content
+    replace: dict[str, bool]  # log table -> its lines replace the stored rows
+    files: dict  # the run's run_sources.files once stored
+    warnings: list[str]
+    known: bool  # stored before: its old rows are replaced
+
+
+def _read_spec(run: RunDir) -> dict:
+    try:
+        spec = json.loads(run.spec_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise BadRun(f"spec.json is not valid JSON ({exc})") from None
+    except UnicodeDecodeError:
+        raise BadRun("spec.json is not UTF-8 text") from None
+    if not isinstance(spec, dict):
+        raise BadRun("spec.json is not a JSON object")
+    return spec
+
+
+def _status_warning(run: RunDir, states: dict) -> str | None:
+    if "status.json" not in states:
+        return "no status.json: stored as queued"
+    if states["status.json"][0] == 0:
+        return "status.json is empty: stored as queued"
+    try:
+        if isinstance(json.loads(run.status_file.read_text()), dict):
+            return None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        pass
+    return "status.json is not a JSON object: stored as queued"
+
+
+def _check_row(row: dict) -> None:
+    """Refuse a value no column can hold, naming it (rather than DuckDB's conversion error)."""
+    for col, value in row.items():
+        if isinstance(value, int) and not isinstance(value, bool) and not BIGINT[0] <= value <= BIGINT[1]:
+            raise BadRun(f"runs.{col} = {value} is out of range for the store (a 64-bit integer)")
+
+
+def _stage(run: RunDir, states: dict, stored: dict | None) -> _Staged:
+    """Read what of ``run`` has to be stored (raises :class:`BadRun`, :class:`LeftOut`)."""
+    if run.status().get("user_error"):
+        raise LeftOut
+    _read_spec(run)
+    warnings = [w for w in [_status_warning(run, states)] if w]
+    try:
+        row = run_row(run)
+    except KeyError as exc:
+        raise BadRun(f"spec.json has no {exc}") from None
+    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise BadRun(f"spec.json or status.json holds a value of the wrong kind ({exc})") from None
+    _check_row(row)
+    files = {name: sources.entry(state) for name, state in states.items()}
+    texts, replace = {}, {}
+    appendable = stored is not None and stored.get("status") in sources.LIVE
+    for table, name in sources.LOGS.items():
+        chunk = sources.read_log(run.path / name, (stored or {}).get("files", {}).get(name), states.get(name),
+                                 appendable)
+        texts[table], replace[table] = chunk.text, chunk.replace
+        if name in states:
+            files[name] = sources.entry(states[name], chunk)
+        if chunk.torn and row["status"] not in sources.LIVE:
+            warnings.append(f"{name} ends in an incomplete line ({chunk.torn} bytes not stored)")
+    for split in sources.EVAL_SPLITS:
+        if f"eval/{split}.json" in states:
+            texts[split] = (run.eval_dir / f"{split}.json").read_text(errors="replace")
+            if f"eval/per_class_{split}.json" in states:
+                texts[f"per_class_{split}"] = (run.eval_dir / f"per_class_{split}.json").read_text(errors="replace")
+    if row["status"] == "finished" and "test" not in texts:
+        warnings.append("finished but has no eval/test.json: stored without test results")
+    return _Staged(run, row, texts, replace, {"status": row["status"], "files": files}, warnings, stored is not None)
+
+
+def _insert_columns(con, table: str, types: dict[str, str], rows: list[list]) -> None:
+    """Insert ``rows`` (values in the order of ``types``) with one statement: one list per column."""
+    if rows:
+        select = ", ".join(f"unnest(?::{t}[])" for t in types.values())
+        con.execute(f"INSERT INTO {table} ({', '.join(types)}) SELECT {select}", [list(c) for c in zip(*rows)])
+
+
+def _store(con, batch: list[_Staged]) -> dict[tuple[str, str], int]:
+    """Store a batch of staged runs in one transaction; return unreadable log lines per (run, log)."""
+    con.execute("DELETE FROM _ingest_batch")
+    con.execute("DELETE FROM _ingest_text")
+    _insert_columns(con, "_ingest_batch", parse.BATCH, [[s.run.run_id, s.replace["metrics"], s.replace["system"]]
+                                                        for s in batch])
+    _insert_columns(con, "_ingest_text", parse.TEXT, [[s.run.run_id, kind, text] for s in batch
+                                                      for kind, text in s.texts.items() if text])
     con.execute("BEGIN TRANSACTION")
     try:
-        for table in COLUMNS:
-            con.execute(f"DELETE FROM {table} WHERE run_id = ?", [rid])
-        _insert(con, "runs", [run_row(run)])
-        _insert(con, "evals", evals)
-        _insert(con, "per_class", per_class)
-        _insert(con, "metrics", metrics)
-        _insert(con, "system", system)
+        if any(s.known for s in batch) or con.execute(
+                "SELECT count(*) FROM runs WHERE run_id IN (SELECT run_id FROM _ingest_batch)").fetchone()[0]:
+            for table in ("runs", "evals", "per_class", "run_sources"):
+                con.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT run_id FROM _ingest_batch)")
+            for log in sources.LOGS:
+                con.execute(f"DELETE FROM {log} WHERE run_id IN (SELECT run_id FROM _ingest_batch "
+                            f"WHERE replace_{log})")
+        _insert_columns(con, "runs", TYPES["runs"], [[s.row.get(c) for c in TYPES["runs"]] for s in batch])
+        unreadable = parse.insert_rows(con)
+        _insert_columns(con, "run_sources", TYPES["run_sources"], [[s.run.run_id, json.dumps(s.files)] for s in batch])
         con.execute("COMMIT")
-    except Exception:
+    except BaseException:
         con.execute("ROLLBACK")
         raise
+    return unreadable
 
 
-def ingest_dir(con, path: Path) -> list[str]:
-    """Ingest one run directory, or every run directory below ``path``; return their ids. Runs that
-    failed on bad input (``user_error`` in their status) are left out: they hold no result."""
-    runs = [r for r in find_runs(path) if not r.status().get("user_error")]
-    for run in runs:
-        ingest_run(con, run)
-    return [r.run_id for r in runs]
+def _why(staged: _Staged, exc: Exception) -> str:
+    """Why a run could not be stored: the file at fault when one is, else the database's reason."""
+    for kind, text in staged.texts.items():
+        if kind in sources.LOGS:
+            continue
+        name = f"eval/{kind}.json"
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as err:
+            return f"{name} is not valid JSON ({err})"
+        if not isinstance(value, list if kind.startswith("per_class") else dict):
+            return f"{name} is not a JSON {'array' if kind.startswith('per_class') else 'object'}"
+    return f"cannot store it: {str(exc).splitlines()[0]}"
+
+
+def _store_batch(con, batch: list[_Staged], report: IngestReport) -> None:
+    try:
+        done = [(batch, _store(con, batch))]
+    except (duckdb.Error, parse.Misshapen):
+        done = []
+        for staged in batch:  # one at a time: store every good run, name every bad one
+            try:
+                done.append(([staged], _store(con, [staged])))
+            except (duckdb.Error, parse.Misshapen) as exc:
+                report.skipped.append((staged.run.path, _why(staged, exc)))
+    for stored, unreadable in done:
+        for s in stored:
+            report.stored.append(s.run.run_id)
+            report.warnings += [(s.run.run_id, w) for w in s.warnings]
+            for log, name in sources.LOGS.items():
+                if unreadable.get((s.run.run_id, log)):
+                    report.warnings.append((s.run.run_id, f"{name}: {unreadable[s.run.run_id, log]} line(s) that "
+                                                          "are not JSON objects, not stored"))
+
+
+def _stored_sources(con, run_ids: list[str]) -> dict[str, dict]:
+    rows = con.execute("SELECT run_id, files FROM run_sources WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+                       [run_ids]).fetchall()
+    return {rid: json.loads(files) for rid, files in rows}
+
+
+def ingest_runs(con, runs: list[RunDir], report: IngestReport | None = None) -> IngestReport:
+    """Store ``runs`` (those that changed since they were stored), a batch at a time; a folder that
+    cannot be stored is named in the report and skipped, a run that failed on bad input left out.
+    Never raises for a bad folder."""
+    report = report or IngestReport()
+    parse.setup(con)
+    runs = list({r.run_id: r for r in runs}.values())
+    stored = _stored_sources(con, [r.run_id for r in runs])
+    for start in range(0, len(runs), BATCH_RUNS):
+        batch = []
+        for run in runs[start:start + BATCH_RUNS]:
+            try:
+                states = sources.file_states(run)
+                if sources.unchanged(stored.get(run.run_id), states):
+                    report.unchanged.append(run.run_id)
+                    continue
+                batch.append(_stage(run, states, stored.get(run.run_id)))
+            except LeftOut:
+                report.left_out.append(run.run_id)
+            except BadRun as exc:
+                report.skipped.append((run.path, str(exc)))
+            except OSError as exc:
+                report.skipped.append((run.path, f"cannot read {exc.filename or 'it'}: {exc.strerror}"))
+        if batch:
+            _store_batch(con, batch, report)
+    return report
+
+
+def ingest_run(con, run: RunDir) -> IngestReport:
+    """Store one run (when it changed); raises :class:`UserError` naming why it cannot be stored."""
+    report = ingest_runs(con, [run])
+    if report.skipped:
+        raise UserError(report.skipped[0][1])
+    return report
+
+
+def ingest_dir(con, path: Path) -> IngestReport:
+    """Ingest one run directory, or every run directory below ``path``. Runs that failed on bad input
+    (``user_error`` in their status) are left out: they hold no result."""
+    return ingest_runs(con, find_runs(path))

@@ -1,34 +1,47 @@
-"""The schema of ``results.duckdb`` (accuracies in percent, as in the study's tables)."""
+"""The schema of ``results.duckdb`` (accuracies in percent, as in the study's tables).
+
+Every integer column is a BIGINT: the store holds every value the CLI accepts (a seed of
+3,000,000,000 included), so a finished run can always be stored.
+"""
 from __future__ import annotations
 
 TABLES = {
     "runs": """
         run_id VARCHAR PRIMARY KEY, sweep_id VARCHAR, dataset VARCHAR, backbone VARCHAR, pretrained VARCHAR,
-        method VARCHAR, stage INTEGER, parent_run_id VARCHAR, seed INTEGER, status VARCHAR, config JSON,
+        method VARCHAR, stage BIGINT, parent_run_id VARCHAR, seed BIGINT, status VARCHAR, config JSON,
         config_hash VARCHAR, git_sha VARCHAR, device VARCHAR, gpu_name VARCHAR, trainable_params BIGINT,
-        total_params BIGINT, iters INTEGER, batch_size INTEGER, started_at TIMESTAMP, ended_at TIMESTAMP,
+        total_params BIGINT, iters BIGINT, batch_size BIGINT, started_at TIMESTAMP, ended_at TIMESTAMP,
         wall_s DOUBLE, s_per_iter DOUBLE, peak_mem_mib DOUBLE, avg_power_w DOUBLE, energy_kwh DOUBLE,
-        co2_kg DOUBLE, error VARCHAR, skipped_images INTEGER, recipe VARCHAR, selected_on VARCHAR,
-        fused_group VARCHAR, fused_size INTEGER, group_wall_s DOUBLE, group_energy_kwh DOUBLE,
+        co2_kg DOUBLE, error VARCHAR, skipped_images BIGINT, recipe VARCHAR, selected_on VARCHAR,
+        fused_group VARCHAR, fused_size BIGINT, group_wall_s DOUBLE, group_energy_kwh DOUBLE,
         group_peak_mem_mib DOUBLE""",
     "evals": """
         run_id VARCHAR, split VARCHAR, overall DOUBLE, many DOUBLE, medium DOUBLE, few DOUBLE,
-        precision DOUBLE, recall DOUBLE, f1 DOUBLE, worst_class DOUBLE, n_samples INTEGER""",
-    "metrics": "run_id VARCHAR, step INTEGER, key VARCHAR, value DOUBLE, ts TIMESTAMP",
-    "system": "run_id VARCHAR, ts TIMESTAMP, gpu_index INTEGER, mem_mib DOUBLE, power_w DOUBLE, "
+        precision DOUBLE, recall DOUBLE, f1 DOUBLE, worst_class DOUBLE, n_samples BIGINT""",
+    "metrics": "run_id VARCHAR, step BIGINT, key VARCHAR, value DOUBLE, ts TIMESTAMP",
+    "system": "run_id VARCHAR, ts TIMESTAMP, gpu_index BIGINT, mem_mib DOUBLE, power_w DOUBLE, "
               "util_pct DOUBLE, energy_j DOUBLE",
-    "per_class": "run_id VARCHAR, split VARCHAR, class_id INTEGER, class_name VARCHAR, n_train INTEGER, "
+    "per_class": "run_id VARCHAR, split VARCHAR, class_id BIGINT, class_name VARCHAR, n_train BIGINT, "
                  "accuracy DOUBLE",
+    # Bookkeeping: what each stored run was built from (per file: size, mtime, inode, bytes read), so
+    # that ingest skips unchanged runs and reads only the new lines of a running run.
+    "run_sources": "run_id VARCHAR PRIMARY KEY, files JSON",
 }
 
+RESULT_TABLES = ("runs", "evals", "metrics", "system", "per_class")  # what runs hold; the rest is bookkeeping
 COLUMNS = {name: [c.strip().split()[0] for c in body.split(",")] for name, body in TABLES.items()}
+TYPES = {name: {c.strip().split()[0]: c.strip().split()[1] for c in body.split(",")} for name, body in TABLES.items()}
 
 
 def ensure_schema(con) -> None:
-    """Create missing tables; add columns a newer lvmbench defines to a database made by an older one."""
+    """Create missing tables; add columns a newer lvmbench defines to a database made by an older one,
+    and widen the INTEGER columns an older one made to BIGINT."""
     for name, body in TABLES.items():
         con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({body})")
-        have = {row[0] for row in con.execute(f"DESCRIBE {name}").fetchall()}
+        have = {row[0]: row[1] for row in con.execute(f"DESCRIBE {name}").fetchall()}
         for column in body.split(","):
-            if column.split()[0] not in have:
+            col = column.split()[0]
+            if col not in have:
                 con.execute(f"ALTER TABLE {name} ADD COLUMN {column.strip()}")
+            elif have[col] == "INTEGER" and TYPES[name][col] == "BIGINT":
+                con.execute(f"ALTER TABLE {name} ALTER COLUMN {col} SET DATA TYPE BIGINT")

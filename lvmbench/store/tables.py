@@ -1,7 +1,8 @@
 """The study's table layouts as SQL over the store (every figure comes from a stored record).
 
 Each table uses the latest finished run per (dataset, backbone, pretrained, recipe, method, seed)
-and averages over seeds; the ``seeds`` column says how many runs a row averages. Runs of different
+and averages over seeds; the ``seeds`` column says how many runs a row averages, and every accuracy
+cell of several seeds carries its sample standard deviation (shown as mean ± std). Runs of different
 recipes are never averaged together: a method under a recipe other than ``paper`` is its own row,
 e.g. "lade (reference)". A row whose weights were selected on the test split is marked with a dagger
 and the table says so in a note.
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..catalog import METHODS
+from ..spread import spread
 
 LATEST = """
     SELECT * FROM runs WHERE status = 'finished'
@@ -27,6 +29,7 @@ TEST_SELECTED_NOTE = f"{TEST_SELECTED} selected on the test split, as the study'
 BACKBONE_LABEL = ("r.backbone || CASE WHEN r.pretrained NOT IN ('openai', 'embedded') "
                   "THEN ' (' || r.pretrained || ')' ELSE '' END")
 METHOD_ORDER = {name: i for i, name in enumerate(METHODS)}
+ACCURACY = ("overall", "many", "medium", "few", "precision", "recall", "f1")  # evals columns, in percent
 
 
 @dataclass
@@ -68,13 +71,14 @@ def _mark_test_selected(rows: list[list]) -> list[str]:
 def main_table(con, dataset=None, backbone=None, **_) -> Table:
     """Methods × Overall / Many / Medium / Few / Precision / Recall / F1 (test split)."""
     where, params = _filters(dataset, backbone)
-    rows = con.execute(f"""
-        SELECT {METHOD_LABEL} AS m, {BACKBONE_LABEL} AS bb, count(*) AS seeds, avg(e.overall), avg(e.many),
-               avg(e.medium), avg(e.few), avg(e.precision), avg(e.recall), avg(e.f1),
+    stats = ", ".join(f"avg(e.{c}), stddev_samp(e.{c}), count(e.{c})" for c in ACCURACY)
+    data = con.execute(f"""
+        SELECT {METHOD_LABEL} AS m, {BACKBONE_LABEL} AS bb, count(*) AS seeds, {stats},
                bool_or(coalesce(r.selected_on = 'test', false))
         FROM ({LATEST}) r JOIN evals e ON e.run_id = r.run_id AND e.split = 'test'
         WHERE {where} GROUP BY m, bb""", params).fetchall()
-    rows = _sort([list(r) for r in rows])
+    rows = _sort([[m, bb, n, *[spread(*r[i:i + 3]) for i in range(0, len(r) - 1, 3)], r[-1]]
+                  for m, bb, n, *r in data])
     notes = _mark_test_selected(rows)
     cols = ["Method", "Backbone", "Seeds", "Overall", "Many", "Medium", "Few", "Precision", "Recall", "F1"]
     return Table(f"Main results{_title(dataset, backbone)} (test, %)", cols, rows, {c: True for c in cols[3:]}, notes)
@@ -84,8 +88,11 @@ def _pivot(con, value_sql: str, title: str, better: bool, dataset, join_evals: b
     where, params = _filters(dataset, None)
     join = "JOIN evals e ON e.run_id = r.run_id AND e.split = 'test'" if join_evals else ""
     data = con.execute(f"""
-        SELECT {METHOD_LABEL} AS m, {BACKBONE_LABEL} AS bb, avg({value_sql})
+        SELECT {METHOD_LABEL} AS m, {BACKBONE_LABEL} AS bb, avg({value_sql}), stddev_samp({value_sql}),
+               count({value_sql})
         FROM ({LATEST}) r {join} WHERE {where} GROUP BY m, bb""", params).fetchall()
+    # accuracies carry their spread over seeds; costs stay plain means
+    data = [(m, bb, spread(v, sd, n) if join_evals else v) for m, bb, v, sd, n in data]
     backbones = sorted({bb for _, bb, _ in data})
     cells = {(m, bb): v for m, bb, v in data}
     rows = _sort([[m] + [cells.get((m, bb)) for bb in backbones] for m in sorted({m for m, _, _ in data})])

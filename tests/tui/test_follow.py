@@ -99,3 +99,20 @@ def test_log_keeps_its_last_lines():
     data = LiveData("r")
     data.apply(RunUpdate("r", log=[str(i) for i in range(1000)]))
     assert len(data.log) == 300 and data.log[-1] == "999"
+
+
+def test_a_long_series_is_thinned_evenly_to_a_few_thousand_points():
+    from lvmbench.tui.follow import MAX_POINTS, Series
+
+    series = Series()
+    for step in range(100_000):
+        series.add(step, step * 0.5)
+        series.add(step, None)  # not a number: not a point
+    assert MAX_POINTS <= len(series.x) < 2 * MAX_POINTS
+    gaps = {b - a for a, b in zip(series.x, series.x[1:])}
+    assert gaps == {series.stride} and series.x[0] == 0 and series.x[-1] >= 100_000 - series.stride
+    assert series.y == [x * 0.5 for x in series.x]
+    short = Series()
+    for step in range(10):
+        short.add(step, 1.0)
+    assert short.x == list(range(10))

@@ -178,9 +178,11 @@ class RunsScreen(Screen):
                                       markup=False)
             return
         try:
-            ids = self.app.results.ingest_dir(self.app.runs_dir)
+            report = self.app.results.ingest_dir(self.app.runs_dir)
         except UserError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error", markup=False)
             return
-        self.app.call_from_thread(self.notify, f"ingested {len(ids)} run(s) from {self.app.runs_dir}", markup=False)
+        self.app.call_from_thread(self.notify, "\n".join([f"{report.summary()} from {self.app.runs_dir}",
+                                                          *report.messages()[:5]]),
+                                  severity="warning" if report.skipped else "information", markup=False)
         self.app.call_from_thread(self.app.bump_data)

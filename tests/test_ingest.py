@@ -1,0 +1,341 @@
+"""Ingest: the store holds exactly what the run directories hold, however they are ingested.
+
+``reference_ingest`` restates, row by row in plain Python, what ingest stored before it became
+columnar and incremental (one record per complete JSON line, the latest record per (step, key),
+timestamps as naive UTC): every faster path must store the same rows.
+"""
+import json
+import math
+import os
+from datetime import datetime, timezone
+
+import duckdb
+import pytest
+
+from lvmbench import cli
+from lvmbench.rundir import RunDir
+from lvmbench.store import open_readonly, open_writer
+from lvmbench.store.ingest import ingest_dir, run_row
+from lvmbench.store.schema import COLUMNS, RESULT_TABLES, ensure_schema
+
+from .conftest import TINY
+from .test_store import fake_run
+
+
+def _ts(value):
+    return datetime.fromtimestamp(float(value), timezone.utc).replace(tzinfo=None) if value else None
+
+
+def _records(path):
+    if not path.exists():
+        return []
+    out = []
+    with open(path) as f:
+        for line in f:
+            if line.endswith("\n"):
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+    return out
+
+
+def reference_ingest(con, run: RunDir) -> None:
+    """The row-by-row ingest of one run: the oracle the columnar ingest is compared with."""
+    rid, rows = run.run_id, {t: [] for t in RESULT_TABLES}
+    rows["runs"].append(run_row(run))
+    for split in ("val", "test"):
+        path = run.eval_dir / f"{split}.json"
+        if path.exists():
+            rows["evals"].append({**json.loads(path.read_text()), "run_id": rid, "split": split})
+            pc = run.eval_dir / f"per_class_{split}.json"
+            if pc.exists():
+                rows["per_class"] += [{**r, "run_id": rid, "split": split} for r in json.loads(pc.read_text())]
+    latest = {}
+    for rec in _records(run.metrics_file):
+        for key, value in rec.items():
+            if key not in ("step", "ts") and isinstance(value, (int, float)) and not isinstance(value, bool):
+                latest[(rec.get("step"), key)] = {"run_id": rid, "step": rec.get("step"), "key": key,
+                                                  "value": float(value), "ts": _ts(rec.get("ts"))}
+    rows["metrics"] = list(latest.values())
+    rows["system"] = [{**s, "run_id": rid, "ts": _ts(s.get("ts"))} for s in _records(run.system_file)]
+    for table, records in rows.items():
+        cols = COLUMNS[table]
+        con.execute(f"DELETE FROM {table} WHERE run_id = ?", [rid])
+        if records:
+            con.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                            [[r.get(c) for c in cols] for r in records])
+
+
+def contents(db) -> dict:
+    """Every row of every result table, sorted (NaN as a string: NaN never equals itself)."""
+    def same_nan(row):
+        return tuple("NaN" if isinstance(v, float) and math.isnan(v) else v for v in row)
+
+    with open_readonly(db) as con:
+        return {t: [same_nan(r) for r in con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()]
+                for t in RESULT_TABLES}
+
+
+def reference_contents(tmp_path, runs: list[RunDir]) -> dict:
+    db = tmp_path / "reference.duckdb"
+    con = duckdb.connect(str(db))
+    ensure_schema(con)
+    for run in runs:
+        reference_ingest(con, run)
+    con.close()
+    return contents(db)
+
+
+def awkward_runs(runs_dir):
+    """Run directories with what real ones hold and what a crash or a resume leaves behind."""
+    plain = fake_run(runs_dir, "ce", seed=1)
+    resumed = fake_run(runs_dir, "focal", seed=2)
+    for step, loss, ts in [(30, 1.0, 1_700_000_030.123456), (40, 0.9, 1_700_000_040.5),
+                           (30, 1.1, 1_700_000_031.000001), (40, 0.8, 0)]:  # killed after 40, resumed from 20
+        resumed.append(resumed.metrics_file, {"step": step, "loss": loss, "lr": 0.005, "ts": ts})
+    with open(resumed.metrics_file, "a") as f:
+        f.write('{"step": 50, "loss": NaN, "grad": Infinity, "ok": true, "name": "x", "none": null}\n')
+        f.write('{"loss": 2.5, "big": 123456789012}\n')  # no step, no ts
+        f.write("not json\n")
+        f.write('{"step": 60, "loss": 0.7')  # torn last line: not stored
+    with open(resumed.system_file, "a") as f:
+        f.write('{"ts": 1700000050.25, "gpu_index": 0, "mem_mib": 512.5, "power_w": 80.0, "util_pct": 99.0, '
+                '"energy_j": 12.0}\n{"ts": 1700000060.75, "gpu_index": 1}\n{"mem_mib": 1.0}\n')
+    two_splits = fake_run(runs_dir, "ldam", seed=3)
+    (two_splits.eval_dir / "val.json").write_text(json.dumps({"split": "val", "overall": 41.5, "n_samples": 20}))
+    (two_splits.eval_dir / "per_class_val.json").write_text(json.dumps(
+        [{"class_id": i, "class_name": f"c{i}", "n_train": 100 - i, "accuracy": i * 1.5} for i in range(5)]))
+    no_eval = fake_run(runs_dir, "lade", seed=4, status="running")
+    for name in os.listdir(no_eval.eval_dir):
+        (no_eval.eval_dir / name).unlink()
+    no_eval.metrics_file.unlink()
+    return [plain, resumed, two_splits, no_eval]
+
+
+def ingest_all(db, runs_dir):
+    with open_writer(db) as con:
+        return ingest_dir(con, runs_dir)
+
+
+def test_ingest_stores_what_the_row_by_row_ingest_stored(tmp_path):
+    runs = awkward_runs(tmp_path / "runs")
+    ingest_all(tmp_path / "r.duckdb", tmp_path / "runs")
+    got, want = contents(tmp_path / "r.duckdb"), reference_contents(tmp_path, runs)
+    assert want["metrics"] and want["system"] and want["per_class"]  # the comparison compares something
+    for table in RESULT_TABLES:
+        assert got[table] == want[table], table
+
+
+@pytest.mark.slow
+def test_ingest_of_trained_runs_equals_the_row_by_row_ingest(store, tmp_path):
+    results, runs_dir = store
+    # crt: a two-stage run, trained after its stage-1 (ce) run
+    assert cli.main(["run", "--headless", "--method", "crt", "--no-ingest", "--set", *TINY]) == 0
+    runs = [RunDir(p) for p in sorted(runs_dir.iterdir())]
+    assert len(runs) == 2
+    assert cli.main(["ingest"]) == 0
+    got, want = contents(results), reference_contents(tmp_path, runs)
+    assert len(want["metrics"]) > 10 and want["per_class"] and want["evals"]
+    for table in RESULT_TABLES:
+        assert got[table] == want[table], table
+
+
+# -- incremental: unchanged runs are not read again, changed ones are brought up to date -------------
+
+def test_reingest_updates_exactly_the_run_whose_file_changed(tmp_path):
+    runs_dir, db = tmp_path / "runs", tmp_path / "r.duckdb"
+    runs = awkward_runs(runs_dir)
+    first = ingest_all(db, runs_dir)
+    assert sorted(first.stored) == sorted(r.run_id for r in runs) and not first.unchanged
+    again = ingest_all(db, runs_dir)
+    assert again.stored == [] and sorted(again.unchanged) == sorted(r.run_id for r in runs)
+    changed = runs[2]
+    ev = json.loads((changed.eval_dir / "test.json").read_text())
+    (changed.eval_dir / "test.json").write_text(json.dumps({**ev, "overall": 77.25}))
+    third = ingest_all(db, runs_dir)
+    assert third.stored == [changed.run_id] and len(third.unchanged) == len(runs) - 1
+    assert contents(db) == reference_contents(tmp_path, runs)
+    with open_readonly(db) as con:
+        assert con.execute("SELECT overall FROM evals WHERE run_id = ? AND split = 'test'",
+                           [changed.run_id]).fetchone() == (77.25,)
+
+
+def test_an_edited_log_of_a_finished_run_is_read_again(tmp_path):
+    runs_dir, db = tmp_path / "runs", tmp_path / "r.duckdb"
+    run = fake_run(runs_dir, "ce")
+    ingest_all(db, runs_dir)
+    text = run.metrics_file.read_text()
+    run.metrics_file.write_text(text.replace('"loss": 1.5', '"loss": 2.5'))  # same size, same file
+    assert ingest_all(db, runs_dir).stored == [run.run_id]
+    with open_readonly(db) as con:
+        assert con.execute("SELECT value FROM metrics WHERE key = 'loss'").fetchall() == [(2.5,)]
+    assert contents(db) == reference_contents(tmp_path, [run])
+
+
+def test_a_running_run_gains_its_new_lines_and_a_resume_keeps_the_latest_records(tmp_path):
+    runs_dir, db = tmp_path / "runs", tmp_path / "r.duckdb"
+    run = fake_run(runs_dir, "ce", status="running")
+    for step in range(30, 60, 10):
+        run.append(run.metrics_file, {"step": step, "loss": 1.0 / step, "ts": 1_700_000_000 + step})
+    with open(run.metrics_file, "a") as f:
+        f.write('{"step": 60, "loss":')  # being written
+    ingest_all(db, runs_dir)
+    with open(run.metrics_file, "a") as f:  # the line completes; the run is killed, then resumed from 40
+        f.write(' 0.5, "ts": 1700000060}\n')
+    for step, loss in [(50, 0.25), (60, 0.125), (70, 0.0625)]:
+        run.append(run.metrics_file, {"step": step, "loss": loss, "ts": 1_700_001_000 + step})
+    run.append(run.system_file, {"ts": 1_700_001_070, "gpu_index": None, "mem_mib": 900.0})
+    before = run.metrics_file.stat().st_size
+    assert ingest_all(db, runs_dir).stored == [run.run_id]
+    with open_readonly(db) as con:
+        stored = json.loads(con.execute("SELECT files FROM run_sources").fetchone()[0])
+        losses = dict(con.execute("SELECT step, value FROM metrics WHERE key = 'loss' AND step >= 50").fetchall())
+    assert stored["files"]["metrics.jsonl"]["read_to"] == before  # read on from where it stopped
+    assert losses == {50: 0.25, 60: 0.125, 70: 0.0625}
+    assert contents(db) == reference_contents(tmp_path, [run])
+    run.write_status(status="finished")
+    assert ingest_all(db, runs_dir).stored == [run.run_id]
+    assert contents(db) == reference_contents(tmp_path, [run])
+
+
+def test_a_replaced_log_is_read_from_its_start(tmp_path):
+    runs_dir, db = tmp_path / "runs", tmp_path / "r.duckdb"
+    run = fake_run(runs_dir, "ce", status="running")
+    ingest_all(db, runs_dir)
+    run.metrics_file.unlink()
+    run.append(run.metrics_file, {"step": 5, "loss": 3.0, "ts": 1_700_000_005})
+    run.append(run.metrics_file, {"step": 6, "loss": 2.0, "lr": 0.1, "ts": 1_700_000_006})
+    ingest_all(db, runs_dir)
+    assert contents(db) == reference_contents(tmp_path, [run])
+
+
+# -- one bad folder never stops ingest ---------------------------------------------------------------
+
+def test_bad_folders_are_named_and_skipped_and_the_good_runs_stored(store, capsys):
+    results, runs_dir = store
+    good, big_seed = fake_run(runs_dir, "ce"), fake_run(runs_dir, "focal")
+    spec = json.loads(big_seed.spec_file.read_text())
+    big_seed.spec_file.write_text(json.dumps({**spec, "seed": 3_000_000_000}))  # fits a BIGINT
+    broken = fake_run(runs_dir, "ldam")
+    broken.spec_file.write_text('{"dataset": "mnist-lt", ')
+    too_big = fake_run(runs_dir, "lade")
+    too_big.spec_file.write_text(json.dumps({**spec, "seed": 2 ** 64}))
+    bad_eval = fake_run(runs_dir, "grw")
+    (bad_eval.eval_dir / "test.json").write_text("{not json")
+    assert cli.main(["ingest"]) == 1
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert sorted(lines) == sorted([
+        f"skipped {broken.path}: spec.json is not valid JSON (Expecting property name enclosed in double quotes: "
+        "line 1 column 25 (char 24))",
+        f"skipped {too_big.path}: runs.seed = {2 ** 64} is out of range for the store (a 64-bit integer)",
+        f"skipped {bad_eval.path}: eval/test.json is not valid JSON (Expecting property name enclosed in double "
+        "quotes: line 1 column 2 (char 1))"])
+    assert out.startswith("stored 2 run(s), 0 unchanged, 3 skipped in ")
+    with open_readonly(results) as con:
+        assert dict(con.execute("SELECT run_id, seed FROM runs").fetchall()) == {good.run_id: 0,
+                                                                                 big_seed.run_id: 3_000_000_000}
+        assert con.execute("SELECT count(*) FROM metrics WHERE run_id NOT IN (?, ?)",
+                           [good.run_id, big_seed.run_id]).fetchone() == (0,)
+    (bad_eval.eval_dir / "test.json").write_text("[]")  # valid JSON, wrong shape
+    assert cli.main(["ingest"]) == 1
+    assert f"skipped {bad_eval.path}: eval/test.json is not a JSON object" in capsys.readouterr().err
+
+
+def test_a_broken_spec_does_not_stop_a_scan_for_finished_runs(store, capsys):
+    from lvmbench import launch
+
+    results, runs_dir = store
+    good = fake_run(runs_dir, "ce")
+    broken = fake_run(runs_dir, "focal")
+    broken.spec_file.write_text("{")
+    assert [r.run_id for r in launch.finished_runs(runs_dir).values()] == [good.run_id]
+    assert cli.main(["sweep", "--method", "ce,crt", "--dry-run"]) == 0
+
+
+def test_ingest_warns_about_files_that_look_cut(store, capsys):
+    results, runs_dir = store
+    cut = fake_run(runs_dir, "ce")
+    with open(cut.metrics_file, "a") as f:
+        f.write('{"step": 30, "lo')
+    empty = fake_run(runs_dir, "focal")
+    empty.status_file.write_text("")
+    no_eval = fake_run(runs_dir, "ldam")
+    for name in os.listdir(no_eval.eval_dir):
+        (no_eval.eval_dir / name).unlink()
+    junk = fake_run(runs_dir, "lade")
+    with open(junk.system_file, "a") as f:
+        f.write("[1, 2]\ngarbage\n")
+    assert cli.main(["ingest"]) == 0
+    out, err = capsys.readouterr()
+    assert sorted(err.strip().splitlines()) == sorted([
+        f"warning: {cut.run_id}: metrics.jsonl ends in an incomplete line (16 bytes not stored)",
+        f"warning: {empty.run_id}: status.json is empty: stored as queued",
+        f"warning: {no_eval.run_id}: finished but has no eval/test.json: stored without test results",
+        f"warning: {junk.run_id}: system.jsonl: 2 line(s) that are not JSON objects, not stored"])
+    assert out.startswith("stored 4 run(s), 0 unchanged in ")
+    assert cli.main(["ingest"]) == 0
+    assert capsys.readouterr().out.startswith("stored 0 run(s), 4 unchanged in ")
+
+
+# -- types: the store holds what the CLI accepts --------------------------------------------------------
+
+def test_every_integer_column_is_64_bit_and_an_older_database_is_widened(tmp_path):
+    db = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE runs (run_id VARCHAR PRIMARY KEY, seed INTEGER, iters INTEGER)")
+    con.execute("INSERT INTO runs VALUES ('old', 1, 2)")
+    con.close()
+    with open_writer(db) as con:
+        types = {(t, c): ty for t in COLUMNS for c, ty, *_ in con.execute(f"DESCRIBE {t}").fetchall()}
+        con.execute("UPDATE runs SET seed = 3000000000 WHERE run_id = 'old'")
+        assert con.execute("SELECT seed, iters FROM runs").fetchall() == [(3_000_000_000, 2)]
+    assert "INTEGER" not in types.values()
+    assert types[("runs", "seed")] == types[("metrics", "step")] == types[("per_class", "class_id")] == "BIGINT"
+
+
+def test_a_seed_beyond_what_training_can_use_is_refused_up_front(store, capsys):
+    results, runs_dir = store
+    assert cli.main(["run", "--headless", "--seed", "4294967296"]) == 2
+    assert capsys.readouterr().err == "error: --seed 4294967296: must be between 0 and 4294967295\n"
+    assert not results.exists() and not runs_dir.exists()
+
+
+def test_bench_ingest_reports_what_it_stored(capsys):
+    assert cli.main(["bench", "--ingest", "3", "--ingest-rows", "40", "--ingest-classes", "3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["rows"] == {"metrics": 120, "system": 3 * 256, "per_class": 18, "evals": 6, "runs": 3}
+    assert set(report["cpu_s"]) == {"first_ingest", "reingest_unchanged", "one_new_run", "table_main"}
+    assert cli.main(["bench", "--ingest", "0"]) == 2
+
+
+def test_a_sweep_stores_the_good_runs_it_ingests_together_and_names_the_bad(store, capsys):
+    from lvmbench.runner import ingest_quietly
+
+    results, runs_dir = store
+    bad, good = fake_run(runs_dir, "ce"), fake_run(runs_dir, "focal")
+    (bad.eval_dir / "per_class_test.json").write_text("{}")
+    ingest_quietly(results, bad, good)
+    assert capsys.readouterr().err == (f"warning: kept in {bad.path} but not stored: eval/per_class_test.json is "
+                                       f"not a JSON array (later: lvmbench ingest {bad.path})\n")
+    with open_readonly(results) as con:
+        assert con.execute("SELECT run_id FROM runs").fetchall() == [(good.run_id,)]
+
+
+def test_an_unreadable_run_folder_is_named_and_the_others_stored(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    runs_dir = tmp_path / "runs"
+    locked, good = fake_run(runs_dir, "ce"), fake_run(runs_dir, "focal")
+    read_text = Path.read_text
+
+    def denied(self, *args, **kwargs):  # as a file without read permission (tests may run as root)
+        if self == locked.status_file:
+            raise PermissionError(13, "Permission denied", str(self))
+        return read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", denied)
+    report = ingest_all(tmp_path / "r.duckdb", runs_dir)
+    assert report.stored == [good.run_id]
+    assert report.skipped == [(locked.path, f"cannot read {locked.status_file}: Permission denied")]
