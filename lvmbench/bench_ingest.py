@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from . import config
-from .rundir import RunDir, atomic_write_json
+from .runs.rundir import RunDir, atomic_write_json
 
 VAL_KEYS = ("overall", "many", "medium", "few", "precision", "recall", "f1", "worst_class")
 METHODS = ("ce", "focal", "ldam", "balanced_softmax")
@@ -52,13 +52,13 @@ def make_run(runs_dir: Path, index: int, rows: int, classes: int, system_lines: 
         f'"power_w": {250 + i % 30}.25, "util_pct": 97.0, "energy_j": {500.0 * i:.1f}}}\n'
         for i in range(system_lines)))
     for split in ("val", "test"):
-        atomic_write_json(run.eval_dir / f"{split}.json", {"split": split, "n_samples": 50 * classes,
-                                                          **{k: 40.0 + index % 20 for k in VAL_KEYS}})
-        atomic_write_json(run.eval_dir / f"per_class_{split}.json", [
+        atomic_write_json(run.eval_file(split), {"split": split, "n_samples": 50 * classes,
+                                                **{k: 40.0 + index % 20 for k in VAL_KEYS}})
+        atomic_write_json(run.per_class_file(split), [
             {"class_id": c, "class_name": f"class {c}", "n_train": max(5, 1280 - c), "accuracy": (c * 37) % 100,
              "n_test": 50} for c in range(classes)])
-    atomic_write_json(run.status_file, {
-        "status": "finished", "run_id": run.run_id, "created_at": T0 + index, "started_at": T0 + index,
+    run.mark_finished(**{
+        "run_id": run.run_id, "created_at": T0 + index, "started_at": T0 + index,
         "ended_at": t, "wall_s": t - T0 - index * 3600.0, "s_per_iter": 0.1173, "device": "cuda",
         "gpu_name": "synthetic", "peak_mem_mib": 9050.0, "avg_power_w": 260.0, "energy_kwh": 0.05, "stage": 1,
         "iters": step, "trainable_params": 5_000_000, "total_params": 300_000_000})

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# kg CO2 per kWh: the default carbon intensity of runs.co2_kg and of the cost table (--carbon-intensity).
+CARBON_KG_PER_KWH = 0.544
+
 
 @dataclass(frozen=True)
 class MethodInfo:

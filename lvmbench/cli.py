@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="recipes: each method's test overall / few under recipe=paper and recipe=reference")
     table.add_argument("--dataset")
     table.add_argument("--backbone")
-    table.add_argument("--carbon-intensity", type=float, default=0.544, help="kg CO2 per kWh (default 0.544)")
+    table.add_argument("--carbon-intensity", type=float, default=catalog.CARBON_KG_PER_KWH,
+                       help=f"kg CO2 per kWh (default {catalog.CARBON_KG_PER_KWH})")
     table.add_argument("--format", choices=("table", "csv", "json", "markdown", "latex"), default="table",
                        help="latex: a booktabs table (\\usepackage{booktabs})")
     _add_store_args(table, runs=False)
@@ -237,11 +238,12 @@ def cmd_resume(args) -> int:
 
 def cmd_demo(args) -> int:
     from . import sweep
-    from .runner import cancel_on_sigterm
+    from .runner import cancel_on_sigterm, check_store
 
     sets, variants = sweep.parse_set_grid(args.set)
     axes = sweep.build_axes("embedded", methods=sweep.split_list(args.method), seeds=sweep.parse_seeds(args.seed),
                             sets=sets, variants=variants)
+    check_store(paths.runs_dir(args.runs_dir), paths.results_path(args.results))
     with cancel_on_sigterm():
         outcome = sweep.run_sweep(axes, paths.runs_dir(args.runs_dir), paths.results_path(args.results),
                                   max_parallel=args.max_parallel, debug=args.debug)
@@ -251,7 +253,7 @@ def cmd_demo(args) -> int:
 def cmd_sweep(args) -> int:
     from . import sweep
     from .exec.slurm import SlurmOptions
-    from .runner import cancel_on_sigterm
+    from .runner import cancel_on_sigterm, check_store
 
     sets, variants = sweep.parse_set_grid(args.set)
     axes = sweep.build_axes(args.preset, datasets=sweep.split_list(args.dataset),
@@ -261,6 +263,8 @@ def cmd_sweep(args) -> int:
     slurm = SlurmOptions(partition=args.slurm_partition, gpus_per_job=args.slurm_gpus_per_job,
                          cpus_per_job=args.slurm_cpus_per_job, time=args.slurm_time,
                          array_parallelism=args.slurm_array_parallelism, cluster=args.slurm_cluster)
+    if not args.dry_run:
+        check_store(paths.runs_dir(args.runs_dir), paths.results_path(args.results), ingest=not args.no_wait)
     with cancel_on_sigterm():
         outcome = sweep.run_sweep(axes, paths.runs_dir(args.runs_dir), paths.results_path(args.results),
                                   executor=args.executor, gpus=sweep.split_list(args.gpus),
@@ -270,19 +274,11 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_sql(args) -> int:
-    import duckdb
-
     from .render import render
-    from .store import open_readonly
+    from .store.console import query
 
-    with open_readonly(paths.results_path(args.results)) as con:
-        try:
-            cur = con.execute(args.query)
-        except duckdb.Error as exc:
-            raise UserError(f"SQL error: {str(exc).splitlines()[0]}") from None
-        columns = [d[0] for d in cur.description] if cur.description else []
-        rows = cur.fetchall() if columns else []
-    render(columns, rows, args.format)
+    result = query(paths.results_path(args.results), args.query)
+    render(result.columns, result.rows, args.format, exact=True)
     return 0
 
 
@@ -295,16 +291,15 @@ def cmd_table(args) -> int:
 
 
 def cmd_ingest(args) -> int:
-    from .launch import recover
-    from .rundir import find_runs
+    from .runs.process import recover_all
+    from .runs.rundir import find_runs
     from .store import open_writer, pending
     from .store.ingest import ingest_runs
 
     target = Path(args.dir) if args.dir else paths.runs_dir(args.runs_dir)
     if not target.exists():
         raise UserError(f"run directory not found: {target}")
-    for run in find_runs(target):
-        recover(run)  # a run whose parent died is still marked running: record it as killed
+    recover_all(find_runs(target))  # a run whose owner died is still marked running: it is killed
     results = paths.results_path(args.results)
     with open_writer(results) as con:
         # with the runs that found the database busy when they ended

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from . import catalog
 from .errors import UserError, unknown
+from .weights import looks_like_path, resolve_pretrained, weights_identity
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ SCHEMA: dict[str, Param] = {
     "data.classnames": Param(None, str),
     "data.on_bad_image": Param("fail", str, choices=("fail", "skip")),
     "data.subsample_lt": Param(False, bool),
+    "data.allow_missing_classes": Param(False, bool),  # a fixed-class-count dataset whose train split lacks some
     # Image preprocessing: the study's transforms (ImageNet statistics, bilinear) or open_clip's (CLIP's, bicubic).
     "data.transform": Param("study", str, choices=("study", "open_clip")),
     "stage1.run_id": Param(None, str),
@@ -103,7 +107,7 @@ SCHEMA: dict[str, Param] = {
 
 # Settings that change how fast or where a run goes, not what it computes.
 NOT_HASHED = {"train.num_workers", "train.log_every", "train.threads", "ckpt.every", "data.on_bad_image",
-              "train.compile"}
+              "train.compile", "data.allow_missing_classes"}
 
 # What each recipe sets (README, "Fidelity", lists the upstream file of every difference).
 RECIPE_PROFILES: dict[str, dict[str, Any]] = {
@@ -150,13 +154,14 @@ DATASET_METHOD_PROFILES: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 MAX_SEED = 2 ** 32 - 1  # numpy's global seed; the store holds any 64-bit integer
-IDENTITY = ("dataset", "backbone", "pretrained", "method", "seed", "data_root")
 
 
 def parse_value(key: str, raw: str) -> Any:
     """Turn the text of ``--set key=raw`` into the key's type, or raise a one-line UserError."""
     param = SCHEMA[key]
     text = raw.strip()
+    if key == "data.val_list" and text.lower() in (NO_FILE, "null", ""):
+        return NO_FILE  # none here means no validation split, not the dataset's default file
     if text.lower() in ("none", "null") and param.default is None:
         return None
     try:
@@ -185,6 +190,8 @@ def check_value(key: str, value: Any) -> None:
                         "(each method as its authors' code defines it)")
     if param.choices and value not in param.choices:
         raise UserError(f"{key}={value}: choose from {', '.join(param.choices)}")
+    if param.type is float and not math.isfinite(value):
+        raise UserError(f"{key}={value}: must be a finite number{', ' + param.rule if param.rule else ''}")
     if param.check and not param.check(value):
         raise UserError(f"{key}={value}: must be {param.rule}")
 
@@ -218,14 +225,12 @@ def _parse_loss_hparam(key: str, raw: str) -> Any:
     raise UserError(f"--set {key}={raw}: expected a number")
 
 
-def resolve(dataset: str, backbone: str, method: str, *, seed: int = 0, pretrained: str | None = None,
-            data_root: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Build the full, validated spec of one run."""
-    if dataset not in catalog.DATASETS:
-        raise unknown("dataset", dataset, catalog.DATASETS)
+def defaults(dataset: str, method: str, recipe: str | None = None) -> dict[str, Any]:
+    """The settings a run of ``method`` on ``dataset`` under ``recipe`` (default: the default recipe)
+    gets before any ``--set``: the study's defaults, then the recipe's, the dataset's, the method's
+    and the pair's profiles (the Launch form shows the same)."""
     info = catalog.method(method)
-    overrides = overrides or {}
-    recipe = overrides.get("recipe", SCHEMA["recipe"].default)
+    recipe = SCHEMA["recipe"].default if recipe is None else recipe
     check_value("recipe", recipe)
     spec: dict[str, Any] = {k: p.default for k, p in SCHEMA.items()}
     spec["recipe"] = recipe
@@ -236,14 +241,38 @@ def resolve(dataset: str, backbone: str, method: str, *, seed: int = 0, pretrain
     spec.update(RECIPE_METHOD_PROFILES.get((recipe, method), {}))
     spec.update(DATASET_METHOD_PROFILES.get((dataset, method), {}))
     spec["loss"] = info.loss
+    return spec
+
+
+def resolve(dataset: str, backbone: str, method: str, *, seed: int = 0, pretrained: str | None = None,
+            data_root: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build the full, validated spec of one run."""
+    if dataset not in catalog.DATASETS:
+        raise unknown("dataset", dataset, catalog.DATASETS)
+    overrides = overrides or {}
+    spec = defaults(dataset, method, overrides.get("recipe"))
     spec.update(overrides)
     if not 0 <= seed <= MAX_SEED:
         raise UserError(f"--seed {seed}: must be between 0 and {MAX_SEED}")
     spec.update(dataset=dataset, backbone=backbone, method=method, seed=int(seed),
-                pretrained=pretrained or catalog.DEFAULT_PRETRAINED.get(backbone, "openai"),
-                data_root=data_root)
+                pretrained=resolve_pretrained(pretrained or catalog.DEFAULT_PRETRAINED.get(backbone, "openai")),
+                data_root=str(Path(data_root).expanduser().resolve()) if data_root else None)
+    for key in DATA_FILES:
+        spec[key] = data_file(spec[key], spec["data_root"])
     validate(spec)
     return spec
+
+
+# Files a dataset reads, given relative to --data-root (as its loader reads them) or absolute.
+DATA_FILES = ("data.train_list", "data.val_list", "data.test_list", "data.classnames")
+NO_FILE = "none"  # data.val_list=none: no validation split, even where the dataset has a default one
+
+
+def data_file(value: str | None, data_root: str | None) -> str | None:
+    """A data file's absolute path, so that a spec never depends on the folder it was typed in."""
+    if value is None or value == NO_FILE or not data_root:
+        return value
+    return str((Path(data_root) / Path(value).expanduser()).resolve())
 
 
 def validate(spec: dict[str, Any]) -> None:
@@ -265,6 +294,10 @@ def validate(spec: dict[str, Any]) -> None:
         for hp in loss_keys:
             if hp not in valid:
                 raise UserError(f"loss.{hp}: loss '{name}' takes {', '.join(sorted(valid)) or 'no hyper-parameters'}")
+        try:
+            LOSSES[name].check(loss_keys, spec.get("recipe", "paper"))  # types and ranges, next to the defaults
+        except ValueError as exc:
+            raise UserError(f"loss.{exc} ({name})") from None
     _check_method_keys(spec)
 
 
@@ -304,8 +337,30 @@ def check_nproc(spec: dict[str, Any], nproc: int) -> None:
                         "(each process takes an equal slice of every batch)")
 
 
+# What a run's directory records about it that is not part of what it computes.
+CLASS_KEYS = ("classes.total", "classes.with_train", "classes.many", "classes.medium", "classes.few")
+NOT_CONFIG = {"stage1.run_id", "config_hash", "result_group", "git_sha", "sweep_id", "fused_group", "fused_size",
+              *CLASS_KEYS}
+
+
+def hashed_body(spec: dict[str, Any], ignore: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Everything that changes what a run computes; a checkpoint file stands there by its content, not its name."""
+    body = {k: v for k, v in spec.items() if k not in NOT_HASHED and k not in NOT_CONFIG and k not in ignore}
+    if isinstance(body.get("pretrained"), str) and looks_like_path(body["pretrained"]):
+        body["pretrained"] = weights_identity(body["pretrained"])
+    return body
+
+
+def _digest(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def config_hash(spec: dict[str, Any]) -> str:
     """A short content hash of everything that changes what a run computes."""
-    body = {k: v for k, v in spec.items() if k not in NOT_HASHED and k != "stage1.run_id"}
-    text = json.dumps(body, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return _digest(hashed_body(spec))
+
+
+def result_group(spec: dict[str, Any]) -> str:
+    """The config hash without the seed: runs that share it differ only by their seed, so a table
+    cell may average them (and must not average anything else)."""
+    return _digest(hashed_body(spec, ignore=("seed",)))

@@ -28,10 +28,9 @@ from typing import Any, Sequence
 import numpy as np
 from sklearn.metrics import precision_recall_fscore_support
 
-__all__ = ["SHOT_MANY", "SHOT_FEW", "EvalResult", "shot_groups", "compute_metrics"]
+from .shots import SHOT_FEW, SHOT_MANY
 
-SHOT_MANY = 100
-SHOT_FEW = 20
+__all__ = ["SHOT_MANY", "SHOT_FEW", "EvalResult", "shot_groups", "compute_metrics"]
 
 
 def _to_numpy(x) -> np.ndarray:

@@ -25,7 +25,7 @@ MEMBER_KEYS = frozenset({
     "train.optimizer", "train.eval_every", "train.log_every", "train.precision", "train.compile",
     "decoder.depth", "decoder.heads", "decoder.mlp_ratio", "head.kind", "head.scale", "head.init",
     # run metadata, not settings
-    "config_hash", "git_sha", "sweep_id", "fused_group", "fused_size",
+    "config_hash", "result_group", "git_sha", "sweep_id", "fused_group", "fused_size",
 })
 MEMBER_PREFIXES = ("loss.",)
 # Methods whose model reads the frozen tower's tokens and trains on the whole training split.

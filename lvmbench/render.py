@@ -1,20 +1,36 @@
-"""Print query results and paper-style tables: rich tables, CSV, JSON, Markdown or LaTeX (booktabs)."""
+"""Print query results and paper-style tables: rich tables, CSV, JSON, Markdown or LaTeX (booktabs).
+
+Every format prints the data as it is: no value is read as Rich markup or an emoji code, no
+column is dropped for want of width (a table wider than the output wraps its text columns, or is
+printed at full width when piped), JSON is valid JSON (NaN and infinities are ``null``) and
+Markdown escapes ``|`` and line breaks. ``exact=True`` (``lvmbench sql``) prints every value in
+full; the paper-style tables round to two decimals.
+"""
 from __future__ import annotations
 
 import csv
+import datetime
+import decimal
 import io
 import json
+import math
+import sys
+import uuid
 
 from rich import box
 from rich.console import Console
 from rich.table import Table as RichTable
+from rich.text import Text
 
+from .catalog import CARBON_KG_PER_KWH
 from .spread import MeanStd, split_columns
 
 FORMATS = ("table", "csv", "json", "markdown", "latex")
+NULL = "NULL"  # how ``exact`` output shows a missing value
 
 
 def fmt(value) -> str:
+    """A value as the paper-style tables show it: two decimals (more below 0.01), '–' for missing."""
     if value is None:
         return "–"
     if isinstance(value, MeanStd) and value.std is not None:
@@ -24,66 +40,148 @@ def fmt(value) -> str:
     return str(value)
 
 
+def exact_text(value) -> str:
+    """A value in full: floats to the last digit that tells them apart (``repr``), NULL for missing."""
+    if value is None:
+        return NULL
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
 def render(columns: list[str], rows: list, fmt_name: str = "table", title: str | None = None,
-           best: dict | None = None, console: Console | None = None) -> None:
+           best: dict | None = None, console: Console | None = None, exact: bool = False) -> None:
     """Print ``rows`` under ``columns``; in table form the best value per column is bold green."""
     console = console or Console()
     if fmt_name in ("json", "csv"):  # a mean ± std cell becomes two numbers: <column> and <column> std
         columns, rows = split_columns(columns, rows)
     if fmt_name == "json":
-        console.print_json(json.dumps([dict(zip(columns, r)) for r in rows], default=str))
+        _write(console, to_json(columns, rows) + "\n")
     elif fmt_name == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(columns)
-        writer.writerows(rows)
-        console.print(buf.getvalue(), end="", markup=False, highlight=False, soft_wrap=True)
+        _write(console, to_csv(columns, rows))
     elif fmt_name == "markdown":
-        console.print(to_markdown(columns, rows, title), markup=False, highlight=False, soft_wrap=True)
+        _write(console, to_markdown(columns, rows, title, exact) + "\n")
     elif fmt_name == "latex":
-        console.print(to_latex(columns, rows, title, best or {}), markup=False, highlight=False, soft_wrap=True)
+        _write(console, to_latex(columns, rows, title, best or {}) + "\n")
     else:
-        console.print(rich_table(columns, rows, title, best or {}))
+        print_rich_table(console, rich_table(columns, rows, title, best or {}, exact))
 
 
-def rich_table(columns: list[str], rows: list, title: str | None, best: dict) -> RichTable:
+def _write(console: Console, text: str) -> None:
+    """Text as it is: no markup, no emoji codes, no highlighting, no wrapping."""
+    console.file.write(text)
+    console.file.flush()
+
+
+def to_csv(columns: list[str], rows: list) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def to_json(columns: list[str], rows: list) -> str:
+    """A JSON array of objects; NaN and infinities become null (JSON has no such numbers)."""
+    return json.dumps([{c: _jsonable(v) for c, v in zip(columns, r)} for r in rows], indent=2,
+                      ensure_ascii=False, allow_nan=False)
+
+
+def _jsonable(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, decimal.Decimal):
+        if not value.is_finite():
+            return None
+        as_float = float(value)
+        return as_float if decimal.Decimal(repr(as_float)) == value else str(value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, (datetime.date, datetime.time, datetime.timedelta, uuid.UUID)):
+        return str(value)
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return str(value)
+
+
+def to_markdown(columns: list[str], rows: list, title: str | None = None, exact: bool = False) -> str:
+    show = exact_text if exact else fmt
+    lines = [f"**{_md(title)}**", ""] if title else []
+    lines.append("| " + " | ".join(_md(c) for c in columns) + " |")
+    lines.append("|" + "|".join("---" for _ in columns) + "|")
+    lines += ["| " + " | ".join(_md(show(v)) for v in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _md(text: str) -> str:
+    """One table cell: a backslash and '|' escaped, line breaks as <br>."""
+    text = str(text).replace("\\", "\\\\").replace("|", "\\|")
+    return text.replace("\r\n", "<br>").replace("\n", "<br>").replace("\r", "<br>")
+
+
+def rich_table(columns: list[str], rows: list, title: str | None, best: dict, exact: bool = False) -> RichTable:
     """A compact rich table; a Backbone column with one value moves into the title, and a mean's
-    ± std goes on a second line of its cell (fits 80 columns)."""
+    ± std goes on a second line of its cell (fits 80 columns). Numbers never wrap; text columns
+    wrap (folding long words) when the output is too narrow. Every cell is text, never markup."""
+    show = exact_text if exact else fmt
     if "Backbone" in columns and len(rows) and len({r[columns.index("Backbone")] for r in rows}) == 1:
         j = columns.index("Backbone")
         title = f"{title or ''} · {rows[0][j]}".lstrip(" ·")
         columns, rows = columns[:j] + columns[j + 1:], [list(r[:j]) + list(r[j + 1:]) for r in rows]
-    table = RichTable(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False,
-                      collapse_padding=True)
+    table = RichTable(title=Text(title) if title else None, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
+                      show_edge=False, collapse_padding=True)
     for j, c in enumerate(columns):
-        numeric = all(isinstance(r[j], (int, float)) or r[j] is None for r in rows)
-        width = max([cell_width(r[j]) for r in rows] + ([0] if numeric else [len(c)]))
-        table.add_column(c, justify="right" if numeric else "left", min_width=width, no_wrap=True)
+        if all(_is_number(r[j]) or r[j] is None for r in rows):
+            width = max([cell_width(r[j], show) for r in rows] + [0])
+            table.add_column(Text(str(c)), justify="right", min_width=width, no_wrap=True)
+        else:
+            table.add_column(Text(str(c)), justify="left", overflow="fold")
     for row in rows:
-        table.add_row(*[rich_cell(v, c in best and v == best[c]) for c, v in zip(columns, row)])
+        table.add_row(*[rich_cell(v, c in best and v == best[c], show) for c, v in zip(columns, row)])
     return table
 
 
-def cell_width(value) -> int:
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, decimal.Decimal)) and not isinstance(value, bool)
+
+
+def cell_width(value, show=fmt) -> int:
     if isinstance(value, MeanStd) and value.std is not None:
-        return max(len(fmt(float(value))), 1 + len(fmt(value.std)))
-    return len(fmt(value))
+        return max(len(show(float(value))), 1 + len(show(value.std)))
+    return len(show(value))
 
 
-def rich_cell(value, best: bool) -> str:
-    """A cell's rich markup: the best value bold green; a spread under its mean, dimmed."""
+def rich_cell(value, best: bool, show=fmt) -> Text:
+    """A cell as text: the best value bold green; a spread under its mean, dimmed."""
+    style = "bold green" if best else ""
     if isinstance(value, MeanStd) and value.std is not None:
-        mean = f"[bold green]{fmt(float(value))}[/]" if best else fmt(float(value))
-        return f"{mean}\n[dim]±{fmt(value.std)}[/]"
-    return f"[bold green]{fmt(value)}[/]" if best else fmt(value)
+        return Text.assemble((show(float(value)), style), "\n", (f"±{show(value.std)}", "dim"))
+    return Text(show(value), style=style)
 
 
-def to_markdown(columns: list[str], rows: list, title: str | None = None) -> str:
-    lines = [f"**{title}**", ""] if title else []
-    lines.append("| " + " | ".join(columns) + " |")
-    lines.append("|" + "|".join("---" for _ in columns) + "|")
-    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
-    return "\n".join(lines)
+def print_rich_table(console: Console, table: RichTable) -> None:
+    """Print ``table`` whole. Wider than the output: piped, at its full width (one line per row);
+    on a terminal, its text columns wrap, and if even that does not fit, it is printed at the
+    width it needs (the terminal wraps the lines) with a note on stderr."""
+    natural = console.measure(table, options=console.options.update_width(1_000_000))
+    if natural.maximum <= console.width:
+        console.print(table)
+        return
+    if console.is_terminal and natural.minimum <= console.width:
+        console.print(table)
+        return
+    width = natural.maximum if not console.is_terminal else natural.minimum
+    wide = Console(file=console.file, width=width, color_system=console.color_system,
+                   force_terminal=console.is_terminal, no_color=console.no_color, emoji=False, markup=False,
+                   highlight=False)
+    wide.print(table)
+    if console.is_terminal:
+        print(f"note: the table needs {width} columns and the terminal has {console.width}; lines wrap "
+              "(--format csv or a wider terminal reads better)", file=sys.stderr)
 
 
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -126,7 +224,7 @@ def to_latex(columns: list[str], rows: list, title: str | None = None, best: dic
 
 
 def print_table(results, kind: str, dataset: str | None = None, backbone: str | None = None,
-                carbon_kg_per_kwh: float = 0.544, fmt_name: str = "table", console: Console | None = None) -> None:
+                carbon_kg_per_kwh: float = CARBON_KG_PER_KWH, fmt_name: str = "table", console: Console | None = None) -> None:
     """Print one of the study's table layouts from the results database (``lvmbench table``)."""
     from .store import open_readonly, tables
 
@@ -134,14 +232,14 @@ def print_table(results, kind: str, dataset: str | None = None, backbone: str | 
     with open_readonly(results) as con:
         table = tables.build(con, kind, dataset=dataset, backbone=backbone, carbon_kg_per_kwh=carbon_kg_per_kwh)
     if not table.rows:
-        console.print(f"no finished runs{' for ' + dataset if dataset else ''} in the results database")
+        console.print(f"no finished runs{' for ' + dataset if dataset else ''} in the results database",
+                      markup=False, emoji=False, highlight=False)
         return
     best = tables.best_per_column(table)
     if fmt_name == "latex":  # notes go inside the table environment
-        console.print(to_latex(table.columns, table.rows, table.title, best, table.notes), markup=False,
-                      highlight=False, soft_wrap=True)
+        _write(console, to_latex(table.columns, table.rows, table.title, best, table.notes) + "\n")
         return
     render(table.columns, table.rows, fmt_name, title=table.title, best=best, console=console)
     if fmt_name in ("table", "markdown"):
         for note in table.notes:
-            console.print(note, markup=False, highlight=False)
+            console.print(note, markup=False, emoji=False, highlight=False, soft_wrap=True)

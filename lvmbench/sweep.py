@@ -13,9 +13,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import config
 from .errors import UserError
-from .exec.grid import BLOCKED, DONE, PENDING, Axes, Job, expand, plan
+from .exec.grid import Axes, expand
 from .exec.local import Reporter
 from .exec.presets import preset
+from .runs.plan import BLOCKED, PENDING, SKIPPED, Job, plan
 
 console = Console(stderr=True)
 
@@ -117,7 +118,7 @@ class RichReporter(Reporter):
 
 def describe(job: Job) -> str:
     """One line about a settled job."""
-    if job.state in ("finished", DONE):
+    if job.state in ("finished", SKIPPED):
         test = (job.run.evaluation("test") or {}) if job.run else {}
         overall = f" · test overall {test['overall']:.2f}" if "overall" in test else ""
         word = "finished" if job.state == "finished" else "already finished"
@@ -143,7 +144,7 @@ def dry_run(jobs: list[Job], out: Console) -> None:
 
 
 def state_word(job: Job) -> str:
-    if job.state == DONE:
+    if job.state == SKIPPED:
         return "done: " + job.run.run_id
     return "continue: " + job.run.run_id if job.run else "new"
 
@@ -159,12 +160,14 @@ def preflight_all(jobs: list[Job]) -> None:
     """Check data and weights once per (dataset, data root, backbone, weights) the sweep will start."""
     from .runner import preflight
 
-    seen = set()
+    seen: dict[tuple, dict] = {}
     for job in jobs:
-        key = tuple(job.spec[k] for k in ("dataset", "data_root", "backbone", "pretrained"))
+        key = tuple(str(v) for k, v in sorted(job.spec.items())
+                    if k in ("dataset", "data_root", "backbone", "pretrained") or k.startswith("data."))
         if job.state == PENDING and key not in seen:
-            seen.add(key)
-            preflight(job.spec)
+            seen[key] = preflight(job.spec)
+        if job.state == PENDING:
+            job.spec.update(seen[key])  # the class summary, recorded in each run's spec
 
 
 def new_sweep_id() -> str:
@@ -188,7 +191,7 @@ def run_sweep(axes: Axes, runs_dir: Path, results: Path, *, executor: str = "loc
     for job in jobs:
         config.check_nproc(job.spec, nproc)
     preflight_all(jobs)
-    skipped = [j for j in jobs if j.state == DONE]
+    skipped = [j for j in jobs if j.state == SKIPPED]
     todo = len(jobs) - len(skipped)
     ingest_quietly(results, *[j.run for j in skipped])  # a sweep may fill another results file
     out.print(f"sweep: {len(jobs)} runs, {todo} to start, {len(skipped)} already finished")
@@ -202,7 +205,7 @@ def run_sweep(axes: Axes, runs_dir: Path, results: Path, *, executor: str = "loc
                 runner.run(jobs, reporter, wait=wait)
             else:
                 runner.run(jobs, reporter)
-    outcome = Outcome(jobs, sweep_id, [j for j in jobs if j.state not in ("finished", DONE, "running")])
+    outcome = Outcome(jobs, sweep_id, [j for j in jobs if j.state not in ("finished", SKIPPED, "running")])
     report(outcome, results, out, waited=wait or executor != "slurm", runs_dir=runs_dir)
     return outcome
 

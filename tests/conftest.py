@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import pytest
 
+from lvmbench import config
+from lvmbench.runs.plan import prepare
+
 # A budget that exercises every code path of a run in a few seconds on a CPU.
 TINY = ["train.iters=6", "train.batch_size=16", "train.eval_every=3", "train.warmup_iters=2",
         "train.log_every=2", "train.threads=1"]
@@ -31,3 +34,25 @@ def feature_cache(tmp_path_factory):
         os.environ.pop("LVMBENCH_CACHE", None)
     else:
         os.environ["LVMBENCH_CACHE"] = before
+
+
+@pytest.fixture(scope="session")
+def random_tiny_clip(tmp_path_factory):
+    """A randomly initialised tiny-clip checkpoint: the engine's mechanics do not need trained weights."""
+    import open_clip
+    import torch
+
+    from lvmbench.models import tiny_clip
+
+    tiny_clip.register()
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny-random.pt"
+    torch.save(open_clip.create_model("tiny-clip").state_dict(), path)
+    return str(path)
+
+
+def make_run(runs, method, ckpt, **extra):
+    """A prepared run of ``method`` on mnist-lt / tiny-clip (weights ``ckpt``) at the TINY budget."""
+    overrides = {**config.parse_sets(TINY), **extra}
+    spec = config.resolve("mnist-lt", "tiny-clip", method, pretrained=ckpt, overrides=overrides)
+    return prepare(spec, runs)

@@ -17,6 +17,7 @@ from lvmbench.data.base import LTDataset, Split, few_shot_indices
 from lvmbench.errors import UserError
 from lvmbench.methods import baselines, build_task
 from lvmbench.models import prompts, tiny_clip
+from lvmbench.runs.plan import prepare
 
 from .conftest import TINY
 
@@ -147,14 +148,13 @@ def test_few_shot_indices_per_class_and_deterministic():
 # --- CoOp on a randomly initialised tiny-clip (no checkpoint needed) ---------------------------------
 
 def test_coop_few_shot_trains_on_the_subset_and_evaluates_on_everything(tmp_path, monkeypatch, tiny):
-    from lvmbench import launch
     from lvmbench.train.loop import Trainer, train_run
 
     ckpt = tmp_path / "tiny-random.pt"
     torch.save(tiny[0].state_dict(), ckpt)
     spec = config.resolve("mnist-lt", "tiny-clip", "coop", pretrained=str(ckpt),
                           overrides={**config.parse_sets(TINY), "coop.shots": 2})
-    run = launch.prepare(spec, tmp_path / "runs")
+    run = prepare(spec, tmp_path / "runs")
     seen = []
     loader = Trainer.loader
     monkeypatch.setattr(Trainer, "loader", lambda self, split, train, *a: seen.append((split, train))

@@ -7,14 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from lvmbench import config, launch
+from lvmbench import config
 from lvmbench.data.base import Split
 from lvmbench.models.backbone import Backbone
+from lvmbench.runs.plan import prepare
 from lvmbench.train import cache
 from lvmbench.train.loop import Trainer, train_run
 
 from .conftest import TINY
-from .test_engine import make_run, random_tiny_clip  # noqa: F401 - a fixture
+from .conftest import make_run
 
 ROW = (3, 4)  # 12 bf16 values = 24 bytes a row
 
@@ -312,7 +313,7 @@ def test_every_method_stage_and_seed_reuses_the_cache(tmp_path, fresh_cache, enc
     seed1 = config.resolve("mnist-lt", "tiny-clip", "ce", seed=1, pretrained=random_tiny_clip,
                            overrides={**config.parse_sets(TINY), "cache.mode": "train"})
     others = [make_run(tmp_path, "focal", random_tiny_clip, **{"cache.mode": "train"}),
-              launch.prepare(seed1, tmp_path),
+              prepare(seed1, tmp_path),
               make_run(tmp_path, "crt", random_tiny_clip, **{"cache.mode": "train", "stage1.run_id": stage1.run_id}),
               make_run(tmp_path, "zeroshot", random_tiny_clip)]  # pooled features from the cached tokens
     for run in others:

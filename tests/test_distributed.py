@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from lvmbench import launch
+from lvmbench.runs import process
+from lvmbench.runs.plan import prepare
 from lvmbench.train.batches import StepBatchSampler
 
 from .conftest import TINY
@@ -26,9 +27,9 @@ def test_ranks_split_the_same_global_batch(kind):
 
 
 def test_nproc_runs_through_torchrun(tmp_path):
-    run = launch.prepare({"dataset": "mnist-lt", "method": "ce", "seed": 0}, tmp_path)
-    assert launch.child_command(run)[1:] == ["-m", "lvmbench.train", str(run.path)]
-    cmd = launch.child_command(run, nproc=2)
+    run = prepare({"dataset": "mnist-lt", "method": "ce", "seed": 0}, tmp_path)
+    assert process.child_command(run)[1:] == ["-m", "lvmbench.train", str(run.path)]
+    cmd = process.child_command(run, nproc=2)
     assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
     assert cmd[5:] == ["-m", "lvmbench.train", str(run.path)]
 

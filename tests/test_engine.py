@@ -5,31 +5,11 @@ import math
 import pytest
 import torch
 
-from lvmbench import config, launch
+from lvmbench import config
 from lvmbench.models.classifier import DecoderClassifier
 from lvmbench.train.loop import Trainer, lr_factor, train_run
 
-from .conftest import TINY
-
-
-@pytest.fixture(scope="module")
-def random_tiny_clip(tmp_path_factory):
-    """A randomly initialised tiny-clip checkpoint: the engine's mechanics do not need trained weights."""
-    import open_clip
-
-    from lvmbench.models import tiny_clip
-
-    tiny_clip.register()
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny-random.pt"
-    torch.save(open_clip.create_model("tiny-clip").state_dict(), path)
-    return str(path)
-
-
-def make_run(runs, method, ckpt, **extra):
-    overrides = {**config.parse_sets(TINY), **extra}
-    spec = config.resolve("mnist-lt", "tiny-clip", method, pretrained=ckpt, overrides=overrides)
-    return launch.prepare(spec, runs)
+from .conftest import TINY, make_run
 
 
 @pytest.fixture(scope="module")

@@ -273,7 +273,7 @@ def test_crt_head_per_recipe_and_backbone(recipe, is_vit, reinit):
     torch.manual_seed(0)
     stage1 = DecoderClassifier(32, 7, depth=1, heads=4)
     before = stage1.head.weight.detach().clone()
-    model = Stage2Classifier(stage1, "crt", reinit_head=crt_reinit(spec, is_vit))
+    model = Stage2Classifier(stage1, reinit_head=crt_reinit(spec, is_vit))
     head = model.stage1.head
     assert head.weight.requires_grad and head.bias.requires_grad
     assert not any(p.requires_grad for p in model.stage1.decoder.parameters())

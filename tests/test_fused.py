@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from lvmbench import cli, config, fused, launch, runner
-from lvmbench.rundir import RunDir
+from lvmbench.runs import process
+from lvmbench.runs.rundir import RunDir
 from lvmbench.store import open_readonly
 from lvmbench.train.__main__ import main as child_main
 from lvmbench.train.loop import train_group, train_run
 
 from .conftest import TINY
-from .test_engine import make_run, random_tiny_clip  # noqa: F401 - a fixture
+from .conftest import make_run
 
 
 def metrics_by_step(run: RunDir) -> dict:
@@ -108,9 +109,10 @@ def test_a_killed_fused_group_resumes_exactly(store, random_tiny_clip):
         train_run(run)
     group = launch.prepare_group(specs, runs)
     proc = launch.spawn(group[0], members=group[1:])
-    while min(launch.progress_step(r) for r in group) < 7:
+    while min(r.last_step() for r in group) < 7:
         assert proc.poll() is None, group[0].log_tail(5)
         time.sleep(0.02)
+    assert all(process.alive(r) for r in group)  # each member is owned, like a run alone
     os.kill(proc.pid, signal.SIGKILL)
     killed = launch.wait_group(proc, group, interval=0.05)
     assert [s["status"] for s in killed] == ["killed", "killed"]
@@ -118,6 +120,7 @@ def test_a_killed_fused_group_resumes_exactly(store, random_tiny_clip):
     assert status["status"] == "finished"
     for a, b in zip(reference, group):
         assert b.status()["status"] == "finished" and b.status()["resumes"] == 1
+        assert b.status()["segments"] == 2  # the killed segment's cost counts too (the member's share of it)
         assert_same_run(a, b)
     assert "resuming from step 5" in group[1].log_file.read_text()  # the second member's own log
 

@@ -13,7 +13,7 @@ import duckdb
 import pytest
 
 from lvmbench import cli
-from lvmbench.rundir import RunDir
+from lvmbench.runs.rundir import RunDir
 from lvmbench.store import open_readonly, open_writer
 from lvmbench.store.ingest import ingest_dir, run_row
 from lvmbench.store.schema import COLUMNS, RESULT_TABLES, ensure_schema
@@ -318,7 +318,7 @@ def test_a_sweep_stores_the_good_runs_it_ingests_together_and_names_the_bad(stor
     (bad.eval_dir / "per_class_test.json").write_text("{}")
     ingest_quietly(results, bad, good)
     assert capsys.readouterr().err == (f"warning: kept in {bad.path} but not stored: eval/per_class_test.json is "
-                                       f"not a JSON array (later: lvmbench ingest {bad.path})\n")
+                                       f"not a JSON array (later: lvmbench ingest {bad.path} --results {results})\n")
     with open_readonly(results) as con:
         assert con.execute("SELECT run_id FROM runs").fetchall() == [(good.run_id,)]
 

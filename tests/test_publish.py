@@ -351,7 +351,8 @@ def test_a_list_sweep_plans_the_full_grid(tmp_path, capsys):
     import itertools
 
     from lvmbench import cli, sweep
-    from lvmbench.exec.grid import expand, plan
+    from lvmbench.exec.grid import expand
+    from lvmbench.runs.plan import plan
 
     sets, variants = sweep.parse_set_grid(["train.lr=0.01,0.03", "loss.gamma=1,2", "train.iters=20"])
     assert sets == {"train.iters": 20} and len(variants) == 4
@@ -470,7 +471,7 @@ def test_a_preempted_slurm_job_is_requeued_and_ends_with_the_numbers_of_an_unint
     executor.update_parameters(timeout_min=10)
     job = executor.submit(RunJob(str(run.path)))
     deadline = time.monotonic() + 300
-    while not (run.ckpt_dir / "last.pt").exists() or launch.progress_step(run) >= 100:
+    while not (run.ckpt_dir / "last.pt").exists() or run.last_step() >= 100:
         assert time.monotonic() < deadline and not job.done(), job.stderr()
         time.sleep(0.05)
     os.kill(ppid(run.status()["pid"]), signal.SIGUSR2)  # what Slurm sends before preempting or timing out
@@ -484,7 +485,8 @@ def test_a_preempted_slurm_job_is_requeued_and_ends_with_the_numbers_of_an_unint
 
 def test_a_sweep_run_again_continues_interrupted_runs_instead_of_starting_over(tmp_path):
     from lvmbench import config, launch, sweep
-    from lvmbench.exec.grid import PENDING, expand, plan
+    from lvmbench.exec.grid import expand
+    from lvmbench.runs.plan import PENDING, plan
 
     runs, spec = tmp_path / "runs", long_enough_spec()
     killed = launch.prepare(spec, runs)

@@ -9,10 +9,12 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-from lvmbench import cli, config, launch
+from lvmbench import cli, config
 from lvmbench.data import build_dataset
 from lvmbench.data.base import Split
 from lvmbench.errors import UserError
+from lvmbench.runs import process
+from lvmbench.runs.plan import prepare
 from lvmbench.store import open_readonly, open_writer
 from lvmbench.store.ingest import ingest_dir
 from lvmbench.train import checkpoint
@@ -20,12 +22,11 @@ from lvmbench.train.__main__ import main as child_main
 from lvmbench.train.batches import ImageDataset, StepBatchSampler, collate
 
 from .conftest import TINY
-from .test_engine import random_tiny_clip  # noqa: F401 - a fixture
 
 
 def make_run(runs, method="ce", **extra):
     spec = config.resolve("mnist-lt", "tiny-clip", method, overrides={**config.parse_sets(TINY), **extra})
-    return launch.prepare(spec, runs)
+    return prepare(spec, runs)
 
 
 # -- checkpoints ----------------------------------------------------------------------------------
@@ -159,7 +160,7 @@ def test_missing_listed_images_fail_or_are_skipped(tmp_path):
 def test_nan_loss_fails_the_run_with_a_reason(tmp_path, random_tiny_clip):  # noqa: F811
     spec = config.resolve("mnist-lt", "tiny-clip", "ce", pretrained=random_tiny_clip,
                           overrides={**config.parse_sets(TINY), "train.lr": 1e30})
-    run = launch.prepare(spec, tmp_path)
+    run = prepare(spec, tmp_path)
     assert child_main([str(run.path)]) == 1
     status = run.status()
     assert status["status"] == "failed" and not status["user_error"]
@@ -207,7 +208,7 @@ def assert_child_error(tmp_path, monkeypatch, method, exc, expected):
 def test_killed_child_is_recorded_with_its_log(tmp_path):
     run = make_run(tmp_path)
     run.log_file.write_text("".join(f"line {i}\n" for i in range(80)))
-    status = launch.finalize(run, -9)
+    status = process.finalize(run, -9)
     assert status["status"] == "killed" and status["error"] == "killed by SIGKILL"
     assert status["log_tail"].splitlines() == [f"line {i}" for i in range(30, 80)]
 
@@ -229,7 +230,7 @@ def test_ingest_marks_orphans_killed_and_leaves_live_runs(store, capsys):
     status = dead.status()
     assert status["status"] == "killed"
     assert status["error"].startswith(f"training process {gone.pid} is gone")
-    assert status["error"].endswith(f"lvmbench run --headless --resume {dead.run_id}")
+    assert status["error"].endswith(f"lvmbench run --headless --resume {dead.run_id} --runs-dir {runs}")
     with open_readonly(results) as con:
         assert dict(con.execute("SELECT run_id, status FROM runs").fetchall()) == {
             dead.run_id: "killed", live.run_id: "running"}
@@ -256,8 +257,9 @@ def test_resume_refuses_what_cannot_continue(store, capsys):
 def test_resume_reopens_a_failed_run(tmp_path):
     run = make_run(tmp_path)
     run.write_status(status="failed", error="boom", user_error=True, log_tail="x", ended_at=1.0)
-    assert launch.resumable(tmp_path, run.run_id) is not None
-    status = launch.reopen(run)
+    resumed, owner = process.resumable(tmp_path, run.run_id)
+    owner.release()
+    status = resumed.reopen()
     assert status["status"] == "queued" and status["resumes"] == 1
     assert status["error"] is None and status["user_error"] is None and status["ended_at"] is None
 

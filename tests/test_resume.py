@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lvmbench import cli, config, launch, runner
-from lvmbench.rundir import RunDir
+from lvmbench import cli, config, runner
+from lvmbench.runs.rundir import RunDir
+from lvmbench.runs import process
+from lvmbench.runs.plan import prepare
 from lvmbench.store import open_readonly
 from lvmbench.train.loop import train_run
 
-from .test_engine import random_tiny_clip  # noqa: F401 - a fixture
 
 # Checkpoints at 5, 10, 15, 20 and 24; validation at 8, 16 and 24; every step logged.
 BUDGET = ["train.iters=24", "train.batch_size=16", "train.eval_every=8", "train.warmup_iters=2",
@@ -22,12 +23,12 @@ BUDGET = ["train.iters=24", "train.batch_size=16", "train.eval_every=8", "train.
 
 def kill_at(run, step: int) -> dict:
     """Start the run's child, SIGKILL it once it has logged ``step``, and let the parent record it."""
-    proc = launch.spawn(run)
-    while launch.progress_step(run) < step:
+    proc = process.spawn(run)
+    while run.last_step() < step:
         assert proc.poll() is None, f"the child ended before step {step}: {run.log_tail(5)}"
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
-    return launch.wait(proc, run, interval=0.05)
+    return process.wait(proc, run, interval=0.05)
 
 
 def last_per_step(run) -> dict:
@@ -39,10 +40,10 @@ def test_killed_runs_resume_exactly(store, random_tiny_clip):  # noqa: F811
     results, runs = store
     spec = config.resolve("mnist-lt", "tiny-clip", "ce", pretrained=random_tiny_clip,
                           overrides=config.parse_sets(BUDGET))
-    reference = launch.prepare(spec, runs)
+    reference = prepare(spec, runs)
     train_run(reference)
     for kill_step in (7, 17):  # before any validation; after one, with a best-so-far to carry over
-        run = launch.prepare(spec, runs)
+        run = prepare(spec, runs)
         killed = kill_at(run, kill_step)
         assert killed["status"] == "killed" and killed["error"] == "killed by SIGKILL"
         assert f"step {kill_step}/24" in killed["log_tail"]
@@ -55,7 +56,9 @@ def test_killed_runs_resume_exactly(store, random_tiny_clip):  # noqa: F811
             status = runner.resume_headless(run.run_id, runs, results)
             assert "resuming from step " in run.log_file.read_text()
         else:  # the same, with the training in this process (a child less to start)
-            launch.reopen(launch.resumable(runs, run.run_id))
+            resumed, owner = process.resumable(runs, run.run_id)
+            resumed.reopen()
+            owner.release()
             status = train_run(run)
             runner.ingest_quietly(results, run)
         assert status["status"] == "finished" and status["resumes"] == 1
@@ -95,7 +98,7 @@ def test_bad_images_fail_naming_the_file_or_are_skipped_and_counted(store, tmp_p
 
     (data / "train.txt").write_text((data / "train.txt").read_text() + "gone.png 1\n")
     spec = {**failed.spec(), "data.on_bad_image": "skip"}
-    skipping = launch.prepare(spec, runs)
+    skipping = prepare(spec, runs)
     assert train_run(skipping)["skipped_images"] == 2  # bad.png and gone.png
     runner.ingest_quietly(results, skipping)
     with open_readonly(results) as con:

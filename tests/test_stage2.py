@@ -1,3 +1,4 @@
+import pytest
 import torch
 from torch import nn
 
@@ -79,3 +80,19 @@ def test_bf16_inputs():
     for module in (LWS(C), DisAlign(C, D), MARC(torch.randn(C, D))):
         out = module(feats.bfloat16(), logits.bfloat16())
         assert out.dtype == torch.float32 and out.shape == (B, C)
+
+
+def test_every_method_has_one_builder_and_models_import_no_methods():
+    """One name -> builder table (as timm's register_model): every catalog method is built by name,
+    and the models know nothing of the methods built from them."""
+    from pathlib import Path
+
+    from lvmbench import catalog
+    from lvmbench.methods import BUILDERS, register_method
+
+    assert set(BUILDERS) == set(catalog.METHODS)
+    with pytest.raises(ValueError, match="registered twice"):
+        register_method("ce")(lambda b: None)
+    models = Path(__file__).resolve().parents[1] / "lvmbench" / "models"
+    assert not [p.name for p in models.rglob("*.py") if "methods" in "".join(
+        line for line in p.read_text().splitlines() if line.lstrip().startswith(("from", "import")))]

@@ -5,9 +5,10 @@ import time
 import duckdb
 import pytest
 
-from lvmbench import config, launch
+from lvmbench import config
 from lvmbench.errors import UserError
-from lvmbench.rundir import RunDir
+from lvmbench.runs.rundir import RunDir
+from lvmbench.runs.plan import prepare
 from lvmbench.store import open_readonly, open_writer, tables
 from lvmbench.store.ingest import ingest_dir, ingest_run
 from lvmbench.store.schema import COLUMNS, RESULT_TABLES
@@ -16,7 +17,7 @@ from lvmbench.store.schema import COLUMNS, RESULT_TABLES
 def fake_run(runs, method, seed=0, overall=50.0, few=10.0, backbone="tiny-clip", status="finished", energy=0.002):
     """A finished run directory as a training child would leave it (no training needed)."""
     spec = config.resolve("mnist-lt", backbone, method, seed=seed)
-    run = launch.prepare(spec, runs)
+    run = prepare(spec, runs)
     run.write_status(status=status, started_at=1_700_000_000, ended_at=1_700_000_060 + seed, wall_s=60.0,
                      s_per_iter=0.2, peak_mem_mib=900.0, energy_kwh=energy, avg_power_w=120.0, stage=1,
                      trainable_params=1000, total_params=5000, iters=300, device="cpu")
@@ -139,7 +140,7 @@ def test_main_table_keeps_weights_apart(tmp_path):
     runs, db = tmp_path / "runs", tmp_path / "r.duckdb"
     for pretrained, overall in (("openai", 70.0), ("laion2b_s32b_b82k", 74.0)):
         spec = config.resolve("mnist-lt", "ViT-L-14", "ce", pretrained=pretrained)
-        run = launch.prepare(spec, runs)
+        run = prepare(spec, runs)
         run.write_status(status="finished", ended_at=1_700_000_000, stage=1)
         (run.eval_dir / "test.json").write_text(__import__("json").dumps(
             {"split": "test", "overall": overall, "many": 1.0, "medium": 1.0, "few": 1.0, "precision": 1.0,

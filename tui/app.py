@@ -14,8 +14,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.reactive import reactive
 
-from .. import paths
-from ..errors import UserError
+from lvmbench import paths
+from lvmbench.errors import UserError
 from . import jobs
 from .results import Results
 from .screens.launch import LaunchScreen
@@ -49,8 +49,9 @@ class LvmbenchApp(App):
     MODES = {"launch": LaunchScreen, "live": _lazy("live", "LiveScreen"), "runs": _lazy("runs", "RunsScreen"),
              "compare": _lazy("compare", "CompareScreen"), "sql": _lazy("sql", "SqlScreen")}
     DEFAULT_MODE = "launch"
-    BINDINGS = [Binding("q", "quit", "Quit")] + [Binding(key.lower(), f"switch_mode('{mode}')", label, priority=True)
-                                                 for mode, (key, label, _) in SCREENS.items()]
+    BINDINGS = [Binding(key.lower(), f"switch_mode('{mode}')", label, priority=True)
+                for mode, (key, label, _) in SCREENS.items()] + [
+        Binding("question_mark", "help", "Help"), Binding("q", "quit", "Quit", show=False)]
 
     data_version: reactive[int] = reactive(0)  # bumped whenever the database changed
 
@@ -62,14 +63,39 @@ class LvmbenchApp(App):
         self.poll_s = poll_s
         self.jobs: dict[str, jobs.Job] = {}
         self.live_target: str | None = None
+        self.warned_quit = False
+        self.adopt_s = 2.0
+        self.adopted: set[str] = set()  # runs an earlier UI launched, still training: stored when they end
 
     def on_mount(self) -> None:
         self.set_interval(self.poll_s, self.check_jobs)
+        self.adopt()
+        self.set_interval(self.adopt_s, self.adopt)
 
     def get_system_commands(self, screen):
         yield from super().get_system_commands(screen)
         for mode, (key, label, help_text) in SCREENS.items():
             yield SystemCommand(f"Go to {label}", f"{help_text} ({key})", lambda m=mode: self.switch_mode(m))
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        """The footer leaves out the key of the screen shown (so every footer fits 80 columns)."""
+        return not (action == "switch_mode" and parameters == (self.current_mode,))
+
+    def action_help(self) -> None:
+        """Every screen's keys (``?``)."""
+        import importlib
+
+        from .screens.help import HelpScreen
+
+        if isinstance(self.screen, HelpScreen):
+            return
+        sections = [("Everywhere", [b for b in self.BINDINGS]), ("Launch", LaunchScreen.BINDINGS)]
+        for mode, module, name in (("live", "live", "LiveScreen"), ("runs", "runs", "RunsScreen"),
+                                   ("compare", "compare", "CompareScreen"), ("sql", "sql", "SqlScreen"),
+                                   ("run details", "detail", "RunDetailScreen")):
+            screen = getattr(importlib.import_module(f".screens.{module}", __package__), name)
+            sections.append((SCREENS.get(mode, ("", mode.capitalize()))[1], screen.BINDINGS))
+        self.push_screen(HelpScreen([(title, list(b)) for title, b in sections if b]))
 
     def bump_data(self) -> None:
         self.data_version += 1
@@ -83,10 +109,44 @@ class LvmbenchApp(App):
             self.notify(f"cannot start the run: {exc}", severity="error", markup=False)
             return None
         self.jobs[job.run_id] = job
-        self.live_target = job.run_id
         self.notify(f"started {job.run_id}", markup=False)
-        self.switch_mode("live")
+        self.follow(job.run_id)
         return job
+
+    def follow(self, run_id: str) -> None:
+        """Show ``run_id`` on the Live screen (any run in the runs folder, whoever started it)."""
+        self.live_target = run_id
+        self.switch_mode("live")
+
+    def cancel_run(self, run_id: str) -> None:
+        """Cancel a run: one this window launched through its ``lvmbench run`` child, any other local
+        run of this user through its owner (``lvmbench.runs.process.request_cancel``)."""
+        from lvmbench.runs import process
+        from lvmbench.runs.rundir import DONE, RunDir
+
+        job = self.jobs.get(run_id)
+        if job is not None and job.proc.poll() is None and jobs.state(job)[0] not in DONE:
+            jobs.cancel(job)
+            self.notify(f"cancelling {run_id}…", markup=False)
+            return
+        refused = process.request_cancel(RunDir(self.runs_dir / run_id))
+        if refused:
+            self.notify(f"cannot cancel: {refused}", severity="warning", markup=False)
+        else:
+            self.notify(f"cancelling {run_id}…", markup=False)
+
+    def running_jobs(self) -> list[str]:
+        return [run_id for run_id, job in self.jobs.items() if job.proc.poll() is None]
+
+    async def action_quit(self) -> None:
+        """Quit; runs launched from here go on training (said once, then ``q`` again quits)."""
+        running = self.running_jobs()
+        if running and not self.warned_quit:
+            self.warned_quit = True
+            self.notify(f"{len(running)} run(s) launched here go on training after you quit; lvmbench finds "
+                        f"them again when it starts. Press q again to quit.", severity="warning", timeout=10)
+            return
+        self.exit(running)
 
     def check_jobs(self) -> None:
         for job in list(self.jobs.values()):
@@ -96,6 +156,30 @@ class LvmbenchApp(App):
             if job.proc.poll() is not None:
                 job.ended = True
                 self.finish_job(job)
+
+    @work(thread=True, exclusive=True, group="adopt")
+    def adopt(self) -> None:
+        """Find the runs an earlier UI launched (``lvmbench run --no-ingest``: the UI stores them) and
+        store each when it ends, as if this window had launched it."""
+        from lvmbench.runs.rundir import ACTIVE, RunDir, list_runs
+
+        for run in list_runs(self.runs_dir):
+            status = run.status()
+            if run.run_id in self.jobs or status.get("stored_by") != "caller":
+                continue
+            if status.get("status") in ACTIVE:
+                self.adopted.add(run.run_id)
+        ended = [r for r in map(lambda r: RunDir(self.runs_dir / r), sorted(self.adopted))
+                 if not jobs.recovered_alive(r)]
+        if not ended:
+            return
+        self.adopted -= {r.run_id for r in ended}
+        try:
+            self.results.ingest([r for r in ended if not r.status().get("user_error")])
+        except UserError as exc:
+            self.call_from_thread(self.notify, f"not stored: {exc}", severity="error", markup=False)
+            return
+        self.call_from_thread(self.bump_data)
 
     @work(thread=True, group="ingest")
     def finish_job(self, job: jobs.Job) -> None:
@@ -119,5 +203,7 @@ class LvmbenchApp(App):
 
 
 def main() -> int:
-    LvmbenchApp().run()
+    running = LvmbenchApp().run()
+    if running:
+        print(f"still training (not tied to the UI): {', '.join(running)}; open lvmbench to follow them")
     return 0

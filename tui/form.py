@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import catalog
-from ..config import DATASET_PROFILES, METHOD_PROFILES, SCHEMA, parse_sets, parse_value
-from ..errors import UserError
+from lvmbench import catalog
+from lvmbench.config import SCHEMA, defaults, parse_sets, parse_value
+from lvmbench.errors import UserError
 from .jobs import LaunchRequest
 
 # The main hyper-parameters the form shows (every other key goes through "more settings").
@@ -20,9 +20,8 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 
 
 def default_for(key: str, dataset: str, method: str):
-    """The value a run gets when the form leaves ``key`` empty (study default < dataset < method profile)."""
-    layered = {**DATASET_PROFILES.get(dataset, {}), **METHOD_PROFILES.get(method, {})}
-    return layered.get(key, SCHEMA[key].default)
+    """The value a run gets when the form leaves ``key`` empty: what ``config.resolve`` starts from."""
+    return defaults(dataset, method)[key]
 
 
 def default_pretrained(backbone: str) -> str:

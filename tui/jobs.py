@@ -2,20 +2,21 @@
 
 Each child runs in a new session with no stdin, its output appended to the run's ``stdout.log``
 (the training grandchild appends to the same file), and ``--no-ingest``: the UI alone writes the
-database. Cancel sends SIGTERM to the child's process group; the child cancels the training
-process and records the run as ``cancelled``.
+database. The children are not tied to the UI: they go on training when it quits, and it finds
+them again in the runs folder when it starts. Cancel sends SIGTERM to the child's process group;
+the child cancels the training process and records the run as ``cancelled``.
 """
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..rundir import DONE, RunDir, list_runs, new_run_id, now
+from lvmbench.runs import process
+from lvmbench.runs.rundir import DONE, RunDir, list_runs, new_run_id, now
 
 KILL_AFTER_S = 20.0  # the child waits up to 10 s for the training process before it gives up
 
@@ -57,7 +58,6 @@ class Job:
     launched_at: float
     cancel_sent_at: float | None = None
     ended: bool = False
-    extra: dict = field(default_factory=dict)
 
     @property
     def run_id(self) -> str:
@@ -72,17 +72,15 @@ def start(request: LaunchRequest, runs_dir: Path, results: Path) -> Job:
         run = RunDir(Path(runs_dir) / new_run_id(request.dataset, request.method, request.seed))
         run.path.mkdir(parents=True)
     launched = now()
-    with open(run.log_file, "ab") as log:
-        proc = subprocess.Popen(request.argv(run.run_id, Path(runs_dir).resolve(), Path(results).resolve()),
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = process.start(request.argv(run.run_id, Path(runs_dir).resolve(), Path(results).resolve()),
+                         run.log_file, tied=False)
     return Job(request, run, proc, launched)
 
 
 def cancel(job: Job) -> None:
     """Ask the child's process group to stop (SIGTERM); :func:`enforce_cancel` follows up."""
     if job.proc.poll() is None:
-        _signal_group(job.proc.pid, signal.SIGTERM)
+        process.signal_group(job.proc.pid, signal.SIGTERM)
         job.cancel_sent_at = job.cancel_sent_at or time.monotonic()
 
 
@@ -91,21 +89,13 @@ def enforce_cancel(job: Job, after_s: float = KILL_AFTER_S) -> bool:
     ``cancelled``. Returns whether it had to."""
     if job.cancel_sent_at is None or job.proc.poll() is not None or time.monotonic() - job.cancel_sent_at < after_s:
         return False
-    _signal_group(job.proc.pid, signal.SIGKILL)
+    process.signal_group(job.proc.pid, signal.SIGKILL)
     status = job.run.status() if job.run.status_file.exists() else {}
     if status.get("pid"):
-        _signal_group(int(status["pid"]), signal.SIGKILL)
+        process.signal_group(int(status["pid"]), signal.SIGKILL)
     if status and status.get("status") not in DONE:
-        job.run.write_status(status="cancelled", ended_at=now(), error="cancelled by the user (killed)",
-                             log_tail=job.run.log_tail(50))
+        job.run.mark_cancelled("cancelled by the user (killed)")
     return True
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(os.getpgid(pid), sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def state(job: Job) -> tuple[str, str | None]:
@@ -122,6 +112,13 @@ def state(job: Job) -> tuple[str, str | None]:
     if name not in DONE and rc is not None:
         return "failed", last_error(job.run.log_tail(40)) or f"lvmbench run exited with code {rc}"
     return name, status.get("error")
+
+
+def recovered_alive(run: RunDir) -> bool:
+    """Whether ``run`` is still queued or running (a running run whose process vanished is recorded
+    ``killed`` first)."""
+    status = process.recover(run)
+    return status.get("status") not in DONE
 
 
 def last_error(log: str) -> str | None:

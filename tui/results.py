@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..rundir import RunDir
+from lvmbench.runs.rundir import RunDir
 
 if TYPE_CHECKING:
-    from ..store.ingest import IngestReport
+    from lvmbench.store.ingest import IngestReport
 
 MAX_ROWS = 2000  # rows a query shows in the UI
 
@@ -35,16 +35,16 @@ class Results:
 
     def read(self, fn):
         """``fn(con)`` on a read-only connection (raises UserError when there is no database)."""
-        from ..store import open_readonly  # DuckDB loads in the first worker, not at startup
+        from lvmbench.store import open_readonly  # DuckDB loads in the first worker, not at startup
 
         with self._lock, open_readonly(self.path) as con:
             return fn(con)
 
     def ingest(self, runs: list[RunDir]) -> list[str]:
         """Store ``runs``; raises UserError naming those that could not be stored (after storing the rest)."""
-        from ..errors import UserError
-        from ..store import open_writer
-        from ..store.ingest import ingest_runs
+        from lvmbench.errors import UserError
+        from lvmbench.store import open_writer
+        from lvmbench.store.ingest import ingest_runs
 
         with self._lock, open_writer(self.path) as con:
             report = ingest_runs(con, runs)
@@ -54,11 +54,19 @@ class Results:
 
     def ingest_dir(self, path: Path) -> "IngestReport":
         """What ``lvmbench ingest`` does: every run directory under ``path``."""
-        from ..store import open_writer
-        from ..store.ingest import ingest_dir
+        from lvmbench.store import open_writer
+        from lvmbench.store.ingest import ingest_dir
 
         with self._lock, open_writer(self.path) as con:
             return ingest_dir(con, path)
+
+    def console(self, sql: str, limit: int = MAX_ROWS) -> Result:
+        """A query typed by the user: the SQL console's read-only rules (``lvmbench sql``)."""
+        from ..store.console import open_console, run_query
+
+        with self._lock, open_console(self.path) as con:
+            found = run_query(con, sql, limit)
+        return Result(found.columns, [list(r) for r in found.rows], found.truncated)
 
     def query(self, sql: str, params: list | None = None, limit: int = MAX_ROWS) -> Result:
         def run(con):
@@ -77,6 +85,32 @@ RUNS_SQL = """
     ORDER BY coalesce(r.started_at, r.ended_at) DESC NULLS LAST, r.run_id DESC"""
 RUNS_COLUMNS = ["status", "dataset", "backbone", "method", "seed", "overall", "few", "s/iter", "peak MiB", "kWh",
                 "run"]  # the id last: the figures fit in 80 columns
+
+
+def live_rows(runs_dir: Path, watched: set[str]) -> dict[str, list]:
+    """Rows (as in :data:`RUNS_COLUMNS`) of the queued and running runs of ``runs_dir``, whoever started
+    them, with their current step, and of the ``watched`` runs (seen active before) as their directory
+    says they ended; a running run whose process vanished is recorded ``killed``."""
+    from lvmbench.runs.process import recover
+    from lvmbench.runs.rundir import ACTIVE, list_runs
+
+    rows = {}
+    for run in list_runs(runs_dir):
+        status = run.status()
+        if status.get("status") not in ACTIVE and run.run_id not in watched:
+            continue
+        status = recover(run) if status.get("status") == "running" else status
+        try:
+            spec = run.spec()
+        except (OSError, ValueError):
+            continue
+        state = status.get("status", "queued")
+        if state == "running":
+            state = f"running {run.last_step()}/{spec.get('train.iters')}"
+        rows[run.run_id] = [state, spec.get("dataset"), spec.get("backbone"), spec.get("method"), spec.get("seed"),
+                            None, None, status.get("s_per_iter"), status.get("peak_mem_mib"), status.get("energy_kwh"),
+                            run.run_id]
+    return rows
 
 
 def runs_table(results: Results) -> Result:

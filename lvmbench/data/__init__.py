@@ -14,7 +14,8 @@ def build_dataset(spec: dict) -> LTDataset:
     kwargs = dict(data_root=spec.get("data_root"), imbalance_ratio=spec["data.imbalance_ratio"],
                   train_list=spec["data.train_list"], val_list=spec["data.val_list"],
                   test_list=spec["data.test_list"], classnames=spec["data.classnames"],
-                  subsample_lt=spec.get("data.subsample_lt", False), seed=0)
+                  subsample_lt=spec.get("data.subsample_lt", False),
+                  allow_missing_classes=spec.get("data.allow_missing_classes", False), seed=0)
     if name == "mnist-lt":
         return mnist_lt.load(**kwargs)
     if name in split_file.LAYOUTS:

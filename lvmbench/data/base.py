@@ -75,6 +75,8 @@ class LTDataset:
     class_names: list[str] | None = None
     crop_scale: tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop's area range for training views
     skipped: list[dict] = field(default_factory=list)  # listed images dropped by data.on_bad_image=skip
+    names_from: str = ""  # the file the class names were read from, for error messages
+    names_hint: str = "--set data.classnames=FILE (one name per line, line i = class i)"  # where names would come from
 
     @property
     def train_counts(self) -> np.ndarray:
@@ -89,9 +91,22 @@ class LTDataset:
     def require_class_names(self, why: str) -> list[str]:
         """The class names, or one clear error saying who needs them and how to provide them."""
         if not self.class_names:
-            raise UserError(f"{why} needs class names and dataset {self.name} has none: "
-                            f"--set data.classnames=FILE (one name per line, line i = class i)")
+            raise UserError(f"{why} needs class names and dataset {self.name} has none: {self.names_hint}")
         return self.class_names
+
+    def _names_source(self) -> str:
+        """`` (classes from FILE: N names)``, when the class names come from a file."""
+        return f" (classes from {self.names_from}: {len(self.class_names or [])} names)" if self.names_from else ""
+
+    def check_coverage(self, allow: bool, files: str) -> "LTDataset":
+        """A dataset with a fixed class count whose training split lacks classes is refused (a wrong root or
+        split file, most often), unless ``allow`` (``data.allow_missing_classes=true``)."""
+        covered = int((self.train_counts > 0).sum())
+        if covered < self.num_classes and not allow:
+            raise UserError(f"{self.name}: the training split ({files}) covers {covered} of the dataset's "
+                            f"{self.num_classes} classes; check --data-root and the data.*_list files, or "
+                            f"--set data.allow_missing_classes=true to run on them anyway")
+        return self
 
     def check(self) -> "LTDataset":
         """Labels in range, class-name count matching: fail with one clear line."""
@@ -103,9 +118,11 @@ class LTDataset:
             if bad.size:
                 i = int(bad[0])
                 where = split.where[i] if split.where else f"{split_name} sample {i}"
-                raise UserError(f"{where}: label {int(split.labels[i])} outside 0..{self.num_classes - 1}")
+                raise UserError(f"{where}: label {int(split.labels[i])} outside 0..{self.num_classes - 1}"
+                                + self._names_source())
         if self.class_names is not None and len(self.class_names) != self.num_classes:
-            raise UserError(f"{self.name}: {len(self.class_names)} class names for {self.num_classes} classes")
+            raise UserError(f"{self.name}: {len(self.class_names)} class names for {self.num_classes} classes"
+                            + self._names_source())
         return self
 
 

@@ -9,10 +9,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import launch
 from ..errors import UserError
 from ..fused import group_key
-from .grid import BLOCKED, PENDING, RUNNING, Job, ready, stage1_id
+from ..runs import process
+from ..runs.plan import (PENDING, RUNNING, SKIPPED, Job, block, prepare_group, ready, settle, start_or_continue,
+                         start_spec, take)
 
 
 @dataclass(frozen=True)
@@ -68,22 +69,6 @@ class Reporter:
     def settled(self, job: Job) -> None: ...
 
 
-def start_spec(job: Job, by_hash: dict[str, Job], threads: int = 0) -> dict:
-    """The spec a job's run directory gets: its stage-1 run id, and its share of the CPU."""
-    spec = dict(job.spec)
-    if job.needs:
-        spec["stage1.run_id"] = stage1_id(job, by_hash)
-    if threads and not spec.get("train.threads"):
-        spec["train.threads"] = threads
-    return spec
-
-
-def block(job: Job, by_hash: dict[str, Job]) -> None:
-    parent = by_hash[job.needs]
-    job.state = BLOCKED
-    job.error = f"stage-1 run {parent.label} {parent.state}"
-
-
 class LocalExecutor:
     """Run a planned sweep's jobs on local slots, in plan order, as soon as their stage-1 run is done.
     With ``fuse`` (the default) the ready jobs that can train together start as one fused group in
@@ -94,15 +79,29 @@ class LocalExecutor:
         self.slots, self.runs_dir, self.results = slots, Path(runs_dir), Path(results)
         self.sweep_id, self.nproc, self.debug, self.interval, self.fuse = sweep_id, nproc, debug, interval, fuse
 
-    def _group(self, job: Job, jobs: list[Job], by_hash: dict[str, Job], threads: int) -> list[Job]:
-        """``job`` and the ready, pending jobs that can train with it in one process."""
+    def _group(self, job: Job, jobs: list[Job], by_hash: dict[str, Job], threads: int, reporter: Reporter) -> list[Job]:
+        """``job`` (claimed) and the ready, pending jobs that can train with it in one process, each
+        claimed for this process (see :func:`take`)."""
+        from ..runner import ingest_quietly
+
         key = group_key(start_spec(job, by_hash, threads)) if self.fuse and job.run is None else None
         if key is None:  # a job that continues an interrupted run goes on alone
             return [job]
-        return [j for j in jobs if j.state == PENDING and j.run is None and ready(j, by_hash)
-                and group_key(start_spec(j, by_hash, threads)) == key]
+        group = [job]
+        for other in jobs:
+            if (other is not job and other.state == PENDING and other.run is None and ready(other, by_hash)
+                    and group_key(start_spec(other, by_hash, threads)) == key and take(other, self.runs_dir)):
+                if other.state == SKIPPED:  # another process finished it meanwhile
+                    ingest_quietly(self.results, other.run)
+                    reporter.settled(other)
+                else:
+                    group.append(other)
+        return group
 
     def run(self, jobs: list[Job], reporter: Reporter | None = None) -> None:
+        """Start each pending job when a slot is free, its stage-1 run is done and this process holds
+        its claim (another sweep over the same runs folder may be training it: then it waits, and a
+        job that sweep finished is skipped)."""
         from ..runner import ingest_quietly
 
         reporter = reporter or Reporter()
@@ -117,16 +116,20 @@ class LocalExecutor:
                     if can is None:
                         block(job, by_hash)
                         reporter.settled(job)
-                    elif can and free:
+                    elif can and free and take(job, self.runs_dir):
+                        if job.state == SKIPPED:  # another process finished it meanwhile
+                            ingest_quietly(self.results, job.run)
+                            reporter.settled(job)
+                            continue
                         slot = free.pop(0)
-                        group = self._group(job, jobs, by_hash, slot.threads)
+                        group = self._group(job, jobs, by_hash, slot.threads, reporter)
                         specs = [start_spec(j, by_hash, slot.threads) for j in group]
-                        runs = (launch.prepare_group(specs, self.runs_dir, self.sweep_id) if len(group) > 1 else
-                                [launch.start_or_continue(job.run, specs[0], self.runs_dir, self.sweep_id)])
+                        runs = (prepare_group(specs, self.runs_dir, self.sweep_id) if len(group) > 1 else
+                                [start_or_continue(job.run, specs[0], self.runs_dir, self.sweep_id)])
                         for j, run in zip(group, runs):
                             j.run, j.state = run, RUNNING
                             reporter.started(j)
-                        running.append((launch.spawn(runs[0], slot.env, self.debug, self.nproc, members=runs[1:]),
+                        running.append((process.spawn(runs[0], slot.env, self.debug, self.nproc, members=runs[1:]),
                                         slot, group))
                 if not running and not any(j.state == PENDING for j in jobs):
                     return
@@ -134,17 +137,17 @@ class LocalExecutor:
                 for entry in list(running):
                     proc, slot, group = entry
                     for job in group:
-                        reporter.progress(job, launch.progress_step(job.run))
+                        reporter.progress(job, job.run.last_step())
                     if proc.poll() is None:
                         continue
-                    for job, status in zip(group, launch.wait_group(proc, [j.run for j in group])):
-                        job.state, job.error = status.get("status"), status.get("error")
+                    for job, status in zip(group, process.reap_group([j.run for j in group], proc)):
+                        settle(job, status)
                         ingest_quietly(self.results, job.run)
                         reporter.settled(job)
                     running.remove(entry)
                     free.append(slot)
         except BaseException:  # Ctrl-C, SIGTERM (see runner.cancel_on_sigterm) or a crash: no orphans
             for proc, _, group in running:
-                launch.cancel_group([j.run for j in group], proc)
+                process.cancel_group([j.run for j in group], proc)
                 ingest_quietly(self.results, *[j.run for j in group])
             raise

@@ -8,18 +8,16 @@ cluster runs the same arrays as local processes, the second after the first has 
 """
 from __future__ import annotations
 
-import os
 import re
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import launch
 from ..errors import UserError
-from ..rundir import DONE, RunDir, now
-from .grid import PENDING, RUNNING, Job, ready
-from .local import Reporter, block, start_spec
+from ..runs import process
+from ..runs.plan import PENDING, RUNNING, Job, block, ready, start_or_continue, start_spec
+from ..runs.rundir import DONE, INTERRUPTED, RunDir
+from .local import Reporter
 
 CLUSTERS = ("slurm", "local", "debug")
 
@@ -39,41 +37,23 @@ class RunJob:
 
     def __call__(self) -> dict:
         run = RunDir(self.run_dir)
-        if launch.recover(run).get("status") in launch.INTERRUPTED:
-            launch.reopen(run)  # a requeued task
-        self.proc = launch.spawn(run, debug=self.debug, nproc=self.nproc)
-        return launch.finalize(run, self.proc.wait())
+        if process.recover(run).get("status") in INTERRUPTED:
+            run.reopen()  # a requeued task
+        self.proc = process.spawn(run, debug=self.debug, nproc=self.nproc)
+        self.proc.wait()
+        return process.reap(run, self.proc)
 
     def checkpoint(self, *args, **kwargs):
         """Called by submitit from its signal handler while ``__call__`` waits on the child (so the
         child is stopped and reaped here without ``Popen.wait``, whose lock that wait holds)."""
         from submitit.helpers import DelayedSubmission
 
-        if self.proc is not None and stop_child(self.proc.pid):
-            RunDir(self.run_dir).write_status(status="killed", ended_at=now(),
-                                              error="preempted or out of time on Slurm: requeued")
+        if self.proc is not None and process.stop_child(self.proc.pid):
+            RunDir(self.run_dir).mark_killed("preempted or out of time on Slurm: requeued")
         return DelayedSubmission(RunJob(self.run_dir, self.nproc, self.debug))
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "proc": None}  # a process handle does not travel
-
-
-def stop_child(pid: int, grace_s: float = 10.0) -> bool:
-    """SIGTERM the child's process group, SIGKILL it after ``grace_s``, reap it; False if it had ended."""
-    try:
-        if os.waitpid(pid, os.WNOHANG) != (0, 0):
-            return False
-        os.killpg(pid, signal.SIGTERM)  # the child leads its own session (launch.spawn)
-        deadline = time.monotonic() + grace_s
-        while os.waitpid(pid, os.WNOHANG) == (0, 0):
-            if time.monotonic() > deadline:
-                os.killpg(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                break
-            time.sleep(0.1)
-    except (ChildProcessError, ProcessLookupError):
-        return False
-    return True
 
 
 def parse_time(text: str) -> int:
@@ -127,14 +107,14 @@ class SlurmExecutor:
         if not wave:
             return []
         for job in wave:
-            job.run = launch.start_or_continue(job.run, start_spec(job, by_hash), self.runs_dir, self.sweep_id)
+            job.run = start_or_continue(job.run, start_spec(job, by_hash), self.runs_dir, self.sweep_id)
         if after:
             self.executor.update_parameters(slurm_additional_parameters={"dependency": f"afterany:{after}"})
         with self.executor.batch():
             handles = [self.executor.submit(RunJob(str(job.run.path), self.nproc, self.debug)) for job in wave]
         for job, handle in zip(wave, handles):
             job.state = RUNNING
-            job.run.write_status(slurm_job_id=str(handle.job_id))
+            job.run.note(slurm_job_id=str(handle.job_id))
         return list(zip(wave, handles))
 
     def run(self, jobs: list[Job], reporter: Reporter | None = None, wait: bool = True) -> list[tuple]:
@@ -171,13 +151,12 @@ class SlurmExecutor:
         while waiting:
             time.sleep(self.interval)
             for job, handle in list(waiting):
-                reporter.progress(job, launch.progress_step(job.run))
+                reporter.progress(job, job.run.last_step())
                 if not handle.done():
                     continue
                 status = job.run.status()
                 if status.get("status") not in DONE:  # the array task died before its child could say
-                    status = job.run.write_status(status="failed", ended_at=now(),
-                                                  error=f"job {handle.job_id} ended {handle.state}")
+                    status = job.run.mark_failed(f"job {handle.job_id} ended {handle.state}")
                 job.state, job.error = status.get("status"), status.get("error")
                 ingest_quietly(self.results, job.run)
                 waiting.remove((job, handle))

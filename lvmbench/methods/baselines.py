@@ -20,6 +20,7 @@ from ..errors import UserError
 from ..models import prompts
 from ..models.heads import build_head, set_head_weights
 from .losses import build_loss
+from .registry import Build, register_method
 from .tasks import Task
 
 TEXT_CHUNK = 256  # prompts per text-tower call when no gradient flows
@@ -139,17 +140,24 @@ def coop_task(spec: dict, backbone, dataset, loss, sampler: str) -> Task:
     return Task(CoopClassifier(learner, logit_scale(backbone)), "pooled", loss, sampler, train_split=train_split)
 
 
-def build(info, spec: dict, backbone, dataset, loss) -> Task:
-    """The Task of a baseline method (``info.kind`` zeroshot, linear_probe, full_finetune or coop)."""
-    if info.kind == "zeroshot":
-        head = nn.Linear(backbone.embed_dim, dataset.num_classes)
-        init_head_from_text(head, spec, backbone, dataset, through_projection=False)
-        return Task(PooledClassifier(head).requires_grad_(False), "pooled", None)
-    if info.kind == "linear_probe":
-        return Task(PooledClassifier(embedding_head(spec, backbone, dataset)), "pooled", loss, info.sampler)
-    if info.kind == "full_finetune":
-        model = PooledClassifier(embedding_head(spec, backbone, dataset), image_tower(spec, backbone))
-        return Task(model, "images", loss, info.sampler)
-    if info.kind == "coop":
-        return coop_task(spec, backbone, dataset, loss, info.sampler)
-    raise ValueError(f"{info.name} is not a baseline method")
+@register_method("zeroshot")
+def zeroshot(b: Build) -> Task:
+    head = nn.Linear(b.backbone.embed_dim, b.dataset.num_classes)
+    init_head_from_text(head, b.spec, b.backbone, b.dataset, through_projection=False)
+    return Task(PooledClassifier(head).requires_grad_(False), "pooled", None)
+
+
+@register_method("linear_probe")
+def linear_probe(b: Build) -> Task:
+    return Task(PooledClassifier(embedding_head(b.spec, b.backbone, b.dataset)), "pooled", b.loss, b.info.sampler)
+
+
+@register_method("full_finetune")
+def full_finetune(b: Build) -> Task:
+    model = PooledClassifier(embedding_head(b.spec, b.backbone, b.dataset), image_tower(b.spec, b.backbone))
+    return Task(model, "images", b.loss, b.info.sampler)
+
+
+@register_method("coop")
+def coop(b: Build) -> Task:
+    return coop_task(b.spec, b.backbone, b.dataset, b.loss, b.info.sampler)

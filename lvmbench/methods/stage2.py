@@ -14,6 +14,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .registry import Build, register_method
+from .tasks import Task, crt_reinit, stage2_task
+
 __all__ = ["LWS", "DisAlign", "MARC", "count_trainable"]
 
 
@@ -88,3 +91,28 @@ class MARC(nn.Module):
 def count_trainable(module: nn.Module) -> int:
     """Number of scalar parameters of ``module`` with ``requires_grad``."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+# -- the stage-2 methods, by name (``lvmbench.methods.registry``) -----------------------------------
+
+@register_method("crt")
+def crt(b: Build) -> Task:
+    """cRT (Kang et al., ICLR 2020): the classifier trains again on the frozen stage-1 features,
+    re-initialised as ``crt.reinit`` says (see :func:`~lvmbench.methods.tasks.crt_reinit`)."""
+    return stage2_task(b, None, crt_reinit(b.spec, b.backbone.is_vit))
+
+
+@register_method("lws")
+def lws(b: Build) -> Task:
+    return stage2_task(b, lambda stage1: LWS(stage1.head.weight.shape[0]))
+
+
+@register_method("disalign")
+def disalign(b: Build) -> Task:
+    confidence_init = b.spec.get("disalign.confidence_init", "torch")
+    return stage2_task(b, lambda stage1: DisAlign(*stage1.head.weight.shape, confidence_init))
+
+
+@register_method("marc")
+def marc(b: Build) -> Task:
+    return stage2_task(b, lambda stage1: MARC(stage1.head.weight.detach()))

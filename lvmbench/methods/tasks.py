@@ -1,17 +1,19 @@
-"""Turn a run spec into a :class:`Task`: what the loop feeds, trains and optimises."""
+"""What the loop trains (:class:`Task`), the decoder methods' builder and the stage-2 methods' helpers."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
 
-from .. import catalog, config
+from .. import catalog
 from ..data.base import Split
 from ..errors import UserError
 from ..models.classifier import DecoderClassifier, Stage2Classifier
-from .losses import build_loss
+from ..runs.rundir import RunDir
+from .registry import Build, register_method
 
 
 @dataclass
@@ -28,14 +30,10 @@ class Task:
     feature: str
     loss: nn.Module | None
     sampler: str = "instance"
-    extra: dict = field(default_factory=dict)
     train_split: Split | None = None
 
     def trainable(self) -> list[nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
-
-
-STAGE1_FILE = "model.pt"
 
 
 def load_stage1(spec: dict, run_path: Path, width: int, num_classes: int) -> DecoderClassifier:
@@ -43,13 +41,11 @@ def load_stage1(spec: dict, run_path: Path, width: int, num_classes: int) -> Dec
     stage1_id = spec["stage1.run_id"]
     if not stage1_id:
         raise UserError(f"method {spec['method']} needs a stage-1 run: --set stage1.run_id=RUN_ID")
-    path = run_path.parent / stage1_id / "ckpt" / STAGE1_FILE
+    stage1 = RunDir(run_path.parent / stage1_id)
+    path = stage1.model_file
     if not path.exists():
         raise UserError(f"stage-1 run {stage1_id} has no model checkpoint ({path})")
-    import json
-
-    stage1_spec = json.loads((run_path.parent / stage1_id / "spec.json").read_text())
-    model = DecoderClassifier.from_spec(stage1_spec, width, num_classes)
+    model = DecoderClassifier.from_spec(stage1.spec(), width, num_classes)
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model
 
@@ -60,23 +56,22 @@ def crt_reinit(spec: dict, is_vit: bool) -> bool:
     return {"always": True, "never": False, "by_backbone": not is_vit}[spec.get("crt.reinit", "always")]
 
 
-def build_task(spec: dict, backbone, dataset, run_path: Path) -> Task:
-    info = catalog.method(spec["method"])
-    counts = dataset.train_counts
-    recipe = spec.get("recipe", "paper")
-    loss = build_loss(spec["loss"], counts, recipe, **config.loss_hparams(spec)) if spec["loss"] else None
-    if info.kind == "decoder":
-        model = DecoderClassifier.from_spec(spec, backbone.width, dataset.num_classes)
-        if spec["head.init"] == "text":
-            from .baselines import init_head_from_text
+@register_method(*(name for name, m in catalog.METHODS.items() if m.kind == "decoder"))
+def decoder_task(b: Build) -> Task:
+    """The study's model: a decoder over the frozen tokens and a classifier, trained with the
+    method's loss (``lvmbench.methods.losses``)."""
+    model = DecoderClassifier.from_spec(b.spec, b.backbone.width, b.dataset.num_classes)
+    if b.spec["head.init"] == "text":
+        from .baselines import init_head_from_text
 
-            init_head_from_text(model.head, spec, backbone, dataset, through_projection=True)
-        return Task(model, "tokens", loss, info.sampler)
-    if info.kind == "stage2":
-        stage1 = load_stage1(spec, run_path, backbone.width, dataset.num_classes)
-        model = Stage2Classifier(stage1, info.name, crt_reinit(spec, backbone.is_vit),
-                                 spec.get("disalign.confidence_init", "torch"))
-        return Task(model, "tokens", loss, info.sampler)
-    from . import baselines  # zero-shot, linear probe, full fine-tuning, CoOp
+        init_head_from_text(model.head, b.spec, b.backbone, b.dataset, through_projection=True)
+    return Task(model, "tokens", b.loss, b.info.sampler)
 
-    return baselines.build(info, spec, backbone, dataset, loss)
+
+def stage2_task(b: Build, adjuster: Callable[[DecoderClassifier], nn.Module] | None = None,
+                reinit_head: bool = False) -> Task:
+    """A stage-2 task on the frozen stage-1 model of ``b``'s parent run: ``adjuster(stage1)`` trains on
+    its logits, or (none) its classifier trains again, re-initialised when ``reinit_head``."""
+    stage1 = load_stage1(b.spec, b.run_path, b.backbone.width, b.dataset.num_classes)
+    return Task(Stage2Classifier(stage1, adjuster(stage1) if adjuster else None, reinit_head), "tokens", b.loss,
+                b.info.sampler)

@@ -34,32 +34,21 @@ class DecoderClassifier(nn.Module):
 class Stage2Classifier(nn.Module):
     """A frozen stage-1 model plus what stage 2 trains.
 
-    cRT (Kang et al. 2020) trains only the classifier, re-initialised when ``reinit_head`` (always in the
-    authors' code; in the study's only for ResNets: its ``Crt_Net`` sets an unused ``.head`` on its ViT
-    nets, so they retrain the stage-1 classifier); LWS, DisAlign and MARC keep the stage-1 classifier
-    frozen and train an adjuster of its logits (``lvmbench.methods.stage2``).
+    Without an ``adjuster`` the classifier trains again, re-initialised when ``reinit_head`` (cRT, Kang
+    et al. 2020: always in the authors' code; in the study's only for ResNets: its ``Crt_Net`` sets an
+    unused ``.head`` on its ViT nets, so they retrain the stage-1 classifier). With one (LWS, DisAlign,
+    MARC: built by ``lvmbench.methods.stage2``) the stage-1 classifier stays frozen and the adjuster
+    trains on its logits.
     """
 
-    def __init__(self, stage1: DecoderClassifier, method: str, reinit_head: bool = True,
-                 confidence_init: str = "torch"):
+    def __init__(self, stage1: DecoderClassifier, adjuster: nn.Module | None = None, reinit_head: bool = False):
         super().__init__()
-        from ..methods import stage2
-
         self.stage1 = stage1.requires_grad_(False)
-        self.adjuster = None
-        num_classes, width = stage1.head.weight.shape
-        if method == "crt":
+        self.adjuster = adjuster
+        if adjuster is None:  # cRT: the classifier trains again
             if reinit_head:
                 reset_head(stage1.head)
             stage1.head.requires_grad_(True)
-        elif method == "lws":
-            self.adjuster = stage2.LWS(num_classes)
-        elif method == "disalign":
-            self.adjuster = stage2.DisAlign(num_classes, width, confidence_init)
-        elif method == "marc":
-            self.adjuster = stage2.MARC(stage1.head.weight.detach())
-        else:
-            raise ValueError(f"{method} is not a two-stage method")
 
     def train(self, mode: bool = True):
         super().train(mode)

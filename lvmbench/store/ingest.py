@@ -16,12 +16,14 @@ from pathlib import Path
 
 import duckdb
 
+from ..catalog import CARBON_KG_PER_KWH
 from ..errors import UserError
-from ..rundir import RunDir, find_runs
+from ..runs.process import recover_all
+from ..runs.rundir import STATUS, RunDir, eval_name, find_runs, per_class_name
 from . import parse, sources
+from .db import transaction
 from .schema import TYPES
 
-CARBON_KG_PER_KWH = 0.544  # default carbon intensity used for runs.co2_kg
 BATCH_RUNS = 64  # runs read and stored per transaction
 BIGINT = (-2 ** 63, 2 ** 63 - 1)
 
@@ -119,9 +121,9 @@ def _read_spec(run: RunDir) -> dict:
 
 
 def _status_warning(run: RunDir, states: dict) -> str | None:
-    if "status.json" not in states:
+    if STATUS not in states:
         return "no status.json: stored as queued"
-    if states["status.json"][0] == 0:
+    if states[STATUS][0] == 0:
         return "status.json is empty: stored as queued"
     try:
         if isinstance(json.loads(run.status_file.read_text()), dict):
@@ -163,10 +165,10 @@ def _stage(run: RunDir, states: dict, stored: dict | None) -> _Staged:
         if chunk.torn and row["status"] not in sources.LIVE:
             warnings.append(f"{name} ends in an incomplete line ({chunk.torn} bytes not stored)")
     for split in sources.EVAL_SPLITS:
-        if f"eval/{split}.json" in states:
-            texts[split] = (run.eval_dir / f"{split}.json").read_text(errors="replace")
-            if f"eval/per_class_{split}.json" in states:
-                texts[f"per_class_{split}"] = (run.eval_dir / f"per_class_{split}.json").read_text(errors="replace")
+        if eval_name(split) in states:
+            texts[split] = run.eval_file(split).read_text(errors="replace")
+            if per_class_name(split) in states:
+                texts[f"per_class_{split}"] = run.per_class_file(split).read_text(errors="replace")
     if row["status"] == "finished" and "test" not in texts:
         warnings.append("finished but has no eval/test.json: stored without test results")
     return _Staged(run, row, texts, replace, {"status": row["status"], "files": files}, warnings, stored is not None)
@@ -187,8 +189,7 @@ def _store(con, batch: list[_Staged]) -> dict[tuple[str, str], int]:
                                                         for s in batch])
     _insert_columns(con, "_ingest_text", parse.TEXT, [[s.run.run_id, kind, text] for s in batch
                                                       for kind, text in s.texts.items() if text])
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):  # a failed ROLLBACK (a full disk) never hides the cause
         if any(s.known for s in batch) or con.execute(
                 "SELECT count(*) FROM runs WHERE run_id IN (SELECT run_id FROM _ingest_batch)").fetchone()[0]:
             for table in ("runs", "evals", "per_class", "run_sources"):
@@ -199,10 +200,6 @@ def _store(con, batch: list[_Staged]) -> dict[tuple[str, str], int]:
         _insert_columns(con, "runs", TYPES["runs"], [[s.row.get(c) for c in TYPES["runs"]] for s in batch])
         unreadable = parse.insert_rows(con)
         _insert_columns(con, "run_sources", TYPES["run_sources"], [[s.run.run_id, json.dumps(s.files)] for s in batch])
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return unreadable
 
 
@@ -211,7 +208,7 @@ def _why(staged: _Staged, exc: Exception) -> str:
     for kind, text in staged.texts.items():
         if kind in sources.LOGS:
             continue
-        name = f"eval/{kind}.json"
+        name = eval_name(kind)
         try:
             value = json.loads(text)
         except json.JSONDecodeError as err:
@@ -286,4 +283,5 @@ def ingest_run(con, run: RunDir) -> IngestReport:
 def ingest_dir(con, path: Path) -> IngestReport:
     """Ingest one run directory, or every run directory below ``path``. Runs that failed on bad input
     (``user_error`` in their status) are left out: they hold no result."""
+    recover_all(find_runs(path))  # a run whose owner died is still marked running: it is killed
     return ingest_runs(con, find_runs(path))

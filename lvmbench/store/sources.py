@@ -11,12 +11,11 @@ import hashlib
 import os
 from dataclasses import dataclass
 
-from ..rundir import RunDir
+from ..runs.rundir import METRICS, SPEC, STATUS, SYSTEM, RunDir, eval_name, per_class_name
 
 EVAL_SPLITS = ("val", "test")
-TRACKED = ("spec.json", "status.json", "metrics.jsonl", "system.jsonl",
-           *(f"eval/{split}.json" for split in EVAL_SPLITS), *(f"eval/per_class_{split}.json" for split in EVAL_SPLITS))
-LOGS = {"metrics": "metrics.jsonl", "system": "system.jsonl"}  # table -> the log it is read from
+TRACKED = (SPEC, STATUS, METRICS, SYSTEM, *map(eval_name, EVAL_SPLITS), *map(per_class_name, EVAL_SPLITS))
+LOGS = {"metrics": METRICS, "system": SYSTEM}  # table -> the log it is read from
 LIVE = ("queued", "running")  # a run in these states may still append to its logs
 CHECK_BYTES = 4096  # the bytes before the last read position that must be unchanged to append
 

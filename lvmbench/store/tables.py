@@ -1,35 +1,39 @@
-"""The study's table layouts as SQL over the store (every figure comes from a stored record).
+"""The study's table layouts over the store (every figure comes from a stored record).
 
-Each table uses the latest finished run per (dataset, backbone, pretrained, recipe, method, seed)
-and averages over seeds; the ``seeds`` column says how many runs a row averages, and every accuracy
-cell of several seeds carries its sample standard deviation (shown as mean ± std). Runs of different
-recipes are never averaged together: a method under a recipe other than ``paper`` is its own row,
-e.g. "lade (reference)". A row whose weights were selected on the test split is marked with a dagger
-and the table says so in a note.
+A table cell averages the runs of one result group only: the same dataset, method, backbone, weights
+and every other setting that changes what a run computes, differing by their seed alone
+(:func:`lvmbench.config.result_group`). Of several runs of one group and seed, the latest finished one
+counts; the ``Seeds`` column counts the distinct seeds a cell averages, and every accuracy cell of
+several seeds carries its sample standard deviation (shown as mean ± std). :func:`cells` is that
+rule, in one place; each table only chooses the figures it shows of every cell.
+
+A table never pools datasets: without ``--dataset`` its rows carry a ``Dataset`` column when the
+store holds several. Runs of different recipes are never averaged together: a method under a recipe
+other than ``paper`` is its own row, e.g. "lade (reference)". Other settings that tell two groups of
+one (dataset, method, recipe, backbone) apart are named next to the method, e.g.
+``ce [data.subsample_lt=True]``. A row whose weights were selected on the test split is marked with a
+dagger and the table says so in a note.
 """
 from __future__ import annotations
 
+import json
+import statistics
 from dataclasses import dataclass, field
+from pathlib import PurePath
 
-from ..catalog import METHODS
+from ..catalog import CARBON_KG_PER_KWH, METHODS
+from ..config import result_group
 from ..spread import spread
+from ..weights import looks_like_path
 
-LATEST = """
-    SELECT * FROM runs WHERE status = 'finished'
-    QUALIFY row_number() OVER (PARTITION BY dataset, backbone, pretrained, recipe, method, seed
-                               ORDER BY ended_at DESC, run_id DESC) = 1
-"""
 KINDS = ("main", "backbones", "memory", "cost", "recipes")
-# A method as the tables name it: under recipe=paper (the default) its name, otherwise "name (recipe)".
-METHOD_LABEL = ("r.method || CASE WHEN r.recipe = 'paper' THEN '' "
-                "ELSE ' (' || coalesce(r.recipe, 'no recipe') || ')' END")
+METHOD_ORDER = {name: i for i, name in enumerate(METHODS)}
 TEST_SELECTED = "†"
 TEST_SELECTED_NOTE = f"{TEST_SELECTED} selected on the test split, as the study's code does"
-# A backbone as the tables name it: weights other than the default ones are shown, e.g. "ViT-L-14 (laion2b_s32b_b82k)".
-BACKBONE_LABEL = ("r.backbone || CASE WHEN r.pretrained NOT IN ('openai', 'embedded') "
-                  "THEN ' (' || r.pretrained || ')' ELSE '' END")
-METHOD_ORDER = {name: i for i, name in enumerate(METHODS)}
-ACCURACY = ("overall", "many", "medium", "few", "precision", "recall", "f1")  # evals columns, in percent
+EVAL_FIELDS = ("overall", "many", "medium", "few", "precision", "recall", "f1")
+RUN_FIELDS = ("run_id", "dataset", "backbone", "pretrained", "method", "recipe", "selected_on", "seed", "config",
+              "ended_at", "s_per_iter", "wall_s", "avg_power_w", "energy_kwh", "peak_mem_mib", "device")
+DEFAULT_WEIGHTS = ("openai", "embedded")
 
 
 @dataclass
@@ -41,110 +45,192 @@ class Table:
     notes: list[str] = field(default_factory=list)
 
 
-def _filters(dataset: str | None, backbone: str | None) -> tuple[str, list]:
-    where, params = [], []
-    if dataset:
-        where.append("r.dataset = ?")
-        params.append(dataset)
-    if backbone:
-        where.append("r.backbone = ?")
-        params.append(backbone)
-    return (" AND ".join(where) or "TRUE"), params
+@dataclass
+class Cell:
+    """The runs one table cell averages: one result group, the latest finished run of each seed."""
+
+    dataset: str
+    method: str
+    recipe: str | None
+    backbone: str  # as tables name it: weights other than the default ones shown, e.g. "ViT-L-14 (laion2b…)"
+    group: str
+    runs: list[dict] = field(default_factory=list)
+    variant: str = ""  # the settings that tell this group apart from others of its (dataset, method, recipe, backbone)
+
+    @property
+    def seeds(self) -> int:
+        return len({r["seed"] for r in self.runs})
+
+    @property
+    def on_test(self) -> bool:
+        """Some run of the cell selected its weights on the test split."""
+        return any(r.get("selected_on") == "test" for r in self.runs)
+
+    @property
+    def label(self) -> str:
+        """The method as a table names it: its recipe unless ``paper``, its variant, a dagger if selected on test."""
+        name = self.method if self.recipe == "paper" else f"{self.method} ({self.recipe or 'no recipe'})"
+        name += f" [{self.variant}]" if self.variant else ""
+        return name + (f" {TEST_SELECTED}" if self.on_test else "")
+
+    def mean(self, key: str) -> float | None:
+        values = [r[key] for r in self.runs if r.get(key) is not None]
+        return sum(values) / len(values) if values else None
+
+    def stat(self, key: str):
+        """The mean over seeds with its sample standard deviation (``spread.MeanStd``), or None."""
+        values = [r[key] for r in self.runs if r.get(key) is not None]
+        if not values:
+            return None
+        return spread(sum(values) / len(values), statistics.stdev(values) if len(values) > 1 else None, len(values))
 
 
-def _sort(rows: list[list]) -> list[list]:
-    return sorted(rows, key=lambda r: (METHOD_ORDER.get(r[0].split(" ")[0], len(METHOD_ORDER)), r[0],
-                                       *map(str, r[1:2])))
+def backbone_label(backbone: str, pretrained: str | None) -> str:
+    """A backbone as the tables name it: weights other than the default ones are shown (a file by its name)."""
+    if not pretrained or pretrained in DEFAULT_WEIGHTS:
+        return backbone
+    return f"{backbone} ({PurePath(pretrained).name if looks_like_path(pretrained) else pretrained})"
 
 
-def _mark_test_selected(rows: list[list]) -> list[str]:
-    """Rows whose last field says some run was selected on the test split get a dagger on their method;
-    return the table's notes. The flag is dropped from every row."""
-    marked = False
-    for row in rows:
-        if row.pop():
-            row[0] += f" {TEST_SELECTED}"
-            marked = True
-    return [TEST_SELECTED_NOTE] if marked else []
+def cells(con, dataset: str | None = None, backbone: str | None = None) -> list[Cell]:
+    """Every table cell of the store's finished runs (optionally of one dataset and backbone)."""
+    where, params = ["r.status = 'finished'"], []
+    for column, value in (("dataset", dataset), ("backbone", backbone)):
+        if value:
+            where.append(f"r.{column} = ?")
+            params.append(value)
+    cols = [f"r.{c}" for c in RUN_FIELDS] + [f"e.{c}" for c in EVAL_FIELDS]
+    rows = con.execute(f"""
+        SELECT {', '.join(cols)} FROM runs r LEFT JOIN evals e ON e.run_id = r.run_id AND e.split = 'test'
+        WHERE {' AND '.join(where)} ORDER BY r.ended_at, r.run_id""", params).fetchall()
+    latest: dict[tuple, dict] = {}
+    for values in rows:  # oldest first: the latest run of a (group, seed) wins
+        run = dict(zip(RUN_FIELDS + EVAL_FIELDS, values))
+        spec = json.loads(run["config"]) if run["config"] else {}
+        run["spec"] = spec
+        run["group"] = spec.get("result_group") or result_group(spec)
+        latest[(run["group"], run["seed"])] = run
+    found: dict[str, Cell] = {}
+    for run in latest.values():
+        cell = found.setdefault(run["group"], Cell(run["dataset"], run["method"], run["recipe"],
+                                                   backbone_label(run["backbone"], run["pretrained"]), run["group"]))
+        cell.runs.append(run)
+    return _name_variants(sorted(found.values(), key=lambda c: (
+        c.dataset, METHOD_ORDER.get(c.method, len(METHOD_ORDER)), c.method, c.recipe != "paper", c.recipe or "",
+        c.backbone)))
+
+
+def _name_variants(found: list[Cell]) -> list[Cell]:
+    """Give cells that share (dataset, method, recipe, backbone) the settings that differ between them."""
+    from ..config import hashed_body
+
+    by_name: dict[tuple, list[Cell]] = {}
+    for cell in found:
+        by_name.setdefault((cell.dataset, cell.method, cell.recipe, cell.backbone), []).append(cell)
+    for same in by_name.values():
+        if len(same) < 2:
+            continue
+        bodies = [hashed_body(c.runs[0]["spec"], ignore=("seed",)) for c in same]
+        keys = sorted({k for b in bodies for k in b if len({json.dumps(x.get(k), default=str) for x in bodies}) > 1})
+        for cell, body in zip(same, bodies):
+            cell.variant = ", ".join(f"{k}={body.get(k)}" for k in keys)
+    return found
+
+
+def _layout(found: list[Cell], dataset: str | None) -> tuple[list[str], callable]:
+    """A ``Dataset`` column when the cells span several datasets (tables never pool them)."""
+    several = dataset is None and len({c.dataset for c in found}) > 1
+    return (["Dataset"] if several else []), (lambda c: [c.dataset] if several else [])
 
 
 def main_table(con, dataset=None, backbone=None, **_) -> Table:
     """Methods × Overall / Many / Medium / Few / Precision / Recall / F1 (test split)."""
-    where, params = _filters(dataset, backbone)
-    stats = ", ".join(f"avg(e.{c}), stddev_samp(e.{c}), count(e.{c})" for c in ACCURACY)
-    data = con.execute(f"""
-        SELECT {METHOD_LABEL} AS m, {BACKBONE_LABEL} AS bb, count(*) AS seeds, {stats},
-               bool_or(coalesce(r.selected_on = 'test', false))
-        FROM ({LATEST}) r JOIN evals e ON e.run_id = r.run_id AND e.split = 'test'
-        WHERE {where} GROUP BY m, bb""", params).fetchall()
-    rows = _sort([[m, bb, n, *[spread(*r[i:i + 3]) for i in range(0, len(r) - 1, 3)], r[-1]]
-                  for m, bb, n, *r in data])
-    notes = _mark_test_selected(rows)
-    cols = ["Method", "Backbone", "Seeds", "Overall", "Many", "Medium", "Few", "Precision", "Recall", "F1"]
-    return Table(f"Main results{_title(dataset, backbone)} (test, %)", cols, rows, {c: True for c in cols[3:]}, notes)
+    found = [c for c in cells(con, dataset, backbone) if c.mean("overall") is not None]
+    lead, prefix = _layout(found, dataset)
+    rows = [prefix(c) + [c.label, c.backbone, c.seeds] + [c.stat(k) for k in EVAL_FIELDS] for c in found]
+    cols = lead + ["Method", "Backbone", "Seeds", "Overall", "Many", "Medium", "Few", "Precision", "Recall", "F1"]
+    return Table(f"Main results{_title(dataset, backbone, found)} (test, %)", cols, rows,
+                 {c: True for c in cols[len(lead) + 3:]}, _notes(found))
 
 
-def _pivot(con, value_sql: str, title: str, better: bool, dataset, join_evals: bool) -> Table:
-    where, params = _filters(dataset, None)
-    join = "JOIN evals e ON e.run_id = r.run_id AND e.split = 'test'" if join_evals else ""
-    data = con.execute(f"""
-        SELECT {METHOD_LABEL} AS m, {BACKBONE_LABEL} AS bb, avg({value_sql}), stddev_samp({value_sql}),
-               count({value_sql})
-        FROM ({LATEST}) r {join} WHERE {where} GROUP BY m, bb""", params).fetchall()
-    # accuracies carry their spread over seeds; costs stay plain means
-    data = [(m, bb, spread(v, sd, n) if join_evals else v) for m, bb, v, sd, n in data]
-    backbones = sorted({bb for _, bb, _ in data})
-    cells = {(m, bb): v for m, bb, v in data}
-    rows = _sort([[m] + [cells.get((m, bb)) for bb in backbones] for m in sorted({m for m, _, _ in data})])
-    return Table(title + _title(dataset, None), ["Method", *backbones], rows, {bb: better for bb in backbones})
+def _pivot(con, key: str, title: str, better: bool, dataset) -> Table:
+    """Method × backbone of one figure: accuracies carry their spread over seeds, costs stay plain means."""
+    found = [c for c in cells(con, dataset) if c.mean(key) is not None]
+    lead, prefix = _layout(found, dataset)
+    backbones = sorted({c.backbone for c in found})
+    value = Cell.stat if key in EVAL_FIELDS else Cell.mean
+    values = {(tuple(prefix(c)), c.label, c.backbone): value(c, key) for c in found}
+    rows, seen = [], set()
+    for c in found:
+        row_key = (tuple(prefix(c)), c.label)
+        if row_key not in seen:
+            seen.add(row_key)
+            rows.append(prefix(c) + [c.label] + [values.get((*row_key, bb)) for bb in backbones])
+    return Table(title + _title(dataset, None, found), lead + ["Method", *backbones], rows,
+                 {bb: better for bb in backbones}, _notes(found))
 
 
 def backbones_table(con, dataset=None, **_) -> Table:
     """Method × backbone overall accuracy (the study's Tables 4–6)."""
-    return _pivot(con, "e.overall", "Overall accuracy by backbone", True, dataset, join_evals=True)
+    return _pivot(con, "overall", "Overall accuracy by backbone", True, dataset)
 
 
 def memory_table(con, dataset=None, **_) -> Table:
     """Peak memory (MiB) by method and backbone (the study's Table 7)."""
-    return _pivot(con, "r.peak_mem_mib", "Peak memory (MiB) by backbone", False, dataset, join_evals=False)
+    return _pivot(con, "peak_mem_mib", "Peak memory (MiB) by backbone", False, dataset)
 
 
-def cost_table(con, dataset=None, backbone=None, carbon_kg_per_kwh: float = 0.544, **_) -> Table:
-    """s/iter, GPU hours, average W, kWh, kg CO2 per method (the study's Table 8)."""
-    where, params = _filters(dataset, backbone)
-    rows = con.execute(f"""
-        SELECT {METHOD_LABEL} AS m, {BACKBONE_LABEL} AS bb, count(*), avg(r.s_per_iter), avg(r.wall_s) / 3600.0,
-               avg(r.avg_power_w), avg(r.energy_kwh), avg(r.energy_kwh) * ?
-        FROM ({LATEST}) r WHERE {where} GROUP BY m, bb""", [carbon_kg_per_kwh, *params]).fetchall()
-    cols = ["Method", "Backbone", "Seeds", "s/iter", "GPU hours", "Avg W", "kWh", "kg CO2"]
-    return Table(f"Cost{_title(dataset, backbone)} ({carbon_kg_per_kwh} kg CO2/kWh)", cols,
-                 _sort([list(r) for r in rows]), {c: False for c in cols[3:]})
+def cost_table(con, dataset=None, backbone=None, carbon_kg_per_kwh: float = CARBON_KG_PER_KWH, **_) -> Table:
+    """s/iter, device hours, average W, kWh, kg CO2 per method (the study's Table 8). Energy and power
+    are measured on GPUs only: a CPU run leaves them blank."""
+    found = cells(con, dataset, backbone)
+    lead, prefix = _layout(found, dataset)
+    rows = []
+    for c in found:
+        kwh = c.mean("energy_kwh")
+        hours = c.mean("wall_s")
+        rows.append(prefix(c) + [c.label, c.backbone, c.seeds, c.mean("s_per_iter"),
+                                 hours / 3600.0 if hours is not None else None, c.mean("avg_power_w"), kwh,
+                                 kwh * carbon_kg_per_kwh if kwh is not None else None])
+    cols = lead + ["Method", "Backbone", "Seeds", "s/iter", "Device hours", "Avg W", "kWh", "kg CO2"]
+    return Table(f"Cost{_title(dataset, backbone, found)} ({carbon_kg_per_kwh} kg CO2/kWh)", cols, rows,
+                 {c: False for c in cols[len(lead) + 3:]}, _notes(found))
 
 
 def recipes_table(con, dataset=None, backbone=None, **_) -> Table:
     """Per method: test overall and few-shot accuracy under ``paper`` and ``reference`` and their
     difference (reference - paper): what the study's quirks cost each method."""
-    where, params = _filters(dataset, backbone)
-    rows = con.execute(f"""
-        WITH cell AS (
-            SELECT r.method, {BACKBONE_LABEL} AS bb, r.recipe, avg(e.overall) AS overall, avg(e.few) AS few,
-                   bool_or(coalesce(r.selected_on = 'test', false)) AS on_test
-            FROM ({LATEST}) r JOIN evals e ON e.run_id = r.run_id AND e.split = 'test'
-            WHERE {where} AND r.recipe IN ('paper', 'reference') GROUP BY r.method, bb, r.recipe)
-        SELECT coalesce(p.method, f.method), coalesce(p.bb, f.bb), p.overall, f.overall, f.overall - p.overall, p.few, f.few, f.few - p.few,
-               coalesce(p.on_test, false) OR coalesce(f.on_test, false)
-        FROM (SELECT * FROM cell WHERE recipe = 'paper') p
-        FULL JOIN (SELECT * FROM cell WHERE recipe = 'reference') f ON p.method = f.method AND p.bb = f.bb
-        """, params).fetchall()
-    rows = _sort([list(r) for r in rows])
-    notes = _mark_test_selected(rows)
-    cols = ["Method", "Backbone", "Overall paper", "Overall ref.", "Δ overall", "Few paper", "Few ref.", "Δ few"]
+    found = [c for c in cells(con, dataset, backbone) if c.recipe in ("paper", "reference")
+             and c.mean("overall") is not None]
+    lead, prefix = _layout(found, dataset)
+    pairs: dict[tuple, dict[str, Cell]] = {}
+    for c in found:
+        pairs.setdefault((tuple(prefix(c)), c.method, c.variant, c.backbone), {})[c.recipe] = c
+    rows = []
+    for (key, method, variant, bb), pair in pairs.items():
+        p, f = pair.get("paper"), pair.get("reference")
+        on_test = any(c.on_test for c in pair.values())
+        label = method + (f" [{variant}]" if variant else "") + (f" {TEST_SELECTED}" if on_test else "")
+        values = [(c.mean("overall"), c.mean("few")) if c else (None, None) for c in (p, f)]
+        rows.append(list(key) + [label, bb, values[0][0], values[1][0], _diff(values[1][0], values[0][0]),
+                                 values[0][1], values[1][1], _diff(values[1][1], values[0][1])])
+    cols = lead + ["Method", "Backbone", "Overall paper", "Overall ref.", "Δ overall", "Few paper", "Few ref.", "Δ few"]
     better = {"Overall paper": True, "Overall ref.": True, "Few paper": True, "Few ref.": True}
-    return Table(f"Recipes: paper vs reference{_title(dataset, backbone)} (test, %)", cols, rows, better,
-                 notes + ["Δ = reference - paper"])
+    return Table(f"Recipes: paper vs reference{_title(dataset, backbone, found)} (test, %)", cols, rows, better,
+                 _notes(found) + ["Δ = reference - paper"])
 
 
-def _title(dataset, backbone) -> str:
+def _diff(a, b):
+    return a - b if a is not None and b is not None else None
+
+
+def _notes(found: list[Cell]) -> list[str]:
+    return [TEST_SELECTED_NOTE] if any(c.on_test for c in found) else []
+
+
+def _title(dataset, backbone, found: list[Cell] = ()) -> str:
+    datasets = {c.dataset for c in found}
+    dataset = dataset or (datasets.pop() if len(datasets) == 1 else None)  # one dataset: named in the title
     parts = [p for p in (dataset, backbone) if p]
     return f" — {', '.join(parts)}" if parts else ""
 

@@ -2,11 +2,12 @@
 group of runs) and writes their directories."""
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 
 from ..errors import UserError
-from ..rundir import DONE, RunDir, now
+from ..runs.rundir import DONE, RunDir
 
 
 def out_of_memory(run: RunDir, exc: BaseException) -> str:
@@ -51,8 +52,7 @@ def failure_fields(run: RunDir, exc: BaseException, debug: bool = False) -> dict
         error = out_of_memory(run, exc) if is_out_of_memory(exc) else f"{type(exc).__name__}: {exc}"
     sys.stdout.flush()
     sys.stderr.flush()
-    return {"status": "failed", "ended_at": now(), "error": one_line(error), "user_error": user_error,
-            "log_tail": run.log_tail(50)}
+    return {"error": one_line(error), "user_error": user_error}
 
 
 def main(argv: list[str]) -> int:
@@ -62,16 +62,19 @@ def main(argv: list[str]) -> int:
     debug = "--debug" in argv
     dist = None
     try:
+        from ..runs.process import die_with_parent
         from .distributed import setup, teardown
         from .loop import train_group, train_run
 
+        if "LOCAL_RANK" in os.environ:  # a torchrun worker dies with torchrun, as torchrun with its owner
+            die_with_parent()
         dist = setup()  # several processes under torchrun: only rank 0 writes the run directory
         if len(runs) == 1:
             train_run(runs[0], dist)
         else:
             def member_failed(run: RunDir, exc: BaseException) -> None:
                 if dist.main:
-                    run.write_status(**failure_fields(run, exc, debug))
+                    run.mark_failed(**failure_fields(run, exc, debug))
 
             train_group(runs, dist, on_failure=member_failed)
         teardown()
@@ -79,8 +82,8 @@ def main(argv: list[str]) -> int:
     except Exception as exc:  # noqa: BLE001 - the run must end with a status whatever happened
         if dist is None or dist.main:
             for run in runs:
-                if run.status().get("status") not in DONE:
-                    run.write_status(**failure_fields(run, exc, debug))
+                if run.state() not in DONE:
+                    run.mark_failed(**failure_fields(run, exc, debug))
     return 1
 
 

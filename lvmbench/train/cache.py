@@ -30,7 +30,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from ..rundir import atomic_write_json
+from ..runs.rundir import atomic_write_json
 
 FORMAT = 1  # bump when what Backbone.tokens/pooled return or the shard layout changes
 STORE_DTYPE = torch.bfloat16

@@ -20,7 +20,6 @@ from torch import nn
 
 from ..errors import UserError
 
-LAST = "last.pt"
 FORMAT = 1
 
 

@@ -23,14 +23,16 @@ from torch.utils.data import DataLoader
 
 from .. import catalog, paths
 from ..data import build_dataset
+from ..data.summary import class_summary, describe_classes
 from ..data.transforms import study_transforms
 from ..errors import UserError
 from ..evaluate import compute_metrics
 from ..methods import build_task
 from ..methods.stage2 import count_trainable
-from ..models.backbone import Backbone, resolve_weights
+from ..models.backbone import Backbone
 from ..models.decoder import Decoder
-from ..rundir import RunDir, atomic_write_json, now
+from ..runs.rundir import RunDir, now
+from ..runs.segments import total_cost
 from . import cache, checkpoint, encoder
 from .batches import ImageDataset, StepBatchSampler, collate
 from .distributed import Dist
@@ -92,7 +94,7 @@ def data_workers(setting: int, device: torch.device) -> int:
 
 # What the runs of a group share: built once from the first run's spec (they agree on all of it).
 SHARED = ("dist", "device", "dataset", "bad_image_runs", "on_bad", "backbone", "hflip", "encoder_mode", "features",
-          "base_rng")
+          "reported", "base_rng")
 
 
 class Trainer:
@@ -137,15 +139,18 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
         self.dataset = build_dataset(self.spec)
         self.bad_image_runs = [self.run]
+        print(f"data: {describe_classes(class_summary(self.dataset))}", flush=True)
         self.on_bad = None  # data.on_bad_image=skip: unreadable images are listed in bad_images.jsonl
         if self.spec["data.on_bad_image"] == "skip":
             self.on_bad = self._bad_image if self.dist.main else _ignore
             for record in self.dataset.skipped:
                 self.on_bad(record)
         self.backbone = Backbone(self.spec["backbone"], self.spec["pretrained"]).to(self.device)
+        print(f"weights: {self.backbone.weights.describe()}", flush=True)
         self.hflip = getattr(self.dataset, "hflip", self.spec["dataset"] != "mnist-lt")
         self.encoder_mode = encoder.resolve(self.spec["encoder.precision"], self.device)
         self.features: dict[str, cache.CachedFeatures] = {}  # per split, from the feature cache
+        self.reported: dict[str, set[int]] = {}  # per split: unreadable images already recorded
         self.base_rng = checkpoint.rng_state()  # what every model of the group is built from
 
     def _bad_image(self, record: dict) -> None:
@@ -210,22 +215,21 @@ class Trainer:
         if name in self.features:
             return self.features[name]
         stored = "tokens" if self.task.feature == "tokens" or self.backbone.is_vit else "pooled"
-        weights = resolve_weights(self.backbone.name, self.backbone.pretrained)
+        weights = self.backbone.weights
         transform = self.transforms(views > 1)
         parts = {"split": cache.split_fingerprint(split), "backbone": self.backbone.name,
-                 "weights": cache.weights_fingerprint(weights), "transform": repr(transform), "views": views,
+                 "weights": cache.weights_fingerprint(weights.source),
+                 "quick_gelu": weights.quick_gelu, "transform": repr(transform), "views": views,
                  "feature": stored, "precision": self.encoder_mode}
         entry = cache.FeatureCache(paths.cache_dir(), parts, views * len(split))
 
         def encode_rows(rows):
             items = cache.row_items(rows, len(split), views)
             batches = [items[i:i + EVAL_BATCH] for i in range(0, len(items), EVAL_BATCH)]
-            for batch, (images, _, _) in zip(batches, self.loader(split, views > 1, batches)):
-                if len(images) != len(batch):
-                    raise UserError(f"an image of the {name} split cannot be read, so its features cannot be "
-                                    "cached; fix the data or set cache.mode=off")
-                yield encoder.encode(self.backbone, images.to(self.device, non_blocking=True), self.encoder_mode,
-                                     stored)
+            for batch, (images, _, index) in zip(batches, self.loader(split, views > 1, batches, report=False)):
+                x = encoder.encode(self.backbone, images.to(self.device, non_blocking=True), self.encoder_mode,
+                                   stored)
+                yield x if len(images) == len(batch) else unreadable_rows(batch, index, x)
 
         feats = entry.ensure(encode_rows)
         if stored != self.task.feature:
@@ -248,8 +252,8 @@ class Trainer:
         feats, labels = self.cached("train", split, views), torch.as_tensor(split.labels)
         for items in sampler:
             rows = cache.train_rows(items, len(split), views)
-            x = feats.gather(rows).to(self.device, non_blocking=True)
-            yield encoder.model_input(x), labels[rows % len(split)].to(self.device, non_blocking=True)
+            x, y = self.readable(split, "train", feats.gather(rows), labels[rows % len(split)], rows % len(split))
+            yield encoder.model_input(x.to(self.device, non_blocking=True)), y.to(self.device, non_blocking=True)
 
     def transforms(self, train: bool):
         """``data.transform``: the study's transforms (``recipe=paper``) or open_clip's preprocessing."""
@@ -258,9 +262,10 @@ class Trainer:
                                     self.dataset.crop_scale)
         return self.backbone.transforms(train, hflip=self.hflip, crop_scale=self.dataset.crop_scale)
 
-    def loader(self, split, train: bool, batch_sampler=None) -> DataLoader:
-        transform = self.transforms(train)
-        dataset = ImageDataset(split, transform, on_bad=self.on_bad)
+    def loader(self, split, train: bool, batch_sampler=None, report: bool = True) -> DataLoader:
+        """``report=False``: skipped images are not recorded here (the cache's readers record them)."""
+        on_bad = self.on_bad if report or self.on_bad is None else _ignore
+        dataset = ImageDataset(split, self.transforms(train), on_bad=on_bad)
         workers = data_workers(self.spec["train.num_workers"], self.device)
         # Its own generator: a loader never draws from the global RNG (a resumed run stays exact).
         kwargs = dict(num_workers=workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
@@ -279,8 +284,27 @@ class Trainer:
                 yield self.encode(images), labels
             return
         labels = torch.as_tensor(split.labels).split(EVAL_BATCH)
-        for x, y in zip(self.cached(split_name, split).batches(EVAL_BATCH), labels):
+        for k, (x, y) in enumerate(zip(self.cached(split_name, split).batches(EVAL_BATCH), labels)):
+            x, y = self.readable(split, split_name, x, y, np.arange(k * EVAL_BATCH, k * EVAL_BATCH + len(y)))
             yield encoder.model_input(x.to(self.device, non_blocking=True)), y
+
+    def readable(self, split, name: str, x: torch.Tensor, y: torch.Tensor, samples: np.ndarray):
+        """Cached rows without the images that could not be decoded (stored as NaN rows): skipped and
+        recorded under ``data.on_bad_image=skip`` (once per image, also when another run cached them),
+        an error otherwise."""
+        bad = torch.isnan(x.reshape(len(x), -1)[:, 0]).cpu().numpy()
+        if not bad.any():
+            return x, y
+        first = int(samples[np.flatnonzero(bad)[0]])
+        if self.on_bad is None:
+            raise UserError(f"cannot decode image {split.describe(first)} (--set data.on_bad_image=skip to skip it)")
+        for i in sorted({int(i) for i in samples[bad]} - self.reported.setdefault(name, set())):
+            self.reported[name].add(i)
+            self.on_bad({"image": str(split.path(i)), "error": "cannot decode"})
+        keep = torch.as_tensor(~bad)
+        if not keep.any():
+            raise UserError(f"no image of a {name} batch could be decoded (data.on_bad_image=skip); see bad_images.jsonl")
+        return x[keep.to(x.device)], y[keep.to(y.device)]
 
     @torch.no_grad()
     def predict(self, split_name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -307,12 +331,14 @@ class Trainer:
 
     def start(self) -> int:
         """Build the optimizer and schedule and restore the last checkpoint; return the first step to train."""
-        spec = self.spec
+        spec, select = self.spec, self.selection_split()
+        self.say("the final weights are evaluated (no split to select them on)" if select == "final" else
+                 f"the weights with the best {select} accuracy are evaluated")
         with self.own_rng():
             self.optimizer = build_optimizer(spec, self.task.trainable(), self.device)
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(
                 s, spec["train.warmup_iters"], spec["train.iters"], spec["train.cosine_cycles"]))
-            last = self.run.ckpt_dir / checkpoint.LAST
+            last = self.run.checkpoint_file
             resumed = checkpoint.load(last, model=self.task.model, optimizer=self.optimizer,
                                       scheduler=self.scheduler, loss=self.task.loss)
         self.start_step = resumed["step"] if resumed else 0
@@ -354,7 +380,7 @@ class Trainer:
             if result.overall > self.best["val_overall"]:
                 self.best = {"val_overall": result.overall, "step": done, "state": checkpoint.model_state(model)}
         if self.dist.main and (done == spec["train.iters"] or (spec["ckpt.every"] and done % spec["ckpt.every"] == 0)):
-            checkpoint.save(self.run.ckpt_dir / checkpoint.LAST, step=done, model=model, optimizer=self.optimizer,
+            checkpoint.save(self.run.checkpoint_file, step=done, model=model, optimizer=self.optimizer,
                             scheduler=self.scheduler, loss=self.task.loss, best=self.best, train_s=self.train_s)
 
     def finish(self) -> dict:
@@ -413,9 +439,23 @@ def fit_group(members: list[Trainer], on_failure=None) -> list[dict]:
     return [m.finish() for m in active]
 
 
+def _pct(value) -> str:
+    """A percentage as the log shows it: two decimals, or ``-`` for a shot group without classes."""
+    return "-" if value is None else f"{value:.2f}"
+
+
+def unreadable_rows(batch: list, index: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A cached batch's rows where the images that could not be decoded (left out by ``collate``) are
+    NaN: the cache keeps one row per sample, and readers skip NaN rows (``Trainer.readable``)."""
+    readable = set(index.tolist())
+    at = [k for k, item in enumerate(batch) if (item[0] if isinstance(item, tuple) else item) in readable]
+    out = torch.full((len(batch), *x.shape[1:]), float("nan"), dtype=x.dtype, device=x.device)
+    out[torch.as_tensor(at, device=x.device)] = x
+    return out
+
+
 def write_eval(run: RunDir, split: str, result) -> None:
-    atomic_write_json(run.eval_dir / f"{split}.json", {"split": split, **result.to_dict()})
-    atomic_write_json(run.eval_dir / f"per_class_{split}.json", result.per_class)
+    run.write_eval(split, result.to_dict(), result.per_class)
 
 
 def follow_group(runs: list[RunDir], dist: Dist) -> None:
@@ -462,9 +502,8 @@ def train_group(runs: list[RunDir], dist: Dist | None = None, on_failure=None) -
     if dist is not None and not dist.main:
         follow_group(runs, dist)
         return []
-    started = now()
     for run in runs:
-        run.write_status(status="running", started_at=started, pid=os.getpid(), host=socket.gethostname())
+        run.mark_running(pid=os.getpid(), host=socket.gethostname())
     members = Trainer.group(runs, dist=dist, on_failure=on_failure)
     if not members:
         return []
@@ -506,18 +545,22 @@ def train_group(runs: list[RunDir], dist: Dist | None = None, on_failure=None) -
     statuses = []
     for m in [m for m in members if not m.failed]:
         share = min(m.own_s + shared_s, wall) if len(members) > 1 else wall
-        energy = power["energy_kwh"] * share / wall if power["energy_kwh"] is not None and wall > 0 else None
+        part = share / wall if wall > 0 else 1.0
+        energy = power["energy_kwh"] * part if power["energy_kwh"] is not None else None
+        cost = {**power, "energy_kwh": energy}
+        # a resumed run adds its earlier segments, in the same part as this one
+        cost.update(total_cost(m.run, share, energy, part=part))
         model_params = sum(p.numel() for p in m.task.model.parameters())
         frozen_visual = sum(p.numel() for p in m.backbone.clip.visual.parameters())
-        statuses.append(m.run.write_status(
-            status="finished", ended_at=now(), wall_s=share, device=str(device),
+        statuses.append(m.run.mark_finished(
+            device=str(device),
             trainable_params=count_trainable(m.task.model),
             total_params=model_params + (0 if m.task.feature == "images" else frozen_visual),
             iters=m.spec["train.iters"] if m in trained else 0, batch_size=m.spec["train.batch_size"],
             peak_mem_mib=peak, stage=m.info.stage, parent_run_id=m.spec.get("stage1.run_id"),
-            skipped_images=m.run.skipped_images(), fused_size=len(runs), group_wall_s=wall,
-            group_energy_kwh=power["energy_kwh"], group_peak_mem_mib=peak,
-            **timing[id(m)], **{**power, "energy_kwh": energy}))
+            skipped_images=m.run.skipped_images(), weights=m.backbone.weights.describe(),
+            fused_size=len(runs), group_wall_s=wall, group_energy_kwh=power["energy_kwh"], group_peak_mem_mib=peak,
+            **timing[id(m)], **cost))
     return statuses
 
 
@@ -526,10 +569,10 @@ def finish_run(member: Trainer) -> None:
     run = member.run
     if member.task.trainable():
         run.ckpt_dir.mkdir(exist_ok=True)
-        checkpoint.atomic_save(member.task.model.state_dict(), run.ckpt_dir / "model.pt")
+        checkpoint.atomic_save(member.task.model.state_dict(), run.model_file)
     for split in ("val", "test"):
         if getattr(member.dataset, split) is not None and len(getattr(member.dataset, split)):
             result = member.evaluate(split)
             write_eval(run, split, result)
-            member.say(f"{split}: overall {result.overall:.2f} many {result.many} medium {result.medium} "
-                       f"few {result.few}")
+            member.say(f"{split}: " + " ".join(f"{k} {_pct(getattr(result, k))}"
+                                                for k in ("overall", "many", "medium", "few")))

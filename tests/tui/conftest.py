@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from lvmbench.config import DATASET_PROFILES, SCHEMA
-from lvmbench.rundir import RunDir, atomic_write_json
+from lvmbench.runs.rundir import RunDir, atomic_write_json
 
+OWNERS = {}  # run id -> the owner lock a fixture's running run holds
 T0 = 1_700_000_000.0  # fixed timestamps: snapshots must not depend on the clock
 COUNTS = [500, 300, 180, 110, 60, 35, 20, 12, 7, 4]  # mnist-lt-like: 4 many, 3 medium, 3 few classes
 # method: (overall, many, medium, few, precision, recall, f1, s/iter, peak MiB)
@@ -50,8 +51,11 @@ def finished_run(runs_dir: Path, run_id: str, method: str, when: float) -> RunDi
 
 
 def running_run(runs_dir: Path, run_id: str = "mnist-lt-ce-s1-live") -> RunDir:
-    """A run half-way through 300 steps: 150 steps at 0.1 s/step, val at step 100, CPU memory."""
+    """A run half-way through 300 steps: 150 steps at 0.1 s/step, val at step 100, CPU memory. Its
+    owner lock is held (``OWNERS[run_id]``) as a live training process's would be: release it to end it."""
     run = make_run(runs_dir, run_id, "ce", seed=1, when=T0 + 1000, status="running", started_at=T0 + 1001)
+    OWNERS[run_id] = run.lock()
+    OWNERS[run_id].acquire()
     for step in range(10, 151, 10):
         lr = 0.03 * min(1.0, step / 30) * (0.5 + 0.5 * math.cos(math.pi * step / 300))
         run.append(run.metrics_file, {"step": step, "loss": 2.3 * math.exp(-step / 60) + 0.2, "lr": lr,
@@ -78,8 +82,17 @@ def fixture_store(tmp_path, monkeypatch):
     stored = [finished_run(runs_dir, f"mnist-lt-{m}-s0-fixture", m, T0 + 100 * i) for i, m in enumerate(METHODS)]
     stored.append(make_run(runs_dir, "mnist-lt-focal-s0-fixture", "focal", when=T0 + 500, status="failed",
                            started_at=T0 + 501, ended_at=T0 + 502, error="loss became nan at step 3; lower train.lr"))
-    running_run(runs_dir)
+    live = running_run(runs_dir)
     with open_writer(results) as con:
         for run in stored:
             ingest_run(con, run)
-    return results, runs_dir
+    yield results, runs_dir
+    OWNERS.pop(live.run_id).release()
+
+
+async def settle(pilot) -> None:
+    """Let workers answer and their messages be handled (twice: a message may start a worker)."""
+    for _ in range(3):
+        await pilot.pause()
+        await pilot.app.workers.wait_for_complete()
+    await pilot.pause()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from lvmbench.tui.app import LvmbenchApp
 
-from .test_snapshots import settle
+from .conftest import settle
 
 
 async def test_function_keys_switch_screens(fixture_store):
@@ -31,19 +31,29 @@ async def test_ingest_key_stores_run_directories_made_elsewhere(fixture_store):
         assert len(rows) == 6 and rows["mnist-lt-ce-s1-live"][0] == "running"
 
 
-async def test_sql_errors_are_shown_inline_and_writes_are_refused(fixture_store):
+async def test_sql_errors_are_shown_inline_and_writes_are_refused(fixture_store, tmp_path):
     results, runs_dir = fixture_store
+    before = results.read_bytes()
     app = LvmbenchApp(results=results, runs_dir=runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("f5")
         box = app.screen.query_one("#sql-input")
         for sql, expected in [("SELEC 1", "SQL error: Parser Error"), ("DELETE FROM runs", "read-only"),
-                              ("SELECT count(*) AS n FROM runs", "1 row(s)")]:
+                              (f"COPY runs TO '{tmp_path}/leak.csv'", "refused COPY"),
+                              (f"ATTACH '{tmp_path}/new.duckdb' AS n", "refused ATTACH"),
+                              ("SET enable_external_access = true", "refused SET"),
+                              ("SELECT count(*) AS n FROM runs", "1 row(s)"),
+                              ("SELECT '[/]' AS \"[red]x[/red]\"", "1 row(s)")]:
             box.value = sql
             await pilot.press("enter")
             await settle(pilot)
             note = str(app.screen.query_one("#sql-note").render())
             assert expected in note, (sql, note)
+        table = app.screen.query_one("#sql-result")  # names and values as they are, never markup
+        assert [str(c.label) for c in table.columns.values()] == ["[red]x[/red]"]
+        assert str(table.get_row_at(0)[0]) == "[/]"
+    assert not (tmp_path / "leak.csv").exists() and not (tmp_path / "new.duckdb").exists()
+    assert results.read_bytes() == before
 
 
 async def test_a_file_that_is_not_a_database_is_reported_not_fatal(tmp_path):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from lvmbench.rundir import RunDir
+from lvmbench.runs.rundir import RunDir
 from lvmbench.tui.follow import LiveData, RunFollower, RunUpdate, Tail, format_seconds
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from lvmbench import catalog, config
 from lvmbench.tui import form
 from lvmbench.tui.jobs import LaunchRequest
 
@@ -13,9 +14,17 @@ VALID = {"dataset": "mnist-lt", "method": "ce", "backbone": "tiny-clip", "pretra
 def test_defaults_layer_study_dataset_and_method_profiles():
     assert form.default_for("train.iters", "mnist-lt", "ce") == 300  # the embedded dataset's profile
     assert form.default_for("train.iters", "imagenet-lt", "ce") == 8192  # the study's recipe
-    assert form.default_for("train.lr", "mnist-lt", "full_finetune") == 3e-5  # the method's profile wins
+    assert form.default_for("train.lr", "mnist-lt", "full_finetune") == 3e-4  # the pair's profile wins
     assert form.default_for("decoder.depth", "places-lt", "lade") == 3
     assert form.default_pretrained("tiny-clip") == "embedded" and form.default_pretrained("ViT-B-16") == "openai"
+
+
+@pytest.mark.parametrize("dataset", sorted(catalog.DATASETS))
+def test_the_forms_defaults_are_what_a_run_gets_for_every_method(dataset):
+    for method in catalog.METHODS:
+        spec = config.resolve(dataset, "tiny-clip", method)
+        shown = {key: form.default_for(key, dataset, method) for key in form.HPARAMS}
+        assert shown == {key: spec[key] for key in form.HPARAMS}, method
 
 
 @pytest.mark.parametrize("field,text,message", [

@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from lvmbench.rundir import RunDir
+from lvmbench.runs.rundir import RunDir
 from lvmbench.tui import jobs
 from lvmbench.tui.jobs import Job, LaunchRequest
 

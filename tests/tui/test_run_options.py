@@ -5,7 +5,7 @@ import pytest
 
 from lvmbench.cli import main
 from lvmbench.errors import UserError
-from lvmbench.rundir import RunDir, check_run_id, new_run_id
+from lvmbench.runs.rundir import RunDir, check_run_id, new_run_id
 
 
 def test_new_run_ids_are_readable_and_unique():

@@ -5,15 +5,9 @@ import pytest
 
 from lvmbench.tui.app import LvmbenchApp
 
+from .conftest import settle
+
 SIZES = [(80, 24), (120, 40)]
-
-
-async def settle(pilot) -> None:
-    """Let workers answer and their messages be handled (twice: a message may start a worker)."""
-    for _ in range(3):
-        await pilot.pause()
-        await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
 
 
 def keys(*pressed):
@@ -36,7 +30,7 @@ async def sql_query(pilot) -> None:
     await settle(pilot)
 
 
-SCREENS = {"launch": keys(), "live": keys("f2"), "runs": keys("f3"), "detail": keys("f3", "down", "enter"),
+SCREENS = {"launch": keys(), "live": keys("f2"), "runs": keys("f3"), "detail": keys("f3", "down", "down", "enter"),
            "compare": keys("f4"), "sql": sql_query}
 
 

@@ -15,9 +15,9 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Select, Static
 
-from ...errors import UserError
-from ...render import render
-from ...store import tables
+from lvmbench.errors import UserError
+from lvmbench.render import render
+from lvmbench.store import tables
 from ..results import datasets
 from ..widgets.table import ResultTable
 
@@ -45,8 +45,8 @@ def export_path(results_path: Path, kind: str, dataset: str | None, fmt_name: st
 
 class CompareScreen(Screen):
     TITLE = "Compare"
-    BINDINGS = [Binding("m", "export('markdown')", "Export Markdown"), Binding("v", "export('csv')", "Export CSV"),
-                Binding("r", "reload", "Reload")]
+    BINDINGS = [Binding("m", "export('markdown')", "Markdown"), Binding("v", "export('csv')", "CSV"),
+                Binding("r", "reload", "Reload", show=False)]
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -61,7 +61,7 @@ class CompareScreen(Screen):
             yield Select([(ALL, ALL)], value=ALL, allow_blank=False, compact=True, id="compare-dataset")
         yield Static("loading…", id="compare-title")
         yield ResultTable(id="compare-table")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.watch(self.app, "data_version", lambda _: self.action_reload(), init=False)

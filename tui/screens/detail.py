@@ -10,8 +10,9 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Static
 
-from ...errors import UserError
-from ...render import fmt
+from lvmbench.errors import UserError
+from lvmbench.render import fmt
+from lvmbench.shots import shot_group
 from ..results import RunDetail, run_detail
 from ..widgets.table import ResultTable
 
@@ -29,13 +30,8 @@ class DetailLoaded(Message):
 
 def shot_group_rows(per_class_rows: list[list]) -> tuple[list[list], list[list]]:
     """Per-class rows (class_id, name, n_train, acc) with their shot group, and each group's summary
-    (group, classes, mean accuracy); groups as in the evaluation (``evaluate.shot_groups``)."""
-    from ...evaluate import shot_groups  # numpy and scikit-learn: loaded by the worker, not at startup
-
-    if not per_class_rows:
-        return [], []
-    groups = shot_groups([r[2] for r in per_class_rows])
-    rows = [[str(g), r[1], r[2], r[3]] for g, r in zip(groups, per_class_rows)]
+    (group, classes, mean accuracy); groups as in the evaluation (``lvmbench.shots``)."""
+    rows = [[shot_group(r[2]), r[1], r[2], r[3]] for r in per_class_rows]
     summary = []
     for group in ("many", "medium", "few"):
         accs = [r[3] for r in rows if r[0] == group and r[3] is not None]
@@ -66,7 +62,7 @@ class RunDetailScreen(Screen):
             yield ResultTable(id="detail-cost", classes="auto")
             yield Label("Config", classes="section")
             yield ResultTable(id="detail-config", classes="auto")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.load()
@@ -88,8 +84,11 @@ class RunDetailScreen(Screen):
             return
         d = message.detail
         r = d.run
+        from ...data.summary import describe_classes  # numpy: loaded when a detail shows, not at startup
+
+        classes = f"\n{describe_classes(d.config)}" if "classes.total" in d.config else ""
         head.update(Text.assemble((self.run_id, "bold"), f" · {r['status']} · {r['dataset']} · {r['backbone']} "
-                                  f"({r['pretrained']}) · {r['method']} · seed {r['seed']}",
+                                  f"({r['pretrained']}) · {r['method']} · seed {r['seed']}{classes}",
                                   (f"\n{r['error']}" if r.get("error") else "", "red")))
         self.query_one("#detail-evals", ResultTable).show(d.evals.columns, d.evals.rows)
         rows, summary = message.groups

@@ -10,7 +10,7 @@ from textual.screen import Screen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
-from ... import catalog
+from lvmbench import catalog
 from .. import form
 
 
@@ -57,7 +57,7 @@ class LaunchScreen(Screen):
             with Horizontal(id="launch-actions"):
                 yield Button("Launch", variant="primary", compact=True, id="launch")
                 yield Static("", id="launch-message")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.update_defaults()

@@ -2,7 +2,6 @@
 (loss and lr, val accuracy, memory and power), a progress bar with ETA, the log tail, cancel."""
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
@@ -15,12 +14,11 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Log, ProgressBar, Select, Static
 
-from ...rundir import DONE, RunDir, list_runs
+from lvmbench.runs import process
+from lvmbench.runs.rundir import ACTIVE, RunDir, list_runs
 from .. import jobs
 from ..follow import LiveData, RunFollower, RunUpdate, format_seconds
 from ..widgets.plots import SeriesPlot
-
-ACTIVE = ("queued", "running")
 
 
 class LiveUpdate(Message):
@@ -37,29 +35,17 @@ class ActiveRuns(Message):
         self.run_ids = run_ids
 
 
-def _alive(pid) -> bool:
-    try:
-        os.kill(int(pid), 0)
-        return True
-    except (ProcessLookupError, ValueError, TypeError):
-        return False
-    except PermissionError:
-        return True
-
-
 def discovered_state(run: RunDir) -> tuple[str, str | None]:
-    """The state of a run this UI did not launch; a running one whose process is gone is ``lost``."""
-    status = run.status()
-    name = status.get("status", "queued")
-    if name == "running" and status.get("pid") and not _alive(status["pid"]):
-        return "lost", "its training process is gone (see stdout.log)"
-    return name, status.get("error")
+    """The state of a run this UI did not launch; a running one whose process is gone is recorded
+    ``killed`` (``lvmbench.runs.process.recover``)."""
+    status = process.recover(run)
+    return status.get("status", "queued"), status.get("error")
 
 
 class LiveScreen(Screen):
     TITLE = "Live"
-    BINDINGS = [Binding("c", "cancel", "Cancel run"), Binding("n", "cycle(1)", "Next run"),
-                Binding("p", "cycle(-1)", "Prev run")]
+    BINDINGS = [Binding("c", "cancel", "Cancel"), Binding("n", "cycle(1)", "Next"),
+                Binding("p", "cycle(-1)", "Prev")]
 
     def __init__(self, poll_s: float = 0.5, scan_s: float = 2.0, **kwargs):
         super().__init__(**kwargs)
@@ -88,7 +74,7 @@ class LiveScreen(Screen):
                 yield SeriesPlot("memory (MiB)", "seconds", id="plot-mem")
                 yield SeriesPlot("GPU power (W)", "seconds", id="plot-power")
             yield Log(max_lines=500, id="log")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.query_one("#live-body").display = False
@@ -203,11 +189,5 @@ class LiveScreen(Screen):
 
     # -- cancel -------------------------------------------------------------------------------------
     def action_cancel(self) -> None:
-        job = self.app.jobs.get(self.current or "")
-        if job is None:
-            self.notify("only runs launched from this window can be cancelled here", severity="warning")
-        elif job.proc.poll() is not None or self.state[0] in DONE:
-            self.notify(f"{job.run_id} is not running", markup=False)
-        else:
-            jobs.cancel(job)
-            self.notify(f"cancelling {job.run_id}…", markup=False)
+        if self.current:
+            self.app.cancel_run(self.current)

@@ -12,10 +12,10 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from ...errors import UserError
-from ...rundir import RunDir
+from lvmbench.errors import UserError
+from lvmbench.runs.rundir import RESUMABLE, RunDir
 from ..jobs import LaunchRequest
-from ..results import Result, runs_table
+from ..results import RUNS_COLUMNS, Result, live_rows, runs_table
 from ..widgets.table import ResultTable
 from .detail import RunDetailScreen
 
@@ -23,18 +23,18 @@ EMPTY_HINT = ("No runs stored yet in {path}.\nLaunch one from the Launch screen 
               "`lvmbench demo` (the embedded benchmark), then `lvmbench ingest` for runs made elsewhere (i here).")
 
 
-RESUMABLE = ("failed", "killed", "cancelled")
+class LiveRows(Message):
+    """The runs directory's queued and running runs (and those that ended while watched)."""
+
+    def __init__(self, rows: dict[str, list]):
+        super().__init__()
+        self.rows = rows
 
 
 class RunsLoaded(Message):
     def __init__(self, result: Result | None, error: str | None = None):
         super().__init__()
         self.result, self.error = result, error
-
-
-def preload_evaluate() -> None:
-    """Import the evaluation module (scikit-learn, seconds) before a run's details need it."""
-    from ... import evaluate  # noqa: F401
 
 
 def filter_rows(columns: list[str], rows: list[list], text: str) -> list[list]:
@@ -71,15 +71,17 @@ def sort_rows(rows: list[list], column: int, reverse: bool = False) -> list[list
 class RunsScreen(Screen):
     TITLE = "Runs"
     AUTO_FOCUS = "#runs-table"
-    BINDINGS = [Binding("s", "sort_next", "Sort"), Binding("S", "sort_reverse", "Reverse"),
-                Binding("i", "ingest", "Ingest runs dir"), Binding("r", "reload", "Reload"),
-                Binding("R", "resume", "Resume run"),
-                Binding("slash", "focus_filter", "Filter")]
+    BINDINGS = [Binding("enter", "open", "Open", show=False), Binding("s", "sort_next", "Sort"),
+                Binding("S", "sort_reverse", "Reverse sort", show=False), Binding("c", "cancel", "Cancel"),
+                Binding("R", "resume", "Resume"), Binding("i", "ingest", "Ingest runs dir", show=False),
+                Binding("r", "reload", "Reload", show=False), Binding("slash", "focus_filter", "Filter")]
 
-    def __init__(self, **kwargs):
+    def __init__(self, scan_s: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.result: Result | None = None
         self.sort_column, self.sort_reverse = None, False
+        self.scan_s = scan_s
+        self.live: dict[str, list] = {}  # run id -> row, from the run directories
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -87,12 +89,13 @@ class RunsScreen(Screen):
                     id="runs-filter")
         yield Static("loading…", id="runs-note")
         yield ResultTable(id="runs-table")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.watch(self.app, "data_version", lambda _: self.action_reload(), init=False)
         self.action_reload()
-        self.run_worker(preload_evaluate, thread=True, group="preload")
+        self.scan()
+        self.set_interval(self.scan_s, self.scan)
 
     def action_reload(self) -> None:
         self.load()
@@ -108,6 +111,27 @@ class RunsScreen(Screen):
         except UserError as exc:
             self.post_message(RunsLoaded(None, str(exc)))
 
+    @work(thread=True, exclusive=True, group="runs-scan")
+    def scan(self) -> None:
+        self.post_message(LiveRows(live_rows(self.app.runs_dir, set(self.live))))
+
+    def on_live_rows(self, message: LiveRows) -> None:
+        if message.rows == self.live:
+            return
+        ended = [r for r, row in message.rows.items() if r in self.live and row[0] != self.live[r][0]
+                 and not row[0].startswith(("running", "queued"))]
+        self.live = message.rows
+        self.refill()
+        if ended:  # its owner may have stored it: read the database again
+            self.load()
+
+    def rows(self) -> tuple[list[str], list[list]]:
+        """The stored runs, each replaced by what its directory says while it is live, newest first."""
+        stored = self.result.rows if self.result else []
+        ids = {row[-1] for row in stored}
+        fresh = [row for run_id, row in reversed(self.live.items()) if run_id not in ids]
+        return RUNS_COLUMNS, fresh + [self.live.get(row[-1], row) for row in stored]
+
     def on_runs_loaded(self, message: RunsLoaded) -> None:
         self.result = message.result
         self.refill()
@@ -116,19 +140,25 @@ class RunsScreen(Screen):
 
     def refill(self) -> None:
         note, table = self.query_one("#runs-note", Static), self.query_one(ResultTable)
-        if self.result is None or not self.result.rows:
+        columns, every = self.rows()
+        if not every:
             note.update(Text(EMPTY_HINT.format(path=self.app.results.path)))
             table.display = False
             return
-        rows = filter_rows(self.result.columns, self.result.rows, self.query_one("#runs-filter", Input).value)
+        rows = filter_rows(columns, every, self.query_one("#runs-filter", Input).value)
         if self.sort_column is not None:
             rows = sort_rows(rows, self.sort_column, self.sort_reverse)
+        first = not table.display
         table.display = True
-        table.show(self.result.columns, rows, key_index=-1)
-        sort = (f" · sorted by {self.result.columns[self.sort_column]}{' ↓' if self.sort_reverse else ' ↑'}"
+        if first and self.query_one("#runs-filter", Input).has_focus and not self.query_one("#runs-filter", Input).value:
+            table.focus()  # Enter opens the highlighted run at once
+        cursor = table.cursor_row
+        table.show(columns, rows, key_index=-1)
+        table.move_cursor(row=min(cursor, max(0, len(rows) - 1)), animate=False)
+        sort = (f" · sorted by {columns[self.sort_column]}{' ↓' if self.sort_reverse else ' ↑'}"
                 if self.sort_column is not None else "")
-        more = " (first rows only)" if self.result.truncated else ""
-        note.update(f"{len(rows)} of {len(self.result.rows)} runs{more}{sort} · Enter: details")
+        more = " (first rows only)" if self.result and self.result.truncated else ""
+        note.update(f"{len(rows)} of {len(every)} runs{more}{sort} · Enter: open · ?: help")
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self.refill()
@@ -141,7 +171,7 @@ class RunsScreen(Screen):
 
     def action_sort_next(self) -> None:
         if self.result:
-            self.sort_column = 0 if self.sort_column is None else (self.sort_column + 1) % len(self.result.columns)
+            self.sort_column = 0 if self.sort_column is None else (self.sort_column + 1) % len(RUNS_COLUMNS)
             self.refill()
 
     def action_sort_reverse(self) -> None:
@@ -155,15 +185,38 @@ class RunsScreen(Screen):
         self.refill()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.row_key.value:
-            self.app.push_screen(RunDetailScreen(event.row_key.value))
+        event.stop()
+        self.open(event.row_key.value)
+
+    def action_open(self) -> None:
+        self.open(self.highlighted())
+
+    def open(self, run_id: str | None) -> None:
+        """A live run opens on the Live screen, a stored one in its details."""
+        if not run_id:
+            return
+        if run_id in self.live and self.live[run_id][0].startswith(("running", "queued")):
+            self.app.follow(run_id)
+        else:
+            self.app.push_screen(RunDetailScreen(run_id))
+
+    def highlighted(self) -> str | None:
+        table = self.query_one(ResultTable)
+        if not table.display or table.row_count == 0:
+            return None
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+    def action_cancel(self) -> None:
+        """Cancel the highlighted run, whoever started it (a local run of this user)."""
+        run_id = self.highlighted()
+        if run_id:
+            self.app.cancel_run(run_id)
 
     def action_resume(self) -> None:
         """Continue the highlighted killed, failed or cancelled run from its last checkpoint."""
-        table = self.query_one(ResultTable)
-        if not table.display or table.row_count == 0:
+        run_id = self.highlighted()
+        if not run_id:
             return
-        run_id = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         status = RunDir(Path(self.app.runs_dir) / run_id).status().get("status")
         if status not in RESUMABLE:
             self.notify(f"{run_id} is {status}: only killed, failed or cancelled runs resume", severity="warning",

@@ -1,7 +1,7 @@
-"""SQL: any read-only query over ``results.duckdb``; results in a table, errors inline."""
+"""SQL: read-only queries over ``results.duckdb`` (the rules of ``lvmbench sql``); results in a table,
+errors inline."""
 from __future__ import annotations
 
-import duckdb
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -9,7 +9,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
-from ...errors import UserError
+from lvmbench.errors import UserError
 from ..results import MAX_ROWS, Result
 from ..widgets.table import ResultTable
 
@@ -32,7 +32,7 @@ class SqlScreen(Screen):
         yield Input(placeholder="SELECT … (read-only; Enter runs it)", compact=True, id="sql-input")
         yield Static(HINT, id="sql-note")
         yield ResultTable(id="sql-result")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.query_one(ResultTable).display = False
@@ -45,9 +45,7 @@ class SqlScreen(Screen):
     @work(thread=True, exclusive=True, group="sql")
     def run_query(self, sql: str) -> None:
         try:
-            self.post_message(QueryDone(self.app.results.query(sql)))
-        except duckdb.Error as exc:
-            self.post_message(QueryDone(None, f"SQL error: {str(exc).splitlines()[0]}"))
+            self.post_message(QueryDone(self.app.results.console(sql)))
         except UserError as exc:
             self.post_message(QueryDone(None, str(exc)))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from ...render import fmt
+from lvmbench.render import fmt
 
 TEXT_COLUMNS = {"run", "status", "dataset", "backbone", "method", "Method", "Backbone", "class", "key", "value",
                 "split", "group"}
@@ -29,7 +29,7 @@ class ResultTable(DataTable):
 
     def show(self, columns: list[str], rows: list[list], best: dict | None = None, key_index: int = 0) -> None:
         self.clear(columns=True)
-        self.add_columns(*columns)
+        self.add_columns(*[Text(str(c)) for c in columns])  # a name is text, never markup (a query names them)
         seen: set[str] = set()
         for row in rows:
             key = str(row[key_index])

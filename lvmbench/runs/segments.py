@@ -1,0 +1,52 @@
+"""The cost of a run trained in several segments (killed or cancelled, then resumed).
+
+Each segment's training child records its start in ``status.json`` (``segment_starts``) and
+samples the machine into ``system.jsonl`` from the moment it trains until it ends. A segment that
+was killed cannot say how long it ran, so its wall time and energy are read back from its own
+samples: wall time from its first to its last sample (at most one sampling interval short),
+energy from NVML's energy counter (else average power × wall time). The finished run's
+``wall_s`` and ``energy_kwh`` add every segment, so cost tables count what the run really cost.
+"""
+from __future__ import annotations
+
+from .rundir import RunDir
+
+
+def segment_cost(samples: list[dict]) -> dict:
+    """Wall time (s) and energy (kWh, None when nothing measured power) of one segment's samples."""
+    if not samples:
+        return {"wall_s": 0.0, "energy_kwh": None}
+    wall = max(s["ts"] for s in samples) - min(s["ts"] for s in samples)
+    by_gpu: dict = {}
+    for s in samples:
+        if s.get("energy_j") is not None:
+            by_gpu.setdefault(s.get("gpu_index"), []).append(s["energy_j"])
+    power = [s["power_w"] for s in samples if s.get("power_w") is not None]
+    if by_gpu:
+        energy_j = sum(v[-1] - v[0] for v in by_gpu.values())
+    elif power:
+        energy_j = sum(power) / len(power) * wall
+    else:
+        return {"wall_s": wall, "energy_kwh": None}
+    return {"wall_s": wall, "energy_kwh": energy_j / 3.6e6}
+
+
+def earlier_segments(run: RunDir) -> list[dict]:
+    """The cost of each segment of ``run`` before the current one (none for a run never resumed)."""
+    starts = list(run.status().get("segment_starts") or [])
+    if len(starts) < 2:
+        return []
+    samples = [s for s in run.system() if isinstance(s.get("ts"), (int, float))]
+    bounds = list(zip(starts[:-1], starts[1:]))
+    return [segment_cost([s for s in samples if lo <= s["ts"] < hi]) for lo, hi in bounds]
+
+
+def total_cost(run: RunDir, wall_s: float, energy_kwh: float | None, part: float = 1.0) -> dict:
+    """``wall_s`` and ``energy_kwh`` of the current segment plus those of every earlier one. ``part``:
+    the run's part of what its process cost (a member of a fused group, see ``lvmbench.fused``): its
+    samples are the whole process's, so earlier segments count in the same part as the current one."""
+    earlier = [{"wall_s": s["wall_s"] * part, "energy_kwh": None if s["energy_kwh"] is None else s["energy_kwh"] * part}
+               for s in earlier_segments(run)]
+    energies = [e for e in [energy_kwh, *(s["energy_kwh"] for s in earlier)] if e is not None]
+    return {"wall_s": wall_s + sum(s["wall_s"] for s in earlier),
+            "energy_kwh": sum(energies) if energies else None, "segments": len(earlier) + 1}
