@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from lvmbench.evaluate import SHOT_FEW, SHOT_MANY, EvalResult, compute_metrics, shot_groups
+from lvmbench.evaluate import SHOT_FEW, SHOT_MANY, compute_metrics, shot_groups
 
 # Five classes; training counts put them in groups many, medium (n = 100, upper
 # boundary), medium (n = 20, lower boundary), few (n = 19), few.
@@ -77,7 +77,7 @@ def test_group_without_present_class_is_none():
 
 def test_tensor_inputs_and_to_dict():
     r = compute_metrics(torch.tensor(PREDS), torch.tensor(TARGETS), torch.tensor(TRAIN))
-    assert isinstance(r, EvalResult)
+    assert r.to_dict() == compute_metrics(PREDS, TARGETS, TRAIN).to_dict()  # tensors count like lists
     d = r.to_dict()
     assert "per_class" not in d
     assert set(d) == {"overall", "many", "medium", "few", "precision", "recall", "f1",
@@ -87,11 +87,15 @@ def test_tensor_inputs_and_to_dict():
 
 
 def test_invalid_inputs():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"preds must lie in \[0, 5\)"):
         compute_metrics([0, 5], [0, 1], TRAIN)  # prediction outside [0, C)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"targets must lie in \[0, 5\)"):
+        compute_metrics([0, 1], [0, -1], TRAIN)
+    with pytest.raises(ValueError, match="preds and targets differ in length: 1 vs 2"):
         compute_metrics([0], [0, 1], TRAIN)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="cannot compute metrics of an empty split"):
         compute_metrics([], [], TRAIN)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="1 class names for 5 classes"):
         compute_metrics([0], [0], TRAIN, class_names=["a"])
+    one = compute_metrics([2], [2], TRAIN)  # a split of one sample is a split
+    assert (one.overall, one.medium, one.many, one.n_samples) == (100.0, 100.0, None, 1)

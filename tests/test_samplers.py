@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from lvmbench.data.samplers import ClassBalancedSampler
+from lvmbench.data.samplers import ClassBalancedSampler, StudyWeightedSampler
 
 # Very imbalanced: 2000, 200, 20 and 2 instances of classes 0..3, shuffled.
 LABELS = np.random.default_rng(0).permutation(np.repeat([0, 1, 2, 3], [2000, 200, 20, 2]))
@@ -94,3 +94,43 @@ def test_invalid_arguments():
         ClassBalancedSampler(LABELS, 0)
     with pytest.raises(ValueError):
         ClassBalancedSampler(LABELS, 10, num_replicas=2, rank=2)
+
+
+def test_every_class_is_drawn_from_its_own_instances_only():
+    """A singleton first class: an off-by-one in where each class's instances start would draw class 1
+    in its place."""
+    labels = np.array([0, 1, 1, 2, 2, 2])
+    drawn = np.asarray(list(ClassBalancedSampler(labels, num_samples=6000, seed=2)))
+    assert np.bincount(labels[drawn], minlength=3).min() > 1800  # about 2000 each
+    assert sorted(set(drawn.tolist())) == list(range(6))
+
+
+def test_a_state_of_another_sampler_is_refused():
+    state = ClassBalancedSampler(LABELS, 100, seed=3).state_dict()
+    for other in (ClassBalancedSampler(LABELS, 99, seed=3), ClassBalancedSampler(LABELS, 100, seed=3, num_replicas=2)):
+        with pytest.raises(ValueError, match="state has"):
+            other.load_state_dict(state)
+
+
+def test_the_study_sampler_depends_only_on_seed_and_epoch():
+    a, b = StudyWeightedSampler(LABELS, 300, seed=5), StudyWeightedSampler(LABELS, 300, seed=5)
+    assert np.array_equal(a.global_indices(2), b.global_indices(2))
+    assert not np.array_equal(a.global_indices(2), a.global_indices(3))
+    assert not np.array_equal(a.global_indices(2), StudyWeightedSampler(LABELS, 300, seed=6).global_indices(2))
+    with pytest.raises(ValueError, match="need labels and epoch_samples > 0"):
+        StudyWeightedSampler(LABELS, 0)
+
+
+@pytest.mark.parametrize("balanced", ["uniform", "study"])
+def test_class_balanced_batches_follow_the_seed(balanced):
+    from lvmbench.train.batches import StepBatchSampler
+
+    def batches(seed, start=0):
+        return list(StepBatchSampler(LABELS, 16, "balanced", seed=seed, steps=40, start_step=start, balanced=balanced))
+
+    assert batches(3) == batches(3)
+    assert [i for i, _ in batches(3)[0]] != [i for i, _ in batches(4)[0]]  # another seed, other draws
+    assert batches(3, start=30) == batches(3)[30:] and len(StepBatchSampler(
+        LABELS, 16, "balanced", seed=3, steps=40, start_step=30, balanced=balanced)) == 10
+    if balanced == "study":  # 40 steps over the study's 32 epochs: one batch per epoch
+        assert StepBatchSampler(LABELS, 16, "balanced", seed=3, steps=40, balanced="study").per_epoch == 1

@@ -81,6 +81,15 @@ def build_optimizer(spec: dict, params: list[torch.nn.Parameter], device: torch.
     return torch.optim.SGD(groups, lr=spec["train.lr"], momentum=spec["train.momentum"], nesterov=nesterov, **fast)
 
 
+def optimizer_summary(model: torch.nn.Module, optimizer) -> list[dict]:
+    """What each parameter group of ``optimizer`` holds, as recorded in status.json (``optimizer``):
+    its weight decay and the name and shape of each of its parameters."""
+    names = {id(p): name for name, p in model.named_parameters()}
+    return [{"weight_decay": group["weight_decay"],
+             "params": {names[id(p)]: list(p.shape) for p in group["params"]}}
+            for group in optimizer.param_groups]
+
+
 def data_workers(setting: int, device: torch.device) -> int:
     """DataLoader workers: ``-1`` (auto) feeds a GPU with up to 8 processes; on a CPU the
     frozen encoder needs the cores itself, so images load in the training process."""
@@ -336,6 +345,8 @@ class Trainer:
                  f"the weights with the best {select} accuracy are evaluated")
         with self.own_rng():
             self.optimizer = build_optimizer(spec, self.task.trainable(), self.device)
+            if self.dist.main:
+                self.run.note(optimizer=optimizer_summary(self.task.model, self.optimizer))
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(
                 s, spec["train.warmup_iters"], spec["train.iters"], spec["train.cosine_cycles"]))
             last = self.run.checkpoint_file
