@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from lvmbench import cli, config, fused, launch, runner
-from lvmbench.runs import process
 from lvmbench.runs.rundir import RunDir
 from lvmbench.store import open_readonly
 from lvmbench.train.__main__ import main as child_main
@@ -112,7 +111,7 @@ def test_a_killed_fused_group_resumes_exactly(store, random_tiny_clip):
     while min(r.last_step() for r in group) < 7:
         assert proc.poll() is None, group[0].log_tail(5)
         time.sleep(0.02)
-    assert all(process.alive(r) for r in group)  # each member is owned, like a run alone
+    assert all(r.lock().held_elsewhere() for r in group)  # each member is owned, like a run alone
     os.kill(proc.pid, signal.SIGKILL)
     killed = launch.wait_group(proc, group, interval=0.05)
     assert [s["status"] for s in killed] == ["killed", "killed"]
@@ -138,3 +137,16 @@ def test_run_a_list_of_methods_as_one_fused_group(store, random_tiny_clip, capsy
     assert ce[4] == focal[4] and 0 < ce[3] <= ce[4] and 0 < focal[3] <= focal[4] and ce[3] + focal[3] <= ce[4] + 1e-6
     assert ce[5] == ce[6]  # a group's peak memory does not divide: each member shows it
     assert zeroshot[1] is None and zeroshot[2] == 1 and zeroshot[3] == zeroshot[4]  # alone: its own costs
+
+
+def test_a_members_earlier_segments_count_in_its_share(tmp_path):
+    """A resumed member's killed segment is read from its samples (the whole process's): it counts
+    in the member's share of the segment it finished, as a run alone counts it whole."""
+    from lvmbench.runs.segments import total_cost
+
+    run = RunDir.create(tmp_path, {"dataset": "mnist-lt", "method": "ce", "seed": 0})
+    run.write_status(segment_starts=[100.0, 200.0])
+    for ts, joules in ((100.0, 0.0), (150.0, 3.6e6)):  # the killed segment: 50 s, 1 kWh
+        run.append(run.system_file, {"ts": ts, "energy_j": joules, "gpu_index": 0, "power_w": None})
+    assert total_cost(run, 10.0, 1.0) == {"wall_s": 60.0, "energy_kwh": 2.0, "segments": 2}
+    assert total_cost(run, 5.0, 0.5, part=0.5) == {"wall_s": 30.0, "energy_kwh": 1.0, "segments": 2}
