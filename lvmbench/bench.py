@@ -57,6 +57,7 @@ class Mode:
     compile: bool = False
     decoders: int = 1  # decoders trained per step (separate-K, fused-K)
     shared_tower: bool = False  # one tower pass serves every decoder (fused-K)
+    peft: str | None = None  # a LIFT method tuned inside the tower instead of a decoder on top of it
 
 
 def modes(device: torch.device, compile_decoder: bool = False, fused: int = 0) -> list[Mode]:
@@ -67,10 +68,24 @@ def modes(device: torch.device, compile_decoder: bool = False, fused: int = 0) -
            Mode("cached-fp32", None, "fp32"), Mode("cached-bf16", None, "bf16")]
     if compile_decoder:
         out.append(Mode("cached-compile", None, "bf16", compile=True))
+    # LIFT's default: AdaptFormer inside the fp32 tower, bf16 autocast where the hardware runs it natively.
+    out.append(Mode("peft-lift", "fp32", "bf16" if device.type == "cuda" else "fp32", peft="lift"))
     if fused:
         out += [Mode(f"separate-{fused}", fast, default_decoder, decoders=fused),
                 Mode(f"fused-{fused}", fast, default_decoder, decoders=fused, shared_tower=True)]
     return out
+
+
+def peft_model(backbone, method: str = "lift") -> torch.nn.Module:
+    """LIFT's model on ``backbone``: ``method`` inside a copy of its tower, a cosine classifier (scale 25)."""
+    from .methods.lift import PeftClassifier
+    from .models.heads import CosineHead
+    from .models.peft import peft_tower
+
+    method = method if backbone.is_vit else "bitfit"  # a ResNet tower takes LIFT's bitfit or ssf only
+    tower = peft_tower(copy.deepcopy(backbone.clip.visual), method, NUM_CLASSES, is_vit=backbone.is_vit,
+                       name=backbone.name)
+    return PeftClassifier(tower, CosineHead(tower.width, NUM_CLASSES, 25.0))
 
 
 def random_backbone(name: str):
@@ -153,13 +168,18 @@ class Runner:
         spec = {k: p.default for k, p in config.SCHEMA.items()}
         self.mode, self.backbone, self.images, self.cached, self.device = mode, backbone, images, cached, device
         torch.manual_seed(seed)
-        self.models = [DecoderClassifier.from_spec(spec, backbone.width, NUM_CLASSES).to(device).train()
-                       for _ in range(mode.decoders)]
+        if mode.peft:
+            spec.update(config.LIFT_PROFILE)
+            self.models = [peft_model(backbone, mode.peft).to(device).train() for _ in range(mode.decoders)]
+        else:
+            self.models = [DecoderClassifier.from_spec(spec, backbone.width, NUM_CLASSES).to(device).train()
+                           for _ in range(mode.decoders)]
         if mode.compile:
             for module in (m for model in self.models for m in model.modules()):
                 if isinstance(module, Decoder):
                     module.compile()
-        self.optimizers = [build_optimizer(spec, list(m.parameters()), device) for m in self.models]
+        self.optimizers = [build_optimizer(spec, [p for p in m.parameters() if p.requires_grad], device)
+                           for m in self.models]
         self.generator = torch.Generator().manual_seed(seed)
         self.labels = torch.randint(0, NUM_CLASSES, (len(images),), generator=self.generator).to(device)
         self.encoder = encoder
@@ -168,6 +188,8 @@ class Runner:
 
     def inputs(self) -> torch.Tensor:
         enc = self.encoder
+        if self.mode.peft:
+            return self.images
         if self.mode.encoder is not None:
             return enc.model_input(enc.encode(self.backbone, self.images, self.mode.encoder, for_training=True))
         rows = torch.randint(0, len(self.cached), (len(self.images),), generator=self.generator)
@@ -211,7 +233,7 @@ class Runner:
 
     def resident_mib(self) -> float:
         """What the mode keeps between steps: tower weights it runs, decoder, optimizer state, inputs."""
-        tower = _bytes(self.backbone.clip.visual.parameters()) if self.mode.encoder else 0
+        tower = _bytes(self.backbone.clip.visual.parameters()) if self.mode.encoder and not self.mode.peft else 0
         state = [t for o in self.optimizers for s in o.state.values() for t in s.values() if torch.is_tensor(t)]
         inputs = _bytes([self.images]) if self.mode.encoder else self.cached.nbytes
         params = [p for m in self.models for p in m.parameters()]
@@ -237,8 +259,15 @@ def flops_per_image(backbone, device) -> dict:
     model = DecoderClassifier.from_spec(spec, backbone.width, NUM_CLASSES).to(device)
     with FlopCounterMode(display=False) as step:
         F.cross_entropy(model(tokens.float()), torch.zeros(1, dtype=torch.long, device=device)).backward()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        peft = peft_model(backbone).to(device)
+        with FlopCounterMode(display=False) as peft_step:
+            F.cross_entropy(peft(image.float()), torch.zeros(1, dtype=torch.long, device=device)).backward()
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
     return {"tower_forward_gflop": tower.get_total_flops() / 1e9, "decoder_step_gflop": step.get_total_flops() / 1e9,
-            "tokens": list(tokens.shape[1:])}
+            "peft_step_gflop": peft_step.get_total_flops() / 1e9, "tokens": list(tokens.shape[1:])}
 
 
 def sweep_estimate(per_image: dict[str, float], views: int = 1) -> dict:
@@ -400,7 +429,8 @@ def print_report(report: dict, fmt_name: str = "table") -> None:
     render(cols, rows, fmt_name, title=title, console=console if console.width >= 110 else Console(width=110))
     f, s = report["flops_per_image"], report["sweep_estimate"]
     print(f"\nper image: tower forward {f['tower_forward_gflop']:.3g} GFLOP, decoder step "
-          f"{f['decoder_step_gflop']:.3g} GFLOP (tokens {f['tokens']})")
+          f"{f['decoder_step_gflop']:.3g} GFLOP (tokens {f['tokens']}), LIFT step inside the tower "
+          f"{f['peft_step_gflop']:.3g} GFLOP")
     print(f"whole sweep, {len(s['methods'])} methods on ImageNet-LT ({s['iters']} x {s['batch_size']}), "
           f"this device, extrapolated:")
     for k, label in (("reference", "reference (no cache, fp32)"), ("cache_eval", "cache.mode=eval (default)"),

@@ -15,7 +15,7 @@ class MethodInfo:
     """How a method trains: its kind, default loss, sampler and stage."""
 
     name: str
-    kind: str  # zeroshot | decoder | stage2 | linear_probe | full_finetune | coop
+    kind: str  # zeroshot | decoder | stage2 | linear_probe | full_finetune | coop | peft
     description: str
     loss: str | None = None
     sampler: str = "instance"  # instance | balanced
@@ -29,6 +29,15 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in [
     _M("linear_probe", "linear_probe", "Linear classifier on the frozen, pooled image embedding", loss="ce"),
     _M("full_finetune", "full_finetune", "Whole image tower fine-tuned with a linear head (AdamW)", loss="ce"),
     _M("coop", "coop", "CoOp prompt tuning: learnable context vectors, frozen towers (Zhou et al. 2022)", loss="ce"),
+    # LIFT (Shi et al. 2024): a few parameters tuned inside the image tower, text-initialised cosine classifier,
+    # logit-adjusted loss. ResNet towers take bitfit and ssf only.
+    _M("lift", "peft", "LIFT: AdaptFormer bottlenecks parallel to each MLP of the image tower (Shi et al. 2024)", loss="logit_adjust"),
+    _M("adapter", "peft", "LIFT with Adapters after each MLP of the image tower (Houlsby et al. 2019)", loss="logit_adjust"),
+    _M("lora", "peft", "LIFT with LoRA on the image tower's query and value projections (Hu et al. 2022)", loss="logit_adjust"),
+    _M("bitfit", "peft", "LIFT with the image tower's biases tuned, BitFit (Zaken et al. 2022)", loss="logit_adjust"),
+    _M("ssf", "peft", "LIFT with SSF scale-and-shift after each operation of the image tower (Lian et al. 2022)", loss="logit_adjust"),
+    _M("vpt_shallow", "peft", "LIFT with 10 visual prompt tokens before the first block, VPT-shallow (Jia et al. 2022)", loss="logit_adjust"),
+    _M("vpt_deep", "peft", "LIFT with 10 visual prompt tokens before every block, VPT-deep (Jia et al. 2022)", loss="logit_adjust"),
     # Frozen CLIP + decoder trained with an imbalanced-learning loss (one stage).
     _M("ce", "decoder", "Decoder + cross-entropy", loss="ce"),
     _M("cbs", "decoder", "Decoder + cross-entropy with class-balanced sampling (the study's CE + CBS row)", loss="ce", sampler="balanced"),

@@ -96,6 +96,13 @@ SCHEMA: dict[str, Param] = {
     "coop.shots": Param(0, int, _nonneg, ">= 0 (0 = full data)"),
     "coop.class_chunk": Param(256, int, _pos, "> 0"),
     "finetune.grad_checkpointing": Param(False, bool),
+    # LIFT's parameter-efficient methods: adapter bottleneck / LoRA rank (0 = LIFT's rule from the class count).
+    "peft.bottleneck": Param(0, int, _nonneg, ">= 0 (0 = LIFT's rule, 2**max(0, int(log2(classes / (2 * blocks)))))"),
+    "peft.vpt_len": Param(10, int, _pos, "> 0"),
+    # Test-time ensembling (LIFT's tte): logits averaged over the crops of each evaluated image.
+    "eval.tte": Param(False, bool),
+    "eval.tte_mode": Param("fivecrop", str, choices=("fivecrop", "tencrop")),
+    "eval.tte_expand": Param(24, int, _nonneg, ">= 0"),
     "cache.mode": Param("eval", str, choices=("off", "eval", "train")),
     "cache.views": Param(1, int, _pos, "> 0"),
     # Fast paths (lvmbench/train/encoder.py): auto = bf16 where the hardware runs it natively.
@@ -134,8 +141,24 @@ DATASET_PROFILES: dict[str, dict[str, Any]] = {
     # The study defines transforms for its three datasets only: mnist-lt keeps tiny-clip's own preprocessing.
     "mnist-lt": {"train.iters": 300, "train.batch_size": 128, "train.warmup_iters": 30,
                  "train.eval_every": 100, "train.lr": 0.03, "data.transform": "open_clip",
-                 "coop.n_ctx": 4},  # tiny-clip's text context holds 16 tokens: 16 context vectors leave no room
+                 "coop.n_ctx": 4,  # tiny-clip's text context holds 16 tokens: 16 context vectors leave no room
+                 "eval.tte_expand": 3},  # LIFT's 24 px margin on 224 px images, scaled to tiny-clip's 28 px
 }
+
+# LIFT's configs (shijxcs/LIFT utils/config.py, configs/model/clip_vit_b16.yaml, trainer.py): SGD lr 0.01,
+# momentum 0.9, weight decay 5e-4 on every tuned parameter, batch 128, cosine to 0 with no warm-up (LIFT steps
+# it per epoch, here per step), cosine classifier with scale 25 started from "a photo of a {}." text features,
+# logit-adjusted loss with tau 1, CLIP's preprocessing.
+PEFT_METHODS = tuple(m.name for m in catalog.METHODS.values() if m.kind == "peft")
+LIFT_PROFILE: dict[str, Any] = {
+    "train.optimizer": "sgd", "train.lr": 0.01, "train.momentum": 0.9, "train.nesterov": False,
+    "train.weight_decay": 5e-4, "train.decay_params": "all", "train.batch_size": 128, "train.warmup_iters": 0,
+    "train.cosine_cycles": 0.5, "head.kind": "cosine", "head.scale": 25.0, "head.init": "text",
+    "zeroshot.templates": "simple", "data.transform": "open_clip",
+}
+# LIFT trains 10 epochs (20 on iNaturalist 2018): iterations of batch 128 over each training split
+# (ImageNet-LT 115,846 images, Places-LT 62,500, iNaturalist 2018 437,513).
+LIFT_ITERS = {"imagenet-lt": 10 * 906, "places-lt": 10 * 489, "inat18": 20 * 3419}
 
 # Method-specific recipes from the study.
 # The baselines are not in the study's code: they read images as CLIP's own preprocessing prepares them.
@@ -145,12 +168,14 @@ METHOD_PROFILES: dict[str, dict[str, Any]] = {
     "full_finetune": {"train.optimizer": "adamw", "train.lr": 3e-5, "train.batch_size": 128,
                       "train.weight_decay": 0.1, "data.transform": "open_clip"},
     "coop": {"train.lr": 0.002, "data.transform": "open_clip"},
+    **{m: LIFT_PROFILE for m in PEFT_METHODS},
 }
 
 # A method's recipe adapted to a dataset's profile, applied last. The embedded default trains 300 steps:
 # AdamW at 3e-5 barely moves tiny-clip's tower in that time (22 % test accuracy), 3e-4 fine-tunes it.
 DATASET_METHOD_PROFILES: dict[tuple[str, str], dict[str, Any]] = {
     ("mnist-lt", "full_finetune"): {"train.lr": 3e-4},
+    **{(d, m): {"train.iters": iters} for d, iters in LIFT_ITERS.items() for m in PEFT_METHODS},
 }
 
 MAX_SEED = 2 ** 32 - 1  # numpy's global seed; the store holds any 64-bit integer
@@ -302,15 +327,17 @@ def validate(spec: dict[str, Any]) -> None:
 
 
 # Settings that only some kinds of method read: set elsewhere they would be silently ignored.
-METHOD_KEYS = {"head.init=text": ("decoder", "linear_probe", "full_finetune"), "coop.shots": ("coop",),
+METHOD_KEYS = {"head.init=text": ("decoder", "linear_probe", "full_finetune", "peft"), "coop.shots": ("coop",),
                "finetune.grad_checkpointing": ("full_finetune",),
-               "loss": ("decoder", "stage2", "linear_probe", "full_finetune", "coop")}
+               "loss": ("decoder", "stage2", "linear_probe", "full_finetune", "coop", "peft"),
+               "peft.*": ("peft",)}
 
 
 def _check_method_keys(spec: dict[str, Any]) -> None:
     kind = catalog.method(spec["method"]).kind
     used = {"head.init=text": spec["head.init"] == "text", "coop.shots": spec["coop.shots"] > 0,
-            "finetune.grad_checkpointing": spec["finetune.grad_checkpointing"], "loss": spec["loss"] is not None}
+            "finetune.grad_checkpointing": spec["finetune.grad_checkpointing"], "loss": spec["loss"] is not None,
+            "peft.*": spec["peft.bottleneck"] != 0 or spec["peft.vpt_len"] != SCHEMA["peft.vpt_len"].default}
     for key, kinds in METHOD_KEYS.items():
         if used[key] and kind not in kinds:
             raise UserError(f"{key} applies to methods of kind {', '.join(kinds)}; {spec['method']} is {kind}")

@@ -30,7 +30,7 @@ def test_bench_json_report(capsys):
     assert {"backbone", "batch_size", "device", "modes", "sweep_estimate"} <= set(report)
     assert report["backbone"] == "tiny-clip" and report["batch_size"] == 4 and report["device"] == "cpu"
     modes = {m["name"]: m for m in report["modes"]}
-    assert list(modes) == ["reference", "tower-bf16", "cached-fp32", "cached-bf16"]
+    assert list(modes) == ["reference", "tower-bf16", "cached-fp32", "cached-bf16", "peft-lift"]
     assert modes["reference"]["speedup_vs_reference"] == 1.0
     for m in modes.values():
         assert m["s_per_iter"] > 0 and m["peak_mem_mib"] > 0 and m["iters"] == 2
@@ -39,6 +39,8 @@ def test_bench_json_report(capsys):
         ratios = sorted(modes["reference"]["s_per_iter_by_round"][k] / rounds[k] for k in rounds)
         assert m["speedup_vs_reference"] == pytest.approx(sum(ratios) / len(ratios))  # median of two = mean
     assert report["flops_per_image"]["tokens"] == [50, 64]  # 7x7 patches + class token, width 64
+    flops = report["flops_per_image"]  # a LIFT step runs the tower forward and back through it
+    assert 2 * flops["tower_forward_gflop"] < flops["peft_step_gflop"] < 4 * flops["tower_forward_gflop"]
 
 
 @pytest.mark.parametrize("argv,message", [

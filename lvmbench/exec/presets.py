@@ -1,5 +1,6 @@
 """Named grids that reproduce the experiments of Wang et al. 2023, "Exploring Vision-Language
-Models for Imbalanced Learning" (Tables 1–6), plus the small embedded grid. Torch-free.
+Models for Imbalanced Learning" (Tables 1–6), LIFT's main settings (Shi et al. 2024), plus the small
+embedded grid. Torch-free.
 
 Each preset fills the sweep's axes; any axis given on the command line replaces the preset's.
 """
@@ -12,7 +13,10 @@ from ..errors import unknown
 
 # Every method of the study's main tables: the baselines, the decoder with each imbalanced loss,
 # and the two-stage methods (which share one stage-1 ``ce`` run per seed).
-PAPER_METHODS = tuple(catalog.METHODS)
+PAPER_METHODS = tuple(m.name for m in catalog.METHODS.values() if m.kind != "peft")
+# LIFT's rows (shijxcs/LIFT scripts/run_tab1to4_main_results.sh, run_tab6_peft_methods.sh): zero-shot and
+# each parameter-efficient method, evaluated with test-time ensembling as its scripts do.
+LIFT_METHODS = ("zeroshot", *(m.name for m in catalog.METHODS.values() if m.kind == "peft"))
 EMBEDDED_METHODS = ("zeroshot", "ce", "balanced_softmax", "lade", "disalign", "marc")  # the README's results table
 
 
@@ -39,6 +43,10 @@ PRESETS: dict[str, Preset] = {
     "paper-laion": Preset("Table 5: ViT-L/14 with OpenAI vs LAION-2B weights on ImageNet-LT", ("imagenet-lt",),
                           ("ViT-L-14",), pretrained=("openai", "laion2b_s32b_b82k")),
     "paper-resnet": Preset("Table 6: CLIP ResNet-101 (OpenAI) on ImageNet-LT", ("imagenet-lt",), ("RN101",)),
+    "paper-lift": Preset("LIFT (Shi et al. 2024): zero-shot and each PEFT method, CLIP ViT-B/16 (OpenAI), "
+                         "ImageNet-LT, Places-LT, iNaturalist 2018, eval.tte=true",
+                         ("imagenet-lt", "places-lt", "inat18"), ("ViT-B-16",), methods=LIFT_METHODS,
+                         sets={"eval.tte": True}),
     "embedded": Preset("The embedded default: tiny-clip on mnist-lt, 6 methods (offline, minutes on a CPU)",
                        ("mnist-lt",), ("tiny-clip",), methods=EMBEDDED_METHODS),
 }

@@ -7,7 +7,7 @@ through the builder each method registers by name (:mod:`.registry`).
 from __future__ import annotations
 
 from ..catalog import METHODS, MethodInfo, method  # noqa: F401
-from . import baselines, stage2  # noqa: F401 - they register their methods
+from . import baselines, lift, stage2  # noqa: F401 - they register their methods
 from .losses import LOSSES, build_loss  # noqa: F401
 from .registry import BUILDERS, build_task, register_method  # noqa: F401
 from .tasks import Task  # noqa: F401

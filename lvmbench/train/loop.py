@@ -33,7 +33,7 @@ from ..models.backbone import Backbone
 from ..models.decoder import Decoder
 from ..runs.rundir import RunDir, now
 from ..runs.segments import total_cost
-from . import cache, checkpoint, encoder
+from . import cache, checkpoint, encoder, tte
 from .batches import ImageDataset, StepBatchSampler, collate
 from .distributed import Dist
 from .monitor import SystemMonitor, peak_rss_mib
@@ -271,10 +271,11 @@ class Trainer:
                                     self.dataset.crop_scale)
         return self.backbone.transforms(train, hflip=self.hflip, crop_scale=self.dataset.crop_scale)
 
-    def loader(self, split, train: bool, batch_sampler=None, report: bool = True) -> DataLoader:
-        """``report=False``: skipped images are not recorded here (the cache's readers record them)."""
+    def loader(self, split, train: bool, batch_sampler=None, report: bool = True, transform=None) -> DataLoader:
+        """``report=False``: skipped images are not recorded here (the cache's readers record them);
+        ``transform``: instead of the split's own (test-time ensembling's crops)."""
         on_bad = self.on_bad if report or self.on_bad is None else _ignore
-        dataset = ImageDataset(split, self.transforms(train), on_bad=on_bad)
+        dataset = ImageDataset(split, transform or self.transforms(train), on_bad=on_bad)
         workers = data_workers(self.spec["train.num_workers"], self.device)
         # Its own generator: a loader never draws from the global RNG (a resumed run stays exact).
         kwargs = dict(num_workers=workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
@@ -288,6 +289,12 @@ class Trainer:
         """Yield (inputs, labels) batches of an evaluation split: from the feature cache unless
         ``cache.mode=off`` (or the task reads images)."""
         split = self.dataset.split(split_name)
+        if self.spec["eval.tte"]:  # every crop through the encoder or the model's tower: no feature cache
+            transform = tte.tte_transform(self.backbone.image_size, self.spec["eval.tte_expand"],
+                                          self.spec["eval.tte_mode"], self.backbone.mean, self.backbone.std)
+            for images, labels, _ in self.loader(split, train=False, transform=transform):
+                yield self.encode(images.flatten(0, 1)), labels
+            return
         if self.task.feature == "images" or self.spec["cache.mode"] == "off":
             for images, labels, _ in self.loader(split, train=False):
                 yield self.encode(images), labels
@@ -323,7 +330,10 @@ class Trainer:
         preds, targets = [], []
         for x, labels in self.eval_inputs(split_name):
             with self.autocast():
-                preds.append(model(x).argmax(-1).cpu())
+                logits = model(x)
+            if self.spec["eval.tte"]:
+                logits = tte.average_logits(logits, tte.CROPS[self.spec["eval.tte_mode"]])
+            preds.append(logits.argmax(-1).cpu())
             targets.append(labels)
         model.train(was_training)
         return torch.cat(preds).numpy(), torch.cat(targets).numpy()
