@@ -117,8 +117,9 @@ def test_missing_class_names_stop_the_cli_before_a_run(store, tmp_path):
     out = lvmbench("run", "--headless", "--method", "coop", "--dataset", "split-file", "--data-root", str(tmp_path),
                    "--set", "data.train_list=train.txt", "data.test_list=test.txt")
     assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert out.stderr.strip() == ("error: coop needs class names and dataset split-file has none: "
-                                  "--set data.classnames=FILE (one name per line, line i = class i)")
+    assert out.stderr.strip() == ("error: coop needs class names and dataset split-file has none: put "
+                                  f"classnames.txt in {tmp_path}, or --set data.classnames=FILE "
+                                  "(one name per line, line i = class i)")
     assert not runs.exists()
 
 
@@ -157,8 +158,8 @@ def test_coop_few_shot_trains_on_the_subset_and_evaluates_on_everything(tmp_path
     run = prepare(spec, tmp_path / "runs")
     seen = []
     loader = Trainer.loader
-    monkeypatch.setattr(Trainer, "loader", lambda self, split, train, *a: seen.append((split, train))
-                        or loader(self, split, train, *a))
+    monkeypatch.setattr(Trainer, "loader", lambda self, split, train, *a, **kw: seen.append((split, train))
+                        or loader(self, split, train, *a, **kw))
     assert train_run(run)["status"] == "finished"
     trained = [split for split, train in seen if train]
     assert trained and all(np.bincount(split.labels).tolist() == [2] * 10 for split in trained)

@@ -87,7 +87,8 @@ def test_cost_and_memory_tables(tmp_path):
     with open_readonly(db) as con:
         cost = tables.build(con, "cost", carbon_kg_per_kwh=0.5)
         memory = tables.build(con, "memory")
-    assert cost.rows[0][3:] == [pytest.approx(0.2), pytest.approx(60 / 3600), pytest.approx(120.0),
+    assert cost.columns[3] == "Trainable" and cost.rows[0][3] == 1000  # the run's trainable parameters
+    assert cost.rows[0][4:] == [pytest.approx(0.2), pytest.approx(60 / 3600), pytest.approx(120.0),
                                 pytest.approx(0.01), pytest.approx(0.005)]
     assert memory.columns == ["Method", "tiny-clip"] and memory.rows == [["ce", 900.0]]
 

@@ -89,7 +89,7 @@ def load(name: str, data_root: str | None, train_list=None, val_list=None, test_
     fixed = num_classes is not None
     if not fixed:
         num_classes = len(names) if names else 1 + max(int(s.labels.max()) for s in (train, val, test) if s and len(s))
-    hint = f"put {' or '.join(NAME_FILES.get(name, NAME_FILES['split-file']))} in {root}, or --set data.classnames=FILE"
+    hint = f"put {' or '.join(NAME_FILES.get(name, NAME_FILES['split-file']))} in {root}, or --set data.classnames=FILE (one name per line, line i = class i)"
     dataset = LTDataset(name, num_classes, train=train, val=val, test=test, class_names=names,
                         names_from=names_from, names_hint=hint).check()
     return dataset.check_coverage(allow_missing_classes or not fixed, str(path(train_f)))

@@ -32,7 +32,8 @@ TEST_SELECTED = "†"
 TEST_SELECTED_NOTE = f"{TEST_SELECTED} selected on the test split, as the study's code does"
 EVAL_FIELDS = ("overall", "many", "medium", "few", "precision", "recall", "f1")
 RUN_FIELDS = ("run_id", "dataset", "backbone", "pretrained", "method", "recipe", "selected_on", "seed", "config",
-              "ended_at", "s_per_iter", "wall_s", "avg_power_w", "energy_kwh", "peak_mem_mib", "device")
+              "ended_at", "s_per_iter", "wall_s", "avg_power_w", "energy_kwh", "peak_mem_mib", "device",
+              "trainable_params")
 DEFAULT_WEIGHTS = ("openai", "embedded")
 
 
@@ -181,18 +182,21 @@ def memory_table(con, dataset=None, **_) -> Table:
 
 
 def cost_table(con, dataset=None, backbone=None, carbon_kg_per_kwh: float = CARBON_KG_PER_KWH, **_) -> Table:
-    """s/iter, device hours, average W, kWh, kg CO2 per method (the study's Table 8). Energy and power
-    are measured on GPUs only: a CPU run leaves them blank."""
+    """Trainable parameters, s/iter, device hours, average W, kWh, kg CO2 per method (the study's
+    Table 8, with what each method tunes: a decoder, a stage-2 adjuster or modules inside the tower).
+    Energy and power are measured on GPUs only: a CPU run leaves them blank."""
     found = cells(con, dataset, backbone)
     lead, prefix = _layout(found, dataset)
     rows = []
     for c in found:
         kwh = c.mean("energy_kwh")
         hours = c.mean("wall_s")
-        rows.append(prefix(c) + [c.label, c.backbone, c.seeds, c.mean("s_per_iter"),
+        trainable = c.mean("trainable_params")  # the same for every seed of a cell
+        rows.append(prefix(c) + [c.label, c.backbone, c.seeds, None if trainable is None else round(trainable),
+                                 c.mean("s_per_iter"),
                                  hours / 3600.0 if hours is not None else None, c.mean("avg_power_w"), kwh,
                                  kwh * carbon_kg_per_kwh if kwh is not None else None])
-    cols = lead + ["Method", "Backbone", "Seeds", "s/iter", "Device hours", "Avg W", "kWh", "kg CO2"]
+    cols = lead + ["Method", "Backbone", "Seeds", "Trainable", "s/iter", "Device hours", "Avg W", "kWh", "kg CO2"]
     return Table(f"Cost{_title(dataset, backbone, found)} ({carbon_kg_per_kwh} kg CO2/kWh)", cols, rows,
                  {c: False for c in cols[len(lead) + 3:]}, _notes(found))
 
