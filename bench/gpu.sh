@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# GPU figures for BENCHMARKS.md: `lvmbench bench` for ViT-B/16 and ViT-L/14 at batch 256 on one
+# GPU figures for BENCHMARKS.md: `lvmbench bench` (every mode, and --fused 8: eight decoders on one
+# tower pass against eight separate steps) for ViT-B/16 and ViT-L/14 at batch 256 on one
 # CUDA GPU (random weights, synthetic inputs: no data, no download), written to one JSON file with
 # the GPU's name and the library versions.
 #
@@ -25,7 +26,7 @@ for spec in "ViT-B-16 75 150" "ViT-L-14 120 210"; do
     set -- $spec
     echo "== $1, batch 256" >&2
     timeout "$3" "$PY" -m lvmbench bench --backbone "$1" --batch-size 256 --iters 10 --max-seconds "$2" \
-        --compile --json >"$TMP/$1.json" 2>"$TMP/$1.err"
+        --compile --fused 8 --json >"$TMP/$1.json" 2>"$TMP/$1.err"
     echo "$?" >"$TMP/$1.rc"
     tail -n 3 "$TMP/$1.err" >&2
 done
@@ -77,6 +78,11 @@ for r in runs:
     for m in r["modes"]:
         print(f"{r['backbone']:9s} {m['name']:15s} {m['s_per_iter']:8.3f} s/iter {m['images_per_s']:9.1f} img/s "
               f"{m['peak_mem_mib']:9.0f} MiB {m['speedup_vs_reference']:6.1f}x")
+    if "fused" in r:
+        fu = r["fused"]
+        print(f"{r['backbone']:9s} fused {fu['k']}: {fu['separate_s_per_iter']:.3f} s separate, "
+              f"{fu['fused_s_per_iter']:.3f} s fused = {fu['ratio']:.2f}x (FLOPs bound {fu['flops_bound']:.2f}x), "
+              f"peak {fu['peak_mem_mib']:.0f} MiB")
     if r["backbone"] == "ViT-L-14":
         best = max(m["images_per_s"] for m in r["modes"] if m["name"].startswith("cached"))
         print(f"target: cached ViT-L/14 training {best:.0f} img/s = {best / PAPER_IMAGES_PER_S:.1f}x the paper's "

@@ -12,7 +12,14 @@ tower-bf16         the tower at every step in bf16 (``cache.mode=eval``, the def
 cached-fp32        tokens gathered from bf16 cached features (``cache.mode=train``), fp32 decoder
 cached-bf16        the same, decoder under bf16 autocast (``train.precision=bf16``; auto on a GPU)
 cached-compile     cached-bf16 with a ``torch.compile``'d decoder (``--compile``, ``train.compile``)
+separate-K         ``--fused K``: K runs of tower-bf16, each its own step (K towers, K decoders)
+fused-K            ``--fused K``: one tower pass, then K decoders each take their step (a fused
+                   training group of K methods, one tower forward per step)
 =================  =========================================================================
+
+A step of separate-K or fused-K trains K decoders on one batch each: their ``s_per_iter`` is
+for all K, while ``images_per_s`` and the speedup count member-steps (K batches per step), so
+they compare with the single-run modes per decoder trained.
 
 Modes run round-robin, one step each per round, so that a machine whose load drifts slows them
 alike; a mode's speedup is the median, over rounds, of the reference's time over its own in
@@ -48,19 +55,24 @@ class Mode:
     encoder: str | None  # lvmbench.train.encoder.MODES; None: tokens come from the cache
     decoder: str  # train.precision: fp32 | bf16
     compile: bool = False
+    decoders: int = 1  # decoders trained per step (separate-K, fused-K)
+    shared_tower: bool = False  # one tower pass serves every decoder (fused-K)
     peft: str | None = None  # a LIFT method tuned inside the tower instead of a decoder on top of it
 
 
-def modes(device: torch.device, compile_decoder: bool = False) -> list[Mode]:
+def modes(device: torch.device, compile_decoder: bool = False, fused: int = 0) -> list[Mode]:
     from .train import encoder
 
-    fast = encoder.resolve("auto", device)
-    out = [Mode("reference", "fp32", "fp32"), Mode("tower-bf16", fast, "bf16" if device.type == "cuda" else "fp32"),
+    fast, default_decoder = encoder.resolve("auto", device), "bf16" if device.type == "cuda" else "fp32"
+    out = [Mode("reference", "fp32", "fp32"), Mode("tower-bf16", fast, default_decoder),
            Mode("cached-fp32", None, "fp32"), Mode("cached-bf16", None, "bf16")]
     if compile_decoder:
         out.append(Mode("cached-compile", None, "bf16", compile=True))
     # LIFT's default: AdaptFormer inside the fp32 tower, bf16 autocast where the hardware runs it natively.
     out.append(Mode("peft-lift", "fp32", "bf16" if device.type == "cuda" else "fp32", peft="lift"))
+    if fused:
+        out += [Mode(f"separate-{fused}", fast, default_decoder, decoders=fused),
+                Mode(f"fused-{fused}", fast, default_decoder, decoders=fused, shared_tower=True)]
     return out
 
 
@@ -145,7 +157,7 @@ def _return_freed_memory() -> None:
 
 
 class Runner:
-    """One mode's model, optimizer and inputs, and its training step."""
+    """One mode's models, optimizers and inputs, and its training step (one decoder, or K)."""
 
     def __init__(self, mode: Mode, backbone, images, cached, device, seed: int = 0):
         from .models.classifier import DecoderClassifier
@@ -158,14 +170,16 @@ class Runner:
         torch.manual_seed(seed)
         if mode.peft:
             spec.update(config.LIFT_PROFILE)
-            self.model = peft_model(backbone, mode.peft).to(device).train()
+            self.models = [peft_model(backbone, mode.peft).to(device).train() for _ in range(mode.decoders)]
         else:
-            self.model = DecoderClassifier.from_spec(spec, backbone.width, NUM_CLASSES).to(device).train()
+            self.models = [DecoderClassifier.from_spec(spec, backbone.width, NUM_CLASSES).to(device).train()
+                           for _ in range(mode.decoders)]
         if mode.compile:
-            for module in self.model.modules():
+            for module in (m for model in self.models for m in model.modules()):
                 if isinstance(module, Decoder):
                     module.compile()
-        self.optimizer = build_optimizer(spec, [p for p in self.model.parameters() if p.requires_grad], device)
+        self.optimizers = [build_optimizer(spec, [p for p in m.parameters() if p.requires_grad], device)
+                           for m in self.models]
         self.generator = torch.Generator().manual_seed(seed)
         self.labels = torch.randint(0, NUM_CLASSES, (len(images),), generator=self.generator).to(device)
         self.encoder = encoder
@@ -182,13 +196,15 @@ class Runner:
         return enc.model_input(self.cached.gather(rows).to(self.device, non_blocking=True))
 
     def step(self) -> None:
-        x = self.inputs()
-        with self.encoder.model_autocast(self.device, self.mode.decoder):
-            logits = self.model(x)
-        loss = F.cross_entropy(logits.float(), self.labels)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        shared = self.inputs() if self.mode.shared_tower else None
+        for model, optimizer in zip(self.models, self.optimizers):
+            x = shared if shared is not None else self.inputs()
+            with self.encoder.model_autocast(self.device, self.mode.decoder):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), self.labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
 
     def timed_step(self, round_no: int) -> float:
         with _PeakMemory(self.device) as peak:
@@ -203,8 +219,14 @@ class Runner:
     def speedup_over(self, reference: "Runner") -> float:
         """The median, over the rounds both ran, of reference time / this mode's time: each ratio
         compares steps taken moments apart, under the same load."""
-        both = [reference.times[k] / self.times[k] for k in self.times if k in reference.times]
-        return statistics.median(both) if both else statistics.median(reference.times.values()) / self.seconds()
+        k = self.mode.decoders
+        both = [k * reference.times[r] / self.times[r] for r in self.times if r in reference.times]
+        return statistics.median(both) if both else k * statistics.median(reference.times.values()) / self.seconds()
+
+    def ratio_over(self, other: "Runner") -> float:
+        """The median, over the rounds both ran, of the other mode's step time over this one's."""
+        both = [other.times[r] / self.times[r] for r in self.times if r in other.times]
+        return statistics.median(both) if both else other.seconds() / self.seconds()
 
     def seconds(self) -> float:
         return statistics.median(self.times.values())
@@ -212,9 +234,10 @@ class Runner:
     def resident_mib(self) -> float:
         """What the mode keeps between steps: tower weights it runs, decoder, optimizer state, inputs."""
         tower = _bytes(self.backbone.clip.visual.parameters()) if self.mode.encoder and not self.mode.peft else 0
-        state = [t for s in self.optimizer.state.values() for t in s.values() if torch.is_tensor(t)]
+        state = [t for o in self.optimizers for s in o.state.values() for t in s.values() if torch.is_tensor(t)]
         inputs = _bytes([self.images]) if self.mode.encoder else self.cached.nbytes
-        return (tower + _bytes(self.model.parameters()) + _bytes(state) + inputs) / 2**20
+        params = [p for m in self.models for p in m.parameters()]
+        return (tower + _bytes(params) + _bytes(state) + inputs) / 2**20
 
 
 def flops_per_image(backbone, device) -> dict:
@@ -280,12 +303,16 @@ def sweep_estimate(per_image: dict[str, float], views: int = 1) -> dict:
 
 
 def run(backbone: str = "ViT-B-16", batch_size: int = 32, iters: int = 3, max_seconds: float = 150.0,
-        compile_decoder: bool = False, threads: int = 0, device: str | None = None, log=None) -> dict:
-    """Measure every mode and return the report (see ``lvmbench bench --help``)."""
+        compile_decoder: bool = False, threads: int = 0, device: str | None = None, log=None,
+        fused: int = 0) -> dict:
+    """Measure every mode and return the report (see ``lvmbench bench --help``); ``fused`` = K adds
+    the separate-K and fused-K modes and the report's ``fused`` section."""
     from .train import cache, encoder
 
     if batch_size < 1 or iters < 1:
         raise UserError("--batch-size and --iters must be >= 1")
+    if fused < 0 or fused == 1:
+        raise UserError("--fused K needs K >= 2 decoders sharing one tower pass")
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -295,7 +322,7 @@ def run(backbone: str = "ViT-B-16", batch_size: int = 32, iters: int = 3, max_se
     fp32 = random_backbone(backbone).to(dev)
     torch.manual_seed(0)
     images = torch.randn(batch_size, 3, fp32.image_size, fp32.image_size, device=dev)
-    all_modes = modes(dev, compile_decoder)
+    all_modes = modes(dev, compile_decoder, fused)
     towers = {"fp32": fp32}
     for m in all_modes:
         if m.encoder and m.encoder not in towers:
@@ -335,7 +362,8 @@ def _report(runners, flops, backbone, batch_size, dev, rounds, wall) -> dict:
     for r in runners:
         s = by_name[r.mode.name]
         rows.append({"name": r.mode.name, "tower": r.mode.encoder or "cached", "decoder": r.mode.decoder,
-                     "s_per_iter": s, "images_per_s": batch_size / s, "peak_mem_mib": r.resident_mib() + r.peak_mib,
+                     "decoders": r.mode.decoders, "s_per_iter": s, "images_per_s": r.mode.decoders * batch_size / s,
+                     "peak_mem_mib": r.resident_mib() + r.peak_mib,
                      "speedup_vs_reference": r.speedup_over(reference), "iters": len(r.times),
                      "s_per_iter_by_round": {str(k): v for k, v in r.times.items()}})
     cached_best = min(by_name[m] for m in by_name if m.startswith("cached"))
@@ -345,10 +373,25 @@ def _report(runners, flops, backbone, batch_size, dev, rounds, wall) -> dict:
                  "cached": cached_best / batch_size,
                  "tower_fp32": max(ref - by_name["cached-fp32"], 0.0) / batch_size,
                  "tower_bf16": max(by_name["tower-bf16"] - decoder_of_tower, 0.0) / batch_size}
-    return {"backbone": backbone, "batch_size": batch_size, "device": str(dev), "device_name": device_name(dev),
-            "threads": torch.get_num_threads(), "torch": torch.__version__, "rounds": rounds, "wall_s": wall,
-            "modes": rows, "flops_per_image": flops, "seconds_per_image": per_image,
-            "sweep_estimate": sweep_estimate(per_image), "paper": PAPER}
+    report = {"backbone": backbone, "batch_size": batch_size, "device": str(dev), "device_name": device_name(dev),
+              "threads": torch.get_num_threads(), "torch": torch.__version__, "rounds": rounds, "wall_s": wall,
+              "modes": rows, "flops_per_image": flops, "seconds_per_image": per_image,
+              "sweep_estimate": sweep_estimate(per_image), "paper": PAPER}
+    fused = next((r for r in runners if r.mode.shared_tower), None)
+    if fused is not None:
+        separate = next(r for r in runners if r.mode.decoders == fused.mode.decoders and not r.mode.shared_tower)
+        k = fused.mode.decoders
+        report["fused"] = {"k": k, "separate_s_per_iter": separate.seconds(), "fused_s_per_iter": fused.seconds(),
+                           "ratio": fused.ratio_over(separate), "peak_mem_mib": fused.resident_mib() + fused.peak_mib,
+                           "separate_peak_mem_mib": separate.resident_mib() + separate.peak_mib,
+                           "flops_bound": fused_flops_bound(flops, k)}
+    return report
+
+
+def fused_flops_bound(flops: dict, k: int) -> float:
+    """The most a fused step can gain: K (tower forward + decoder step) over one tower + K decoder steps."""
+    tower, step = flops["tower_forward_gflop"], flops["decoder_step_gflop"]
+    return k * (tower + step) / (tower + k * step)
 
 
 def device_name(dev: torch.device) -> str:
@@ -394,3 +437,9 @@ def print_report(report: dict, fmt_name: str = "table") -> None:
                      ("cache_train", f"cache.mode=train, {s['views']} view(s)")):
         print(f"  {label:32s} {s[k + '_encoder_passes']:>13,} encoder passes  {s[k + '_hours']:10.1f} h")
     print(f"  one cached decoder run, encoding included: {s['one_cached_run_minutes']:.1f} min")
+    if "fused" in report:
+        fu = report["fused"]
+        print(f"\nfused group of {fu['k']}: {fu['separate_s_per_iter']:.3g} s for {fu['k']} separate steps, "
+              f"{fu['fused_s_per_iter']:.3g} s fused = {fu['ratio']:.2f}x (median of per-round ratios; FLOPs bound "
+              f"{fu['flops_bound']:.2f}x), peak {fu['peak_mem_mib']:.0f} MiB fused, "
+              f"{fu['separate_peak_mem_mib']:.0f} MiB separate")

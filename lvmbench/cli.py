@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--headless", action="store_true", help="run without the UI (the only mode of this command)")
     run.add_argument("--dataset", help="default mnist-lt")
     run.add_argument("--backbone", help="default tiny-clip")
-    run.add_argument("--method", help="default ce")
+    run.add_argument("--method", help="default ce; a comma-separated list trains runs that share their inputs as one fused group")
+    run.add_argument("--no-fuse", action="store_true", help="train the methods of a list one after another")
     run.add_argument("--seed", type=int, help="default 0")
     run.add_argument("--data-root")
     run.add_argument("--pretrained", help="open_clip pretrained tag (e.g. openai) or a checkpoint file")
@@ -80,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_sweep_parser(sub)
     _add_bench_parser(sub)
+
+    cache = sub.add_parser("cache", help="the frozen-encoder feature cache")
+    cache.add_argument("action", choices=("verify",),
+                       help="verify: hash every shard in full; damaged shards are dropped and encoded again by the next run that reads them")
+    cache.add_argument("key", nargs="*", help="entries to check (default: every entry)")
+    cache.add_argument("--cache-dir", help="the cache (default $LVMBENCH_CACHE or ./.lvmbench-cache)")
 
     lst = sub.add_parser("list", help="list datasets, backbones or methods")
     lst.add_argument("what", choices=("datasets", "backbones", "methods", "presets"))
@@ -138,6 +145,8 @@ def _add_sweep_parser(sub) -> None:
     sw.add_argument("--slurm-array-parallelism", type=int, default=64, help="array tasks running at a time")
     sw.add_argument("--slurm-cluster", choices=("slurm", "local", "debug"), default="slurm",
                     help="submitit cluster (local: the same job arrays as processes on this machine)")
+    sw.add_argument("--no-fuse", action="store_true",
+                    help="local: train every run in its own process (default: runs that share dataset, weights, seed, sampler, batch and iterations train as one fused group, one tower pass per step)")
     sw.add_argument("--no-wait", action="store_true",
                     help="slurm: submit and return; collect later with `lvmbench ingest`")
     _add_store_args(sw)
@@ -151,6 +160,8 @@ def _add_bench_parser(sub) -> None:
     b.add_argument("--max-seconds", type=float, default=150.0, help="start no new round after this long")
     b.add_argument("--compile", action="store_true", help="also time a torch.compile'd decoder")
     b.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
+    b.add_argument("--fused", type=int, default=0, metavar="K",
+                   help="also time K separate steps of tower + decoder against one tower pass feeding K decoders")
     b.add_argument("--format", choices=("table", "markdown", "json"), default="table")
     b.add_argument("--json", action="store_true", help="print one JSON object (same as --format json)")
     b.add_argument("--ingest", type=int, metavar="N",
@@ -181,7 +192,7 @@ def cmd_bench(args) -> int:
     from . import bench
 
     report = bench.run(args.backbone, args.batch_size, args.iters, args.max_seconds, args.compile, args.threads,
-                       log=log)
+                       log=log, fused=args.fused)
     bench.print_report(report, fmt_name)
     return 0
 
@@ -200,7 +211,7 @@ def cmd_run(args) -> int:
     with cancel_on_sigterm():
         status = run_headless(**request.identity, sets=[], overrides=request.overrides, runs_dir=runs_dir,
                               results=results, debug=args.debug, run_id=args.run_id, ingest=not args.no_ingest,
-                              nproc=args.nproc, show=not args.json)
+                              nproc=args.nproc, show=not args.json, fuse=not args.no_fuse)
     if args.json:
         from .runner import outcome_json
 
@@ -258,7 +269,7 @@ def cmd_sweep(args) -> int:
         outcome = sweep.run_sweep(axes, paths.runs_dir(args.runs_dir), paths.results_path(args.results),
                                   executor=args.executor, gpus=sweep.split_list(args.gpus),
                                   max_parallel=args.max_parallel, nproc=args.nproc, slurm=slurm,
-                                  wait=not args.no_wait, dry=args.dry_run, debug=args.debug)
+                                  wait=not args.no_wait, dry=args.dry_run, debug=args.debug, fuse=not args.no_fuse)
     return 0 if outcome.ok else 1
 
 
@@ -298,6 +309,26 @@ def cmd_ingest(args) -> int:
         print(line, file=sys.stderr)
     print(f"{report.summary()} in {results}")
     return 1 if report.skipped else 0
+
+
+def cmd_cache(args) -> int:
+    from .train.cache import FeatureCache
+
+    root = Path(args.cache_dir) if args.cache_dir else paths.cache_dir()
+    entries = [e for e in FeatureCache.entries(root) if not args.key or e.key in args.key]
+    unknown = sorted(set(args.key) - {e.key for e in entries})
+    if unknown:
+        raise UserError(f"no feature cache entry {unknown[0]} in {root}")
+    damaged_entries = 0
+    for entry in entries:
+        damaged = entry.verify()
+        damaged_entries += bool(damaged)
+        verdict = (f"DAMAGED shard(s) {', '.join(map(str, damaged))}: dropped, encoded again by the next run"
+                   if damaged else "ok")
+        print(f"{entry.key}  {entry.rows} rows  {verdict}")
+    print(f"verified {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} in {root}: "
+          f"{damaged_entries} damaged")
+    return 1 if damaged_entries else 0
 
 
 def cmd_list(args) -> int:
@@ -342,7 +373,7 @@ def cmd_export(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "demo": cmd_demo, "sweep": cmd_sweep, "sql": cmd_sql, "table": cmd_table,
-            "ingest": cmd_ingest, "list": cmd_list, "bench": cmd_bench, "export": cmd_export}
+            "ingest": cmd_ingest, "list": cmd_list, "bench": cmd_bench, "export": cmd_export, "cache": cmd_cache}
 
 
 def main(argv: list[str] | None = None) -> int:

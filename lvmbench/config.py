@@ -366,7 +366,8 @@ def check_nproc(spec: dict[str, Any], nproc: int) -> None:
 
 # What a run's directory records about it that is not part of what it computes.
 CLASS_KEYS = ("classes.total", "classes.with_train", "classes.many", "classes.medium", "classes.few")
-NOT_CONFIG = {"stage1.run_id", "config_hash", "result_group", "git_sha", "sweep_id", *CLASS_KEYS}
+NOT_CONFIG = {"stage1.run_id", "config_hash", "result_group", "git_sha", "sweep_id", "fused_group", "fused_size",
+              *CLASS_KEYS}
 
 
 def hashed_body(spec: dict[str, Any], ignore: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from . import catalog, config, paths
 from .data.summary import class_summary, describe_classes
 from .errors import UserError
 from .runs import process
-from .runs.plan import SKIPPED, Job, plan, prepare, ready, settle, start_spec, take
+from .runs.plan import SKIPPED, Job, plan, prepare, prepare_group, ready, settle, start_spec, take
 from .runs.rundir import Lock, RunDir, check_run_id
 
 console = Console(stderr=True)
@@ -124,60 +124,98 @@ def execute(spec: dict, runs_dir: Path, results: Path, debug: bool = False, labe
     (unless told not to, or it failed on bad input); return its final status. ``resume``: continue
     that run in its own directory instead of creating one (``owner``: its lock, already held)."""
     run = resume or prepare(spec, runs_dir, run_id=run_id)
-    if not ingest:  # the caller stores it (the UI; a UI started later finds and stores it too)
-        run.note(stored_by="caller")
-    proc = process.spawn(run, debug=debug, nproc=nproc, owner=owner)
-    iters = spec["train.iters"]
-    columns = [TextColumn(f"[bold]{label or run.run_id}"), BarColumn(), MofNCompleteColumn(),
+    return execute_group([run], results, debug, [label or run.run_id], ingest, nproc, [owner])[0]
+
+
+def execute_group(runs: list[RunDir], results: Path, debug: bool = False, labels: list[str] | None = None,
+                  ingest: bool = True, nproc: int = 1, owners: list[Lock | None] = ()) -> list[dict]:
+    """Train prepared runs in one child, as one fused group (one run: a plain run), a progress bar
+    each; ingest each (unless told not to, or it failed on bad input); return their final statuses
+    (``not_stored``: why a finished run could not be stored). ``owners``: the runs' locks already
+    held (the others are taken here)."""
+    if not ingest:  # the caller stores them (the UI; a UI started later finds and stores them too)
+        for run in runs:
+            run.note(stored_by="caller")
+    owners = list(owners)
+    proc = process.spawn(runs[0], debug=debug, nproc=nproc, owner=owners[0] if owners else None,
+                         members=runs[1:], member_owners=owners[1:])
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("train", total=iters)
+        bars = [progress.add_task(escape(label), total=run.spec()["train.iters"])
+                for run, label in zip(runs, labels or [r.run_id for r in runs])]
+
+        def show(steps: list[int]) -> None:
+            for bar, step in zip(bars, steps):
+                progress.update(bar, completed=step)
+
         try:
-            status = process.wait(proc, run, lambda step: progress.update(task, completed=step))
+            statuses = process.wait_group(proc, runs, show)
         except (KeyboardInterrupt, Terminated):
-            process.cancel(run, proc)
+            process.cancel_group(runs, proc)
             if ingest:
-                ingest_quietly(results, run)
+                ingest_quietly(results, *runs)
             raise
-    if ingest and not status.get("user_error"):
-        why = ingest_quietly(results, run)
-        if why:
-            status = {**status, "not_stored": why}
-    return status
+    if ingest:
+        for i, (run, status) in enumerate(zip(runs, statuses)):
+            if not status.get("user_error"):
+                why = ingest_quietly(results, run)
+                if why:
+                    statuses[i] = {**status, "not_stored": why}
+    return statuses
 
 
 def run_headless(dataset: str, backbone: str, method: str, seed: int, data_root: str | None,
                  pretrained: str | None, sets: list[str], runs_dir: Path, results: Path, debug: bool = False,
                  run_id: str | None = None, ingest: bool = True, nproc: int = 1, overrides: dict | None = None,
-                 show: bool = True) -> dict:
-    """Resolve, preflight, train (stage 1 first when needed) and report one run. ``run_id`` names the
-    final run's directory (a stage-1 run gets its own id); ``ingest=False`` leaves the database to the
-    caller (the UI is its only writer while it runs). ``overrides``: parsed settings under ``sets``
-    (a recipe file's or a stored run's); ``show=False`` prints nothing on stdout."""
+                 show: bool = True, fuse: bool = True) -> dict:
+    """Resolve, preflight, train (stage 1 first when needed) and report one run, or one per method of a
+    comma-separated list (fused into groups that train together unless ``fuse=False``). ``run_id``
+    names the final run's directory (a stage-1 run gets its own id); ``ingest=False`` leaves the
+    database to the caller (the UI is its only writer while it runs). ``overrides``: parsed settings
+    under ``sets`` (a recipe file's or a stored run's); ``show=False`` prints nothing on stdout.
+    Returns the status of the run, or of the first of several that did not finish."""
+    from . import fused
+
+    methods = [m.strip() for m in method.split(",") if m.strip()] or [method]
+    if run_id and len(methods) > 1:
+        raise UserError("--run-id names one run; drop it to train several methods")
     if run_id:
         check_run_id(runs_dir, run_id)
     check_store(runs_dir, results, ingest)
-    spec = config.resolve(dataset, backbone, method, seed=seed, pretrained=pretrained,
-                          data_root=data_root,
-                          overrides={**(overrides or {}), **config.parse_sets(sets)})
-    config.check_nproc(spec, nproc)
-    spec.update(preflight(spec))
-    jobs = plan([spec], runs_dir, fresh=True)  # a one-cell plan: the run, after its stage-1 run if it needs one
+    specs = [config.resolve(dataset, backbone, m, seed=seed, pretrained=pretrained, data_root=data_root,
+                            overrides={**(overrides or {}), **config.parse_sets(sets)}) for m in methods]
+    for spec in specs:
+        config.check_nproc(spec, nproc)
+    summaries = {}  # one preflight per set of class names the runs need
+    for spec in specs:
+        key = config.class_names_needed(spec)
+        if key not in summaries:
+            summaries[key] = preflight(spec)
+        spec.update(summaries[key])
+    jobs = plan(specs, runs_dir, fresh=True)  # each run after its stage-1 run if it needs one
     by_hash = {j.hash: j for j in jobs}
+    asked = []
     for job in jobs:
         if job.implicit:
-            job.spec.update({k: spec[k] for k in config.CLASS_KEYS})  # same data, same classes
+            job.spec.update({k: specs[0][k] for k in config.CLASS_KEYS})  # same data, same classes
             train_stage1(job, runs_dir, results, debug, ingest, nproc)
             continue
         if ready(job, by_hash) is None:
             raise UserError(f"stage-1 run {by_hash[job.needs].run.run_id} {by_hash[job.needs].state}")
-        status = execute(start_spec(job, by_hash), runs_dir, results, debug, label=method, run_id=run_id,
-                         ingest=ingest, nproc=nproc)
-    run = RunDir(runs_dir / status["run_id"])
-    if show:
+        asked.append(job)
+    starts = [start_spec(job, by_hash) for job in asked]
+    statuses = []
+    for group in fused.partition(starts, fuse):
+        runs = ([prepare(starts[0], runs_dir, run_id=run_id)] if len(starts) == 1
+                else prepare_group([starts[i] for i in group], runs_dir))
+        statuses += execute_group(runs, results, debug, [starts[i]["method"] for i in group], ingest, nproc)
+    runs = [RunDir(runs_dir / status["run_id"]) for status in statuses]
+    for run, status in zip(runs, statuses if show else ()):
         print_outcome(run, status, results)
-    check_stored(run, status, results)
-    return status
+    for run, status in zip(runs, statuses):
+        check_stored(run, status, results)
+    return next((s for s in statuses if s.get("status") != "finished"), statuses[0])
 
 
 def train_stage1(job: Job, runs_dir: Path, results: Path, debug: bool, ingest: bool, nproc: int) -> None:
@@ -207,19 +245,30 @@ def train_stage1(job: Job, runs_dir: Path, results: Path, debug: bool, ingest: b
 def resume_headless(run_id: str, runs_dir: Path, results: Path, debug: bool = False, ingest: bool = True,
                     nproc: int = 1, show: bool = True) -> dict:
     """Continue a killed, failed or cancelled run in its own directory from its last checkpoint
-    (``ckpt/last.pt``; from the start when it has none), then ingest and report it."""
+    (``ckpt/last.pt``; from the start when it has none), then ingest and report it. A member of a
+    fused group continues together with the members that ended as it did (each owned, like the run)."""
     check_store(runs_dir, results, ingest)
     run, owner = process.resumable(runs_dir, run_id)
-    spec = run.spec()
-    config.check_nproc(spec, nproc)
-    preflight(spec)
-    run.reopen()
-    status = execute(spec, runs_dir, results, debug, label=f"resume {spec['method']}", ingest=ingest,
-                     nproc=nproc, resume=run, owner=owner)
-    if show:
-        print_outcome(run, status, results)
-    check_stored(run, status, results)
-    return status
+    owners = [owner]
+    try:
+        runs = process.group_members(runs_dir, run)
+        for member in runs[1:]:
+            owners.append(process.own(member))
+        for member in runs:
+            config.check_nproc(member.spec(), nproc)
+        preflight(run.spec())
+    except BaseException:
+        process.release_owners(owners)
+        raise
+    for member in runs:
+        member.reopen()
+    statuses = execute_group(runs, results, debug, [f"resume {r.spec()['method']}" for r in runs], ingest, nproc,
+                             owners)
+    for member, status in zip(runs, statuses if show else ()):
+        print_outcome(member, status, results)
+    for member, status in zip(runs, statuses):
+        check_stored(member, status, results)
+    return statuses[0]
 
 
 def check_stored(run: RunDir, status: dict, results: Path) -> None:

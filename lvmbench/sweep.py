@@ -176,8 +176,9 @@ def new_sweep_id() -> str:
 
 def run_sweep(axes: Axes, runs_dir: Path, results: Path, *, executor: str = "local", gpus: list[str] | None = None,
               max_parallel: int | None = None, nproc: int = 1, slurm=None, wait: bool = True,
-              dry: bool = False, debug: bool = False, out: Console | None = None) -> Outcome:
-    """Plan and run a sweep; print progress, a line per run, and the tables at the end."""
+              dry: bool = False, debug: bool = False, out: Console | None = None, fuse: bool = True) -> Outcome:
+    """Plan and run a sweep; print progress, a line per run, and the tables at the end. With ``fuse``
+    the local executor trains runs that share their inputs as fused groups (one tower pass a step)."""
     from .runner import ingest_quietly
     from .store.db import check_is_duckdb
 
@@ -196,7 +197,7 @@ def run_sweep(axes: Axes, runs_dir: Path, results: Path, *, executor: str = "loc
     out.print(f"sweep: {len(jobs)} runs, {todo} to start, {len(skipped)} already finished")
     sweep_id = new_sweep_id()
     if todo:
-        runner = _executor(executor, runs_dir, results, sweep_id, gpus, max_parallel, nproc, slurm, debug)
+        runner = _executor(executor, runs_dir, results, sweep_id, gpus, max_parallel, nproc, slurm, debug, fuse)
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
         with Progress(*columns, console=console) as progress:
             reporter = RichReporter(progress, todo)
@@ -209,11 +210,12 @@ def run_sweep(axes: Axes, runs_dir: Path, results: Path, *, executor: str = "loc
     return outcome
 
 
-def _executor(kind, runs_dir, results, sweep_id, gpus, max_parallel, nproc, slurm, debug):
+def _executor(kind, runs_dir, results, sweep_id, gpus, max_parallel, nproc, slurm, debug, fuse=True):
     if kind == "local":
         from .exec.local import LocalExecutor, local_slots
 
-        return LocalExecutor(local_slots(gpus, max_parallel, nproc), runs_dir, results, sweep_id, nproc, debug)
+        return LocalExecutor(local_slots(gpus, max_parallel, nproc), runs_dir, results, sweep_id, nproc, debug,
+                             fuse=fuse)
     if kind == "slurm":
         from .exec.slurm import SlurmExecutor, SlurmOptions
 

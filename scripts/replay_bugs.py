@@ -46,13 +46,13 @@ def hash_without(key: str) -> Bug:
 
 
 BUGS = {
-    "no_warmup": Bug("lvmbench/train/loop.py", 'lr_factor(s, spec["train.warmup_iters"], iters',
-                     "lr_factor(s, 0, iters", SCHEDULE, "fit() builds its scheduler without the warm-up"),
+    "no_warmup": Bug("lvmbench/train/loop.py", 's, spec["train.warmup_iters"], spec["train.iters"]',
+                     's, 0, spec["train.iters"]', SCHEDULE, "fit() builds its scheduler without the warm-up"),
     "decay_on_biases_and_norms": Bug("lvmbench/train/loop.py", '{"params": no_decay, "weight_decay": 0.0}',
                                      '{"params": no_decay, "weight_decay": spec["train.weight_decay"]}', DECAY,
                                      "weight decay applied to biases and norm weights"),
     "evaluate_final_weights": Bug("lvmbench/train/loop.py",
-                                  '            checkpoint.load_model_state(model, best["state"])\n',
+                                  '            checkpoint.load_model_state(self.task.model, self.best["state"])\n',
                                   "            pass\n", SELECTION, "the final, not the best-on-validation, weights evaluated"),
     "select_on_test": Bug("lvmbench/train/loop.py", "result = self.evaluate(select)",
                           'result = self.evaluate("test")', SELECTION,
@@ -60,7 +60,7 @@ BUGS = {
     "forget_best_on_resume": Bug("lvmbench/train/loop.py", 'best = resumed["best"] if resumed else',
                                  'best = {"val_overall": -1.0, "step": None, "state": None} if resumed else', RESUME,
                                  "the best-so-far forgotten on resume"),
-    "loop_ignores_balanced": Bug("lvmbench/train/loop.py", 'spec["train.batch_size"], self.task.sampler, spec["seed"]',
+    "loop_ignores_balanced": Bug("lvmbench/train/loop.py", 'spec["train.batch_size"], leader.task.sampler, spec["seed"]',
                                  'spec["train.batch_size"], "instance", spec["seed"]',
                                  BALANCED,
                                  "the loop builds an instance sampler for a class-balanced run"),

@@ -51,3 +51,57 @@ def test_bench_user_errors_are_one_line(capsys, argv, message):
     assert cli.main(["bench", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {message}") and err.count("\n") == 1
+
+
+def test_fused_flops_bound_against_a_hand_count():
+    # ViT-B/16 on a CPU: K=8 of (tower 17.6 + step 5) against one tower + 8 steps
+    flops = {"tower_forward_gflop": 17.6, "decoder_step_gflop": 5.0}
+    assert bench.fused_flops_bound(flops, 8) == pytest.approx(8 * 22.6 / (17.6 + 40))
+    assert bench.fused_flops_bound(flops, 1) == pytest.approx(1.0)
+
+
+def test_a_fused_step_runs_the_tower_once_for_k_decoders(monkeypatch):
+    import torch
+
+    from lvmbench.models.backbone import Backbone
+    from lvmbench.train import cache, encoder
+
+    calls = []
+    original = Backbone.tokens
+    monkeypatch.setattr(Backbone, "tokens", lambda self, x: calls.append(len(x)) or original(self, x))
+    separate, fused = (m for m in bench.modes(torch.device("cpu"), fused=3) if m.decoders == 3)
+    assert (separate.name, fused.name) == ("separate-3", "fused-3") and fused.shared_tower
+    assert separate.encoder == fused.encoder == encoder.resolve("auto", torch.device("cpu"))
+    tower = encoder.prepare(bench.random_backbone("tiny-clip"), fused.encoder)
+    images = torch.randn(4, 3, tower.image_size, tower.image_size)
+    cached = cache.CachedFeatures([torch.zeros(4, 50, 64, dtype=cache.STORE_DTYPE)], 4)
+    for mode, passes in ((separate, 3), (fused, 1)):
+        calls.clear()
+        runner = bench.Runner(mode, tower, images, cached, torch.device("cpu"))
+        before = [next(m.parameters()).detach().clone() for m in runner.models]
+        runner.step()
+        assert calls == [4] * passes and len(runner.models) == 3
+        assert all(not torch.equal(b, next(m.parameters())) for b, m in zip(before, runner.models))
+
+
+@pytest.mark.slow
+def test_bench_fused_json_report(capsys):
+    assert cli.main(["bench", "--backbone", "tiny-clip", "--batch-size", "4", "--iters", "2", "--threads", "1",
+                     "--fused", "3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    modes = {m["name"]: m for m in report["modes"]}
+    assert list(modes)[-2:] == ["separate-3", "fused-3"] and "reference" in modes  # next to today's modes
+    fused = report["fused"]
+    assert {"k", "separate_s_per_iter", "fused_s_per_iter", "ratio", "peak_mem_mib"} <= set(fused)
+    assert fused["k"] == 3 and fused["fused_s_per_iter"] == modes["fused-3"]["s_per_iter"]
+    assert fused["separate_s_per_iter"] == modes["separate-3"]["s_per_iter"]
+    sep, fu = modes["separate-3"]["s_per_iter_by_round"], modes["fused-3"]["s_per_iter_by_round"]
+    ratios = sorted(sep[k] / fu[k] for k in fu)
+    assert fused["ratio"] == pytest.approx(sum(ratios) / len(ratios))  # median of two rounds = mean
+    assert fused["peak_mem_mib"] == modes["fused-3"]["peak_mem_mib"] > 0
+    assert modes["fused-3"]["images_per_s"] == pytest.approx(3 * 4 / fused["fused_s_per_iter"])  # member-images
+
+
+def test_bench_fused_needs_two_decoders(capsys):
+    assert cli.main(["bench", "--fused", "1"]) == 2
+    assert capsys.readouterr().err == "error: --fused K needs K >= 2 decoders sharing one tower pass\n"

@@ -1,5 +1,7 @@
 """The frozen-encoder feature cache: shards, integrity checks and repair, and reuse by the trainer."""
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,6 +91,126 @@ def test_a_damaged_shard_is_rebuilt_alone(tmp_path, damage):
     feats = second.ensure(enc)
     assert enc.calls == [[3, 4, 5]] and second.encoded_rows == 3
     assert torch.equal(feats.gather(torch.arange(10)).float(), values(range(10)))
+
+
+@pytest.fixture
+def hashing(monkeypatch):
+    """Files hashed in full by the cache, in order."""
+    seen = []
+    original = cache._sha256_file
+
+    def counted(path, *args, **kwargs):
+        seen.append(Path(path).name)
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(cache, "_sha256_file", counted)
+    return seen
+
+
+def flip_in_place(shard, at=5):
+    """One byte changed, size and modification time kept: what bit rot looks like to a cheap check."""
+    st = shard.stat()
+    data = bytearray(shard.read_bytes())
+    data[at] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_opening_an_entry_hashes_nothing(tmp_path, hashing):
+    entry(tmp_path).ensure(FakeEncoder())
+    assert hashing == []  # hashed while written, not read back
+    second = entry(tmp_path)
+    feats = second.ensure(FakeEncoder())
+    assert hashing == [] and second.encoded_rows == 0
+    assert torch.equal(feats.gather(torch.arange(10)).float(), values(range(10)))
+
+
+def test_a_rewritten_shard_is_hashed_on_open_and_its_time_remembered(tmp_path, hashing):
+    first = entry(tmp_path)
+    first.ensure(FakeEncoder())
+    shard = first.dir / "shard-00002.bin"
+    shard.write_bytes(shard.read_bytes())  # same bytes, new modification time
+    enc = FakeEncoder()
+    entry(tmp_path).ensure(enc)
+    assert enc.calls == [] and hashing == ["shard-00002.bin"]
+    entry(tmp_path).ensure(enc)
+    assert hashing == ["shard-00002.bin"]  # the clean hash was recorded with the new time
+
+
+def test_a_truncated_shard_is_caught_on_open_without_hashing(tmp_path, hashing):
+    first = entry(tmp_path)
+    first.ensure(FakeEncoder())
+    shard = first.dir / "shard-00001.bin"
+    st = shard.stat()
+    with open(shard, "r+b") as f:
+        f.truncate(30)
+    os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns))
+    enc = FakeEncoder()
+    feats = entry(tmp_path).ensure(enc)
+    assert enc.calls == [[3, 4, 5]] and hashing == []
+    assert torch.equal(feats.gather(torch.arange(10)).float(), values(range(10)))
+
+
+def test_verify_catches_a_byte_flipped_in_place_and_the_next_open_repairs_it(tmp_path, hashing):
+    first = entry(tmp_path)
+    first.ensure(FakeEncoder())
+    flip_in_place(first.dir / "shard-00001.bin")
+    entry(tmp_path).ensure(FakeEncoder())
+    assert hashing == []  # the cheap check cannot see it ...
+    assert entry(tmp_path).verify() == [1]  # ... verify does, and drops the shard
+    assert len(hashing) == 4 and not (first.dir / "shard-00001.bin").exists()
+    enc = FakeEncoder()
+    feats = entry(tmp_path).ensure(enc)
+    assert enc.calls == [[3, 4, 5]]
+    assert torch.equal(feats.gather(torch.arange(10)).float(), values(range(10)))
+    assert entry(tmp_path).verify() == []
+
+
+def test_a_read_that_looks_wrong_verifies_the_entry(tmp_path):
+    first = entry(tmp_path)
+    first.ensure(FakeEncoder())
+    shard = first.dir / "shard-00001.bin"
+    st = shard.stat()
+    data = bytearray(shard.read_bytes())
+    data[0:2] = torch.tensor([float("nan")], dtype=torch.bfloat16).view(torch.int16).numpy().tobytes()
+    shard.write_bytes(bytes(data))
+    os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns))
+    feats = entry(tmp_path).ensure(FakeEncoder())
+    assert torch.equal(feats.gather([0, 9]).float(), values([0, 9]))  # finite rows: read as they are
+    with pytest.raises(cache.CacheDamaged, match="shard\\(s\\) 1 failed their SHA-256 check"):
+        feats.gather([2, 3])
+    enc = FakeEncoder()
+    entry(tmp_path).ensure(enc)
+    assert enc.calls == [[3, 4, 5]]
+
+
+def test_a_genuine_non_finite_value_is_read_after_one_verification(tmp_path, hashing):
+    def encode(rows):
+        x = values(rows)
+        x[0, 0, 0] = float("inf")
+        yield x
+
+    feats = entry(tmp_path, rows=2).ensure(encode)
+    assert torch.isinf(feats.gather([0, 1])).any() and torch.isinf(feats.gather([0])).any()
+    assert hashing == ["shard-00000.bin"]
+
+
+def test_cache_verify_command(tmp_path, capsys):
+    from lvmbench import cli
+
+    first = entry(tmp_path)
+    first.ensure(FakeEncoder())
+    other = entry(tmp_path, views=2)
+    other.ensure(FakeEncoder())
+    assert cli.main(["cache", "verify", "--cache-dir", str(tmp_path)]) == 0
+    assert "verified 2 entries" in capsys.readouterr().out
+    flip_in_place(first.dir / "shard-00003.bin", at=1)
+    assert cli.main(["cache", "verify", "--cache-dir", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert f"{first.key}  10 rows  DAMAGED shard(s) 3" in out and f"{other.key}  10 rows  ok" in out
+    assert cli.main(["cache", "verify", other.key, "--cache-dir", str(tmp_path)]) == 0
+    assert cli.main(["cache", "verify", "nope", "--cache-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: no feature cache entry nope in {tmp_path}"
 
 
 def test_a_corrupt_manifest_rebuilds_everything(tmp_path):

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
+from ..fused import group_key
 from ..runs import process
-from ..runs.plan import PENDING, RUNNING, SKIPPED, Job, block, ready, settle, start_or_continue, start_spec, take
-from ..runs.rundir import DONE
+from ..runs.plan import (PENDING, RUNNING, SKIPPED, Job, block, prepare_group, ready, settle, start_or_continue,
+                         start_spec, take)
 
 
 @dataclass(frozen=True)
@@ -69,12 +70,33 @@ class Reporter:
 
 
 class LocalExecutor:
-    """Run a planned sweep's jobs on local slots, in plan order, as soon as their stage-1 run is done."""
+    """Run a planned sweep's jobs on local slots, in plan order, as soon as their stage-1 run is done.
+    With ``fuse`` (the default) the ready jobs that can train together start as one fused group in
+    one slot (see :mod:`lvmbench.fused`); each is still its own run."""
 
     def __init__(self, slots: list[Slot], runs_dir: Path, results: Path, sweep_id: str | None = None,
-                 nproc: int = 1, debug: bool = False, interval: float = 0.5):
+                 nproc: int = 1, debug: bool = False, interval: float = 0.5, fuse: bool = True):
         self.slots, self.runs_dir, self.results = slots, Path(runs_dir), Path(results)
-        self.sweep_id, self.nproc, self.debug, self.interval = sweep_id, nproc, debug, interval
+        self.sweep_id, self.nproc, self.debug, self.interval, self.fuse = sweep_id, nproc, debug, interval, fuse
+
+    def _group(self, job: Job, jobs: list[Job], by_hash: dict[str, Job], threads: int, reporter: Reporter) -> list[Job]:
+        """``job`` (claimed) and the ready, pending jobs that can train with it in one process, each
+        claimed for this process (see :func:`take`)."""
+        from ..runner import ingest_quietly
+
+        key = group_key(start_spec(job, by_hash, threads)) if self.fuse and job.run is None else None
+        if key is None:  # a job that continues an interrupted run goes on alone
+            return [job]
+        group = [job]
+        for other in jobs:
+            if (other is not job and other.state == PENDING and other.run is None and ready(other, by_hash)
+                    and group_key(start_spec(other, by_hash, threads)) == key and take(other, self.runs_dir)):
+                if other.state == SKIPPED:  # another process finished it meanwhile
+                    ingest_quietly(self.results, other.run)
+                    reporter.settled(other)
+                else:
+                    group.append(other)
+        return group
 
     def run(self, jobs: list[Job], reporter: Reporter | None = None) -> None:
         """Start each pending job when a slot is free, its stage-1 run is done and this process holds
@@ -84,7 +106,7 @@ class LocalExecutor:
 
         reporter = reporter or Reporter()
         by_hash = {j.hash: j for j in jobs}
-        free, running = list(self.slots), {}
+        free, running = list(self.slots), []  # running: (child, slot, its jobs)
         try:
             while True:
                 for job in jobs:
@@ -100,28 +122,32 @@ class LocalExecutor:
                             reporter.settled(job)
                             continue
                         slot = free.pop(0)
-                        job.run = start_or_continue(job.run, start_spec(job, by_hash, slot.threads),
-                                                    self.runs_dir, self.sweep_id)
-                        running[job.hash] = (process.spawn(job.run, slot.env, self.debug, self.nproc), slot)
-                        job.state = RUNNING
-                        reporter.started(job)
+                        group = self._group(job, jobs, by_hash, slot.threads, reporter)
+                        specs = [start_spec(j, by_hash, slot.threads) for j in group]
+                        runs = (prepare_group(specs, self.runs_dir, self.sweep_id) if len(group) > 1 else
+                                [start_or_continue(job.run, specs[0], self.runs_dir, self.sweep_id)])
+                        for j, run in zip(group, runs):
+                            j.run, j.state = run, RUNNING
+                            reporter.started(j)
+                        running.append((process.spawn(runs[0], slot.env, self.debug, self.nproc, members=runs[1:]),
+                                        slot, group))
                 if not running and not any(j.state == PENDING for j in jobs):
                     return
                 time.sleep(self.interval)
-                for h, (proc, slot) in list(running.items()):
-                    job = by_hash[h]
-                    reporter.progress(job, job.run.last_step())
+                for entry in list(running):
+                    proc, slot, group = entry
+                    for job in group:
+                        reporter.progress(job, job.run.last_step())
                     if proc.poll() is None:
                         continue
-                    settle(job, process.reap(job.run, proc))
-                    ingest_quietly(self.results, job.run)
-                    del running[h]
+                    for job, status in zip(group, process.reap_group([j.run for j in group], proc)):
+                        settle(job, status)
+                        ingest_quietly(self.results, job.run)
+                        reporter.settled(job)
+                    running.remove(entry)
                     free.append(slot)
-                    reporter.settled(job)
         except BaseException:  # Ctrl-C, SIGTERM (see runner.cancel_on_sigterm) or a crash: no orphans
-            for h, (proc, _) in running.items():
-                job = by_hash[h]
-                if job.run.state() not in DONE:
-                    process.cancel(job.run, proc)
-                ingest_quietly(self.results, job.run)
+            for proc, _, group in running:
+                process.cancel_group([j.run for j in group], proc)
+                ingest_quietly(self.results, *[j.run for j in group])
             raise

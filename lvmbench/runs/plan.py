@@ -36,11 +36,23 @@ def git_sha() -> str | None:
         return None
 
 
-def prepare(spec: dict, runs_dir: Path, sweep_id: str | None = None, run_id: str | None = None) -> RunDir:
-    """Create the run directory (status ``queued``) with the full resolved spec."""
+def prepare(spec: dict, runs_dir: Path, sweep_id: str | None = None, run_id: str | None = None,
+            fused_group: str | None = None, fused_size: int = 1) -> RunDir:
+    """Create the run directory (status ``queued``) with the full resolved spec (and, for a member
+    of a fused group, the group's id and size)."""
     spec = {**spec, "config_hash": config.config_hash(spec), "result_group": config.result_group(spec),
             "git_sha": git_sha(), "sweep_id": sweep_id}
+    if fused_group:
+        spec.update(fused_group=fused_group, fused_size=fused_size)
     return RunDir.create(Path(runs_dir), spec, run_id=run_id)
+
+
+def prepare_group(specs: list[dict], runs_dir: Path, sweep_id: str | None = None) -> list[RunDir]:
+    """The run directories of specs that train together (one fused group; one spec: a plain run)."""
+    from ..fused import new_group_id
+
+    group = new_group_id() if len(specs) > 1 else None
+    return [prepare(s, runs_dir, sweep_id, fused_group=group, fused_size=len(specs)) for s in specs]
 
 
 def finished_runs(runs_dir: Path) -> dict[str, RunDir]:

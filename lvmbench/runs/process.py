@@ -40,10 +40,12 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
 
 
 def start(argv: list[str], log_file: Path, env: dict | None = None, tied: bool = True,
-          keep: Lock | None = None) -> subprocess.Popen:
+          keep: Lock | list[Lock] | None = None) -> subprocess.Popen:
     """Start ``argv`` in its own session (its own process group), no stdin, output appended to
     ``log_file``. ``tied``: it dies when this process dies (a foreground owner's child); else it may
-    outlive it (the UI's runs). ``keep``: a lock the child inherits, so it stays owned while it lives."""
+    outlive it (the UI's runs). ``keep``: the lock (or locks) the child inherits, so that what they
+    guard stays owned while it lives."""
+    keep = [keep] if isinstance(keep, Lock) else list(keep or [])
     if tied:
         parent = os.getpid()
 
@@ -56,35 +58,64 @@ def start(argv: list[str], log_file: Path, env: dict | None = None, tied: bool =
     with open(log_file, "ab") as log:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, preexec_fn=preexec,
-                                pass_fds=(keep.fd,) if keep and keep.fd is not None else (),
+                                pass_fds=tuple(lock.fd for lock in keep if lock.fd is not None),
                                 env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
 
 
-def child_command(run: RunDir, debug: bool = False, nproc: int = 1) -> list[str]:
-    """``python -m lvmbench.train RUN_DIR``; with ``nproc`` > 1 the same through torchrun, one
-    process per GPU (or per CPU share), data-parallel (see ``lvmbench.train.distributed``)."""
+def child_command(run: RunDir, debug: bool = False, nproc: int = 1, members: list[RunDir] = ()) -> list[str]:
+    """``python -m lvmbench.train RUN_DIR [MEMBER_DIR ...]`` (``members``: the rest of a fused group);
+    with ``nproc`` > 1 the same through torchrun, one process per GPU (or per CPU share),
+    data-parallel (see ``lvmbench.train.distributed``)."""
     launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"] if nproc > 1 else []
-    return [sys.executable, *launcher, "-m", "lvmbench.train", str(run.path)] + (["--debug"] if debug else [])
+    dirs = [str(r.path) for r in (run, *members)]
+    return [sys.executable, *launcher, "-m", "lvmbench.train", *dirs] + (["--debug"] if debug else [])
 
 
 def spawn(run: RunDir, env: dict | None = None, debug: bool = False, nproc: int = 1,
-          owner: Lock | None = None) -> subprocess.Popen:
-    """Start the training child of ``run`` (tied to this process), output to the run's ``stdout.log``.
-    ``owner``: this process's lock on the run (taken here when not given), inherited by the child."""
-    owner = owner or own(run)
-    proc = start(child_command(run, debug, nproc), run.log_file, env, tied=True, keep=owner)
-    proc.owner = owner  # released by :func:`reap` once the child has ended
+          owner: Lock | None = None, members: list[RunDir] = (), member_owners: list[Lock] = ()) -> subprocess.Popen:
+    """Start the training child of ``run`` (tied to this process), output to the run's ``stdout.log``;
+    ``members``: the other runs of a fused group it trains too (each writes its own lines to its own
+    log). ``owner`` (``member_owners``): this process's lock on the run (on each member), taken here
+    when not given; the child inherits them all, so every member is owned like a lone run."""
+    given = [owner, *member_owners]
+    locks, taken = [], []
+    try:
+        for i, r in enumerate([run, *members]):
+            lock = given[i] if i < len(given) else None
+            if lock is None:
+                lock = own(r)
+                taken.append(lock)
+            locks.append(lock)
+        proc = start(child_command(run, debug, nproc, members), run.log_file, env, tied=True, keep=locks)
+    except BaseException:
+        release_owners(taken)
+        raise
+    proc.owner, proc.owners = locks[0], locks  # released by :func:`reap` once the child has ended
     return proc
+
+
+def release_owners(locks: list[Lock | None]) -> None:
+    for lock in locks:
+        if lock is not None:
+            lock.release()
+
+
+def _release(proc: subprocess.Popen | None) -> None:
+    if proc is not None:
+        release_owners(getattr(proc, "owners", None) or [getattr(proc, "owner", None)])
 
 
 def reap(run: RunDir, proc: subprocess.Popen) -> dict:
     """After the child of ``run`` has ended: its final status (see :func:`finalize`); the run's lock
     goes back."""
-    status = finalize(run, proc.returncode)
-    owner = getattr(proc, "owner", None)
-    if owner:
-        owner.release()
-    return status
+    return reap_group([run], proc)[0]
+
+
+def reap_group(runs: list[RunDir], proc: subprocess.Popen) -> list[dict]:
+    """After the child of a fused group has ended: each member's final status; their locks go back."""
+    statuses = [finalize(run, proc.returncode) for run in runs]
+    _release(proc)
+    return statuses
 
 
 def own(run: RunDir) -> Lock:
@@ -161,9 +192,8 @@ def finalize(run: RunDir, returncode: int | None) -> dict:
     return run.mark_failed(f"child exited with code {returncode}")
 
 
-def cancel(run: RunDir, proc: subprocess.Popen | None = None) -> dict:
-    """As the run's owner: stop its child's whole process group and record the run ``cancelled``."""
-    pid = proc.pid if proc else run.status().get("pid")
+def _stop(pid: int | None, proc: subprocess.Popen | None) -> None:
+    """SIGTERM the process group of ``pid``; wait for ``proc`` (SIGKILL after :data:`CANCEL_WAIT_S`)."""
     if pid:
         signal_group(pid, signal.SIGTERM)
     if proc:
@@ -172,10 +202,23 @@ def cancel(run: RunDir, proc: subprocess.Popen | None = None) -> dict:
         except subprocess.TimeoutExpired:
             signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def cancel(run: RunDir, proc: subprocess.Popen | None = None) -> dict:
+    """As the run's owner: stop its child's whole process group and record the run ``cancelled``."""
+    _stop(proc.pid if proc else run.status().get("pid"), proc)
     status = run.status() if run.state() == "finished" else run.mark_cancelled()
-    if proc and getattr(proc, "owner", None):
-        proc.owner.release()
+    _release(proc)
     return status
+
+
+def cancel_group(runs: list[RunDir], proc: subprocess.Popen | None = None) -> list[dict]:
+    """As the owner of a fused group's child: stop it and record ``cancelled`` each member that had
+    not ended."""
+    _stop(proc.pid if proc else runs[0].status().get("pid"), proc)
+    statuses = [run.status() if run.state() in DONE else run.mark_cancelled() for run in runs]
+    _release(proc)
+    return statuses
 
 
 def stop_child(pid: int, grace_s: float = CANCEL_WAIT_S) -> bool:
@@ -231,13 +274,30 @@ def request_cancel(run: RunDir) -> str | None:
 
 def wait(proc: subprocess.Popen, run: RunDir, on_poll=None, interval: float = 0.5) -> dict:
     """Wait for a child, calling ``on_poll(step)`` as it trains; return its final status."""
+    return wait_group(proc, [run], on_poll and (lambda steps: on_poll(steps[0])), interval)[0]
+
+
+def wait_group(proc: subprocess.Popen, runs: list[RunDir], on_poll=None, interval: float = 0.5) -> list[dict]:
+    """Wait for the child of a fused group, calling ``on_poll(steps)`` (one per run) as it trains;
+    return each run's final status."""
+    poll = (lambda: on_poll([r.last_step() for r in runs])) if on_poll else (lambda: None)
     while proc.poll() is None:
-        if on_poll:
-            on_poll(run.last_step())
+        poll()
         time.sleep(interval)
-    if on_poll:
-        on_poll(run.last_step())
-    return reap(run, proc)
+    poll()
+    return reap_group(runs, proc)
+
+
+def group_members(runs_dir: Path, run: RunDir) -> list[RunDir]:
+    """``run`` and the other runs of its fused group that ended as it did (killed, failed or cancelled):
+    what a resume continues together."""
+    spec = run.spec_or_none() or {}
+    group, state = spec.get("fused_group"), run.state()
+    if not group:
+        return [run]
+    others = [r for r in list_runs(runs_dir) if r.run_id != run.run_id
+              and (r.spec_or_none() or {}).get("fused_group") == group and recover(r).get("status") == state]
+    return [run, *others]
 
 
 def resumable(runs_dir: Path, run_id: str) -> tuple[RunDir, Lock]:

@@ -9,7 +9,8 @@ transition          status                      called by
 ``create``          → ``queued``                the launcher (``runs.plan.prepare``)
 ``reopen``          killed/failed/cancelled     ``lvmbench run --resume`` (``runs.process.resumable``)
                     → ``queued``
-``mark_running``    → ``running``               the training child, when it starts a segment
+``mark_running``    → ``running``               the training child, when it starts a segment (a
+                                                fused group's child: of each member it trains)
 ``mark_finished``   → ``finished``              the training child, when it has evaluated
 ``mark_failed``     → ``failed``                the training child on an error; the parent when the
                                                 child exited non-zero without a final status

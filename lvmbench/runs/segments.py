@@ -41,9 +41,12 @@ def earlier_segments(run: RunDir) -> list[dict]:
     return [segment_cost([s for s in samples if lo <= s["ts"] < hi]) for lo, hi in bounds]
 
 
-def total_cost(run: RunDir, wall_s: float, energy_kwh: float | None) -> dict:
-    """``wall_s`` and ``energy_kwh`` of the current segment plus those of every earlier one."""
-    earlier = earlier_segments(run)
+def total_cost(run: RunDir, wall_s: float, energy_kwh: float | None, part: float = 1.0) -> dict:
+    """``wall_s`` and ``energy_kwh`` of the current segment plus those of every earlier one. ``part``:
+    the run's part of what its process cost (a member of a fused group, see ``lvmbench.fused``): its
+    samples are the whole process's, so earlier segments count in the same part as the current one."""
+    earlier = [{"wall_s": s["wall_s"] * part, "energy_kwh": None if s["energy_kwh"] is None else s["energy_kwh"] * part}
+               for s in earlier_segments(run)]
     energies = [e for e in [energy_kwh, *(s["energy_kwh"] for s in earlier)] if e is not None]
     return {"wall_s": wall_s + sum(s["wall_s"] for s in earlier),
             "energy_kwh": sum(energies) if energies else None, "segments": len(earlier) + 1}

@@ -55,6 +55,11 @@ def run_row(run: RunDir, carbon_kg_per_kwh: float = CARBON_KG_PER_KWH) -> dict:
         "error": status.get("error"), "skipped_images": status.get("skipped_images"),
         # A run made before recipes existed has none: it is neither recipe, and tables keep it apart.
         "recipe": spec.get("recipe"), "selected_on": status.get("selected_on"),
+        # A fused group's members trained in one process: the group's costs, and each member's share above.
+        "fused_group": spec.get("fused_group"), "fused_size": status.get("fused_size", spec.get("fused_size", 1)),
+        "group_wall_s": status.get("group_wall_s", status.get("wall_s")),
+        "group_energy_kwh": status.get("group_energy_kwh", energy),
+        "group_peak_mem_mib": status.get("group_peak_mem_mib", status.get("peak_mem_mib")),
     }
 
 

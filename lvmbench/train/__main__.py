@@ -1,4 +1,5 @@
-"""Child entry point: ``python -m lvmbench.train RUN_DIR`` trains one run and writes its directory."""
+"""Child entry point: ``python -m lvmbench.train RUN_DIR [RUN_DIR ...]`` trains one run (or a fused
+group of runs) and writes their directories."""
 from __future__ import annotations
 
 import os
@@ -6,7 +7,7 @@ import sys
 import traceback
 
 from ..errors import UserError
-from ..runs.rundir import RunDir
+from ..runs.rundir import DONE, RunDir
 
 
 def out_of_memory(run: RunDir, exc: BaseException) -> str:
@@ -38,33 +39,51 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
 
 
+def failure_fields(run: RunDir, exc: BaseException, debug: bool = False) -> dict:
+    """The ``failed`` status of a run that raised ``exc`` (printed first: one line for a user error)."""
+    user_error = isinstance(exc, UserError)
+    if user_error:
+        error = one_line(str(exc))
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        if debug:
+            traceback.print_exception(exc)
+    else:
+        traceback.print_exception(exc)
+        error = out_of_memory(run, exc) if is_out_of_memory(exc) else f"{type(exc).__name__}: {exc}"
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return {"error": one_line(error), "user_error": user_error}
+
+
 def main(argv: list[str]) -> int:
-    run = RunDir(argv[0])
+    """Train the runs named on the command line: one run, or a fused group (each member's failure is
+    its own; a failure of what they share fails every member that has not ended)."""
+    runs = [RunDir(a) for a in argv if not a.startswith("--")]
     debug = "--debug" in argv
-    user_error, dist = False, None
+    dist = None
     try:
         from ..runs.process import die_with_parent
         from .distributed import setup, teardown
-        from .loop import train_run
+        from .loop import train_group, train_run
 
         if "LOCAL_RANK" in os.environ:  # a torchrun worker dies with torchrun, as torchrun with its owner
             die_with_parent()
         dist = setup()  # several processes under torchrun: only rank 0 writes the run directory
-        train_run(run, dist)
+        if len(runs) == 1:
+            train_run(runs[0], dist)
+        else:
+            def member_failed(run: RunDir, exc: BaseException) -> None:
+                if dist.main:
+                    run.mark_failed(**failure_fields(run, exc, debug))
+
+            train_group(runs, dist, on_failure=member_failed)
         teardown()
         return 0
-    except UserError as exc:
-        error, user_error = one_line(str(exc)), True
-        print(f"error: {error}", file=sys.stderr, flush=True)
-        if debug:
-            traceback.print_exc()
     except Exception as exc:  # noqa: BLE001 - the run must end with a status whatever happened
-        traceback.print_exc()
-        error = out_of_memory(run, exc) if is_out_of_memory(exc) else f"{type(exc).__name__}: {exc}"
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if dist is None or dist.main:
-        run.mark_failed(one_line(error), user_error=user_error)
+        if dist is None or dist.main:
+            for run in runs:
+                if run.state() not in DONE:
+                    run.mark_failed(**failure_fields(run, exc, debug))
     return 1
 
 

@@ -8,9 +8,14 @@ samples, the backbone, its weights, the transform, the number of views, the stor
 encoder's precision: change any of them and a new entry is built; nothing stale is ever read.
 
 Safety: a shard is written to a temporary file, fsynced and renamed, then recorded in the manifest
-with its size and SHA-256. Every time an entry is opened each shard is checked against both, and a
-missing, partial or corrupt shard is encoded again (that shard only), so an interrupted build
-resumes where it stopped. A lock file serialises the runs that build the same entry.
+with its size, modification time and SHA-256 (hashed while it is written). Opening an entry is cheap:
+each shard's size and modification time are checked against the record, and only a shard whose
+time changed is hashed again; a missing, partial or rewritten shard is encoded again (that shard
+only), so an interrupted build resumes where it stopped. What a cheap check cannot see (a byte that
+flipped in place) is caught by :meth:`FeatureCache.verify` -- ``lvmbench cache verify``, or
+automatically when a read looks wrong (a non-finite value): a shard that fails its SHA-256 is
+dropped and the reading run stops, so a damaged shard is never used silently. A lock file
+serialises the runs that build the same entry.
 """
 from __future__ import annotations
 
@@ -96,13 +101,27 @@ def train_rows(items: list, n: int, views: int) -> np.ndarray:
     return view * n + index
 
 
+class CacheDamaged(RuntimeError):
+    """A shard of an open entry failed its SHA-256 check while being read."""
+
+
 # -- reading ---------------------------------------------------------------------------------------
 class CachedFeatures:
     """The rows of one cache entry: consecutive shards (memory maps or device tensors), one dtype."""
 
-    def __init__(self, parts: list[torch.Tensor], rows_per_shard: int):
+    def __init__(self, parts: list[torch.Tensor], rows_per_shard: int,
+                 on_suspect: Callable[[], None] | None = None):
         self.parts, self.rows_per_shard = parts, rows_per_shard
         self.rows = sum(len(p) for p in parts)
+        self.on_suspect = on_suspect  # called once when a read looks wrong; raises if the data is damaged
+
+    def _checked(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` as read; a non-finite value (what a damaged bf16 shard tends to show) verifies the
+        entry first. Once verified, what it holds is what the encoder wrote: later reads are trusted."""
+        if self.on_suspect is not None and not bool(torch.isfinite(x).all()):
+            check, self.on_suspect = self.on_suspect, None
+            check()
+        return x
 
     def __len__(self) -> int:
         return self.rows
@@ -119,13 +138,13 @@ class CachedFeatures:
         """The rows ``rows`` (any order, repeats allowed) as one tensor."""
         rows = torch.as_tensor(rows, dtype=torch.long)
         if len(self.parts) == 1:
-            return self.parts[0][rows.to(self.parts[0].device)]
+            return self._checked(self.parts[0][rows.to(self.parts[0].device)])
         shard, local = rows // self.rows_per_shard, rows % self.rows_per_shard
         out = torch.empty((len(rows), *self.row_shape), dtype=self.parts[0].dtype)
         for s in shard.unique().tolist():
             where = shard == s
             out[where] = self.parts[s][local[where]]
-        return out
+        return self._checked(out)
 
     def batches(self, size: int) -> Iterator[torch.Tensor]:
         """Consecutive rows, ``size`` at a time (views of the shards where a batch fits in one)."""
@@ -135,7 +154,7 @@ class CachedFeatures:
             if s0 == s1 or len(self.parts) == 1:
                 part = self.parts[0] if len(self.parts) == 1 else self.parts[s0]
                 offset = 0 if len(self.parts) == 1 else s0 * self.rows_per_shard
-                yield part[start - offset:stop - offset]
+                yield self._checked(part[start - offset:stop - offset])
             else:
                 yield self.gather(torch.arange(start, stop))
 
@@ -149,7 +168,7 @@ class CachedFeatures:
         whole = torch.empty((self.rows, *self.row_shape), dtype=self.parts[0].dtype, device=device)
         start = 0
         for part in self.parts:  # shard by shard: never two copies of the whole on the device
-            whole[start:start + len(part)].copy_(part)
+            whole[start:start + len(part)].copy_(self._checked(part))
             start += len(part)
         return CachedFeatures([whole], max(self.rows, 1))
 
@@ -172,6 +191,18 @@ class FeatureCache:
         self.root, self.rows, self.shard_bytes = Path(root), rows, shard_bytes
         self.dir = self.root / self.key
         self.encoded_rows = 0  # rows the last ensure() had to encode (0: everything reused)
+
+    @classmethod
+    def entries(cls, root: Path) -> Iterator["FeatureCache"]:
+        """Every entry under ``root`` that has a readable manifest, in key order."""
+        for manifest_file in sorted(Path(root).glob("*/manifest.json")):
+            try:
+                found = json.loads(manifest_file.read_text())
+                entry = cls(root, found["parts"], int(found["rows"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if entry.key == manifest_file.parent.name:
+                yield entry
 
     @property
     def manifest_file(self) -> Path:
@@ -206,23 +237,62 @@ class FeatureCache:
         rps = manifest["rows_per_shard"]
         return range(shard * rps, min((shard + 1) * rps, self.rows))
 
-    def _valid(self, manifest: dict, shard: int) -> bool:
-        """The shard's file has exactly the recorded size and SHA-256 (read in full: never trust a name)."""
+    def _stat(self, manifest: dict, shard: int):
+        """The shard's record and file status when its size is the expected one, else None."""
         record = manifest["shards"].get(str(shard))
         if not record:
-            return False
-        path = self.dir / record["file"]
+            return None
         row_bytes = int(np.prod(manifest["row_shape"])) * STORE_DTYPE.itemsize
         expected = len(self._range(manifest, shard)) * row_bytes
         try:
-            if record["bytes"] != expected or path.stat().st_size != expected:
-                return False
+            st = (self.dir / record["file"]).stat()
         except OSError:
+            return None
+        return (record, st) if record.get("bytes") == expected == st.st_size else None
+
+    def _hash_ok(self, manifest: dict, shard: int, st) -> bool:
+        """The shard's content matches its recorded SHA-256; the check is remembered with the file's time."""
+        record = manifest["shards"][str(shard)]
+        if _sha256_file(self.dir / record["file"]) != record.get("sha256"):
             return False
-        return _sha256_file(path) == record["sha256"]
+        record["mtime_ns"] = st.st_mtime_ns
+        return True
+
+    def _intact(self, manifest: dict, shard: int) -> bool:
+        """The cheap check on open: exactly the recorded size and modification time; a shard whose
+        time changed (or was never recorded) is hashed in full (never trust a name)."""
+        found = self._stat(manifest, shard)
+        if found is None:
+            return False
+        record, st = found
+        return record.get("mtime_ns") == st.st_mtime_ns or self._hash_ok(manifest, shard, st)
+
+    def verify(self) -> list[int]:
+        """Hash every shard of the entry in full; drop the damaged ones (file and record) so that the
+        next :meth:`ensure` encodes them again, and return their numbers."""
+        with self._locked():
+            manifest = self._manifest()
+            if manifest["rows_per_shard"] is None:
+                return []
+            damaged = []
+            for s in range(self._n_shards(manifest)):
+                found = self._stat(manifest, s)
+                if found is None or not self._hash_ok(manifest, s, found[1]):
+                    damaged.append(s)
+                    record = manifest["shards"].pop(str(s), None)
+                    if record:
+                        (self.dir / record["file"]).unlink(missing_ok=True)
+            atomic_write_json(self.manifest_file, manifest)
+            return damaged
+
+    def _verify_on_read(self) -> None:
+        damaged = self.verify()
+        if damaged:
+            raise CacheDamaged(f"feature cache {self.key}: shard(s) {', '.join(map(str, damaged))} failed their "
+                               "SHA-256 check and were dropped; the next run (or --resume) encodes them again")
 
     def ensure(self, encode: Callable[[list[int]], Iterator[torch.Tensor]]) -> CachedFeatures:
-        """Open the entry, first encoding whatever rows are missing or fail the integrity check.
+        """Open the entry, first encoding whatever rows are missing or fail the cheap integrity check.
 
         ``encode(rows)`` yields the features of ``rows`` in order, in batches of any size.
         """
@@ -230,7 +300,10 @@ class FeatureCache:
             raise ValueError("an empty split has nothing to cache")
         with self._locked():
             manifest = self._manifest()
-            bad = [s for s in range(self._n_shards(manifest)) if not self._valid(manifest, s)]
+            known = json.dumps(manifest["shards"], sort_keys=True)
+            bad = [s for s in range(self._n_shards(manifest)) if not self._intact(manifest, s)]
+            if json.dumps(manifest["shards"], sort_keys=True) != known:
+                atomic_write_json(self.manifest_file, manifest)  # the times of shards that hashed clean
             if manifest["rows_per_shard"] is None:
                 missing = list(range(self.rows))
             else:
@@ -275,7 +348,7 @@ class FeatureCache:
             n = len(self._range(manifest, s))
             mm = np.memmap(self.dir / manifest["shards"][str(s)]["file"], dtype=np.int16, mode="c", shape=(n, *shape))
             parts.append(torch.from_numpy(mm).view(STORE_DTYPE))
-        return CachedFeatures(parts, manifest["rows_per_shard"])
+        return CachedFeatures(parts, manifest["rows_per_shard"], on_suspect=self._verify_on_read)
 
 
 class _ShardWriter:
@@ -301,4 +374,5 @@ class _ShardWriter:
         os.fsync(self.file.fileno())
         self.file.close()
         os.replace(self.tmp, self.final)
-        return {"file": self.name, "bytes": self.bytes, "sha256": self.hash.hexdigest()}
+        return {"file": self.name, "bytes": self.bytes, "sha256": self.hash.hexdigest(),
+                "mtime_ns": self.final.stat().st_mtime_ns}

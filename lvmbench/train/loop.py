@@ -1,16 +1,21 @@
-"""The training loop of one run, executed by the child process (``python -m lvmbench.train RUN_DIR``).
+"""The training loop, executed by the child process (``python -m lvmbench.train RUN_DIR [RUN_DIR ...]``).
 
-It reads ``spec.json`` and writes everything else of the run directory: ``status.json``,
+It reads each run's ``spec.json`` and writes everything else of its run directory: ``status.json``,
 ``metrics.jsonl``, ``system.jsonl``, ``eval/`` and ``ckpt/``. It never touches the results database.
+
+Several runs given at once are a fused group (see :mod:`lvmbench.fused`): they read the same
+images in the same order with the same augmentations, so the frozen tower runs once per step and
+each run then takes its own step (its model, loss, optimizer, schedule, RNG streams, checkpoint).
+One run is a group of one: the same code path.
 """
 from __future__ import annotations
 
-import functools
 import math
 import os
 import random
 import socket
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -96,11 +101,44 @@ def data_workers(setting: int, device: torch.device) -> int:
     return max(1, min(8, cores - 1))
 
 
-class Trainer:
-    """Everything one run needs, built from its spec."""
+# What the runs of a group share: built once from the first run's spec (they agree on all of it).
+SHARED = ("dist", "device", "dataset", "bad_image_runs", "on_bad", "backbone", "hflip", "encoder_mode", "features",
+          "reported", "base_rng")
 
-    def __init__(self, run: RunDir, device: torch.device | None = None, dist: Dist | None = None):
+
+class Trainer:
+    """Everything one run needs, built from its spec; ``shared``: a trainer of the same fused group
+    whose data, tower and feature cache this one reuses (its own model is built from the same RNG
+    state as if it trained alone). ``prepare=False`` leaves the tower's precision to :meth:`group`."""
+
+    def __init__(self, run: RunDir, device: torch.device | None = None, dist: Dist | None = None,
+                 shared: "Trainer | None" = None, prepare: bool = True):
         self.run, self.spec = run, run.spec()
+        self.info = catalog.method(self.spec["method"])
+        self.prints = True  # this run's lines go to the process's stdout (else to its own stdout.log)
+        if shared is None:
+            self._build_shared(device, dist)
+        else:
+            for name in SHARED:
+                setattr(self, name, getattr(shared, name))
+            self.bad_image_runs.append(run)
+            if self.spec["data.on_bad_image"] == "skip" and self.dist.main:
+                for record in self.dataset.skipped:
+                    run.append(run.bad_images_file, record)
+            checkpoint.set_rng_state(self.base_rng)
+        self.task = build_task(self.spec, self.backbone, self.dataset, run.path)
+        self.task.model.to(self.device)
+        if self.task.loss is not None:
+            self.task.loss.to(self.device)
+        if prepare:
+            self.prepare_tower()
+        if self.spec["train.compile"]:
+            for module in self.task.model.modules():
+                if isinstance(module, Decoder):
+                    module.compile()
+        self.rng = checkpoint.rng_state()  # this run's RNG streams, swapped in around its own work
+
+    def _build_shared(self, device, dist) -> None:
         self.dist = dist or Dist()  # several processes: see train/distributed.py
         self.device = device or self.dist.device()
         if self.spec["train.threads"]:
@@ -108,30 +146,65 @@ class Trainer:
         seed_everything(self.spec["seed"])
         if self.device.type == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
-        self.info = catalog.method(self.spec["method"])
         self.dataset = build_dataset(self.spec)
+        self.bad_image_runs = [self.run]
         print(f"data: {describe_classes(class_summary(self.dataset))}", flush=True)
         self.on_bad = None  # data.on_bad_image=skip: unreadable images are listed in bad_images.jsonl
         if self.spec["data.on_bad_image"] == "skip":
-            self.on_bad = functools.partial(run.append, run.bad_images_file) if self.dist.main else _ignore
+            self.on_bad = self._bad_image if self.dist.main else _ignore
             for record in self.dataset.skipped:
                 self.on_bad(record)
         self.backbone = Backbone(self.spec["backbone"], self.spec["pretrained"]).to(self.device)
         print(f"weights: {self.backbone.weights.describe()}", flush=True)
-        self.task = build_task(self.spec, self.backbone, self.dataset, run.path)
-        self.task.model.to(self.device)
-        if self.task.loss is not None:
-            self.task.loss.to(self.device)
         self.hflip = getattr(self.dataset, "hflip", self.spec["dataset"] != "mnist-lt")
         self.encoder_mode = encoder.resolve(self.spec["encoder.precision"], self.device)
-        if self.task.feature != "images":  # a tower that trains (full fine-tuning) keeps fp32 weights
-            encoder.prepare(self.backbone, self.encoder_mode)
-        if self.spec["train.compile"]:
-            for module in self.task.model.modules():
-                if isinstance(module, Decoder):
-                    module.compile()
         self.features: dict[str, cache.CachedFeatures] = {}  # per split, from the feature cache
         self.reported: dict[str, set[int]] = {}  # per split: unreadable images already recorded
+        self.base_rng = checkpoint.rng_state()  # what every model of the group is built from
+
+    def _bad_image(self, record: dict) -> None:
+        for run in self.bad_image_runs:
+            run.append(run.bad_images_file, record)
+
+    def prepare_tower(self) -> None:
+        if self.task.feature != "images":  # a tower that trains (full fine-tuning) keeps fp32 weights
+            encoder.prepare(self.backbone, self.encoder_mode)
+
+    @classmethod
+    def group(cls, runs: list[RunDir], device: torch.device | None = None, dist: Dist | None = None,
+              on_failure=None) -> list["Trainer"]:
+        """The trainers of a fused group, built in order from the same RNG state; a run whose own
+        part cannot be built (e.g. a bad hyper-parameter) is reported to ``on_failure(run, exc)`` and
+        left out (with no ``on_failure``, or alone, the error propagates)."""
+        members: list[Trainer] = []
+        for run in runs:
+            try:
+                members.append(cls(run, device, dist, shared=members[0] if members else None, prepare=False))
+            except Exception as exc:  # noqa: BLE001 - one member's error is that member's failure
+                if on_failure is None or len(runs) == 1:
+                    raise
+                on_failure(run, exc)
+        for member in members[1:]:
+            member.prints = False
+        if members:
+            members[0].prepare_tower()  # after every head is built: a text-initialised head reads the fp32 tower
+        return members
+
+    @contextmanager
+    def own_rng(self):
+        """This run's RNG streams (torch, numpy, Python) in place, as if it trained alone."""
+        checkpoint.set_rng_state(self.rng)
+        try:
+            yield
+        finally:
+            self.rng = checkpoint.rng_state()
+
+    def say(self, text: str) -> None:
+        if self.prints:
+            print(text, flush=True)
+        else:
+            with open(self.run.log_file, "a") as f:
+                f.write(text + "\n")
 
     # -- inputs ---------------------------------------------------------------------------------
     def autocast(self):
@@ -173,7 +246,7 @@ class Trainer:
         if cache.fits_on(self.device, feats.nbytes):
             feats = feats.to(self.device)
         done = f"encoded {entry.encoded_rows} of {len(feats)} rows" if entry.encoded_rows else "reused"
-        print(f"feature cache {name}: {done} ({entry.key}, {feats.nbytes / 2**20:.1f} MiB)", flush=True)
+        self.say(f"feature cache {name}: {done} ({entry.key}, {feats.nbytes / 2**20:.1f} MiB)")
         self.features[name] = feats
         return feats
 
@@ -271,65 +344,72 @@ class Trainer:
 
     # -- training -------------------------------------------------------------------------------
     def fit(self, log) -> dict:
-        """Train for ``train.iters`` steps; keep the best-val weights; return timing figures."""
-        spec, model, loss_fn = self.spec, self.task.model, self.task.loss
-        iters = spec["train.iters"]
-        params = self.task.trainable()
-        optimizer = build_optimizer(spec, params, self.device)
-        if self.dist.main:
-            self.run.note(optimizer=optimizer_summary(model, optimizer))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: lr_factor(s, spec["train.warmup_iters"], iters, spec["train.cosine_cycles"]))
-        train = self.task.train_split if self.task.train_split is not None else self.dataset.train
-        sampler = StepBatchSampler(train.labels, spec["train.batch_size"], self.task.sampler, spec["seed"], iters,
-                                   rank=self.dist.rank, world=self.dist.world,
-                                   balanced=spec.get("sampler.balanced", "uniform"))
-        select = self.selection_split()
-        print("the final weights are evaluated (no split to select them on)" if select == "final" else
-              f"the weights with the best {select} accuracy are evaluated", flush=True)
-        last = self.run.checkpoint_file
-        resumed = checkpoint.load(last, model=model, optimizer=optimizer, scheduler=scheduler, loss=loss_fn)
-        sampler.start_step = resumed["step"] if resumed else 0
+        """Train for ``train.iters`` steps alone; keep the best-val weights; return timing figures."""
+        self.log = log
+        return fit_group([self])[0]
+
+    def start(self) -> int:
+        """Build the optimizer and schedule and restore the last checkpoint; return the first step to train."""
+        spec, select = self.spec, self.selection_split()
+        self.say("the final weights are evaluated (no split to select them on)" if select == "final" else
+                 f"the weights with the best {select} accuracy are evaluated")
+        with self.own_rng():
+            self.optimizer = build_optimizer(spec, self.task.trainable(), self.device)
+            if self.dist.main:
+                self.run.note(optimizer=optimizer_summary(self.task.model, self.optimizer))
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(
+                s, spec["train.warmup_iters"], spec["train.iters"], spec["train.cosine_cycles"]))
+            last = self.run.checkpoint_file
+            resumed = checkpoint.load(last, model=self.task.model, optimizer=self.optimizer,
+                                      scheduler=self.scheduler, loss=self.task.loss)
+        self.start_step = resumed["step"] if resumed else 0
         if resumed:
-            print(f"resuming from step {sampler.start_step} ({last})", flush=True)
-        best = resumed["best"] if resumed else {"val_overall": -1.0, "step": None, "state": None}
-        model.train()
-        net = self.dist.wrap(model, self.device)
-        train_time, t0 = resumed["train_s"] if resumed else 0.0, time.perf_counter()
-        for step, (x, labels) in enumerate(self.train_inputs(train, sampler), sampler.start_step):
-            if hasattr(loss_fn, "set_progress"):
-                loss_fn.set_progress(step / iters)
-            with self.autocast():
-                logits = net(x)
-            loss = loss_fn(logits.float(), labels)
-            seen = self.dist.mean(loss)  # the global batch's loss, the same on every rank
-            if not torch.isfinite(seen):
-                raise NonFiniteLoss(f"loss became {seen.item()} at step {step}; lower train.lr "
-                                    f"(now {spec['train.lr']}) or check the data")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            done = step + 1
-            if done % spec["train.log_every"] == 0 or done == iters:
-                log({"step": done, "loss": seen.item(), "lr": optimizer.param_groups[0]["lr"]})
-            if select != "final" and self.dist.main and (done % spec["train.eval_every"] == 0 or done == iters):
-                train_time += time.perf_counter() - t0
-                result = self.evaluate(select)
-                log({"step": done, **{f"{select}/{k}": v for k, v in result.to_dict().items() if k != "n_samples"}})
-                if result.overall > best["val_overall"]:
-                    best = {"val_overall": result.overall, "step": done, "state": checkpoint.model_state(model)}
-                t0 = time.perf_counter()
-            if self.dist.main and (done == iters or (spec["ckpt.every"] and done % spec["ckpt.every"] == 0)):
-                train_time += time.perf_counter() - t0
-                checkpoint.save(last, step=done, model=model, optimizer=optimizer, scheduler=scheduler,
-                                loss=loss_fn, best=best, train_s=train_time)
-                t0 = time.perf_counter()
-        train_time += time.perf_counter() - t0
-        if best["state"] is not None:
-            checkpoint.load_model_state(model, best["state"])
-        return {"train_s": train_time, "s_per_iter": train_time / max(iters, 1), "best_step": best["step"],
-                "selected_on": select if best["state"] is not None else "final"}
+            self.say(f"resuming from step {self.start_step} ({last})")
+        self.best = resumed["best"] if resumed else {"val_overall": -1.0, "step": None, "state": None}
+        self.train_s = resumed["train_s"] if resumed else 0.0
+        self.task.model.train()
+        self.net = self.dist.wrap(self.task.model, self.device)
+        return self.start_step
+
+    def train_step(self, step: int, x: torch.Tensor, labels: torch.Tensor) -> None:
+        """One optimisation step of this run's model on the (shared) inputs of step ``step``."""
+        spec, loss_fn, optimizer = self.spec, self.task.loss, self.optimizer
+        if hasattr(loss_fn, "set_progress"):
+            loss_fn.set_progress(step / spec["train.iters"])
+        with self.autocast():
+            logits = self.net(x)
+        loss = loss_fn(logits.float(), labels)
+        seen = self.dist.mean(loss)  # the global batch's loss, the same on every rank
+        if not torch.isfinite(seen):
+            raise NonFiniteLoss(f"loss became {seen.item()} at step {step}; lower train.lr "
+                                f"(now {spec['train.lr']}) or check the data")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        self.scheduler.step()
+        done = step + 1
+        if done % spec["train.log_every"] == 0 or done == spec["train.iters"]:
+            self.log({"step": done, "loss": seen.item(), "lr": optimizer.param_groups[0]["lr"]})
+
+    def after_step(self, done: int) -> None:
+        """Model selection (keeping the best weights) and the checkpoint, when due after ``done`` steps."""
+        spec, model, select = self.spec, self.task.model, self.selection_split()
+        due = done % spec["train.eval_every"] == 0 or done == spec["train.iters"]
+        if select != "final" and self.dist.main and due:
+            result = self.evaluate(select)
+            self.log({"step": done, **{f"{select}/{k}": v for k, v in result.to_dict().items() if k != "n_samples"}})
+            if result.overall > self.best["val_overall"]:
+                self.best = {"val_overall": result.overall, "step": done, "state": checkpoint.model_state(model)}
+        if self.dist.main and (done == spec["train.iters"] or (spec["ckpt.every"] and done % spec["ckpt.every"] == 0)):
+            checkpoint.save(self.run.checkpoint_file, step=done, model=model, optimizer=self.optimizer,
+                            scheduler=self.scheduler, loss=self.task.loss, best=self.best, train_s=self.train_s)
+
+    def finish(self) -> dict:
+        if self.best["state"] is not None:
+            checkpoint.load_model_state(self.task.model, self.best["state"])
+        iters = self.spec["train.iters"]
+        return {"train_s": self.train_s, "s_per_iter": self.train_s / max(iters, 1), "best_step": self.best["step"],
+                "selected_on": self.selection_split() if self.best["state"] is not None else "final"}
 
     def selection_split(self) -> str:
         """The split whose best overall accuracy chooses the evaluated weights (``train.select``), or
@@ -337,6 +417,47 @@ class Trainer:
         name = self.spec["train.select"]
         split = None if name == "final" else getattr(self.dataset, name)
         return name if split is not None and len(split) else "final"
+
+
+def fit_group(members: list[Trainer], on_failure=None) -> list[dict]:
+    """Train a fused group: each step's inputs are made once (the tower's forward pass) and every
+    member takes its own step on them, inside its own RNG streams. A member's ``train_s`` is its own
+    step time plus an equal part of the time spent making the inputs (its whole step time alone).
+    A member that fails is reported to ``on_failure(member, exc)`` and dropped; the others go on
+    (without ``on_failure``, or alone, the error propagates). Returns the timing figures of the
+    members that finished, in order."""
+    leader, spec = members[0], members[0].spec
+    start = min(m.start() for m in members)
+    train = leader.task.train_split if leader.task.train_split is not None else leader.dataset.train
+    sampler = StepBatchSampler(train.labels, spec["train.batch_size"], leader.task.sampler, spec["seed"],
+                               spec["train.iters"], start_step=start, rank=leader.dist.rank, world=leader.dist.world,
+                               balanced=spec.get("sampler.balanced", "uniform"))
+    active = list(members)
+    for m in members:
+        m.own_s, m.failed = 0.0, False
+    t_in = time.perf_counter()
+    for step, (x, labels) in enumerate(leader.train_inputs(train, sampler), start):
+        due = [m for m in active if step >= m.start_step]
+        shared = (time.perf_counter() - t_in) / max(len(due), 1)
+        for m in due:
+            t0 = time.perf_counter()
+            try:
+                with m.own_rng():
+                    m.train_step(step, x, labels)
+                    m.train_s += time.perf_counter() - t0 + shared
+                    m.after_step(step + 1)
+            except Exception as exc:  # noqa: BLE001 - one member's error is that member's failure
+                if on_failure is None or len(members) == 1:
+                    raise
+                m.failed = True
+                active.remove(m)
+                m.say(f"failed at step {step + 1}: {type(exc).__name__}: {exc}")
+                on_failure(m, exc)
+            m.own_s += time.perf_counter() - t0
+        if not active:
+            break
+        t_in = time.perf_counter()
+    return [m.finish() for m in active]
 
 
 def _pct(value) -> str:
@@ -358,58 +479,121 @@ def write_eval(run: RunDir, split: str, result) -> None:
     run.write_eval(split, result.to_dict(), result.per_class)
 
 
-def follow_run(run: RunDir, dist: Dist) -> dict:
+def follow_group(runs: list[RunDir], dist: Dist) -> None:
     """A rank other than 0: train in step with rank 0 on its slice of each batch; write nothing."""
-    trainer = Trainer(run, dist=dist)
-    if trainer.task.trainable():
-        trainer.fit(lambda record: None)
-    return {}
+    members = [m for m in Trainer.group(runs, dist=dist, on_failure=lambda run, exc: None) if m.task.trainable()]
+    for m in members:
+        m.log = lambda record: None
+    if members:
+        fit_group(members, on_failure=lambda member, exc: None)
 
 
-def train_run(run: RunDir, dist: Dist | None = None) -> dict:
-    """Run one training job end to end and return its final status fields."""
-    if dist is not None and not dist.main:
-        return follow_run(run, dist)
-    run.mark_running(pid=os.getpid(), host=socket.gethostname())
-    trainer = Trainer(run, dist=dist)
-    spec, device = trainer.spec, trainer.device
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
+def _logger(member: Trainer):
+    run, iters = member.run, member.spec["train.iters"]
 
     def log(record: dict) -> None:
         record["ts"] = now()
         run.append(run.metrics_file, record)
         if "loss" in record:
-            print(f"step {record['step']}/{spec['train.iters']} loss {record['loss']:.4f} lr {record['lr']:.3g}",
-                  flush=True)
+            member.say(f"step {record['step']}/{iters} loss {record['loss']:.4f} lr {record['lr']:.3g}")
         for split in ("val", "test"):
             if f"{split}/overall" in record:
-                print(f"step {record['step']} {split} overall {record[f'{split}/overall']:.2f}", flush=True)
+                member.say(f"step {record['step']} {split} overall {record[f'{split}/overall']:.2f}")
 
-    trained = bool(trainer.task.trainable())
-    with SystemMonitor(lambda r: run.append(run.system_file, r), use_gpu=device.type == "cuda") as monitor:
+    return log
+
+
+def train_run(run: RunDir, dist: Dist | None = None) -> dict:
+    """Run one training job end to end (a fused group of one) and return its final status fields."""
+    statuses = train_group([run], dist)
+    return statuses[0] if statuses else {}
+
+
+def train_group(runs: list[RunDir], dist: Dist | None = None, on_failure=None) -> list[dict]:
+    """Train runs that share their inputs as one fused group, end to end; return the final status of
+    each member that finished. ``on_failure(run, exc)`` records a member that fails (it is dropped,
+    the others go on); without it, or for a single run, the error propagates.
+
+    Costs: the group's wall time, energy and peak memory are measured once; each member's
+    ``wall_s`` is its own time (its steps, evaluations, checkpoints) plus an equal part of the
+    shared time (data, tower, start-up), so the members' shares add up to the group's wall time,
+    and its ``energy_kwh`` is the group's energy in the same proportion. ``peak_mem_mib`` is the
+    group's (a process's peak does not divide). Alone, every share is the whole.
+    """
+    if dist is not None and not dist.main:
+        follow_group(runs, dist)
+        return []
+    for run in runs:
+        run.mark_running(pid=os.getpid(), host=socket.gethostname())
+    members = Trainer.group(runs, dist=dist, on_failure=on_failure)
+    if not members:
+        return []
+    device = members[0].device
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    def fail(member: Trainer, exc: Exception) -> None:
+        member.failed = True
+        on_failure(member.run, exc)
+
+    for m in members:
+        m.log, m.own_s, m.failed = _logger(m), 0.0, False
+    trained = [m for m in members if m.task.trainable()]
+    timing = {id(m): {"train_s": 0.0, "s_per_iter": None, "selected_on": "final"} for m in members}
+
+    def write_system(record: dict) -> None:
+        for m in members:
+            m.run.append(m.run.system_file, record)
+
+    with SystemMonitor(write_system, use_gpu=device.type == "cuda") as monitor:
         t_start = time.perf_counter()
-        timing = trainer.fit(log) if trained else {"train_s": 0.0, "s_per_iter": None, "selected_on": "final"}
         if trained:
-            run.ckpt_dir.mkdir(exist_ok=True)
-            checkpoint.atomic_save(trainer.task.model.state_dict(), run.model_file)
-        for split in ("val", "test"):
-            if getattr(trainer.dataset, split) is not None and len(getattr(trainer.dataset, split)):
-                result = trainer.evaluate(split)
-                write_eval(run, split, result)
-                print(f"{split}: " + " ".join(f"{k} {_pct(getattr(result, k))}"
-                                               for k in ("overall", "many", "medium", "few")), flush=True)
+            finished = fit_group(trained, fail if on_failure else None)
+            timing.update(zip(map(id, [m for m in trained if not m.failed]), finished))
+        for m in [m for m in members if not m.failed]:
+            t0 = time.perf_counter()
+            try:
+                finish_run(m)
+            except Exception as exc:  # noqa: BLE001
+                if on_failure is None or len(members) == 1:
+                    raise
+                fail(m, exc)
+            m.own_s += time.perf_counter() - t0
         wall = time.perf_counter() - t_start
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else peak_rss_mib()
-    model_params = sum(p.numel() for p in trainer.task.model.parameters())
-    frozen_visual = sum(p.numel() for p in trainer.backbone.clip.visual.parameters())
-    cost = monitor.summary(wall)
-    cost.update(total_cost(run, wall, cost["energy_kwh"]))  # a resumed run adds its earlier segments
-    return run.mark_finished(
-        device=str(device),
-        trainable_params=count_trainable(trainer.task.model),
-        total_params=model_params + (0 if trainer.task.feature == "images" else frozen_visual),
-        iters=spec["train.iters"] if trained else 0, batch_size=spec["train.batch_size"],
-        peak_mem_mib=peak, stage=trainer.info.stage, parent_run_id=spec.get("stage1.run_id"),
-        skipped_images=run.skipped_images(), weights=trainer.backbone.weights.describe(),
-        **timing, **cost)
+    power = monitor.summary(wall)
+    shared_s = max(wall - sum(m.own_s for m in members), 0.0) / len(members)
+    statuses = []
+    for m in [m for m in members if not m.failed]:
+        share = min(m.own_s + shared_s, wall) if len(members) > 1 else wall
+        part = share / wall if wall > 0 else 1.0
+        energy = power["energy_kwh"] * part if power["energy_kwh"] is not None else None
+        cost = {**power, "energy_kwh": energy}
+        # a resumed run adds its earlier segments, in the same part as this one
+        cost.update(total_cost(m.run, share, energy, part=part))
+        model_params = sum(p.numel() for p in m.task.model.parameters())
+        frozen_visual = sum(p.numel() for p in m.backbone.clip.visual.parameters())
+        statuses.append(m.run.mark_finished(
+            device=str(device),
+            trainable_params=count_trainable(m.task.model),
+            total_params=model_params + (0 if m.task.feature == "images" else frozen_visual),
+            iters=m.spec["train.iters"] if m in trained else 0, batch_size=m.spec["train.batch_size"],
+            peak_mem_mib=peak, stage=m.info.stage, parent_run_id=m.spec.get("stage1.run_id"),
+            skipped_images=m.run.skipped_images(), weights=m.backbone.weights.describe(),
+            fused_size=len(runs), group_wall_s=wall, group_energy_kwh=power["energy_kwh"], group_peak_mem_mib=peak,
+            **timing[id(m)], **cost))
+    return statuses
+
+
+def finish_run(member: Trainer) -> None:
+    """Save the final (best-val) weights and write the val and test evaluations."""
+    run = member.run
+    if member.task.trainable():
+        run.ckpt_dir.mkdir(exist_ok=True)
+        checkpoint.atomic_save(member.task.model.state_dict(), run.model_file)
+    for split in ("val", "test"):
+        if getattr(member.dataset, split) is not None and len(getattr(member.dataset, split)):
+            result = member.evaluate(split)
+            write_eval(run, split, result)
+            member.say(f"{split}: " + " ".join(f"{k} {_pct(getattr(result, k))}"
+                                                for k in ("overall", "many", "medium", "few")))

@@ -1,0 +1,152 @@
+"""Fused training groups: one tower pass per step, each member bit-identical to training alone."""
+import os
+import signal
+import time
+
+import pytest
+import torch
+
+from lvmbench import cli, config, fused, launch, runner
+from lvmbench.runs.rundir import RunDir
+from lvmbench.store import open_readonly
+from lvmbench.train.__main__ import main as child_main
+from lvmbench.train.loop import train_group, train_run
+
+from .conftest import TINY
+from .conftest import make_run
+
+
+def metrics_by_step(run: RunDir) -> dict:
+    return {(m["step"], k): v for m in run.metrics() for k, v in m.items() if k not in ("step", "ts")}
+
+
+def assert_same_run(a: RunDir, b: RunDir) -> None:
+    """Same evaluations, per-class tables, logged metrics and final weights, bit for bit."""
+    for split in ("val", "test"):
+        assert a.evaluation(split) == b.evaluation(split)
+        assert a.per_class(split) == b.per_class(split)
+    assert metrics_by_step(a) == metrics_by_step(b)
+    wa, wb = (torch.load(r.ckpt_dir / "model.pt", weights_only=True) for r in (a, b))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert a.status()["best_step"] == b.status()["best_step"]
+
+
+def alone_then_fused(runs, ckpt, methods, between=lambda: None, **extra):
+    alone = [make_run(runs, m, ckpt, **extra) for m in methods]
+    for run in alone:
+        assert train_run(run)["status"] == "finished", run.status().get("error")
+    between()
+    group = [make_run(runs, m, ckpt, **extra) for m in methods]
+    statuses = train_group(group)
+    assert [s["status"] for s in statuses] == ["finished"] * len(methods)
+    return alone, group
+
+
+def test_a_fused_group_is_bit_identical_to_its_runs_alone(tmp_path, random_tiny_clip, monkeypatch):
+    from lvmbench.models.backbone import Backbone
+
+    calls = []
+    original = Backbone.tokens
+    monkeypatch.setattr(Backbone, "tokens", lambda self, x: calls.append(len(x)) or original(self, x))
+    alone, group = alone_then_fused(tmp_path, random_tiny_clip, ["ce", "focal", "balanced_softmax"],
+                                    between=calls.clear)
+    for a, b in zip(alone, group):
+        assert_same_run(a, b)
+    assert calls == [16] * 6  # one tower pass per step for the group (TINY: 6 steps of 16; eval from the cache)
+    for run in group:
+        status = run.status()
+        assert status["fused_size"] == 3 and 0 < status["wall_s"] <= status["group_wall_s"]
+
+
+def test_partition_by_what_members_share():
+    def spec(method, **sets):
+        return config.resolve("mnist-lt", "tiny-clip", method, overrides=config.parse_sets(
+            TINY + [f"{k}={v}" for k, v in sets.items()]))
+
+    specs = [spec("ce"), spec("focal", **{"train.lr": 0.1}), spec("crt", **{"stage1.run_id": "s1"}),
+             spec("zeroshot"), spec("lws", **{"stage1.run_id": "s1"}), spec("ldam", **{"train.batch_size": 8}),
+             spec("balanced_softmax"), spec("disalign", **{"stage1.run_id": "s1"})]
+    # ldam: another batch size; crt/lws: class-balanced sampling, disalign: instance; zero-shot trains nothing
+    assert fused.partition(specs) == [[0, 1, 6], [2, 4], [3], [5], [7]]
+    assert fused.partition(specs, fuse=False) == [[i] for i in range(len(specs))]
+
+
+@pytest.mark.slow
+def test_two_stage_methods_fuse_over_one_stage1_run(tmp_path, random_tiny_clip):
+    stage1 = make_run(tmp_path, "ce", random_tiny_clip)
+    assert train_run(stage1)["status"] == "finished"
+    alone, group = alone_then_fused(tmp_path, random_tiny_clip, ["crt", "lws"], **{"stage1.run_id": stage1.run_id})
+    for a, b in zip(alone, group):
+        assert_same_run(a, b)
+
+
+def test_a_failing_member_does_not_stop_the_group(tmp_path, random_tiny_clip):
+    alone = make_run(tmp_path, "ce", random_tiny_clip)
+    train_run(alone)
+    diverging = make_run(tmp_path, "focal", random_tiny_clip, **{"train.lr": 1e30})  # first: it leads the group
+    ce = make_run(tmp_path, "ce", random_tiny_clip)
+    assert child_main([str(diverging.path), str(ce.path)]) == 0
+    failed = diverging.status()
+    assert failed["status"] == "failed" and failed["error"].startswith("NonFiniteLoss: loss became nan")
+    assert failed["user_error"] is False
+    assert ce.status()["status"] == "finished"
+    assert_same_run(alone, ce)
+
+
+# Checkpoints at 5, 10, 15, 20 and 24; validation at 8, 16 and 24; every step logged.
+BUDGET = ["train.iters=24", "train.batch_size=16", "train.eval_every=8", "train.warmup_iters=2",
+          "train.log_every=1", "train.threads=1", "ckpt.every=5"]
+
+
+@pytest.mark.slow
+def test_a_killed_fused_group_resumes_exactly(store, random_tiny_clip):
+    results, runs = store
+    specs = [config.resolve("mnist-lt", "tiny-clip", m, pretrained=random_tiny_clip,
+                            overrides=config.parse_sets(BUDGET)) for m in ("ce", "balanced_softmax")]
+    reference = [launch.prepare(s, runs) for s in specs]
+    for run in reference:
+        train_run(run)
+    group = launch.prepare_group(specs, runs)
+    proc = launch.spawn(group[0], members=group[1:])
+    while min(r.last_step() for r in group) < 7:
+        assert proc.poll() is None, group[0].log_tail(5)
+        time.sleep(0.02)
+    assert all(r.lock().held_elsewhere() for r in group)  # each member is owned, like a run alone
+    os.kill(proc.pid, signal.SIGKILL)
+    killed = launch.wait_group(proc, group, interval=0.05)
+    assert [s["status"] for s in killed] == ["killed", "killed"]
+    status = runner.resume_headless(group[1].run_id, runs, results)  # either member brings back the group
+    assert status["status"] == "finished"
+    for a, b in zip(reference, group):
+        assert b.status()["status"] == "finished" and b.status()["resumes"] == 1
+        assert b.status()["segments"] == 2  # the killed segment's cost counts too (the member's share of it)
+        assert_same_run(a, b)
+    assert "resuming from step 5" in group[1].log_file.read_text()  # the second member's own log
+
+
+@pytest.mark.slow
+def test_run_a_list_of_methods_as_one_fused_group(store, random_tiny_clip, capsys):
+    results, runs = store
+    assert cli.main(["run", "--headless", "--method", "ce,focal,zeroshot", "--pretrained", random_tiny_clip,
+                     "--set", *TINY]) == 0
+    with open_readonly(results) as con:
+        rows = con.execute("SELECT method, fused_group, fused_size, wall_s, group_wall_s, peak_mem_mib, "
+                           "group_peak_mem_mib FROM runs ORDER BY method").fetchall()
+    (ce, focal, zeroshot) = rows
+    assert ce[1] == focal[1] and ce[1].startswith("fuse-") and ce[2] == focal[2] == 2
+    assert ce[4] == focal[4] and 0 < ce[3] <= ce[4] and 0 < focal[3] <= focal[4] and ce[3] + focal[3] <= ce[4] + 1e-6
+    assert ce[5] == ce[6]  # a group's peak memory does not divide: each member shows it
+    assert zeroshot[1] is None and zeroshot[2] == 1 and zeroshot[3] == zeroshot[4]  # alone: its own costs
+
+
+def test_a_members_earlier_segments_count_in_its_share(tmp_path):
+    """A resumed member's killed segment is read from its samples (the whole process's): it counts
+    in the member's share of the segment it finished, as a run alone counts it whole."""
+    from lvmbench.runs.segments import total_cost
+
+    run = RunDir.create(tmp_path, {"dataset": "mnist-lt", "method": "ce", "seed": 0})
+    run.write_status(segment_starts=[100.0, 200.0])
+    for ts, joules in ((100.0, 0.0), (150.0, 3.6e6)):  # the killed segment: 50 s, 1 kWh
+        run.append(run.system_file, {"ts": ts, "energy_j": joules, "gpu_index": 0, "power_w": None})
+    assert total_cost(run, 10.0, 1.0) == {"wall_s": 60.0, "energy_kwh": 2.0, "segments": 2}
+    assert total_cost(run, 5.0, 0.5, part=0.5) == {"wall_s": 30.0, "energy_kwh": 1.0, "segments": 2}
