@@ -125,9 +125,9 @@ def test_missing_class_names_stop_the_cli_before_a_run(store, tmp_path):
 
 @pytest.mark.parametrize("method,sets,message", [
     ("zeroshot", {"head.init": "text"}, "head.init=text applies to methods of kind decoder, linear_probe, "
-                                        "full_finetune; zeroshot is zeroshot"),
+                                        "full_finetune, peft; zeroshot is zeroshot"),
     ("crt", {"head.init": "text"}, "head.init=text applies to methods of kind decoder, linear_probe, "
-                                   "full_finetune; crt is stage2"),
+                                   "full_finetune, peft; crt is stage2"),
     ("ce", {"coop.shots": 4}, "coop.shots applies to methods of kind coop; ce is decoder"),
     ("linear_probe", {"finetune.grad_checkpointing": True}, "finetune.grad_checkpointing applies to methods of "
                                                             "kind full_finetune; linear_probe is linear_probe"),

@@ -381,7 +381,7 @@ def test_cbs_row_is_in_every_paper_preset():
     cbs = catalog.method("cbs")
     assert (cbs.kind, cbs.loss, cbs.sampler, cbs.stage) == ("decoder", "ce", "balanced", 1)
     for name, preset in PRESETS.items():
-        if name.startswith("paper"):
+        if name.startswith("paper") and name != "paper-lift":  # the study's presets (paper-lift is LIFT's)
             assert "cbs" in preset.methods, name
 
 

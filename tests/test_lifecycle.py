@@ -162,6 +162,8 @@ def test_sigkill_of_a_foreground_run_kills_its_child_recorded_killed_and_resumab
     parent.kill()
     parent.wait()
     wait_for(lambda: pid_gone(child), timeout=10, what="the child to die with its parent")
+    # a zombie leader's other threads may still hold the descriptor table (and the run's lock) a moment
+    wait_for(lambda: not run.lock().held_elsewhere(), timeout=10, what="the child's last thread to exit")
     assert cli.main(["ingest", "--runs-dir", str(runs), "--results", str(results)]) == 0
     status = run.status()
     assert status["status"] == "killed" and status["error"].startswith(f"training process {child} is gone")
