@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the embedded benchmark: a small grid on tiny-clip / mnist-lt, then the table")
     demo.add_argument("--method", help="comma-separated methods (default: the embedded preset's)")
+    demo.add_argument("--full", action="store_true",
+                      help="also LIFT's lightweight fine-tuning inside the tower (a few minutes more on a CPU)")
     demo.add_argument("--seed", default="0", help="comma-separated seeds")
     demo.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
     demo.add_argument("--max-parallel", type=int, default=DEMO_PARALLEL, help="runs at a time")
@@ -240,8 +242,13 @@ def cmd_demo(args) -> int:
     from . import sweep
     from .runner import cancel_on_sigterm, check_store
 
+    from .exec.presets import EMBEDDED_FULL_METHODS
+
+    if args.full and args.method:
+        raise UserError("demo: --full adds LIFT to the embedded preset's methods; with --method, name the methods yourself")
     sets, variants = sweep.parse_set_grid(args.set)
-    axes = sweep.build_axes("embedded", methods=sweep.split_list(args.method), seeds=sweep.parse_seeds(args.seed),
+    methods = list(EMBEDDED_FULL_METHODS) if args.full else sweep.split_list(args.method)
+    axes = sweep.build_axes("embedded", methods=methods, seeds=sweep.parse_seeds(args.seed),
                             sets=sets, variants=variants)
     check_store(paths.runs_dir(args.runs_dir), paths.results_path(args.results))
     with cancel_on_sigterm():

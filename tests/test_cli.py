@@ -2,8 +2,11 @@
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
+
+from lvmbench import cli
 
 from .conftest import TINY
 
@@ -73,3 +76,20 @@ def test_two_stage_reuses_one_stage1_run(store):
     assert [r["method"] for r in rows] == ["ce", "marc", "lws"]
     ce_id = lvmbench("sql", "SELECT run_id FROM runs WHERE method = 'ce'", "--format", "csv").stdout.split()[1]
     assert [r["parent_run_id"] for r in rows[1:]] == [ce_id, ce_id] and [r["stage"] for r in rows] == [1, 2, 2]
+
+
+def test_demo_full_adds_lift_to_the_embedded_grid(store, monkeypatch):
+    from lvmbench import sweep
+    from lvmbench.exec.presets import EMBEDDED_METHODS
+
+    seen = []
+    monkeypatch.setattr(sweep, "run_sweep", lambda axes, *a, **kw: seen.append(axes) or SimpleNamespace(ok=True))
+    assert cli.main(["demo"]) == 0 and cli.main(["demo", "--full"]) == 0
+    assert seen[0].methods == list(EMBEDDED_METHODS) and seen[1].methods == [*EMBEDDED_METHODS, "lift"]
+    assert seen[1].datasets == ["mnist-lt"] and seen[1].backbones == ["tiny-clip"]
+
+
+def test_demo_full_with_methods_is_one_line(store, capsys):
+    assert cli.main(["demo", "--full", "--method", "ce"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: demo: --full adds LIFT to the embedded preset's methods; "
+                                               "with --method, name the methods yourself")

@@ -18,6 +18,8 @@ PAPER_METHODS = tuple(m.name for m in catalog.METHODS.values() if m.kind != "pef
 # each parameter-efficient method, evaluated with test-time ensembling as its scripts do.
 LIFT_METHODS = ("zeroshot", *(m.name for m in catalog.METHODS.values() if m.kind == "peft"))
 EMBEDDED_METHODS = ("zeroshot", "ce", "balanced_softmax", "lade", "disalign", "marc")  # the README's results table
+# ``lvmbench demo --full`` adds LIFT (Shi et al. 2024): tuning inside the tower costs minutes more on a CPU.
+EMBEDDED_FULL_METHODS = EMBEDDED_METHODS + ("lift",)
 
 
 @dataclass(frozen=True)
