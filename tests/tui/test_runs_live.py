@@ -54,7 +54,8 @@ async def test_a_shell_run_shows_live_finishes_and_a_second_is_cancelled_from_th
     app = LvmbenchApp(results="results.duckdb", runs_dir="runs")
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("f3")
-        quick = shell_run(*TINY)
+        # long enough (a few seconds) that it still trains when the UI next refreshes, short enough to wait for
+        quick = shell_run(*TINY, "train.iters=200", "train.eval_every=100")
         found: list = []
         await wait_until(pilot, lambda: training(found), 300, "the shell run to train")
         run_id = found[0]
