@@ -150,10 +150,16 @@ def state_word(job: Job) -> str:
 
 
 def varied_settings(jobs: list[Job]) -> list[str]:
-    """The ``--set`` keys whose value differs between the grid's runs (what a settings sweep varies)."""
-    keys = dict.fromkeys(k for j in jobs if not j.implicit for k in j.spec
+    """The ``--set`` keys whose value differs between runs of one method on one dataset and backbone
+    (what a settings sweep varies; methods differing by their own profiles vary nothing)."""
+    cells: dict[tuple, list[dict]] = {}
+    for j in jobs:
+        if not j.implicit:
+            cells.setdefault(tuple(j.spec.get(k) for k in ("dataset", "backbone", "pretrained", "method")),
+                             []).append(j.spec)
+    keys = dict.fromkeys(k for specs in cells.values() for spec in specs for k in spec
                          if k in config.SCHEMA and k not in ("loss", "stage1.run_id") or k.startswith("loss."))
-    return [k for k in keys if len({repr(j.spec.get(k)) for j in jobs if not j.implicit}) > 1]
+    return [k for k in keys if any(len({repr(spec.get(k)) for spec in specs}) > 1 for specs in cells.values())]
 
 
 def preflight_all(jobs: list[Job]) -> None:
@@ -240,8 +246,8 @@ def report(outcome: Outcome, results: Path, out: Console, waited: bool, runs_dir
         print_table(results, "backbones" if several else "main", dataset=dataset, console=out)
     varied = varied_settings(outcome.jobs)
     if varied:
-        out.print("[yellow]note:[/] the tables keep the latest run per method and seed, whatever its settings; "
-                  "compare the settings swept with: lvmbench sql \"{}\" --results {}".format(
+        out.print("[yellow]note:[/] each value of a swept setting is a row of its own in the tables; "
+                  "side by side: lvmbench sql \"{}\" --results {}".format(
                       settings_query(varied).replace('"', '\\"'), results),
                   soft_wrap=True)
 

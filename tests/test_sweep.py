@@ -190,3 +190,17 @@ def test_a_failed_child_does_not_stop_the_sweep_and_blocks_its_dependents(store)
     assert by_method["crt"].error == "stage-1 run mnist-lt no-such-backbone ce s0 failed"
     assert "unknown backbone 'no-such-backbone'" in by_method["ce"].error
     assert sorted(p.parent.name.split("-")[2] for p in runs.glob("*/spec.json")) == ["ce", "zeroshot"]
+
+
+def test_varied_settings_are_what_a_settings_sweep_varies_not_a_methods_profile():
+    from types import SimpleNamespace
+
+    from lvmbench import config, sweep
+
+    def job(method, **sets):
+        return SimpleNamespace(implicit=False, spec=config.resolve("mnist-lt", "tiny-clip", method, overrides=sets))
+
+    # lift and full_finetune bring their own lr, optimizer and head: a grid of methods sweeps no setting
+    assert sweep.varied_settings([job("ce"), job("lift"), job("full_finetune"), job("ldam")]) == []
+    assert sweep.varied_settings([job("ce", **{"train.lr": 0.01}), job("ce", **{"train.lr": 0.03}),
+                                  job("lift")]) == ["train.lr"]
