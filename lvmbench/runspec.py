@@ -86,7 +86,7 @@ def load_file(path: str | Path) -> Request:
 
 def stored_spec(run_id: str, runs_dir: Path, results: Path) -> dict[str, Any]:
     """A run's spec: from its directory, else from the results database."""
-    from .rundir import RUN_ID_RE
+    from .runs.rundir import RUN_ID_RE
 
     if not RUN_ID_RE.fullmatch(run_id):
         raise UserError(f"--from {run_id!r}: not a run id")

@@ -69,7 +69,7 @@ def _system_key(sample: dict, column: str) -> str:
 
 def metrics_of(tables: dict[str, list[dict]]) -> list[tuple[str, float, int, int]]:
     """(key, value, timestamp in ms, step) of everything a run's MLflow record holds as metrics."""
-    from ..rundir import now
+    from ..runs.rundir import now
 
     run = tables["runs"][0]
     end = _ms(run["ended_at"]) or _ms(run["started_at"]) or int(now() * 1000)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..rundir import RunDir
+from ..runs.rundir import RunDir
 
 
 def pending_file(results: Path) -> Path:
