@@ -91,3 +91,30 @@ async def test_resume_key_relaunches_only_an_interrupted_run(fixture_store):
     assert launched == [jobs.LaunchRequest(resume="mnist-lt-focal-s0-fixture")]
     argv = launched[0].argv("ignored", runs_dir, results)
     assert argv[3:8] == ["run", "--headless", "--resume", "mnist-lt-focal-s0-fixture", "--no-ingest"]
+
+
+async def test_result_table_measures_columns_at_once_and_keeps_the_cursor_on_an_unchanged_reload():
+    """Columns are as wide as their widest cell the moment rows are shown (not cut to the width of their
+    names until Textual is idle); showing the same rows again, as a periodic reload does, moves nothing."""
+    from textual.app import App
+
+    from lvmbench.tui.widgets.table import ResultTable
+
+    class One(App):
+        def compose(self):
+            yield ResultTable()
+
+    columns, rows = ["Method", "Few"], [["balanced_softmax", 87.6], ["ce", 76.25], ["lade", 84.9]]
+    async with One().run_test(size=(80, 24)) as pilot:
+        table = pilot.app.query_one(ResultTable)
+        table.show(columns, rows)
+        assert [c.get_render_width(table) - 2 * table.cell_padding for c in table.ordered_columns] == \
+            [len("balanced_softmax"), len("76.25")]
+        table.move_cursor(row=2)
+        await pilot.pause()
+        table.show(columns, [list(r) for r in rows])
+        await pilot.pause()
+        assert table.cursor_row == 2
+        table.show(columns, rows[:2])
+        await pilot.pause()
+        assert table.row_count == 2

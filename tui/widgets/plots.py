@@ -7,6 +7,10 @@ from textual_plotext import PlotextPlot
 
 from ..follow import Series
 
+# Every series gets its colour here: plotext would pick from its theme's sequence when the series is added,
+# and the theme is set only when a plot is first drawn, so the colours would depend on timing.
+COLORS = [(0, 130, 200), (60, 180, 75), (230, 25, 75), (245, 130, 48)]
+
 
 class SeriesPlot(PlotextPlot):
     """``show([(label, series, "left"|"right"), ...])`` redraws; an empty plot says it is waiting."""
@@ -24,9 +28,9 @@ class SeriesPlot(PlotextPlot):
         has_data = any(s.x for _, s, _ in lines)
         plt.title(self._title if has_data or not empty else f"{self._title} ({empty})")
         plt.xlabel(self._xlabel)
-        for label, series, side in lines:
+        for (label, series, side), color in zip(lines, COLORS * len(lines)):
             if series.x:
-                plt.plot(series.x, series.y, label=label, yside=side, marker="braille")
+                plt.plot(series.x, series.y, label=label, yside=side, marker="braille", color=color)
         self.refresh()
 
 
@@ -73,11 +77,12 @@ class CostScatter(PlotextPlot):
         if self.plotted:
             xs, ys = [math.log10(x) for _, x, _ in self.plotted], [y for _, _, y in self.plotted]
             powers, names = power_ticks(min(x for _, x, _ in self.plotted), max(x for _, x, _ in self.plotted))
-            plt.scatter(xs, ys, marker="●")
+            plt.scatter(xs, ys, marker="●", color=COLORS[0])
             middle = (powers[0] + powers[-1]) / 2  # labels in the right half of the axis end at their point
             for (label, _, y), x in zip(self.plotted, xs):
                 right = x > middle
-                plt.text(f"{label} ●" if right else f"● {label}", x, y, alignment="right" if right else "left")
+                plt.text(f"{label} ●" if right else f"● {label}", x, y, alignment="right" if right else "left",
+                         color=COLORS[0])
             plt.xlim(powers[0], powers[-1])
             plt.xticks(powers, names)
         self.refresh()
