@@ -317,11 +317,11 @@ def test_stage2_weight_decay_per_recipe(recipe, method):
 
 
 def test_stage1_of_a_reference_stage2_run_is_the_plain_ce_run():
-    from lvmbench import launch
+    from lvmbench.runs import plan
 
     crt = config.resolve("mnist-lt", "tiny-clip", "crt", overrides={"recipe": "reference"})
     ce = config.resolve("mnist-lt", "tiny-clip", "ce", overrides={"recipe": "reference"})
-    assert config.config_hash(launch.stage1_spec(crt)) == config.config_hash(ce)
+    assert config.config_hash(plan.stage1_spec(crt)) == config.config_hash(ce)
 
 
 def _shares(labels, drawn):
@@ -391,10 +391,10 @@ def test_cbs_row_is_in_every_paper_preset():
 def _stored_run(runs, method, recipe, overall, few, dataset="mnist-lt", selected_on="val", seed=0):
     import json
 
-    from lvmbench import launch
+    from lvmbench.runs import plan
 
     spec = config.resolve(dataset, "tiny-clip", method, seed=seed, overrides={"recipe": recipe})
-    run = launch.prepare(spec, runs)
+    run = plan.prepare(spec, runs)
     run.write_status(status="finished", started_at=1_700_000_000, ended_at=1_700_000_060, stage=1,
                      selected_on=selected_on, best_step=100)
     ev = {"split": "test", "overall": overall, "many": 90.0, "medium": 40.0, "few": few, "precision": 55.0,

@@ -6,7 +6,8 @@ import time
 import pytest
 import torch
 
-from lvmbench import cli, config, fused, launch, runner
+from lvmbench import cli, config, fused, runner
+from lvmbench.runs import plan, process
 from lvmbench.runs.rundir import RunDir
 from lvmbench.store import open_readonly
 from lvmbench.train.__main__ import main as child_main
@@ -103,17 +104,17 @@ def test_a_killed_fused_group_resumes_exactly(store, random_tiny_clip):
     results, runs = store
     specs = [config.resolve("mnist-lt", "tiny-clip", m, pretrained=random_tiny_clip,
                             overrides=config.parse_sets(BUDGET)) for m in ("ce", "balanced_softmax")]
-    reference = [launch.prepare(s, runs) for s in specs]
+    reference = [plan.prepare(s, runs) for s in specs]
     for run in reference:
         train_run(run)
-    group = launch.prepare_group(specs, runs)
-    proc = launch.spawn(group[0], members=group[1:])
+    group = plan.prepare_group(specs, runs)
+    proc = process.spawn(group[0], members=group[1:])
     while min(r.last_step() for r in group) < 7:
         assert proc.poll() is None, group[0].log_tail(5)
         time.sleep(0.02)
     assert all(r.lock().held_elsewhere() for r in group)  # each member is owned, like a run alone
     os.kill(proc.pid, signal.SIGKILL)
-    killed = launch.wait_group(proc, group, interval=0.05)
+    killed = process.wait_group(proc, group, interval=0.05)
     assert [s["status"] for s in killed] == ["killed", "killed"]
     status = runner.resume_headless(group[1].run_id, runs, results)  # either member brings back the group
     assert status["status"] == "finished"

@@ -18,10 +18,11 @@ import duckdb
 import pytest
 from rich.console import Console
 
-from lvmbench import cli, config, launch, paths
+from lvmbench import cli, config, paths
+from lvmbench.runs import plan
 from lvmbench.errors import UserError
 from lvmbench.render import render
-from lvmbench.rundir import RunDir
+from lvmbench.runs.rundir import RunDir
 from lvmbench.store import open_writer
 from lvmbench.store.ingest import ingest_run
 
@@ -30,7 +31,7 @@ from .conftest import TINY
 
 def make_run(runs, method="ce", **extra):
     spec = config.resolve("mnist-lt", "tiny-clip", method, overrides={**config.parse_sets(TINY), **extra})
-    return launch.prepare(spec, runs)
+    return plan.prepare(spec, runs)
 
 
 def fake_results(path: Path, metrics: int = 0) -> Path:

@@ -7,7 +7,8 @@ import shutil
 import pytest
 import torch
 
-from lvmbench import config, launch
+from lvmbench import config
+from lvmbench.runs import plan
 from lvmbench.models import tiny_clip
 from lvmbench.train import cache
 from lvmbench.train.batches import StepBatchSampler
@@ -26,7 +27,7 @@ RESULT_NEUTRAL = {
     "data.allow_missing_classes": "run when the train split lacks classes (otherwise the run refuses to start)",
 }
 # Left out of the hash by design: a stage-2 job's hash is computed before its stage-1 run exists, and a
-# sweep derives the stage-1 spec from the stage-2 spec's own keys (launch.stage1_spec).
+# sweep derives the stage-1 spec from the stage-2 spec's own keys (plan.stage1_spec).
 NOT_HASHED_BY_DESIGN = {"stage1.run_id"}
 
 
@@ -94,7 +95,7 @@ def cache_keys(monkeypatch, tmp_path):
 def trainer(tmp_path, ckpt, backbone="tiny-clip", **sets) -> Trainer:
     overrides = config.parse_sets(["train.threads=1", *(f"{k}={v}" for k, v in sets.items())])
     spec = config.resolve("mnist-lt", backbone, "ce", pretrained=ckpt, overrides=overrides)
-    return Trainer(launch.prepare(spec, tmp_path / "runs"))
+    return Trainer(plan.prepare(spec, tmp_path / "runs"))
 
 
 def val_key(t: Trainer, keys: list, views: int = 1) -> str:

@@ -244,13 +244,13 @@ def test_bad_folders_are_named_and_skipped_and_the_good_runs_stored(store, capsy
 
 
 def test_a_broken_spec_does_not_stop_a_scan_for_finished_runs(store, capsys):
-    from lvmbench import launch
+    from lvmbench.runs import plan
 
     results, runs_dir = store
     good = fake_run(runs_dir, "ce")
     broken = fake_run(runs_dir, "focal")
     broken.spec_file.write_text("{")
-    assert [r.run_id for r in launch.finished_runs(runs_dir).values()] == [good.run_id]
+    assert [r.run_id for r in plan.finished_runs(runs_dir).values()] == [good.run_id]
     assert cli.main(["sweep", "--method", "ce,crt", "--dry-run"]) == 0
 
 

@@ -302,12 +302,13 @@ def test_config_file_gives_the_spec_written_by_hand_and_set_wins(tmp_path, monke
 
 
 def test_from_reruns_the_stored_spec_exactly_or_changed(tmp_path, monkeypatch):
-    from lvmbench import config, launch
+    from lvmbench import config
+    from lvmbench.runs import plan
 
     runs = tmp_path / "runs"
     spec = config.resolve("mnist-lt", "tiny-clip", "focal", seed=2,
                           overrides={"train.lr": 0.02, "loss.gamma": 1.5, "train.iters": 30})
-    stored_run = launch.prepare(spec, runs)
+    stored_run = plan.prepare(spec, runs)
     argv = ["run", "--headless", "--from", stored_run.run_id, "--runs-dir", str(runs)]
     assert captured_run(monkeypatch, argv) == spec
     again = captured_run(monkeypatch, argv + ["--seed", "7", "--set", "loss.gamma=3"])
@@ -316,11 +317,12 @@ def test_from_reruns_the_stored_spec_exactly_or_changed(tmp_path, monkeypatch):
 
 
 def test_from_a_two_stage_run_keeps_its_parent_only_when_unchanged(tmp_path, monkeypatch):
-    from lvmbench import config, launch
+    from lvmbench import config
+    from lvmbench.runs import plan
 
     runs = tmp_path / "runs"
     spec = {**config.resolve("mnist-lt", "tiny-clip", "crt", seed=0), "stage1.run_id": "mnist-lt-ce-parent"}
-    stored_run = launch.prepare(spec, runs)
+    stored_run = plan.prepare(spec, runs)
     argv = ["run", "--headless", "--from", stored_run.run_id, "--runs-dir", str(runs)]
     assert captured_run(monkeypatch, argv)["stage1.run_id"] == "mnist-lt-ce-parent"
     assert captured_run(monkeypatch, argv + ["--seed", "1"])["stage1.run_id"] is None  # found or trained anew
@@ -459,14 +461,14 @@ def test_a_preempted_slurm_job_is_requeued_and_ends_with_the_numbers_of_an_unint
     import time
 
     submitit = pytest.importorskip("submitit")
-    from lvmbench import launch
+    from lvmbench.runs import plan
     from lvmbench.exec.slurm import RunJob
 
     runs, spec = tmp_path / "runs", long_enough_spec()
-    reference = launch.prepare(spec, runs)
+    reference = plan.prepare(spec, runs)
     assert RunJob(str(reference.path))()["status"] == "finished"
 
-    run = launch.prepare(spec, runs)
+    run = plan.prepare(spec, runs)
     executor = submitit.LocalExecutor(folder=str(tmp_path / "submitit"), max_num_timeout=2)
     executor.update_parameters(timeout_min=10)
     job = executor.submit(RunJob(str(run.path)))
@@ -484,12 +486,12 @@ def test_a_preempted_slurm_job_is_requeued_and_ends_with_the_numbers_of_an_unint
 
 
 def test_a_sweep_run_again_continues_interrupted_runs_instead_of_starting_over(tmp_path):
-    from lvmbench import config, launch, sweep
+    from lvmbench import config, sweep
     from lvmbench.exec.grid import expand
-    from lvmbench.runs.plan import PENDING, plan
+    from lvmbench.runs.plan import PENDING, plan, prepare, start_or_continue
 
     runs, spec = tmp_path / "runs", long_enough_spec()
-    killed = launch.prepare(spec, runs)
+    killed = prepare(spec, runs)
     killed.ckpt_dir.mkdir(parents=True, exist_ok=True)
     (killed.ckpt_dir / "last.pt").write_bytes(b"checkpoint")
     killed.write_status(status="killed", error="killed by SIGKILL")
@@ -500,7 +502,7 @@ def test_a_sweep_run_again_continues_interrupted_runs_instead_of_starting_over(t
     [job] = plan(expand(axes), runs)
     assert job.hash == config.config_hash(spec) == killed.spec()["config_hash"]
     assert job.state == PENDING and job.run.run_id == killed.run_id and sweep.state_word(job).startswith("continue")
-    run = launch.start_or_continue(job.run, job.spec, runs)
+    run = start_or_continue(job.run, job.spec, runs)
     assert run.path == killed.path and run.status()["status"] == "queued" and run.status()["resumes"] == 1
     (killed.ckpt_dir / "last.pt").unlink()  # no checkpoint: nothing to continue, a new run starts
     killed.write_status(status="killed")
@@ -509,11 +511,12 @@ def test_a_sweep_run_again_continues_interrupted_runs_instead_of_starting_over(t
 
 
 def test_from_with_another_method_or_recipe_takes_its_defaults_and_keeps_the_chosen_settings(tmp_path, monkeypatch):
-    from lvmbench import config, launch
+    from lvmbench import config
+    from lvmbench.runs import plan
 
     runs = tmp_path / "runs"
     spec = config.resolve("mnist-lt", "tiny-clip", "ldam", seed=0, overrides={"train.lr": 0.02, "train.iters": 30})
-    stored_run = launch.prepare(spec, runs)
+    stored_run = plan.prepare(spec, runs)
     argv = ["run", "--headless", "--from", stored_run.run_id, "--runs-dir", str(runs)]
     as_focal = captured_run(monkeypatch, argv + ["--method", "focal"])
     assert as_focal == config.resolve("mnist-lt", "tiny-clip", "focal", seed=0,
@@ -526,11 +529,12 @@ def test_from_with_another_method_or_recipe_takes_its_defaults_and_keeps_the_cho
 def test_the_settings_query_a_settings_sweep_points_to_keeps_the_settings_apart(tmp_path, capsys):
     import json
 
-    from lvmbench import cli, config, launch, sweep
+    from lvmbench import cli, config, sweep
+    from lvmbench.runs import plan
 
     runs, db = tmp_path / "runs", tmp_path / "r.duckdb"
     for lr, seed, overall in ((0.01, 0, 50.0), (0.01, 1, 52.0), (0.03, 0, 60.0)):
-        run = launch.prepare(config.resolve("mnist-lt", "tiny-clip", "ce", seed=seed,
+        run = plan.prepare(config.resolve("mnist-lt", "tiny-clip", "ce", seed=seed,
                                             overrides={"train.lr": lr}), runs)
         run.write_status(status="finished", ended_at=1_700_000_000 + seed)
         (run.eval_dir / "test.json").write_text(json.dumps({"split": "test", "overall": overall}))

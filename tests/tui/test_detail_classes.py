@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lvmbench.rundir import RunDir
+from lvmbench.runs.rundir import RunDir
 from lvmbench.tui.app import LvmbenchApp
 from lvmbench.tui.screens.detail import RunDetailScreen
 
