@@ -27,9 +27,11 @@ MUTATE := "lvmbench.methods.*" "lvmbench.evaluate.*" "lvmbench.data.samplers.*" 
 	"lvmbench.config.x_loss_hparams*" "lvmbench.store.ingest.*" "lvmbench.train.loop.x_lr_factor*" \
 	"lvmbench.train.loop.x_build_optimizer*" "lvmbench.train.loop.x_optimizer_summary*"
 
+# One OpenMP thread: mutmut forks its test children from a process that already ran torch, and a forked
+# child entering an OpenMP parallel region of the parent's thread pool hangs until mutmut's time limit.
 mutate: $(STAMP)
 	rm -rf mutants
-	HF_HUB_OFFLINE=1 $(VENV)/bin/mutmut run --max-children 2 $(MUTATE)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(VENV)/bin/mutmut run --max-children 2 $(MUTATE)
 	$(VENV)/bin/mutmut results
 	HF_HUB_OFFLINE=1 $(PY) scripts/replay_bugs.py
 

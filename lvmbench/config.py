@@ -304,8 +304,6 @@ def validate(spec: dict[str, Any]) -> None:
     """Check every value and the loss hyper-parameters against the loss registry."""
     for key in SCHEMA:
         check_value(key, spec[key])
-    if spec["decoder.depth"] > 0 and spec["train.batch_size"] <= 0:
-        raise UserError("train.batch_size must be > 0")
     loss_keys = {k[5:]: v for k, v in spec.items() if k.startswith("loss.")}
     if loss_keys or spec["loss"] is not None:
         from .methods.losses import LOSSES  # imports torch: only the training side sets loss hparams
@@ -320,7 +318,7 @@ def validate(spec: dict[str, Any]) -> None:
             if hp not in valid:
                 raise UserError(f"loss.{hp}: loss '{name}' takes {', '.join(sorted(valid)) or 'no hyper-parameters'}")
         try:
-            LOSSES[name].check(loss_keys, spec.get("recipe", "paper"))  # types and ranges, next to the defaults
+            LOSSES[name].check(loss_keys)  # types and ranges (the same under every recipe)
         except ValueError as exc:
             raise UserError(f"loss.{exc} ({name})") from None
     _check_method_keys(spec)

@@ -58,3 +58,38 @@ def test_config_hash_tracks_what_changes_results():
     assert config.config_hash(a) != config.config_hash({**a, "train.lr": 0.5})
     assert config.config_hash(a) != config.config_hash({**a, "seed": 1})
     assert config.config_hash(a) == config.config_hash({**a, "train.num_workers": 4})
+
+
+@pytest.mark.parametrize("method,overrides,message", [
+    ("ce", {"train.lr": -1}, "train.lr=-1: must be > 0"),  # set in Python, not through --set
+    ("zeroshot", {"train.batch_size": 0}, "train.batch_size=0: must be > 0"),
+    ("zeroshot", {"loss.gamma": 1.0}, "method zeroshot trains no classifier; loss.* settings do not apply"),
+    ("ce", {"loss": "fcal"}, "unknown loss 'fcal' (did you mean focal?); choose from: balanced_softmax, cbw, ce, "
+                             "focal, grw, lade, ldam, logit_adjust"),
+    ("ce", {"loss.gamma": 1.0}, "loss.gamma: loss 'ce' takes no hyper-parameters"),
+    ("ldam", {"loss.margin": 1.0}, "loss.margin: loss 'ldam' takes drw_start, max_m, s"),
+    ("focal", {"loss.gamma": -1}, "loss.gamma=-1: must be >= 0 (focal)"),
+], ids=["lr", "batch", "loss-without-classifier", "unknown-loss", "no-hparams", "wrong-hparam", "range"])
+def test_resolve_refuses_a_spec_it_cannot_train_with_one_line(method, overrides, message):
+    with pytest.raises(UserError) as err:
+        config.resolve("mnist-lt", "tiny-clip", method, overrides=overrides)
+    assert str(err.value) == message
+
+
+def test_seeds_up_to_numpys_limit_are_accepted():
+    assert config.resolve("mnist-lt", "tiny-clip", "ce", seed=config.MAX_SEED)["seed"] == 2 ** 32 - 1
+    with pytest.raises(UserError, match=f"--seed {2 ** 32}: must be between 0 and {2 ** 32 - 1}"):
+        config.resolve("mnist-lt", "tiny-clip", "ce", seed=2 ** 32)
+
+
+def test_data_files_are_absolute_under_the_resolved_data_root(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = config.resolve("mnist-lt", "tiny-clip", "ce", data_root="data",
+                          overrides={"data.train_list": "lists/train.txt", "data.val_list": "none",
+                                     "data.test_list": str(tmp_path / "elsewhere" / "test.txt")})
+    assert spec["data_root"] == str(tmp_path / "data")
+    assert spec["data.train_list"] == str(tmp_path / "data" / "lists" / "train.txt")
+    assert spec["data.val_list"] == "none"
+    assert spec["data.test_list"] == str(tmp_path / "elsewhere" / "test.txt")
+    assert config.resolve("mnist-lt", "tiny-clip", "ce", overrides={"data.train_list": "x.txt"})[
+        "data.train_list"] == "x.txt"  # the embedded dataset has no data root: nothing to resolve against

@@ -339,3 +339,52 @@ def test_an_unreadable_run_folder_is_named_and_the_others_stored(tmp_path, monke
     report = ingest_all(tmp_path / "r.duckdb", runs_dir)
     assert report.stored == [good.run_id]
     assert report.skipped == [(locked.path, f"cannot read {locked.status_file}: Permission denied")]
+
+
+def test_each_unreadable_spec_or_status_is_named_and_a_failed_input_left_out(tmp_path):
+    """Every reason a folder is skipped or a run stored with a warning, word for word, through the
+    library call a sweep and the UI use; ``ingest_run`` raises the one reason as a user error."""
+    from lvmbench.errors import UserError
+    from lvmbench.store.ingest import ingest_run, ingest_runs
+
+    runs_dir = tmp_path / "runs"
+    latin1, a_list = fake_run(runs_dir, "ce"), fake_run(runs_dir, "focal")
+    latin1.spec_file.write_bytes("{\"dataset\": \"caf\xe9\"}".encode("latin-1"))
+    a_list.spec_file.write_text("[1, 2]")
+    no_status, list_status = fake_run(runs_dir, "lade"), fake_run(runs_dir, "grw")
+    no_status.status_file.unlink()
+    list_status.status_file.write_text("[]")
+    refused = fake_run(runs_dir, "ldam")
+    refused.write_status(status="failed", user_error=True)
+    big = fake_run(runs_dir, "cbw")
+    big.write_status(trainable_params=2 ** 63 - 1, total_params=-2 ** 63)  # the edges of a BIGINT fit
+    with open_writer(tmp_path / "results.duckdb") as con:
+        report = ingest_runs(con, [latin1, a_list, no_status, list_status, refused, big])
+        with pytest.raises(UserError) as err:
+            ingest_run(con, a_list)
+        assert str(err.value) == "spec.json is not a JSON object"
+        stored = dict(con.execute("SELECT run_id, status FROM runs").fetchall())
+        assert con.execute("SELECT trainable_params, total_params FROM runs WHERE run_id = ?",
+                           [big.run_id]).fetchone() == (2 ** 63 - 1, -2 ** 63)
+    assert report.skipped == [(latin1.path, "spec.json is not UTF-8 text"), (a_list.path, "spec.json is not a JSON object")]
+    assert report.warnings == [(no_status.run_id, "no status.json: stored as queued"),
+                               (list_status.run_id, "status.json is not a JSON object: stored as queued")]
+    assert report.left_out == [refused.run_id]
+    assert report.summary() == "stored 3 run(s), 0 unchanged, 1 left out (failed on bad input), 2 skipped"
+    assert stored == {no_status.run_id: "queued", list_status.run_id: "queued", big.run_id: "finished"}
+
+
+def test_a_stored_run_without_its_sources_record_is_replaced_not_duplicated(tmp_path):
+    """A database written before ``run_sources`` existed (or with it emptied) holds runs ingest does not
+    know it stored: storing them again replaces their rows."""
+    from lvmbench.store.ingest import ingest_runs
+
+    run = fake_run(tmp_path / "runs", "ce")
+    with open_writer(tmp_path / "results.duckdb") as con:
+        ingest_runs(con, [run])
+        before = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in RESULT_TABLES}
+        con.execute("DELETE FROM run_sources")
+        report = ingest_runs(con, [run])
+        after = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in RESULT_TABLES}
+    assert report.stored == [run.run_id] and not report.skipped
+    assert after == before and before["runs"] == 1 and before["evals"] == 1

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from lvmbench.methods.losses import LOSSES, build_loss
+from lvmbench.methods.losses import (FRACTION, LOSSES, NON_NEGATIVE, POSITIVE, FocalLoss, LDAMLoss, LossInfo, Range,
+                                      build_loss, effective_number_weights)
 
 COUNTS = [100, 20, 5, 1]
 C = len(COUNTS)
@@ -238,3 +239,99 @@ def test_drw_from_start_and_numpy_hparams():
     assert weighted(logits, targets).item() == pytest.approx(later(logits, targets).item())
     assert build_loss("focal", COUNTS, gamma=np.float64(1.0)).gamma == 1.0
     assert build_loss("logit_adjust", COUNTS, tau=np.int64(2)).tau == 2.0
+
+
+def test_lade_regulariser_of_a_class_with_one_sample_in_the_batch():
+    """first_c is the mean over the class's samples: for a singleton class, its one logit."""
+    logits, _ = _batch(n=6, seed=5)
+    _check("lade", _lade_reference, logits=logits, targets=torch.tensor([0, 0, 1, 0, 2, 2]), recipe="reference")
+
+
+def test_lade_recipes_differ_by_the_authors_epsilon_on_a_rare_class():
+    """The authors' prior term is log(pi + 1e-9), the study's log(pi): with pi_1 = 1e-7 the two differ by
+    log(1.01) on class 1 (invisible with the counts of the other tests)."""
+    counts = [10_000_000 - 1, 1]
+    pi = np.array(counts, dtype=float) / 10_000_000
+    z = torch.zeros(1, 2)
+    paper = build_loss("lade", counts, recipe="paper").adjusted(z)[0].double().numpy()
+    reference = build_loss("lade", counts, recipe="reference").adjusted(z)[0].double().numpy()
+    assert paper == pytest.approx(np.log(pi), abs=1e-5)
+    assert reference == pytest.approx(np.log(pi + 1e-9), abs=1e-5)
+    assert reference[1] - paper[1] == pytest.approx(math.log(1.01), abs=1e-4)
+
+
+def test_ldam_margins_are_relative_to_the_rarest_class():
+    # n^(-1/4) = [1/2, 1/3, 1/4]: the rarest class (16) gets max_m, the others in proportion
+    assert build_loss("ldam", [16, 81, 256], max_m=0.6).margins.numpy() == pytest.approx([0.6, 0.4, 0.3])
+
+
+def test_logits_of_the_wrong_shape_are_refused():
+    loss, targets = build_loss("ce", COUNTS), torch.tensor([0, 1])
+    with pytest.raises(ValueError, match=r"expected logits of shape \[B, 4\], got \(4,\)"):
+        loss(torch.zeros(C), targets)
+    with pytest.raises(ValueError, match=r"expected logits of shape \[B, 4\], got \(2, 3\)"):
+        loss(torch.zeros(2, 3), targets)
+
+
+@pytest.mark.parametrize("build,message", [
+    (lambda: effective_number_weights(torch.tensor([5.0, 1.0]), 0.0), "beta must be in (0, 1), got 0.0"),
+    (lambda: effective_number_weights(torch.tensor([5.0, 1.0]), 1.0), "beta must be in (0, 1), got 1.0"),
+    (lambda: effective_number_weights(torch.tensor([5.0, 1.0]), 1.5), "beta must be in (0, 1), got 1.5"),
+    (lambda: FocalLoss(COUNTS, gamma=-0.5), "gamma must be >= 0, got -0.5"),
+    (lambda: LDAMLoss(COUNTS, max_m=-0.1, s=1.0), "need max_m >= 0 and s > 0, got max_m=-0.1, s=1.0"),
+    (lambda: LDAMLoss(COUNTS, max_m=0.5, s=0.0), "need max_m >= 0 and s > 0, got max_m=0.5, s=0.0"),
+    (lambda: LDAMLoss(COUNTS, max_m=0.5, s=1.0, drw_start=1.5), "drw_start must be in [0, 1], got 1.5"),
+    (lambda: build_loss("ce", []), "class_counts is empty"),
+    (lambda: build_loss("ce", [3, -1]), "class_counts must be non-negative"),
+], ids=["beta-0", "beta-1", "beta-1.5", "gamma", "max_m", "s", "drw_start", "empty", "negative"])
+def test_a_loss_built_directly_refuses_values_outside_its_formula(build, message):
+    with pytest.raises(ValueError) as caught:
+        build()
+    assert str(caught.value) == message
+
+
+def test_a_loss_built_directly_takes_the_edges_of_its_ranges():
+    assert LDAMLoss(COUNTS, max_m=0.0, s=1.0, drw_start=1.0).margins.abs().sum().item() == 0.0
+    assert FocalLoss(COUNTS, gamma=0.0).gamma == 0.0
+    assert build_loss("ce", [7]).num_classes == 1
+
+
+@pytest.mark.parametrize("allowed,inside,outside,text", [
+    (Range(), [-1e9, 0.0, 1e9], [math.inf, -math.inf, math.nan], "a finite number"),
+    (NON_NEGATIVE, [0.0, 2.0], [-1e-9, math.inf], ">= 0"),
+    (POSITIVE, [1e-9, 2.0], [0.0, -1.0], "> 0"),
+    (FRACTION, [0.0, 0.5, 1.0], [-0.1, 1.1], "in [0, 1]"),
+    (Range(0.0, 1.0, hi_open=True), [0.0, 0.999], [1.0, 1.5], "in [0, 1)"),
+    (Range(0.0, 1.0, lo_open=True), [1e-9, 1.0], [0.0], "in (0, 1]"),
+    (Range(hi=2.0), [-5.0, 2.0], [2.5], "<= 2"),
+    (Range(hi=2.0, hi_open=True), [1.9], [2.0], "< 2"),
+], ids=["any", "non-negative", "positive", "fraction", "half-open-hi", "half-open-lo", "at-most", "below"])
+def test_hyper_parameter_ranges_hold_what_they_say(allowed, inside, outside, text):
+    assert all(v in allowed for v in inside)
+    assert not any(v in allowed for v in outside)
+    assert str(allowed) == text
+
+
+def test_hyper_parameter_check_names_the_valid_ones_and_the_range():
+    def refused(name, message, **hparams):
+        with pytest.raises(ValueError) as caught:
+            build_loss(name, COUNTS, **hparams)
+        assert str(caught.value) == message
+
+    refused("ce", "unknown hyper-parameter(s) ['tau'] for loss CrossEntropyLoss; valid: none", tau=1.0)
+    refused("ldam", "unknown hyper-parameter(s) ['margin'] for loss LDAMLoss; valid: drw_start, max_m, s", margin=0.3)
+    refused("focal", "gamma=-1: must be >= 0", gamma=-1)
+    refused("focal", "gamma=None: must be a number", gamma=None)  # None is "off" only where the default is
+    refused("nope", "unknown loss 'nope'; valid: " + ", ".join(LOSSES))
+
+
+def test_hyper_parameter_check_merges_defaults_and_none():
+    assert LOSSES["ldam"].check({}) == {"max_m": 0.5, "s": 1.0, "drw_start": None}  # recipe=paper by default
+    assert LOSSES["ldam"].check({}, "reference") == {"max_m": 0.5, "s": 30.0, "drw_start": 0.8}
+    assert LOSSES["cbw"].check({"beta": None}) == {"beta": None}
+    assert LOSSES["ldam"].check({"drw_start": None, "max_m": 2}, "reference") == {"max_m": 2.0, "s": 30.0,
+                                                                                   "drw_start": None}
+    unranged = LossInfo(LOSSES["ce"].cls, "a loss whose hyper-parameter has no range", {"k": 1.0})
+    assert unranged.check({"k": -5}) == {"k": -5.0}
+    with pytest.raises(ValueError, match="k=inf: must be a finite number"):
+        unranged.check({"k": math.inf})

@@ -149,3 +149,84 @@ def test_main_table_keeps_weights_apart(tmp_path):
     with open_readonly(db) as con:
         rows = tables.build(con, "main").rows
     assert sorted((r[1], r[3]) for r in rows) == [("ViT-L-14", 70.0), ("ViT-L-14 (laion2b_s32b_b82k)", 74.0)]
+
+
+def stored_runs_row(db, run_id):
+    with open_readonly(db) as con:
+        cur = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
+        names = [d[0] for d in cur.description]
+        return dict(zip(names, cur.fetchone()))
+
+
+def test_every_runs_column_holds_the_field_of_the_run_files_it_names(tmp_path, monkeypatch):
+    """Each column of ``runs`` read back from the store equals the field of spec.json or status.json it
+    stands for. Every field holds a value of its own, even where a real run would not combine them (a
+    status that contradicts its spec's stage, parent and group size wins), so a column filled from the
+    wrong field, or from a fallback, fails; times are UTC whatever the machine's time zone."""
+    import datetime
+    import json
+    import time
+
+    spec = {**config.resolve("mnist-lt", "tiny-clip", "ce", seed=7), "stage1.run_id": "parent-in-spec"}
+    run = prepare(spec, tmp_path / "runs", sweep_id="sweep-1", fused_group="group-1", fused_size=3)
+    run.write_status(status="finished", stage=1, parent_run_id="parent-in-status", fused_size=4, device="cuda:0",
+                     gpu_name="H200",
+                     trainable_params=1234, total_params=56789, iters=299, started_at=1_700_000_000,
+                     ended_at=1_700_000_090, wall_s=90.5, s_per_iter=0.25, peak_mem_mib=901.5, avg_power_w=210.5,
+                     energy_kwh=0.5, error="a note", skipped_images=4, selected_on="val", group_wall_s=270.5,
+                     group_energy_kwh=1.5, group_peak_mem_mib=2701.5)
+    db = tmp_path / "results.duckdb"
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        with open_writer(db) as con:
+            ingest_run(con, run)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    stored, written = stored_runs_row(db, run.run_id), run.spec()
+    utc = lambda s: datetime.datetime.fromtimestamp(s, datetime.timezone.utc).replace(tzinfo=None)  # noqa: E731
+    assert stored == {
+        "run_id": run.run_id, "sweep_id": "sweep-1", "dataset": "mnist-lt", "backbone": "tiny-clip",
+        "pretrained": spec["pretrained"], "method": "ce", "stage": 1, "parent_run_id": "parent-in-status", "seed": 7,
+        "status": "finished", "config": stored["config"], "config_hash": written["config_hash"],
+        "git_sha": written["git_sha"], "device": "cuda:0", "gpu_name": "H200", "trainable_params": 1234,
+        "total_params": 56789, "iters": 299, "batch_size": spec["train.batch_size"],
+        "started_at": utc(1_700_000_000), "ended_at": utc(1_700_000_090), "wall_s": 90.5, "s_per_iter": 0.25,
+        "peak_mem_mib": 901.5, "avg_power_w": 210.5, "energy_kwh": 0.5, "co2_kg": pytest.approx(0.5 * 0.544),
+        "error": "a note", "skipped_images": 4, "recipe": spec["recipe"], "selected_on": "val",
+        "fused_group": "group-1", "fused_size": 4, "group_wall_s": 270.5, "group_energy_kwh": 1.5,
+        "group_peak_mem_mib": 2701.5}
+    assert json.loads(stored["config"]) == json.loads(json.dumps(written, default=str))
+    assert stored["config_hash"] == config.config_hash(spec)
+
+
+def test_runs_columns_fall_back_to_the_spec_when_the_status_does_not_say(tmp_path):
+    """A stage-2 run whose status holds no stage, parent, iteration count, group size or group costs
+    (an older lvmbench's, or one killed early) takes them from its spec and its own costs; no energy,
+    no CO2."""
+    spec = {**config.resolve("mnist-lt", "tiny-clip", "crt", seed=0), "stage1.run_id": "mnist-lt-ce-s0-parent"}
+    run = prepare(spec, tmp_path / "runs")
+    (run.path / "status.json").write_text('{"status": "killed", "wall_s": 12.5, "peak_mem_mib": 300.5}')
+    db = tmp_path / "results.duckdb"
+    with open_writer(db) as con:
+        ingest_run(con, run)
+    stored = stored_runs_row(db, run.run_id)
+    assert {k: stored[k] for k in ("stage", "parent_run_id", "iters", "fused_group", "fused_size", "group_wall_s",
+                                   "group_energy_kwh", "group_peak_mem_mib", "energy_kwh", "co2_kg",
+                                   "started_at", "status")} == {
+        "stage": 2, "parent_run_id": "mnist-lt-ce-s0-parent", "iters": spec["train.iters"], "fused_group": None,
+        "fused_size": 1, "group_wall_s": 12.5, "group_energy_kwh": None, "group_peak_mem_mib": 300.5,
+        "energy_kwh": None, "co2_kg": None, "started_at": None, "status": "killed"}
+    # a stage-1 run whose status says neither its state nor its stage, and whose spec lost its hash
+    spec = config.resolve("mnist-lt", "tiny-clip", "ce", seed=1)
+    bare = prepare(spec, tmp_path / "runs")
+    (bare.path / "status.json").write_text('{"wall_s": 5.0, "energy_kwh": 0.25}')
+    written = {k: v for k, v in bare.spec().items() if k != "config_hash"}
+    bare.spec_file.write_text(__import__("json").dumps(written))
+    with open_writer(db) as con:
+        ingest_run(con, bare)
+    stored = stored_runs_row(db, bare.run_id)
+    assert {k: stored[k] for k in ("stage", "status", "config_hash", "group_energy_kwh", "co2_kg")} == {
+        "stage": 1, "status": "queued", "config_hash": config.config_hash(written), "group_energy_kwh": 0.25,
+        "co2_kg": pytest.approx(0.25 * 0.544)}
