@@ -93,8 +93,9 @@ def test_invalid_inputs():
         compute_metrics([0, 1], [0, -1], TRAIN)
     with pytest.raises(ValueError, match="preds and targets differ in length: 1 vs 2"):
         compute_metrics([0], [0, 1], TRAIN)
-    with pytest.raises(ValueError, match="cannot compute metrics of an empty split"):
+    with pytest.raises(ValueError) as empty:
         compute_metrics([], [], TRAIN)
+    assert str(empty.value) == "cannot compute metrics of an empty split"
     with pytest.raises(ValueError, match="1 class names for 5 classes"):
         compute_metrics([0], [0], TRAIN, class_names=["a"])
     one = compute_metrics([2], [2], TRAIN)  # a split of one sample is a split

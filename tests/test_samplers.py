@@ -87,13 +87,21 @@ def test_works_with_dataloader():
     assert len(batches) == 4 and all(len(b) == 16 for b in batches)
 
 
+def refused(build, message):
+    with pytest.raises(ValueError) as caught:
+        build()
+    assert str(caught.value) == message
+
+
 def test_invalid_arguments():
-    with pytest.raises(ValueError):
-        ClassBalancedSampler([], 10)
-    with pytest.raises(ValueError):
-        ClassBalancedSampler(LABELS, 0)
-    with pytest.raises(ValueError):
-        ClassBalancedSampler(LABELS, 10, num_replicas=2, rank=2)
+    refused(lambda: ClassBalancedSampler([], 10), "labels is empty")
+    refused(lambda: ClassBalancedSampler(LABELS, 0), "num_samples must be positive, got 0")
+    refused(lambda: ClassBalancedSampler(LABELS, 10, num_replicas=2, rank=2), "invalid rank 2 for 2 replicas")
+    refused(lambda: StudyWeightedSampler([], 10), "need labels and epoch_samples > 0")
+    refused(lambda: StudyWeightedSampler(LABELS, 0), "need labels and epoch_samples > 0")
+    # the smallest valid ones: one label, one sample
+    assert len(ClassBalancedSampler([3], 1)) == 1
+    assert list(StudyWeightedSampler([3], 1).global_indices(0)) == [0]
 
 
 def test_every_class_is_drawn_from_its_own_instances_only():

@@ -96,3 +96,12 @@ def test_every_method_has_one_builder_and_models_import_no_methods():
     models = Path(__file__).resolve().parents[1] / "lvmbench" / "models"
     assert not [p.name for p in models.rglob("*.py") if "methods" in "".join(
         line for line in p.read_text().splitlines() if line.lstrip().startswith(("from", "import")))]
+
+
+def test_invalid_arguments_are_refused_word_for_word():
+    with pytest.raises(ValueError) as init:
+        DisAlign(C, D, confidence_init="zeros")
+    assert str(init.value) == "confidence_init must be torch or authors, got 'zeros'"
+    with pytest.raises(ValueError) as shape:
+        MARC(torch.ones(C))
+    assert str(shape.value) == "classifier_weight must be [C, D], got (5,)"

@@ -169,6 +169,7 @@ def test_every_runs_column_holds_the_field_of_the_run_files_it_names(tmp_path, m
 
     spec = {**config.resolve("mnist-lt", "tiny-clip", "ce", seed=7), "stage1.run_id": "parent-in-spec"}
     run = prepare(spec, tmp_path / "runs", sweep_id="sweep-1", fused_group="group-1", fused_size=3)
+    run.spec_file.write_text(json.dumps({**run.spec(), "config_hash": "hash-an-older-lvmbench-gave-it"}))
     run.write_status(status="finished", stage=1, parent_run_id="parent-in-status", fused_size=4, device="cuda:0",
                      gpu_name="H200",
                      trainable_params=1234, total_params=56789, iters=299, started_at=1_700_000_000,
@@ -189,7 +190,7 @@ def test_every_runs_column_holds_the_field_of_the_run_files_it_names(tmp_path, m
     assert stored == {
         "run_id": run.run_id, "sweep_id": "sweep-1", "dataset": "mnist-lt", "backbone": "tiny-clip",
         "pretrained": spec["pretrained"], "method": "ce", "stage": 1, "parent_run_id": "parent-in-status", "seed": 7,
-        "status": "finished", "config": stored["config"], "config_hash": written["config_hash"],
+        "status": "finished", "config": stored["config"], "config_hash": "hash-an-older-lvmbench-gave-it",
         "git_sha": written["git_sha"], "device": "cuda:0", "gpu_name": "H200", "trainable_params": 1234,
         "total_params": 56789, "iters": 299, "batch_size": spec["train.batch_size"],
         "started_at": utc(1_700_000_000), "ended_at": utc(1_700_000_090), "wall_s": 90.5, "s_per_iter": 0.25,
@@ -197,8 +198,7 @@ def test_every_runs_column_holds_the_field_of_the_run_files_it_names(tmp_path, m
         "error": "a note", "skipped_images": 4, "recipe": spec["recipe"], "selected_on": "val",
         "fused_group": "group-1", "fused_size": 4, "group_wall_s": 270.5, "group_energy_kwh": 1.5,
         "group_peak_mem_mib": 2701.5}
-    assert json.loads(stored["config"]) == json.loads(json.dumps(written, default=str))
-    assert stored["config_hash"] == config.config_hash(spec)
+    assert json.loads(stored["config"]) == written  # the hash a run was made with is kept: sweeps match it
 
 
 def test_runs_columns_fall_back_to_the_spec_when_the_status_does_not_say(tmp_path):
@@ -220,13 +220,14 @@ def test_runs_columns_fall_back_to_the_spec_when_the_status_does_not_say(tmp_pat
         "energy_kwh": None, "co2_kg": None, "started_at": None, "status": "killed"}
     # a stage-1 run whose status says neither its state nor its stage, and whose spec lost its hash
     spec = config.resolve("mnist-lt", "tiny-clip", "ce", seed=1)
-    bare = prepare(spec, tmp_path / "runs")
+    bare = prepare(spec, tmp_path / "runs", fused_group="group-2", fused_size=2)
     (bare.path / "status.json").write_text('{"wall_s": 5.0, "energy_kwh": 0.25}')
     written = {k: v for k, v in bare.spec().items() if k != "config_hash"}
     bare.spec_file.write_text(__import__("json").dumps(written))
     with open_writer(db) as con:
         ingest_run(con, bare)
     stored = stored_runs_row(db, bare.run_id)
-    assert {k: stored[k] for k in ("stage", "status", "config_hash", "group_energy_kwh", "co2_kg")} == {
-        "stage": 1, "status": "queued", "config_hash": config.config_hash(written), "group_energy_kwh": 0.25,
+    assert {k: stored[k] for k in ("stage", "status", "config_hash", "fused_size", "group_energy_kwh", "co2_kg")} == {
+        "stage": 1, "status": "queued", "config_hash": config.config_hash(written), "fused_size": 2,
+        "group_energy_kwh": 0.25,
         "co2_kg": pytest.approx(0.25 * 0.544)}
