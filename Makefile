@@ -20,7 +20,7 @@ run: $(STAMP)
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
-# Mutation testing (about 20 minutes on 2 cores; not part of `make test`): mutmut over the modules where a
+# Mutation testing (about 9 minutes on 2 cores; not part of `make test`): mutmut over the modules where a
 # bug corrupts numbers, then the hand-written wiring bugs of scripts/replay_bugs.py. See TESTING.md.
 MUTATE := "lvmbench.methods.*" "lvmbench.evaluate.*" "lvmbench.data.samplers.*" "lvmbench.train.batches.*" \
 	"lvmbench.config.x_config_hash*" "lvmbench.config.x_resolve*" "lvmbench.config.x_validate*" \

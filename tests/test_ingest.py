@@ -356,21 +356,28 @@ def test_each_unreadable_spec_or_status_is_named_and_a_failed_input_left_out(tmp
     list_status.status_file.write_text("[]")
     refused = fake_run(runs_dir, "ldam")
     refused.write_status(status="failed", user_error=True)
+    no_dataset, wrong_kind = fake_run(runs_dir, "logit_adjust"), fake_run(runs_dir, "balanced_softmax")
+    no_dataset.spec_file.write_text(json.dumps({k: v for k, v in no_dataset.spec().items() if k != "dataset"}))
+    wrong_kind.write_status(energy_kwh="lots")
     big = fake_run(runs_dir, "cbw")
     big.write_status(trainable_params=2 ** 63 - 1, total_params=-2 ** 63)  # the edges of a BIGINT fit
     with open_writer(tmp_path / "results.duckdb") as con:
-        report = ingest_runs(con, [latin1, a_list, no_status, list_status, refused, big])
+        report = ingest_runs(con, [latin1, a_list, no_dataset, wrong_kind, no_status, list_status, refused, big])
         with pytest.raises(UserError) as err:
             ingest_run(con, a_list)
         assert str(err.value) == "spec.json is not a JSON object"
         stored = dict(con.execute("SELECT run_id, status FROM runs").fetchall())
         assert con.execute("SELECT trainable_params, total_params FROM runs WHERE run_id = ?",
                            [big.run_id]).fetchone() == (2 ** 63 - 1, -2 ** 63)
-    assert report.skipped == [(latin1.path, "spec.json is not UTF-8 text"), (a_list.path, "spec.json is not a JSON object")]
+    assert report.skipped == [
+        (latin1.path, "spec.json is not UTF-8 text"), (a_list.path, "spec.json is not a JSON object"),
+        (no_dataset.path, "spec.json has no 'dataset'"),
+        (wrong_kind.path, "spec.json or status.json holds a value of the wrong kind (can't multiply sequence by "
+                          "non-int of type 'float')")]
     assert report.warnings == [(no_status.run_id, "no status.json: stored as queued"),
                                (list_status.run_id, "status.json is not a JSON object: stored as queued")]
     assert report.left_out == [refused.run_id]
-    assert report.summary() == "stored 3 run(s), 0 unchanged, 1 left out (failed on bad input), 2 skipped"
+    assert report.summary() == "stored 3 run(s), 0 unchanged, 1 left out (failed on bad input), 4 skipped"
     assert stored == {no_status.run_id: "queued", list_status.run_id: "queued", big.run_id: "finished"}
 
 

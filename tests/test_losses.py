@@ -335,3 +335,12 @@ def test_hyper_parameter_check_merges_defaults_and_none():
     assert unranged.check({"k": -5}) == {"k": -5.0}
     with pytest.raises(ValueError, match="k=inf: must be a finite number"):
         unranged.check({"k": math.inf})
+
+
+def test_effective_number_weights_keep_beta_in_double_precision():
+    """beta = 0.9999 rounded to float32 is 0.99989998: 1 - beta is then off by 2e-4 relative, which moves
+    the weight of a class of 100,000 against a class of one (the study's beta on iNaturalist-like counts)."""
+    beta, n = 0.9999, np.array([100_000.0, 1.0])
+    w = (1 - beta) / (1 - beta**n)
+    w = w * 2 / w.sum()
+    assert effective_number_weights(torch.tensor(n), beta).numpy() == pytest.approx(w, rel=1e-7)
