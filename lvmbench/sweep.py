@@ -127,20 +127,48 @@ def describe(job: Job) -> str:
     return f"[red]✗[/] {job.label} {job.state}: {job.error}{where}"
 
 
-def dry_run(jobs: list[Job], out: Console) -> None:
-    """List the planned runs: what each waits for, and which are already finished."""
+def dry_run(jobs: list[Job], out: Console, fuse: bool = True) -> None:
+    """List the planned runs: what each waits for, which train together, and which are already finished."""
     from .render import render
 
     index = {j.hash: i for i, j in enumerate(jobs, 1)}
     varied = varied_settings(jobs)
+    groups = fused_groups(jobs) if fuse else {}
     rows = [[i, j.spec["dataset"], j.spec["backbone"], j.spec["pretrained"], j.spec["method"], j.spec["seed"],
              *([" ".join(f"{k}={j.spec.get(k)}" for k in varied)] if varied else []),
-             f"#{index[j.needs]}" if j.needs else "", state_word(j),
+             f"#{index[j.needs]}" if j.needs else "", *([groups.get(i - 1, "")] if groups else []), state_word(j),
              j.hash + (" (stage 1)" if j.implicit else "")] for i, j in enumerate(jobs, 1)]
     render(["#", "dataset", "backbone", "pretrained", "method", "seed", *(["settings"] if varied else []), "after",
-            "state", "config"], rows, title="sweep plan", console=out)
+            *(["fused"] if groups else []), "state", "config"], rows, title="sweep plan", console=out)
     todo = sum(j.state == PENDING for j in jobs)
-    out.print(f"{len(jobs)} runs: {todo} to start, {len(jobs) - todo} already finished")
+    out.print(f"{len(jobs)} runs: {todo} to start, {len(jobs) - todo} already finished", soft_wrap=True)
+    if groups:
+        names = sorted(set(groups.values()), key=lambda g: int(g[1:]))
+        out.print(f"{len(groups)} of them train in {len(names)} fused group(s), one tower pass per step for each "
+                  f"group ({', '.join(f'{g}: {list(groups.values()).count(g)} runs' for g in names)}); "
+                  "--no-fuse trains every run alone", soft_wrap=True)
+
+
+def fused_groups(jobs: list[Job]) -> dict[int, str]:
+    """The runs the local executor starts as fused groups of two or more: plan position -> group name
+    (g1, g2, …). A job that continues an interrupted run trains alone; a stage-2 job's stage-1 run is
+    its directory, or the stage-1 job of the plan when that has none yet."""
+    from .fused import group_key
+
+    by_hash = {j.hash: j for j in jobs}
+    members: dict[str, list[int]] = {}
+    for i, job in enumerate(jobs):
+        if job.state != PENDING or job.run is not None:
+            continue
+        spec = dict(job.spec)
+        if job.needs:
+            parent = by_hash[job.needs]
+            spec["stage1.run_id"] = parent.run.run_id if parent.run else f"planned {parent.hash}"
+        key = group_key(spec)
+        if key is not None:
+            members.setdefault(key, []).append(i)
+    fused = [group for group in members.values() if len(group) > 1]
+    return {i: f"g{n}" for n, group in enumerate(fused, 1) for i in group}
 
 
 def state_word(job: Job) -> str:
@@ -191,7 +219,7 @@ def run_sweep(axes: Axes, runs_dir: Path, results: Path, *, executor: str = "loc
     out = out or Console()
     jobs = plan(expand(axes), runs_dir)
     if dry:
-        dry_run(jobs, out)
+        dry_run(jobs, out, fuse=fuse and executor == "local")  # Slurm runs every job alone
         return Outcome(jobs)
     check_is_duckdb(results)
     for job in jobs:

@@ -204,3 +204,36 @@ def test_varied_settings_are_what_a_settings_sweep_varies_not_a_methods_profile(
     assert sweep.varied_settings([job("ce"), job("lift"), job("full_finetune"), job("ldam")]) == []
     assert sweep.varied_settings([job("ce", **{"train.lr": 0.01}), job("ce", **{"train.lr": 0.03}),
                                   job("lift")]) == ["train.lr"]
+
+
+def test_the_plan_shows_which_runs_train_as_fused_groups(tmp_path):
+    """The dry run groups runs by the key the local executor fuses on: decoder methods of one seed together,
+    stage-2 methods of one stage-1 run together, class-balanced crt apart, baselines and a run that
+    continues an interrupted one alone."""
+    from lvmbench.sweep import fused_groups
+
+    jobs = plan(grid(["zeroshot", "ce", "focal", "lade", "crt", "disalign", "marc"], seeds=(0, 1)), tmp_path)
+    groups = fused_groups(jobs)
+    named = {}
+    for i, name in groups.items():
+        named.setdefault(name, set()).add((jobs[i].spec["method"], jobs[i].spec["seed"]))
+    assert sorted(named.values(), key=sorted) == sorted([
+        {("ce", 0), ("focal", 0), ("lade", 0)}, {("ce", 1), ("focal", 1), ("lade", 1)},
+        {("disalign", 0), ("marc", 0)}, {("disalign", 1), ("marc", 1)}], key=sorted)
+    lade = next(j for j in jobs if j.spec["method"] == "lade" and j.spec["seed"] == 0)
+    interrupted = prepare(lade.spec, tmp_path)
+    interrupted.ckpt_dir.mkdir(parents=True, exist_ok=True)
+    (interrupted.ckpt_dir / "last.pt").write_bytes(b"checkpoint")
+    interrupted.write_status(status="killed")
+    jobs = plan(grid(["ce", "lade"]), tmp_path)
+    assert [j.run is not None for j in jobs] == [False, True] and fused_groups(jobs) == {}
+
+
+def test_dry_run_names_the_fused_groups_and_slurm_fuses_nothing(store):
+    out = lvmbench("sweep", "--preset", "embedded", "--dry-run")
+    assert out.returncode == 0, out.stderr
+    assert ("5 of them train in 2 fused group(s), one tower pass per step for each group (g1: 3 runs, g2: 2 runs); "
+            "--no-fuse trains every run alone") in out.stdout
+    for alone in (["--no-fuse"], ["--executor", "slurm"]):
+        out = lvmbench("sweep", "--preset", "embedded", "--dry-run", *alone)
+        assert out.returncode == 0 and "fused" not in out.stdout, out.stderr
