@@ -229,11 +229,12 @@ def test_the_plan_shows_which_runs_train_as_fused_groups(tmp_path):
     assert [j.run is not None for j in jobs] == [False, True] and fused_groups(jobs) == {}
 
 
-def test_dry_run_names_the_fused_groups_and_slurm_fuses_nothing(store):
-    out = lvmbench("sweep", "--preset", "embedded", "--dry-run")
-    assert out.returncode == 0, out.stderr
+def test_dry_run_names_the_fused_groups_and_slurm_fuses_nothing(store, capsys):
+    from lvmbench import cli
+
+    assert cli.main(["sweep", "--preset", "embedded", "--dry-run"]) == 0
     assert ("5 of them train in 2 fused group(s), one tower pass per step for each group (g1: 3 runs, g2: 2 runs); "
-            "--no-fuse trains every run alone") in out.stdout
+            "--no-fuse trains every run alone") in capsys.readouterr().out
     for alone in (["--no-fuse"], ["--executor", "slurm"]):
-        out = lvmbench("sweep", "--preset", "embedded", "--dry-run", *alone)
-        assert out.returncode == 0 and "fused" not in out.stdout, out.stderr
+        assert cli.main(["sweep", "--preset", "embedded", "--dry-run", *alone]) == 0
+        assert "fused" not in capsys.readouterr().out
