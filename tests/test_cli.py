@@ -26,12 +26,21 @@ def lvmbench(*args, env=None):
     (["run", "--headless", "--pretrained", "/does/not/exist.pt"], "error: checkpoint file not found: /does/not/exist.pt"),
     (["sql", "SELECT 1"], "error: no results database at"),
 ])
-def test_user_errors_are_one_line(store, args, message):
+def test_user_errors_are_one_line(store, capsys, args, message):
     results, runs = store
-    out = lvmbench(*args)
-    assert out.returncode == 2
-    assert out.stderr.startswith(message), out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+    assert cli.main(args) == 2
+    out = capsys.readouterr()
+    assert out.err.startswith(message), out.err
+    assert len(out.err.strip().splitlines()) == 1 and "Traceback" not in out.err and not out.out
+    assert not results.exists() and not runs.exists()
+
+
+def test_a_user_error_is_one_line_from_the_process_too(store):
+    """What a shell sees: exit code 2 and one line on stderr, nothing printed while importing."""
+    results, runs = store
+    out = lvmbench("run", "--headless", "--method", "nope")
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.startswith("error: unknown method 'nope'") and len(out.stderr.strip().splitlines()) == 1
     assert not results.exists() and not runs.exists()
 
 
