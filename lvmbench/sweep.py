@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import secrets
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,9 +144,9 @@ def dry_run(jobs: list[Job], out: Console, fuse: bool = True) -> None:
     todo = sum(j.state == PENDING for j in jobs)
     out.print(f"{len(jobs)} runs: {todo} to start, {len(jobs) - todo} already finished", soft_wrap=True)
     if groups:
-        names = sorted(set(groups.values()), key=lambda g: int(g[1:]))
-        out.print(f"{len(groups)} of them train in {len(names)} fused group(s), one tower pass per step for each "
-                  f"group ({', '.join(f'{g}: {list(groups.values()).count(g)} runs' for g in names)}); "
+        sizes = Counter(groups.values())  # g1, g2, … in order: groups are numbered by their first run
+        out.print(f"{len(groups)} of them train in {len(sizes)} fused group(s), one tower pass per step for each "
+                  f"group ({', '.join(f'{g}: {n} runs' for g, n in sizes.items())}); "
                   "--no-fuse trains every run alone", soft_wrap=True)
 
 
@@ -153,22 +154,19 @@ def fused_groups(jobs: list[Job]) -> dict[int, str]:
     """The runs the local executor starts as fused groups of two or more: plan position -> group name
     (g1, g2, …). A job that continues an interrupted run trains alone; a stage-2 job's stage-1 run is
     its directory, or the stage-1 job of the plan when that has none yet."""
-    from .fused import group_key
+    from .fused import partition
 
     by_hash = {j.hash: j for j in jobs}
-    members: dict[str, list[int]] = {}
-    for i, job in enumerate(jobs):
-        if job.state != PENDING or job.run is not None:
-            continue
-        spec = dict(job.spec)
-        if job.needs:
-            parent = by_hash[job.needs]
-            spec["stage1.run_id"] = parent.run.run_id if parent.run else f"planned {parent.hash}"
-        key = group_key(spec)
-        if key is not None:
-            members.setdefault(key, []).append(i)
-    fused = [group for group in members.values() if len(group) > 1]
-    return {i: f"g{n}" for n, group in enumerate(fused, 1) for i in group}
+    new = [i for i, job in enumerate(jobs) if job.state == PENDING and job.run is None]
+
+    def planned_spec(job: Job) -> dict:
+        if not job.needs:
+            return job.spec
+        parent = by_hash[job.needs]
+        return {**job.spec, "stage1.run_id": parent.run.run_id if parent.run else f"planned {parent.hash}"}
+
+    fused = [group for group in partition([planned_spec(jobs[i]) for i in new]) if len(group) > 1]
+    return {new[k]: f"g{n}" for n, group in enumerate(fused, 1) for k in group}
 
 
 def state_word(job: Job) -> str:

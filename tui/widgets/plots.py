@@ -1,6 +1,7 @@
 """A line plot of one or two series against step or time (plotext through textual-plotext)."""
 from __future__ import annotations
 
+import itertools
 import math
 
 from textual_plotext import PlotextPlot
@@ -28,7 +29,7 @@ class SeriesPlot(PlotextPlot):
         has_data = any(s.x for _, s, _ in lines)
         plt.title(self._title if has_data or not empty else f"{self._title} ({empty})")
         plt.xlabel(self._xlabel)
-        for (label, series, side), color in zip(lines, COLORS * len(lines)):
+        for (label, series, side), color in zip(lines, itertools.cycle(COLORS)):
             if series.x:
                 plt.plot(series.x, series.y, label=label, yside=side, marker="braille", color=color)
         self.refresh()
