@@ -24,7 +24,7 @@ def help_table(sections: list[tuple[str, list[Binding]]]) -> Table:
     for title, bindings in sections:
         table.add_row(Text(title, style="bold underline"), "")
         for b in bindings:
-            table.add_row(", ".join(key_name(k) for k in b.key.split(",")), b.description or b.action)
+            table.add_row(", ".join(key_name(k) for k in b.key.split(",")), b.tooltip or b.description or b.action)
     return table
 
 
