@@ -42,6 +42,14 @@ def _lazy(module: str, name: str):
     return make
 
 
+# the help's sections after Launch: (title, module, class holding the keys)
+HELP_SECTIONS = [("Live", "screens.live", "LiveScreen"), ("Runs", "screens.runs", "RunsScreen"),
+                 ("Compare", "screens.compare", "CompareScreen"), ("SQL", "screens.sql", "SqlScreen"),
+                 ("SQL editor", "screens.sql", "SqlEditor"), ("Run details", "screens.detail", "RunDetailScreen"),
+                 ("A question (cancel, start over)", "widgets.dialogs", "Confirm"),
+                 ("A list (sort by)", "widgets.dialogs", "Choose")]
+
+
 class JobFinished(Message):
     def __init__(self, job: jobs.Job, status: str, error: str | None, ingest_error: str | None):
         super().__init__()
@@ -114,11 +122,9 @@ class LvmbenchApp(App):
             return
         everywhere = [b for b in self.BINDINGS if not b.action.startswith("go(")] + EVERYWHERE
         sections = [("Everywhere", everywhere), ("Launch", LaunchScreen.BINDINGS)]
-        for mode, module, name in (("live", "live", "LiveScreen"), ("runs", "runs", "RunsScreen"),
-                                   ("compare", "compare", "CompareScreen"), ("sql", "sql", "SqlScreen"),
-                                   ("run details", "detail", "RunDetailScreen")):
-            screen = getattr(importlib.import_module(f".screens.{module}", __package__), name)
-            sections.append((SCREENS.get(mode, ("", mode.capitalize()))[1], screen.BINDINGS))
+        for title, module, name in HELP_SECTIONS:
+            holder = getattr(importlib.import_module(f".{module}", __package__), name)
+            sections.append((title, holder.BINDINGS))
         self.push_screen(HelpScreen([(title, list(b)) for title, b in sections if b]))
 
     def bump_data(self) -> None:
