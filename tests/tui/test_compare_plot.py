@@ -89,3 +89,14 @@ async def test_the_scatter_never_pools_datasets(store):
         app.screen.query_one("#compare-dataset").value = "mnist-lt"
         await settle(pilot)
         assert box.display and sorted(label for label, _, _ in plot.plotted) == ["balanced_softmax", "ce", "zeroshot"]
+
+
+def test_marks_of_crowded_points_never_overlap():
+    from lvmbench.tui.widgets.plots import crowd_marks
+
+    # a 40 x 10 canvas over x 0..4, y 0..90: points 1 and 3 on one cell, 2 two cells right of them on the same
+    # row (its mark would touch theirs), 4 far right on that row, 5 on another row
+    xs, ys = [1.0, 1.2, 1.0, 3.0, 1.0], [0.0, 0.0, 0.0, 0.0, 90.0]
+    marks = crowd_marks(xs, ys, (0.0, 4.0), (40, 10))
+    assert sorted(text for text, _, _ in marks) == ["1,2,3", "4", "5"]
+    assert ("4", 3.0, 0.0) in marks and ("5", 1.0, 90.0) in marks

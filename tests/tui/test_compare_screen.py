@@ -1,0 +1,113 @@
+"""Compare on a researcher's store (a dozen runs, a variant, three seeds), read from the screen and the
+table widget: the figures fit 80 columns, the row's name stays put while the table scrolls, the best of
+each column is marked in its direction, and the published numbers come and go with a key."""
+from __future__ import annotations
+
+from textual.widgets import DataTable
+
+from lvmbench.tui.app import LvmbenchApp
+from lvmbench.tui.screens import compare
+
+from .conftest import screen_text, settle
+from .test_values import shown, styles
+
+
+def app_on(store) -> LvmbenchApp:
+    results, runs_dir = store
+    return LvmbenchApp(results=results, runs_dir=runs_dir)
+
+
+def line_of(lines: list[str], text: str) -> str:
+    found = [line for line in lines if text in line]
+    assert found, f"{text!r} not on screen:\n" + "\n".join(lines)
+    return found[0]
+
+
+async def test_at_80x24_the_first_rows_show_overall_many_medium_few_and_the_method_stays_when_scrolled(busy_store):
+    app = app_on(busy_store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f4")
+        await settle(pilot)
+        table = app.screen.query_one("#compare-table", DataTable)
+        heads = [str(c.label) for c in table.columns.values()]
+        assert heads[:5] == ["Method", "Overall ↑", "Many ↑", "Medium ↑", "Few ↑"] and table.fixed_columns == 1
+        assert heads[-2:] == ["Backbone", "Seeds"]  # what describes a row comes after its figures
+        lines = screen_text(app)
+        assert line_of(lines, "zeroshot").split()[:5] == ["zeroshot", "61.00", "62.00", "60.50", "60.00"]
+        # ce over three seeds: mean ± std, written without spaces to fit
+        assert line_of(lines, "76.43±0.23").split()[2:6] == ["88.63±0.23", "97.13±0.23", "88.13±0.23", "76.43±0.23"]
+
+        table.scroll_to(x=table.max_scroll_x, animate=False)
+        await settle(pilot)
+        assert table.scroll_x > 0
+        lines = screen_text(app)
+        row = line_of(lines, "zeroshot")
+        assert row.split()[0] == "zeroshot" and "60.20" in row and "tiny-clip" in row  # F1 and Backbone, scrolled
+
+
+async def test_the_highlighted_row_is_named_in_full_under_the_table(busy_store):
+    app = app_on(busy_store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f4")
+        await settle(pilot)
+        rows = shown(app, "compare-table")
+        table = app.screen.query_one("#compare-table", DataTable)
+        variant = next(i for i, r in enumerate(rows) if r["Method"].startswith("ce [train.iters=6"))
+        assert rows[variant]["Method"].endswith("…")  # cut to fit
+        table.move_cursor(row=variant)
+        await settle(pilot)
+        described = str(app.screen.query_one("#compare-row").render())
+        assert "Method: ce [train.iters=60]" in described and "Seeds: 1" in described
+
+
+async def test_at_160x45_every_column_is_on_screen(busy_store):
+    app = app_on(busy_store)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.press("f4")
+        await settle(pilot)
+        head = line_of(screen_text(app), "Overall ↑")
+        for column in ("Method", "Overall ↑", "Many ↑", "Medium ↑", "Few ↑", "Precision ↑", "Recall ↑", "F1 ↑",
+                       "Backbone", "Seeds"):
+            assert column in head
+        assert app.screen.query_one("#compare-table", DataTable).max_scroll_x == 0
+
+
+async def test_the_lowest_cost_is_marked_best(busy_store):
+    app = app_on(busy_store)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.press("f4")
+        await settle(pilot)
+        app.screen.query_one("#compare-kind").value = "cost"
+        await settle(pilot)
+        per_iter, overall = styles(app, "compare-table", "s/iter ↓"), None
+        app.screen.query_one("#compare-kind").value = "main"
+        await settle(pilot)
+        overall = styles(app, "compare-table", "Overall ↑")
+    # ce, at 300 and at 60 steps, takes 0.021 s a step, the least; lift the most
+    assert {m for m, style in per_iter.items() if "green" in style} == {"ce [train.iters=3…", "ce [train.iters=6…"}
+    assert {m for m, style in overall.items() if "green" in style} == {"lift"}  # 92.1: the highest
+
+
+async def test_d_shows_and_hides_the_published_numbers_where_the_library_has_them(busy_store, monkeypatch):
+    from lvmbench.store.tables import Table
+
+    def with_published(table):
+        return Table(table.title, table.columns + ["Overall paper"], [r + [50.0] for r in table.rows],
+                     {**table.higher_is_better, "Overall paper": True}, table.notes)
+
+    app = app_on(busy_store)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.press("f4")
+        await settle(pilot)
+        if compare.published_view is None:  # hidden while the library has no published numbers
+            assert not app.screen.check_action("toggle_published", ())
+            await pilot.press("d")
+            assert "Overall paper ↑" not in [str(c.label) for c in app.screen.query_one(DataTable).columns.values()]
+        monkeypatch.setattr(compare, "published_view", with_published)
+        app.screen.refresh_bindings()
+        await pilot.press("d")
+        await settle(pilot)
+        assert [r["Overall paper ↑"] for r in shown(app, "compare-table")][:1] == ["50.00"]
+        await pilot.press("d")
+        await settle(pilot)
+        assert "Overall paper ↑" not in shown(app, "compare-table")[0]
