@@ -5,16 +5,10 @@ from __future__ import annotations
 
 from textual.widgets import DataTable
 
-from lvmbench.tui.app import LvmbenchApp
 from lvmbench.tui.screens import compare
 
 from .conftest import screen_text, settle
-from .test_values import shown, styles
-
-
-def app_on(store) -> LvmbenchApp:
-    results, runs_dir = store
-    return LvmbenchApp(results=results, runs_dir=runs_dir)
+from .test_values import on_screen, shown, styles
 
 
 def line_of(lines: list[str], text: str) -> str:
@@ -24,10 +18,7 @@ def line_of(lines: list[str], text: str) -> str:
 
 
 async def test_at_80x24_the_first_rows_show_overall_many_medium_few_and_the_method_stays_when_scrolled(busy_store):
-    app = app_on(busy_store)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("f4")
-        await settle(pilot)
+    async with on_screen(busy_store, "f4", size=(80, 24)) as (app, pilot):
         table = app.screen.query_one("#compare-table", DataTable)
         heads = [str(c.label) for c in table.columns.values()]
         assert heads[:5] == ["Method", "Overall ↑", "Many ↑", "Medium ↑", "Few ↑"] and table.fixed_columns == 1
@@ -46,10 +37,7 @@ async def test_at_80x24_the_first_rows_show_overall_many_medium_few_and_the_meth
 
 
 async def test_the_highlighted_row_is_named_in_full_under_the_table(busy_store):
-    app = app_on(busy_store)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("f4")
-        await settle(pilot)
+    async with on_screen(busy_store, "f4", size=(80, 24)) as (app, pilot):
         rows = shown(app, "compare-table")
         table = app.screen.query_one("#compare-table", DataTable)
         variant = next(i for i, r in enumerate(rows) if r["Method"].startswith("ce [train.iters=6"))
@@ -61,10 +49,7 @@ async def test_the_highlighted_row_is_named_in_full_under_the_table(busy_store):
 
 
 async def test_at_160x45_every_column_is_on_screen(busy_store):
-    app = app_on(busy_store)
-    async with app.run_test(size=(160, 45)) as pilot:
-        await pilot.press("f4")
-        await settle(pilot)
+    async with on_screen(busy_store, "f4", size=(160, 45)) as (app, pilot):
         head = line_of(screen_text(app), "Overall ↑")
         for column in ("Method", "Overall ↑", "Many ↑", "Medium ↑", "Few ↑", "Precision ↑", "Recall ↑", "F1 ↑",
                        "Backbone", "Seeds"):
@@ -73,10 +58,7 @@ async def test_at_160x45_every_column_is_on_screen(busy_store):
 
 
 async def test_the_lowest_cost_is_marked_best(busy_store):
-    app = app_on(busy_store)
-    async with app.run_test(size=(160, 45)) as pilot:
-        await pilot.press("f4")
-        await settle(pilot)
+    async with on_screen(busy_store, "f4", size=(160, 45)) as (app, pilot):
         app.screen.query_one("#compare-kind").value = "cost"
         await settle(pilot)
         per_iter, overall = styles(app, "compare-table", "s/iter ↓"), None
@@ -95,10 +77,7 @@ async def test_d_shows_and_hides_the_published_numbers_where_the_library_has_the
         return Table(table.title, table.columns + ["Overall paper"], [r + [50.0] for r in table.rows],
                      {**table.higher_is_better, "Overall paper": True}, table.notes)
 
-    app = app_on(busy_store)
-    async with app.run_test(size=(160, 45)) as pilot:
-        await pilot.press("f4")
-        await settle(pilot)
+    async with on_screen(busy_store, "f4", size=(160, 45)) as (app, pilot):
         if compare.published_view is None:  # hidden while the library has no published numbers
             assert not app.screen.check_action("toggle_published", ())
             await pilot.press("d")

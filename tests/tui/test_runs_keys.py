@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from textual.widgets import DataTable, Input
 
-from lvmbench.tui.app import LvmbenchApp
 from lvmbench.tui.results import short_id
 from lvmbench.tui.widgets.dialogs import Choose, Confirm
 
 from .conftest import screen_text, settle
-from .test_values import shown
+from .test_values import on_screen, shown
 
 
 def styles_in_order(table: DataTable, column: str) -> list[str]:
@@ -25,16 +24,8 @@ def test_short_id_is_the_random_tail_of_a_made_id_else_the_id_less_its_prefix():
     assert short_id("my-run", "mnist-lt", "ce", 0) == "my-run"
 
 
-def runs_app(store) -> LvmbenchApp:
-    results, runs_dir = store
-    return LvmbenchApp(results=results, runs_dir=runs_dir)
-
-
 async def test_alike_runs_show_their_short_id_first_and_status_in_colour(busy_store):
-    app = runs_app(busy_store)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("f3")
-        await settle(pilot)
+    async with on_screen(busy_store, "f3", size=(80, 24)) as (app, pilot):
         table = app.screen.query_one("#runs-table", DataTable)
         lines = screen_text(app)
         statuses = [r["status"].split()[0] for r in shown(app, "runs-table")]
@@ -49,10 +40,7 @@ async def test_alike_runs_show_their_short_id_first_and_status_in_colour(busy_st
 
 
 async def test_escape_leaves_the_filter_for_the_table_and_keeps_its_words(busy_store):
-    app = runs_app(busy_store)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("f3")
-        await settle(pilot)
+    async with on_screen(busy_store, "f3", size=(80, 24)) as (app, pilot):
         await pilot.press("slash", "l", "i", "f", "t")
         await settle(pilot)
         box, table = app.screen.query_one(Input), app.screen.query_one("#runs-table", DataTable)
@@ -65,10 +53,7 @@ async def test_escape_leaves_the_filter_for_the_table_and_keeps_its_words(busy_s
 
 
 async def test_o_sorts_by_the_chosen_column_and_s_reverses(busy_store):
-    app = runs_app(busy_store)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("f3")
-        await settle(pilot)
+    async with on_screen(busy_store, "f3", size=(80, 24)) as (app, pilot):
         await pilot.press("o")
         await settle(pilot)
         assert isinstance(app.screen, Choose)
@@ -86,12 +71,9 @@ async def test_o_sorts_by_the_chosen_column_and_s_reverses(busy_store):
 
 
 async def test_c_asks_before_it_cancels(busy_store):
-    app = runs_app(busy_store)
     cancelled = []
-    app.cancel_run = cancelled.append
-    async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("f3")
-        await settle(pilot)
+    async with on_screen(busy_store, "f3", (80, 24), lambda app: setattr(app, "cancel_run", cancelled.append)) as (
+            app, pilot):
         table = app.screen.query_one("#runs-table", DataTable)
         assert shown(app, "runs-table")[0]["id"] == "live"
         table.move_cursor(row=0)
@@ -114,16 +96,12 @@ async def test_r_resumes_at_once_a_run_that_has_a_checkpoint(busy_store):
     from lvmbench.runs.rundir import RunDir
     from lvmbench.tui import jobs
 
-    results, runs_dir = busy_store
-    run = RunDir(runs_dir / "mnist-lt-ce-s3-20231114-234000-dead")
+    run = RunDir(busy_store[1] / "mnist-lt-ce-s3-20231114-234000-dead")
     run.checkpoint_file.parent.mkdir(parents=True, exist_ok=True)
     run.checkpoint_file.write_bytes(b"checkpoint")
-    app = runs_app(busy_store)
     launched = []
-    app.launch = launched.append
-    async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("f3")
-        await settle(pilot)
+    async with on_screen(busy_store, "f3", (80, 24), lambda app: setattr(app, "launch", launched.append)) as (
+            app, pilot):
         app.screen.query_one("#runs-table", DataTable).move_cursor(
             row=[r["id"] for r in shown(app, "runs-table")].index("dead"))
         await pilot.press("R")

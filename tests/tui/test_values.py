@@ -44,10 +44,13 @@ def styles(app, widget_id: str, column: str) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def on_screen(store, key: str, size=(160, 40)):
-    """The app on the fixture store, switched to a screen by its function key, workers done."""
+async def on_screen(store, key: str, size=(160, 40), prepare=None):
+    """The app on the fixture store (``prepare(app)`` first, if given), switched to a screen by its function
+    key, workers done."""
     results, runs_dir = store
     app = LvmbenchApp(results=results, runs_dir=runs_dir)
+    if prepare:
+        prepare(app)
     async with app.run_test(size=size) as pilot:
         await pilot.press(key)
         await settle(pilot)
