@@ -37,7 +37,10 @@ async def wait_until(pilot, predicate, timeout: float, what: str) -> float:
 def shown(app) -> dict[str, str]:
     """Run id -> status cell of the Runs screen's rows."""
     screen = app.screen
-    return {row[-1]: row[0] for row in screen.rows()[1]} if hasattr(screen, "rows") else {}
+    if not hasattr(screen, "rows"):
+        return {}
+    columns, rows = screen.rows()
+    return {row[-1]: row[columns.index("status")] for row in rows}
 
 
 def training(run_id_holder: list) -> bool:
