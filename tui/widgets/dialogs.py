@@ -11,7 +11,7 @@ from textual.widgets import OptionList, Static
 
 DIALOG_CSS = """
 {name} {{ align: center middle; }}
-{name} > Vertical {{ width: auto; max-width: 76; height: auto; max-height: 90%; border: round $warning;
+{name} > Vertical {{ width: {width}; max-width: 100%; height: auto; max-height: 90%; border: round $warning;
                     background: $surface; padding: 0 1; }}
 """
 
@@ -20,7 +20,7 @@ class Confirm(ModalScreen[bool]):
     """``question``, answered with ``y`` (or Enter) or ``n`` (or Esc); dismissed with the answer."""
 
     BINDINGS = [Binding("y,enter", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
-    DEFAULT_CSS = DIALOG_CSS.format(name="Confirm")
+    DEFAULT_CSS = DIALOG_CSS.format(name="Confirm", width=64)
 
     def __init__(self, question: str, **kwargs):
         super().__init__(**kwargs)
@@ -39,7 +39,7 @@ class Choose(ModalScreen[int | None]):
     """Pick one of ``options`` (Enter, or its first letter's row); dismissed with its index, None on Esc."""
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Close")]
-    DEFAULT_CSS = DIALOG_CSS.format(name="Choose")
+    DEFAULT_CSS = DIALOG_CSS.format(name="Choose", width=32)
 
     def __init__(self, title: str, options: list[str], current: int | None = None, **kwargs):
         super().__init__(**kwargs)
