@@ -220,6 +220,7 @@ class LiveScreen(Screen):
             else f"{status or 'starting'}… (no step yet)")
         self.query_one("#run-error", Static).update(Text(f"{status}: {error}" if error else "", style="red"))
         self.query_one("#run-error").display = bool(error)
+        self.query_one("#live-body").set_class(bool(error), "has-error")  # a shorter log: the plot keeps its rows
         if not full:
             return
         steps = (0, data.iters) if data.iters else None
