@@ -28,7 +28,6 @@ SCREENS = {"launch": ("F1", "Launch", "pick and start a run"),
 
 
 EVERYWHERE = [Binding("ctrl+p", "command_palette", "Command palette: every screen and action"),
-              Binding("ctrl+q", "quit", "Quit, even from a text field"),
               Binding("tab", "focus_next", "Next field or table (shift+tab: previous)")]
 
 
@@ -69,7 +68,9 @@ class LvmbenchApp(App):
                 for i, (mode, (key, _, _)) in enumerate(SCREENS.items())] + [
         Binding(key.lower(), f"switch_mode('{mode}')", label, priority=True)
         for mode, (key, label, _) in SCREENS.items()] + [
-        Binding("question_mark", "help", "Help"), Binding("q", "quit", "Quit")]
+        Binding("question_mark", "help", "Help"), Binding("q", "quit", "Quit"),
+        Binding("ctrl+q", "quit_typing", "Quit", key_display="^q", priority=True,
+                tooltip="Quit, from a text field too (where q types a q)")]
     WIDE = 120
 
     data_version: reactive[int] = reactive(0)  # bumped whenever the database changed
@@ -103,7 +104,18 @@ class LvmbenchApp(App):
             return self.size.width < self.WIDE
         if action == "switch_mode":
             return self.size.width >= self.WIDE and parameters != (self.current_mode,)
+        if action == "quit_typing":  # shown while q would type: elsewhere ctrl+q is Textual's own, unlisted
+            return self.typing()
         return True
+
+    def typing(self) -> bool:
+        """Whether the focused widget takes printable keys as text (then ``?`` and ``q`` type)."""
+        from textual.widgets import Input, TextArea
+
+        return isinstance(self.focused, (Input, TextArea))
+
+    async def action_quit_typing(self) -> None:
+        await self.action_quit()
 
     def on_resize(self) -> None:
         self.refresh_bindings()

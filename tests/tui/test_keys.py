@@ -33,7 +33,7 @@ async def test_every_footer_key_is_visible_at_80x24(fixture_store):
             if name == "SqlScreen" and key == "escape":  # out of the editor: ? and q act, and say so
                 assert {"Help", "Quit", "CSV", "Copy row", "Edit"} <= set(descriptions)
             elif name == "SqlScreen":  # in it they would type: the footer says how to leave it
-                assert {"Run", "History", "Complete", "Leave"} <= set(descriptions) and "Help" not in descriptions
+                assert {"Run", "History", "Complete", "Leave", "Quit"} <= set(descriptions) and "Help" not in descriptions
             elif name != "RunDetailScreen":
                 assert {"Screens", "Help", "Quit"} <= set(descriptions), name
             print(name, [(w.description, w.region.x, w.region.right) for w in footer_keys])

@@ -161,7 +161,7 @@ class CompareScreen(Screen):
             title.update(Text(EMPTY))
         else:
             table = self.shown_table()
-            title.update(Text.assemble((table.title, "bold"), "  (best per column in green: ↑ highest, ↓ lowest)",
+            title.update(Text.assemble((table.title, "bold"), "  best in green (↑ highest, ↓ lowest)",
                                        *[f"\n{note}" for note in table.notes]))
             grid.display = self.query_one("#compare-row").display = True
             order, fixed = screen_order(table)

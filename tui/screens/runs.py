@@ -81,7 +81,8 @@ class RunsScreen(Screen):
                 Binding("R", "resume", "Resume", tooltip="resume the highlighted killed, failed or cancelled run"),
                 Binding("i", "ingest", "Ingest runs dir", show=False), Binding("r", "reload", "Reload", show=False),
                 Binding("slash", "focus_filter", "Filter", tooltip="filter: words or column=value"),
-                Binding("escape", "leave_filter", "Leave filter", show=False)]
+                Binding("escape", "leave_filter", "To the list", key_display="esc",
+                        tooltip="leave the filter for the list (the filter keeps its words)")]
 
     def __init__(self, scan_s: float = 1.0, **kwargs):
         super().__init__(**kwargs)
@@ -159,6 +160,8 @@ class RunsScreen(Screen):
         rows = filter_rows(columns, every, self.query_one("#runs-filter", Input).value)
         if self.sort_column is not None:
             rows = sort_rows(rows, self.sort_column, self.sort_reverse)
+        elif self.sort_reverse:  # ``s`` before a column is chosen: oldest first
+            rows = rows[::-1]
         first = not table.display
         table.display = True
         if first and self.query_one("#runs-filter", Input).has_focus and not self.query_one("#runs-filter", Input).value:
@@ -167,7 +170,7 @@ class RunsScreen(Screen):
         table.show(columns, rows, key_index=-1, fixed=1, caps={"id": 10})
         table.move_cursor(row=min(cursor, max(0, len(rows) - 1)), animate=False)
         sort = (f" · sorted by {columns[self.sort_column]}{' ↓' if self.sort_reverse else ' ↑'}"
-                if self.sort_column is not None else "")
+                if self.sort_column is not None else " · oldest first" if self.sort_reverse else "")
         more = " (first rows only)" if self.result and self.result.truncated else ""
         note.update(f"{len(rows)} of {len(every)} runs{more}{sort} · Enter: open · ?: help")
 
@@ -179,6 +182,13 @@ class RunsScreen(Screen):
 
     def action_focus_filter(self) -> None:
         self.query_one("#runs-filter", Input).focus()
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        """Esc acts (and shows) while the filter has the keys."""
+        return action != "leave_filter" or self.query_one("#runs-filter", Input).has_focus
+
+    def on_descendant_focus(self) -> None:
+        self.refresh_bindings()
 
     def action_leave_filter(self) -> None:
         """Esc: back to the table (the filter keeps its words)."""

@@ -67,8 +67,7 @@ class SqlEditor(TextArea):
                 Binding("ctrl+down", "screen.history(1)", "Next query", show=False),
                 Binding("tab", "screen.complete", "Complete", tooltip="complete a table or column name"),
                 Binding("escape", "screen.leave_editor", "Leave", key_display="esc",
-                        tooltip="leave the editor for the results (then ? and q act; e edits again)"),
-                Binding("ctrl+q", "app.quit", "Quit", key_display="^q", tooltip="quit (q types a q here)")]
+                        tooltip="leave the editor for the results (then ? and q act; e edits again)")]
 
     def action_cursor_up(self, select: bool = False) -> None:
         if self.cursor_at_first_line and not select:
