@@ -39,7 +39,7 @@ async def sql_results(pilot) -> None:
 
 
 SCREENS = {"launch": keys(), "live": keys("f2"), "live-next-plot": keys("f2", "v"), "runs": keys("f3"),
-           "runs-sort-by": keys("f3", "o"), "runs-cancel": keys("f3", "c"), "detail": keys("f3", "down", "down", "enter"),
+           "runs-sort-by": keys("f3", "o"), "runs-cancel": keys("f3", "c"), "detail": keys("f3", "down", "down", "down", "enter"),
            "compare": keys("f4"), "compare-plot": keys("f4", "p"), "sql": sql_query, "sql-results": sql_results,
            "help": keys("f3", "question_mark")}
 
