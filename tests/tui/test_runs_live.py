@@ -75,7 +75,7 @@ async def test_a_shell_run_shows_live_finishes_and_a_second_is_cancelled_from_th
         table = app.screen.query_one("#runs-table")
         table.focus()
         table.move_cursor(row=list(shown(app)).index(other))
-        await pilot.press("c")
+        await pilot.press("c", "y")  # cancel, once confirmed
         await wait_until(pilot, lambda: long.poll() is not None, 60, "the cancelled shell run to end")
         assert long.returncode == 1
         (run,) = [r for r in list_runs("runs") if r.run_id == other]
