@@ -98,7 +98,7 @@ class SqlScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield SqlEditor("", language="sql", soft_wrap=True, tab_behavior="focus", show_line_numbers=False,
+        yield SqlEditor("", soft_wrap=True, tab_behavior="focus", show_line_numbers=False,
                         placeholder="SELECT … (read-only; ctrl+r runs it)", id="sql-editor")
         yield Static(HINT, id="sql-note")
         yield ResultTable(id="sql-result")
@@ -107,6 +107,12 @@ class SqlScreen(Screen):
     def on_mount(self) -> None:
         self.query_one(ResultTable).display = False
         self.history = QueryHistory(history_path(self.app.results.path))
+        self.call_after_refresh(self.after_first_paint)
+
+    def after_first_paint(self) -> None:
+        """What the screen needs only once it shows: the SQL grammar (its highlighting query takes a moment
+        to build) and the names to complete (their query loads DuckDB)."""
+        self.editor.language = "sql"
         self.load_names()
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
