@@ -33,7 +33,7 @@ TEST_SELECTED_NOTE = f"{TEST_SELECTED} selected on the test split, as the study'
 EVAL_FIELDS = ("overall", "many", "medium", "few", "precision", "recall", "f1")
 RUN_FIELDS = ("run_id", "dataset", "backbone", "pretrained", "method", "recipe", "selected_on", "seed", "config",
               "ended_at", "s_per_iter", "wall_s", "avg_power_w", "energy_kwh", "peak_mem_mib", "device",
-              "trainable_params")
+              "trainable_params", "loader_wait_s")
 DEFAULT_WEIGHTS = ("openai", "embedded")
 
 
@@ -182,18 +182,21 @@ def memory_table(con, dataset=None, **_) -> Table:
 
 
 def cost_table(con, dataset=None, backbone=None, carbon_kg_per_kwh: float = CARBON_KG_PER_KWH, **_) -> Table:
-    """Trainable parameters, s/iter, device hours, average W, kWh, kg CO2 per method (the study's
-    Table 8, with what each method tunes: a decoder, a stage-2 adjuster or modules inside the tower).
-    Energy and power are measured on GPUs only: a CPU run leaves them blank."""
+    """Trainable parameters, s/iter, loader wait, device hours, average W, kWh, kg CO2 per method (the
+    study's Table 8, with what each method tunes: a decoder, a stage-2 adjuster or modules inside the
+    tower). ``Loader wait`` is the seconds per step a step waited for its images (a loader that bounds
+    training waits a large part of s/iter; blank without a loader). Energy and power are measured on
+    GPUs only: a CPU run leaves them blank."""
     found = cells(con, dataset, backbone)
     lead, prefix = _layout(found, dataset)
     rows = []
     for c in found:
         kwh = c.mean("energy_kwh")
         rows.append(prefix(c) + [c.label, c.backbone, c.seeds, trainable(c), c.mean("s_per_iter"),
-                                 device_hours(c), c.mean("avg_power_w"), kwh,
+                                 c.mean("loader_wait_s"), device_hours(c), c.mean("avg_power_w"), kwh,
                                  kwh * carbon_kg_per_kwh if kwh is not None else None])
-    cols = lead + ["Method", "Backbone", "Seeds", "Trainable", "s/iter", "Device hours", "Avg W", "kWh", "kg CO2"]
+    cols = lead + ["Method", "Backbone", "Seeds", "Trainable", "s/iter", "Loader wait s/iter", "Device hours",
+                   "Avg W", "kWh", "kg CO2"]
     return Table(f"Cost{_title(dataset, backbone, found)} ({carbon_kg_per_kwh} kg CO2/kWh)", cols, rows,
                  {c: False for c in cols[len(lead) + 3:]}, _notes(found))
 
