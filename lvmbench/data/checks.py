@@ -3,7 +3,7 @@
 Listing folders is cheap even for iNaturalist 2018's 8,142 (a ``stat`` per image is not, on a network
 file system), and the folders are listed by a pool of threads (a network file system answers them
 in parallel). A verified listing is remembered (:mod:`lvmbench.data.listing`): a second run on the
-same split and unchanged folders does not list them again. ``data.on_bad_image=fail`` stops at the
+same split lists only the folders that changed since. ``data.on_bad_image=fail`` stops at the
 first missing file, naming it and the split file's line; ``skip`` drops every missing file and
 records it in ``LTDataset.skipped``.
 """
@@ -38,12 +38,14 @@ def missing_mask(split: Split) -> np.ndarray:
     folders = [os.path.join(root, head) for head in heads]
     # the folders' times before listing them: a change made while listing shows at the next run
     record, states = listing.key(split), listing.folder_states(folders)
-    remembered = listing.recall(record, states, len(split))
-    if remembered is not None:
-        return remembered
-    with ThreadPoolExecutor(min(listing.THREADS, len(folders))) as pool:
-        listings = dict(zip(heads, pool.map(_list, folders)))
-    mask = np.fromiter((name not in listings[head] for head, _, name in parts), dtype=bool, count=len(split))
+    mask, stale = listing.recall(record, states, len(split))
+    if not stale:
+        return mask
+    with ThreadPoolExecutor(min(listing.THREADS, len(stale))) as pool:
+        fresh = dict(zip([heads[i] for i in stale], pool.map(_list, [folders[i] for i in stale])))
+    for i, (head, _, name) in enumerate(parts):
+        if head in fresh:
+            mask[i] = name not in fresh[head]
     listing.remember(record, states, mask)
     return mask
 

@@ -4,7 +4,8 @@ A record (``<feature cache>/listings/<key>.json``) is keyed by the data root and
 paths in order (a split file's content; labels do not decide whether a file exists). It holds each
 folder's modification time when it was listed and the positions of the missing samples. A file
 added to, removed from or renamed in a folder changes the folder's modification time, so a record
-is used only while every folder's time is unchanged: one ``stat`` per folder instead of listing it.
+is used for the folders whose time is unchanged: one ``stat`` per folder instead of listing it, and
+only the folders that changed are listed again.
 A folder modified within ``RACY_S`` seconds before it was listed is recorded as unknown and listed
 again next time (a coarse file-system clock could hide a later change in the same tick; git's
 "racy index" rule). Remembering is an optimisation: a record that cannot be read or written is ignored.
@@ -53,18 +54,19 @@ def _file(name: str):
     return paths.cache_dir() / "listings" / f"{name}.json"
 
 
-def recall(name: str, states: list[int], n: int) -> np.ndarray | None:
+def recall(name: str, states: list[int], n: int) -> tuple[np.ndarray, list[int]]:
     """The remembered missing-file mask of the split named ``name`` (``n`` samples, its folders now in
-    ``states``), if the record exists and no folder changed since; else None."""
+    ``states``) and the folders to list again (changed since, or never recorded): without a record,
+    no sample known missing and every folder."""
     try:
         record = json.loads(_file(name).read_text())
-    except (OSError, ValueError):
-        return None
-    if UNKNOWN in states or record.get("mtime_ns") != states or record.get("n") != n:
-        return None
+        before, missing = record["mtime_ns"], record["missing"]
+        assert record["n"] == n and len(before) == len(states)
+    except (OSError, ValueError, KeyError, TypeError, AssertionError):
+        return np.zeros(n, dtype=bool), list(range(len(states)))
     mask = np.zeros(n, dtype=bool)
-    mask[np.asarray(record.get("missing", []), dtype=np.int64)] = True
-    return mask
+    mask[np.asarray(missing, dtype=np.int64)] = True
+    return mask, [i for i, (old, now) in enumerate(zip(before, states)) if now == UNKNOWN or old != now]
 
 
 def remember(name: str, states: list[int], mask: np.ndarray) -> None:
