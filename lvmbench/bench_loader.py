@@ -6,7 +6,9 @@ It writes realistic JPEGs to a temporary folder (ImageNet's typical sizes, aroun
 (:class:`lvmbench.train.batches.ImageDataset` with seeded augmentation): for each ``data.transform``
 (the study's, open_clip's) and each ``data.decode`` (``pil``, the study's path; ``torchvision``,
 the fast path), one process on one thread, round-robin so that a load that drifts slows every path
-alike, and then with the loader's worker processes. It compares the fast path's output with
+alike, and then with the loader's worker processes. Images per core are counted per second of the
+process's CPU time, which a busy machine does not shrink the way it shrinks wall-clock rates (both
+are reported). It compares the fast path's output with
 PIL's on the same crops, in levels of 255, and predicts for ViT-B/16 and ViT-L/14 on a GPU the
 tower's images per second by FLOPs (forward pass at ``UTILISATION`` of the GPU's dense bf16 peak)
 against what the loader supplies with the machine's cores.
@@ -78,27 +80,30 @@ def _items(n: int) -> list[tuple[int, int]]:
     return [(i, 1000 + i) for i in range(n)]  # (index, augmentation seed): every path cuts the same crops
 
 
-def single_process(split: Split, rounds: int, log) -> dict[tuple[str, str], float]:
-    """Images per second of each (transform, decode) path in this process on one thread: the median over
-    ``rounds`` of reading every image once, paths taking turns within a round."""
+def single_process(split: Split, rounds: int, log) -> dict[tuple[str, str], dict[str, float]]:
+    """Images per second of each (transform, decode) path in this process on one thread, the median over
+    ``rounds`` of reading every image once, paths taking turns within a round: ``cpu`` per second of the
+    process's CPU time (what a core of its own would do: a busy machine lends it only part of a core)
+    and ``wall`` per second of wall-clock time."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     datasets = {(t, d): _dataset(split, t, d) for t in TRANSFORMS for d in DECODES}
-    times: dict[tuple[str, str], list[float]] = {key: [] for key in datasets}
+    times: dict[tuple[str, str], dict[str, list[float]]] = {key: {"cpu": [], "wall": []} for key in datasets}
     try:
         for key, ds in datasets.items():  # warm-up: imports, first-call set-up
             ds[(0, 0)]
         for r in range(rounds):
             for key, ds in datasets.items():
-                t0 = time.perf_counter()
+                cpu, wall = time.process_time(), time.perf_counter()
                 for item in _items(len(split)):
                     ds[item]
-                times[key].append(time.perf_counter() - t0)
-            log(f"round {r + 1}: " + ", ".join(f"{t}/{d} {len(split) / times[(t, d)][-1]:.0f} img/s"
+                times[key]["cpu"].append(time.process_time() - cpu)
+                times[key]["wall"].append(time.perf_counter() - wall)
+            log(f"round {r + 1}: " + ", ".join(f"{t}/{d} {len(split) / times[(t, d)]['cpu'][-1]:.0f} img/s"
                                               for t, d in datasets))
     finally:
         torch.set_num_threads(threads)
-    return {key: len(split) / statistics.median(ts) for key, ts in times.items()}
+    return {key: {k: len(split) / statistics.median(v) for k, v in ts.items()} for key, ts in times.items()}
 
 
 def with_workers(split: Split, transform: str, decode: str, workers: int, batch: int = 32) -> float:
@@ -202,11 +207,12 @@ def run(images: int = 96, rounds: int = 3, target: str | None = None, cores: int
         for (t, d), rate in single.items():
             log(f"{t}/{d} with {measured_workers} worker(s)")
             pooled = with_workers(split, t, d, measured_workers)
-            paths.append({"transform": t, "decode": d, "img_s_per_core": rate, "workers": measured_workers,
-                          "workers_img_s": pooled, "workers_img_s_per_core": pooled / measured_workers})
+            paths.append({"transform": t, "decode": d, "img_s_per_core": rate["cpu"], "img_s_wall": rate["wall"],
+                          "workers": measured_workers, "workers_img_s": pooled,
+                          "workers_img_s_per_core": pooled / measured_workers})
         log("comparing the fast path's output with PIL's")
         diffs = [difference(split, t, train) for t in TRANSFORMS for train in (True, False)]
-    pil, fast = single[("study", "pil")], single[("study", "torchvision")]
+    pil, fast = single[("study", "pil")]["cpu"], single[("study", "torchvision")]["cpu"]
     loader = {"images": images, "rounds": rounds, "jpeg_kib": jpeg_kib, "sizes": SIZES, "quality": QUALITY,
               "pil_img_s_per_core": pil, "fast_img_s_per_core": fast, "ratio": fast / pil,
               "workers": workers, "measured_workers": measured_workers, "cores": cores or here, "usable_cores": here,
@@ -231,8 +237,9 @@ def print_report(report: dict, fmt_name: str = "table") -> None:
     console = Console() if Console().width >= 100 else Console(width=100)
     load = " ".join(f"{x:.2f}" for x in report["load_avg"])
     rows = [[p["transform"], p["decode"], round(p["img_s_per_core"]), round(1000 / p["img_s_per_core"], 2),
-             p["workers"], round(p["workers_img_s"])] for p in lo["paths"]]
-    render(["transform", "decode", "img/s per core", "ms/img", "workers", "img/s with workers"], rows, fmt_name,
+             round(p["img_s_wall"]), p["workers"], round(p["workers_img_s"])] for p in lo["paths"]]
+    render(["transform", "decode", "img/s per core (CPU time)", "CPU ms/img", "img/s (wall)", "workers",
+            "img/s with workers (wall)"], rows, fmt_name,
            title=f"{lo['images']} JPEGs (~{lo['jpeg_kib']:.0f} KiB, quality {lo['quality']}), 224 px training "
                  f"views, median of {lo['rounds']} round(s), load average {load}", console=console)
     print(f"\nfast path (torchvision) / PIL, the study's transform: {lo['ratio']:.2f}x per core")

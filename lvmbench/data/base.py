@@ -67,19 +67,22 @@ def _array_image(item: np.ndarray, decode: str):
 
 def _decode_file(path: Path, decode: str):
     """A file as RGB: PIL, or torchvision's decoders (a format they lack, e.g. BMP or TIFF, goes through PIL)."""
-    from PIL import Image
-
     if decode != "pil":
-        import torch
         from torchvision.io import ImageReadMode, decode_image
 
         try:
             return decode_image(str(path), mode=ImageReadMode.RGB)
         except RuntimeError:
             pass  # not a format torchvision decodes, or broken: PIL decides
+    from PIL import Image
+
     with Image.open(path) as img:
         image = img.convert("RGB")
-    return image if decode == "pil" else torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+    if decode == "pil":
+        return image
+    import torch
+
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
 
 
 class BadImage(UserError):
