@@ -54,7 +54,7 @@ class CompareScreen(Screen):
     TITLE = "Compare"
     BINDINGS = [Binding("m", "export('markdown')", "Markdown"), Binding("v", "export('csv')", "CSV"),
                 Binding("p", "toggle_plot", "Plot"), Binding("x", "toggle_axis", "Hours/params"),
-                Binding("u", "toggle_published", "Published"),
+                Binding("u", "toggle_published", "Published figures and Δ (main, cost)", show=False),
                 Binding("r", "reload", "Reload", show=False)]
 
     def __init__(self, **kwargs):
