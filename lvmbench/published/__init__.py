@@ -19,7 +19,7 @@ from pathlib import Path
 from .. import catalog
 
 FILES = {"wang2023": "paper", "shi2024": None}  # file → the recipe its numbers were made with (None: any)
-SHORT = {"wang2023": "Wang et al. 2023", "shi2024": "Shi et al. 2024"}
+SHORT = {"wang2023": "Wang 2023", "shi2024": "Shi 2024"}  # as a table row names its source: "Wang 2023 T1"
 DEFAULT_PRETRAINED = "openai"
 
 
@@ -27,9 +27,10 @@ DEFAULT_PRETRAINED = "openai"
 class Published:
     """One published row: where it comes from and its figures (accuracy or cost field → value)."""
 
-    source: str  # e.g. "Wang et al. 2023, Table 1"
+    source: str  # short, as a table row shows it: "Wang 2023 T1"
     row: str  # the row's name in the paper
     values: dict = field(default_factory=dict)
+    cite: str = ""  # the paper and table in full, as a table's note names it
 
 
 @lru_cache(maxsize=None)
@@ -68,7 +69,8 @@ def counterpart(kind: str, dataset: str, method: str, backbone: str, pretrained:
                 continue
             for entry in table["rows"]:
                 if entry.get("backbone", table.get("backbone")) == backbone and _matches(entry, spec, method):
-                    return Published(f"{SHORT[name]}, {table['table']}", entry["row"], entry["values"])
+                    return Published(f"{SHORT[name]} T{table['table'].split()[-1]}", entry["row"], entry["values"],
+                                     f"{data['cite']}, {table['table']}")
     return None
 
 

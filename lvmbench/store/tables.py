@@ -173,13 +173,13 @@ def _compare(found: list[Cell], rows: list[list], kind: str, columns: list[str],
         if match is None:
             missing.append(" ".join(p for p in (cell.label, cell.variant, f"({cell.backbone})") if p))
             continue
-        cited.add(match.source)
+        cited.add(f"{match.source}: {match.cite}")
         theirs = {c: match.values.get(f) for c, f in fields.items()}
         ours = dict(zip(columns, row))
         out.append(_below(row, columns, "↳ published", match.source, theirs))
-        out.append(_below(row, columns, "↳ Δ", "yours − published", {c: _diff(ours.get(c), v) for c, v in theirs.items()}))
+        out.append(_below(row, columns, "↳ Δ", "", {c: _diff(ours.get(c), v) for c, v in theirs.items()}))
         kinds += [PUBLISHED, DELTA]
-    notes = [f"published: {'; '.join(sorted(cited))}"] if cited else []
+    notes = [f"↳ published: {'; '.join(sorted(cited))}", "↳ Δ: yours − published"] if cited else []
     if missing:
         notes.append(f"no published counterpart (published: {', '.join(pub.datasets())}): {'; '.join(missing)}")
     return out, kinds, notes
