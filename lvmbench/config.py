@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import catalog
-from .hparams import loss_defaults
+from .hparams import OFF_VALUES, loss_defaults
 from .errors import UserError, unknown
 from .weights import looks_like_path, resolve_pretrained, weights_identity
 
@@ -255,14 +255,19 @@ def _parse_loss_hparam(key: str, raw: str) -> Any:
 
 def effective(spec: dict[str, Any]) -> dict[str, Any]:
     """The spec with the value every loss hyper-parameter takes: the loss's defaults under the spec's
-    recipe filled in where none is set, numbers as floats. An explicit default and an omitted one are
-    then one configuration (one config hash, one result group, one table row)."""
+    recipe filled in where none is set, numbers as floats, a value that means off (``hparams.OFF_VALUES``)
+    as None. An explicit default and an omitted one are then one configuration (one config hash, one result group, one table row)."""
     out = dict(spec)
     for hp, value in loss_defaults(spec.get("loss"), spec.get("recipe")).items():
         out.setdefault(f"loss.{hp}", value)
+    off = OFF_VALUES.get(spec.get("loss"), {}) if isinstance(spec.get("loss"), str) else {}
     for key, value in out.items():
-        if key.startswith("loss.") and isinstance(value, int) and not isinstance(value, bool):
+        if not key.startswith("loss."):
+            continue
+        if isinstance(value, int) and not isinstance(value, bool):
             out[key] = float(value)
+        if key[5:] in off and out[key] == off[key[5:]]:
+            out[key] = None
     return out
 
 

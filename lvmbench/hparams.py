@@ -24,6 +24,9 @@ RECIPE_LOSS_DEFAULTS: dict[str, dict[str, dict[str, float | None]]] = {
     "reference": {"ldam": {"s": 30.0, "drw_start": 0.8}},
 }
 
+# Values that turn a term off as None does (cbw's beta = 0: inverse frequency): one configuration, stored as None.
+OFF_VALUES: dict[str, dict[str, float]] = {"cbw": {"beta": 0.0}}
+
 
 def loss_defaults(loss: str, recipe: str | None) -> dict[str, float | None]:
     """The hyper-parameters ``loss`` takes under ``recipe`` when none is set (unknown loss: none)."""

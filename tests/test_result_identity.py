@@ -45,6 +45,12 @@ def test_every_setting_given_its_default_is_the_same_run(method):
     assert config.result_group(explicit) == config.result_group(omitted)
 
 
+def test_a_value_that_means_off_is_the_default_off():
+    omitted = config.resolve("mnist-lt", "tiny-clip", "cbw")
+    zero = config.resolve("mnist-lt", "tiny-clip", "cbw", overrides=config.parse_sets(["loss.beta=0"]))
+    assert zero["loss.beta"] is None and config.config_hash(zero) == config.config_hash(omitted)
+
+
 def test_every_loss_has_its_defaults_declared_without_torch():
     from lvmbench.methods.losses import LOSSES
 
