@@ -256,7 +256,8 @@ def _parse_loss_hparam(key: str, raw: str) -> Any:
 def effective(spec: dict[str, Any]) -> dict[str, Any]:
     """The spec with the value every loss hyper-parameter takes: the loss's defaults under the spec's
     recipe filled in where none is set, numbers as floats, a value that means off (``hparams.OFF_VALUES``)
-    as None. An explicit default and an omitted one are then one configuration (one config hash, one result group, one table row)."""
+    as None. An explicit default and an omitted one are then one configuration (one config hash, one
+    result group, one table row)."""
     out = dict(spec)
     for hp, value in loss_defaults(spec.get("loss"), spec.get("recipe")).items():
         out.setdefault(f"loss.{hp}", value)

@@ -39,7 +39,8 @@ SOURCE_CELLS = [
 ]
 
 
-@pytest.mark.parametrize("cell,value", SOURCE_CELLS, ids=[f"{c[0][1]}-{c[0][2]}-{c[0][3]}-{c[0][6]}" for c in SOURCE_CELLS])
+@pytest.mark.parametrize("cell,value", SOURCE_CELLS,
+                         ids=[f"{c[0][1]}-{c[0][2]}-{c[0][3]}-{c[0][6]}" for c in SOURCE_CELLS])
 def test_published_cells_equal_the_sources(cell, value):
     kind, dataset, method, backbone, weights, settings, field = cell
     spec = {"loss": config.defaults(dataset, method)["loss"], "coop.shots": 0, "coop.n_ctx": 4, **settings}
@@ -59,7 +60,8 @@ def test_what_has_no_published_counterpart_gets_none():
 def finished(runs, dataset, method, *sets, overall=50.0, seed=0, backbone="tiny-clip", pretrained=None, tmp=None,
              **status):
     spec = config.resolve(dataset, backbone, method, seed=seed, pretrained=pretrained,
-                          data_root=None if dataset == "mnist-lt" else str(tmp), overrides=config.parse_sets(list(sets)))
+                          data_root=None if dataset == "mnist-lt" else str(tmp),
+                          overrides=config.parse_sets(list(sets)))
     return finish(runs, spec, overall, **status)
 
 

@@ -315,7 +315,8 @@ def recipes_table(con, dataset=None, backbone=None, **_) -> Table:
         values = [(c.mean("overall"), c.mean("few")) if c else (None, None) for c in (p, f)]
         rows.append(list(key) + [label, variant, bb, values[0][0], values[1][0], _diff(values[1][0], values[0][0]),
                                  values[0][1], values[1][1], _diff(values[1][1], values[0][1])])
-    cols = lead + ["Method", "Variant", "Backbone", "Overall paper", "Overall ref.", "Δ overall", "Few paper", "Few ref.", "Δ few"]
+    cols = lead + ["Method", "Variant", "Backbone", "Overall paper", "Overall ref.", "Δ overall", "Few paper",
+                   "Few ref.", "Δ few"]
     better = {"Overall paper": True, "Overall ref.": True, "Few paper": True, "Few ref.": True}
     return Table(f"Recipes: paper vs reference{_title(dataset, backbone, found)} (test, %)", cols, rows, better,
                  notes + ["Δ = reference - paper"])
