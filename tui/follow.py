@@ -150,6 +150,8 @@ class LiveData:
     _t0: float | None = None
     _recent: deque = field(default_factory=lambda: deque(maxlen=RATE_WINDOW))  # (step, ts) of this segment
     _last: tuple[int, float] | None = None
+    _previous: tuple[int, float] | None = None  # the training record before the last
+    loader_wait_s: float | None = None  # the last record's mean wait per step for the training images
 
     def apply(self, update: RunUpdate) -> None:
         if update.spec:
@@ -165,6 +167,7 @@ class LiveData:
                 self.lr.add(step, rec.get("lr"))
                 if isinstance(rec.get("ts"), (int, float)):
                     self._step_at(int(step), float(rec["ts"]))
+                self.loader_wait_s = rec.get("loader_wait_s")
             self.val_overall.add(step, rec.get("val/overall"))
             self.val_few.add(step, rec.get("val/few"))
         for ts, mem, power, gpu in _per_sample(update.system):
@@ -182,7 +185,7 @@ class LiveData:
         earlier = isinstance(started, (int, float)) and ts < started
         if earlier or (self._last and step <= self._last[0]):
             self._recent.clear()
-        self._last = (step, ts)
+        self._previous, self._last = self._last, (step, ts)
         if not earlier:
             self._recent.append(self._last)
 
@@ -203,6 +206,15 @@ class LiveData:
         else:
             return None
         return max(0, self.iters - step) * rate
+
+    def loader_wait(self) -> tuple[float, float | None] | None:
+        """(seconds a step waited for its images, that wait's share of a step between the last two
+        training records or None), from the last record; None when the run logs no loader wait."""
+        if not isinstance(self.loader_wait_s, (int, float)):
+            return None
+        (s0, t0), (s1, t1) = self._previous or (0, 0.0), self._last or (0, 0.0)
+        step_s = (t1 - t0) / (s1 - s0) if self._previous and s1 > s0 else None
+        return self.loader_wait_s, min(1.0, self.loader_wait_s / step_s) if step_s else None
 
 
 def _per_sample(records: list[dict]):

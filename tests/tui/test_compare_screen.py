@@ -3,9 +3,8 @@ table widget: the figures fit 80 columns, the row's name stays put while the tab
 each column is marked in its direction, and the published numbers come and go with a key."""
 from __future__ import annotations
 
-from textual.widgets import DataTable
-
-from lvmbench.tui.screens import compare
+from textual.widgets import DataTable, Footer
+from textual.widgets._footer import FooterKey
 
 from .conftest import screen_text, settle
 from .test_values import on_screen, shown, styles
@@ -70,23 +69,18 @@ async def test_the_lowest_cost_is_marked_best(busy_store):
     assert {m for m, style in overall.items() if "green" in style} == {"lift"}  # 92.1: the highest
 
 
-async def test_d_shows_and_hides_the_published_numbers_where_the_library_has_them(busy_store, monkeypatch):
-    from lvmbench.store.tables import Table
+async def test_u_for_the_published_numbers_is_offered_on_the_tables_that_have_them(busy_store):
+    def footer(app) -> list[str]:
+        return [key.description for key in app.screen.query_one(Footer).query(FooterKey)]
 
-    def with_published(table):
-        return Table(table.title, table.columns + ["Overall paper"], [r + [50.0] for r in table.rows],
-                     {**table.higher_is_better, "Overall paper": True}, table.notes)
-
-    async with on_screen(busy_store, "f4", size=(160, 45)) as (app, pilot):
-        if compare.published_view is None:  # hidden while the library has no published numbers
-            assert not app.screen.check_action("toggle_published", ())
-            await pilot.press("d")
-            assert "Overall paper ↑" not in [str(c.label) for c in app.screen.query_one(DataTable).columns.values()]
-        monkeypatch.setattr(compare, "published_view", with_published)
-        app.screen.refresh_bindings()
-        await pilot.press("d")
+    async with on_screen(busy_store, "f4", size=(80, 24)) as (app, pilot):
+        assert "Paper Δ" in footer(app)  # the main table
+        app.screen.query_one("#compare-kind").value = "memory"
         await settle(pilot)
-        assert [r["Overall paper ↑"] for r in shown(app, "compare-table")][:1] == ["50.00"]
-        await pilot.press("d")
+        assert "Paper Δ" not in footer(app)  # nothing published to compare with
+        app.screen.query_one("#compare-kind").value = "cost"
         await settle(pilot)
-        assert "Overall paper ↑" not in shown(app, "compare-table")[0]
+        assert "Paper Δ" in footer(app)
+        await pilot.press("p")
+        await settle(pilot)
+        assert "Paper Δ" not in footer(app) and "Axis" in footer(app)  # the scatter's keys instead

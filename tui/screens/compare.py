@@ -1,6 +1,8 @@
 """Compare: the study's tables for one dataset (main, backbones, memory, cost), the best value of
 each column highlighted, exported to Markdown or CSV next to the database; in place of the table, a
-scatter of few-shot accuracy against device hours or trainable parameters (``p``, ``x``).
+scatter of few-shot accuracy against device hours or trainable parameters (``p``, ``x``); ``u``
+puts the published figures and the difference under each row of the main and cost tables
+(``tables.build(..., published=True)``).
 
 On screen the row's identity (Dataset, Method, Variant) stays put while the figures scroll sideways,
 and the figures come before the columns that describe a row (Backbone, Seeds), so that Overall, Many,
@@ -30,19 +32,7 @@ EXPORTS = {"markdown": "md", "csv": "csv"}
 IDENTITY = ("Dataset", "Method", "Variant")  # frozen while the table scrolls sideways
 DESCRIBING = ("Backbone", "Seeds")  # shown after the figures
 CAPS = {"Dataset": 12, "Method": 18, "Variant": 16}  # the full text is under the table
-
-
-def _published_view():
-    """The library's function that adds the study's published figures and their Δ beside a table's own
-    (issue 22), or None where the library has none yet: ``d`` is then hidden."""
-    try:
-        from lvmbench.store.published import with_published
-    except ImportError:
-        return None
-    return with_published
-
-
-published_view = _published_view()
+PUBLISHED_KINDS = ("main", "cost")  # the tables ``u`` puts published rows in
 
 
 def screen_order(table: tables.Table) -> tuple[list[int], int]:
@@ -76,7 +66,8 @@ class CompareScreen(Screen):
                 Binding("v", "export('csv')", "CSV", tooltip="export CSV"),
                 Binding("p", "toggle_plot", "Plot", tooltip="the table or a scatter of few-shot accuracy vs cost"),
                 Binding("x", "toggle_axis", "Axis", tooltip="the scatter's x: device hours or trainable parameters"),
-                Binding("d", "toggle_published", "Paper Δ", tooltip="the study's published figures and Δ"),
+                Binding("u", "toggle_published", "Paper Δ",
+                        tooltip="the study's published figures and Δ under each row (main, cost)"),
                 Binding("r", "reload", "Reload", show=False)]
 
     def __init__(self, **kwargs):
@@ -87,7 +78,7 @@ class CompareScreen(Screen):
         self.plotted: str | None = None  # the dataset of ``points``
         self.axis = "hours"  # the scatter's x: a CostPoint field
         self.showing_plot = False
-        self.showing_published = False
+        self.published = False  # the published rows and Δ under each row (``u``)
         self.error: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -115,13 +106,18 @@ class CompareScreen(Screen):
         return kind, (None if dataset in (ALL, Select.NULL) else str(dataset))
 
     def on_select_changed(self, event: Select.Changed) -> None:
+        self.refresh_bindings()
         self.action_reload()
 
     def action_reload(self) -> None:
-        self.load(*self.choice())
+        self.load(*self.choice(), self.published)
+
+    def action_toggle_published(self) -> None:
+        self.published = not self.published
+        self.action_reload()
 
     @work(thread=True, exclusive=True, group="compare-load")
-    def load(self, kind: str, dataset: str | None) -> None:
+    def load(self, kind: str, dataset: str | None, published: bool = False) -> None:
         results = self.app.results
         if not results.exists():
             self.post_message(CompareLoaded(None, []))
@@ -129,7 +125,7 @@ class CompareScreen(Screen):
         try:
             found = datasets(results)
             plotted = dataset or (found[0] if len(found) == 1 else None)  # a scatter never pools datasets
-            table, points = results.read(lambda con: (tables.build(con, kind, dataset=dataset),
+            table, points = results.read(lambda con: (tables.build(con, kind, dataset=dataset, published=published),
                                                       tables.cost_points(con, plotted) if plotted else []))
         except UserError as exc:
             self.post_message(CompareLoaded(None, [], str(exc)))
@@ -160,7 +156,7 @@ class CompareScreen(Screen):
         elif self.table is None or not self.table.rows:
             title.update(Text(EMPTY))
         else:
-            table = self.shown_table()
+            table = self.table
             title.update(Text.assemble((table.title, "bold"), "  best in green (↑ highest, ↓ lowest)",
                                        *[f"\n{note}" for note in table.notes]))
             grid.display = self.query_one("#compare-row").display = True
@@ -170,14 +166,9 @@ class CompareScreen(Screen):
                       compact=True)
             self.describe_row()
 
-    def shown_table(self) -> tables.Table:
-        """The table, with the study's published figures and their Δ when ``d`` asked for them."""
-        published = published_view(self.table) if self.showing_published else None
-        return published or self.table
-
     def describe_row(self) -> None:
         """Under the table, the highlighted row's identity in full (the frozen columns may be cut)."""
-        grid, table = self.query_one(ResultTable), self.shown_table()
+        grid, table = self.query_one(ResultTable), self.table
         if not table or not table.rows or not grid.row_count:
             return
         row = table.rows[min(grid.cursor_row, len(table.rows) - 1)]
@@ -207,17 +198,13 @@ class CompareScreen(Screen):
         self.refresh_bindings()
         self.redraw()
 
-    def action_toggle_published(self) -> None:
-        self.showing_published = not self.showing_published
-        self.redraw()
-
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        """``x`` only with the scatter, ``d`` only with the table and where the library holds the study's
-        published numbers (every footer fits 80 columns)."""
+        """``x`` only with the scatter, ``u`` only with a table that has published counterparts (every
+        footer fits 80 columns)."""
         if action == "toggle_axis":
             return self.showing_plot
         if action == "toggle_published":
-            return published_view is not None and not self.showing_plot
+            return not self.showing_plot and self.choice()[0] in PUBLISHED_KINDS
         return True
 
     def action_toggle_axis(self) -> None:
