@@ -20,12 +20,12 @@ async def test_at_80x24_the_first_rows_show_overall_many_medium_few_and_the_meth
     async with on_screen(busy_store, "f4", size=(80, 24)) as (app, pilot):
         table = app.screen.query_one("#compare-table", DataTable)
         heads = [str(c.label) for c in table.columns.values()]
-        assert heads[:5] == ["Method", "Overall ↑", "Many ↑", "Medium ↑", "Few ↑"] and table.fixed_columns == 1
-        assert heads[-2:] == ["Backbone", "Seeds"]  # what describes a row comes after its figures
+        assert heads[:6] == ["Method", "Variant", "Overall ↑", "Many ↑", "Medium ↑", "Few ↑"]
+        assert table.fixed_columns == 2 and heads[-2:] == ["Backbone", "Seeds"]  # descriptions after the figures
         lines = screen_text(app)
-        assert line_of(lines, "zeroshot").split()[:5] == ["zeroshot", "61.00", "62.00", "60.50", "60.00"]
+        assert line_of(lines, "zeroshot").split()[-4:] == ["61.00", "62.00", "60.50", "60.00"]  # none cut
         # ce over three seeds: mean ± std, written without spaces to fit
-        assert line_of(lines, "76.43±0.23").split()[2:6] == ["88.63±0.23", "97.13±0.23", "88.13±0.23", "76.43±0.23"]
+        assert line_of(lines, "76.43±0.23").split()[-4:] == ["88.63±0.23", "97.13±0.23", "88.13±0.23", "76.43±0.23"]
 
         table.scroll_to(x=table.max_scroll_x, animate=False)
         await settle(pilot)
@@ -39,18 +39,19 @@ async def test_the_highlighted_row_is_named_in_full_under_the_table(busy_store):
     async with on_screen(busy_store, "f4", size=(80, 24)) as (app, pilot):
         rows = shown(app, "compare-table")
         table = app.screen.query_one("#compare-table", DataTable)
-        variant = next(i for i, r in enumerate(rows) if r["Method"].startswith("ce [train.iters=6"))
-        assert rows[variant]["Method"].endswith("…")  # cut to fit
+        variant = next(i for i, r in enumerate(rows) if r["Method"] == "ce" and r["Seeds"] == "1")
+        assert rows[variant]["Variant"].endswith("…")  # cut to fit
         table.move_cursor(row=variant)
         await settle(pilot)
         described = str(app.screen.query_one("#compare-row").render())
-        assert "Method: ce [train.iters=60]" in described and "Seeds: 1" in described
+        full = app.screen.table.rows[variant][app.screen.table.columns.index("Variant")]
+        assert "iters=60" in full and f"Method: ce · Variant: {full} · Backbone: tiny-clip · Seeds: 1" == described
 
 
 async def test_at_160x45_every_column_is_on_screen(busy_store):
     async with on_screen(busy_store, "f4", size=(160, 45)) as (app, pilot):
         head = line_of(screen_text(app), "Overall ↑")
-        for column in ("Method", "Overall ↑", "Many ↑", "Medium ↑", "Few ↑", "Precision ↑", "Recall ↑", "F1 ↑",
+        for column in ("Method", "Variant", "Overall ↑", "Many ↑", "Medium ↑", "Few ↑", "Precision ↑", "Recall ↑", "F1 ↑",
                        "Backbone", "Seeds"):
             assert column in head
         assert app.screen.query_one("#compare-table", DataTable).max_scroll_x == 0
@@ -65,7 +66,7 @@ async def test_the_lowest_cost_is_marked_best(busy_store):
         await settle(pilot)
         overall = styles(app, "compare-table", "Overall ↑")
     # ce, at 300 and at 60 steps, takes 0.021 s a step, the least; lift the most
-    assert {m for m, style in per_iter.items() if "green" in style} == {"ce [train.iters=3…", "ce [train.iters=6…"}
+    assert {m for m, style in per_iter.items() if "green" in style} == {"ce"}
     assert {m for m, style in overall.items() if "green" in style} == {"lift"}  # 92.1: the highest
 
 

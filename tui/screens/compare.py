@@ -31,7 +31,7 @@ EMPTY = "No finished runs to compare yet: launch some from the Launch screen (F1
 EXPORTS = {"markdown": "md", "csv": "csv"}
 IDENTITY = ("Dataset", "Method", "Variant")  # frozen while the table scrolls sideways
 DESCRIBING = ("Backbone", "Seeds")  # shown after the figures
-CAPS = {"Dataset": 12, "Method": 18, "Variant": 16}  # the full text is under the table
+CAPS = {"Dataset": 12, "Method": 16, "Variant": 10}  # the full text is under the table
 PUBLISHED_KINDS = ("main", "cost")  # the tables ``u`` puts published rows in
 
 
