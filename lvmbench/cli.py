@@ -348,7 +348,7 @@ def cmd_list(args) -> int:
         rows = [(name, p.description, str(len(p.methods))) for name, p in PRESETS.items()]
         cols = ("preset", "description", "methods")
     elif args.what == "methods":
-        rows = [(m.name, m.kind, f"stage {m.stage}", m.description) for m in catalog.METHODS.values()]
+        rows = [(m.name, m.kind, f"stage {m.stage}", m.summary) for m in catalog.METHODS.values()]
         cols = ("method", "kind", "stage", "description")
     elif args.what == "datasets":
         rows, cols = list(catalog.DATASETS.items()), ("dataset", "description")

@@ -4,7 +4,7 @@ A spec is a flat dict of dotted keys (``train.lr``) plus the run's identity (dat
 pretrained, method, seed, data_root). Defaults resolve in this order: the study's defaults, the
 recipe (``recipe=paper``: what the study's code ran; ``recipe=reference``: each method as its
 authors defined it), the dataset's profile (the embedded ``mnist-lt`` trains briefly), the method's
-profile, the user's ``--set``. Every setting a recipe decides is a key of its own, so it shows in
+registered defaults (:mod:`lvmbench.methods.entries`), the user's ``--set``. Every setting a recipe decides is a key of its own, so it shows in
 ``spec.json`` and in the config hash.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from . import catalog
 from .errors import UserError, unknown
+from .methods.loss_params import LOSSES
 from .weights import looks_like_path, resolve_pretrained, weights_identity
 
 
@@ -122,15 +123,6 @@ RECIPE_PROFILES: dict[str, dict[str, Any]] = {
     "reference": {"sampler.balanced": "uniform", "crt.reinit": "always", "disalign.confidence_init": "authors",
                   "data.transform": "open_clip"},
 }
-STAGE2_METHODS = ("crt", "lws", "disalign", "marc")
-RECIPE_METHOD_PROFILES: dict[tuple[str, str], dict[str, Any]] = {
-    # The study's LDAM: linear head, CE(z - m_y), no scale, no DRW.
-    ("paper", "ldam"): {"head.kind": "linear", "loss.s": 1.0, "loss.drw_start": None},
-    # Cao et al.'s LDAM-DRW: cosine classifier, s = 30, re-weighting from 80 % of training (epoch 160 of 200).
-    ("reference", "ldam"): {"head.kind": "cosine", "head.scale": 1.0, "loss.s": 30.0, "loss.drw_start": 0.8},
-    # The authors' stage-2 optimizers (classifier-balancing, DisAlign's cvpods) decay every parameter.
-    **{("reference", m): {"train.decay_params": "all"} for m in STAGE2_METHODS},
-}
 RECIPE_DATASET_PROFILES: dict[tuple[str, str], dict[str, Any]] = {
     # The study's iNaturalist 2018 evaluation list is also its validation list: it selects on the test split.
     ("paper", "inat18"): {"train.select": "test"},
@@ -143,39 +135,6 @@ DATASET_PROFILES: dict[str, dict[str, Any]] = {
                  "train.eval_every": 100, "train.lr": 0.03, "data.transform": "open_clip",
                  "coop.n_ctx": 4,  # tiny-clip's text context holds 16 tokens: 16 context vectors leave no room
                  "eval.tte_expand": 3},  # LIFT's 24 px margin on 224 px images, scaled to tiny-clip's 28 px
-}
-
-# LIFT's configs (shijxcs/LIFT utils/config.py, configs/model/clip_vit_b16.yaml, trainer.py): SGD lr 0.01,
-# momentum 0.9, weight decay 5e-4 on every tuned parameter, batch 128, cosine to 0 with no warm-up (LIFT steps
-# it per epoch, here per step), cosine classifier with scale 25 started from "a photo of a {}." text features,
-# logit-adjusted loss with tau 1, CLIP's preprocessing.
-PEFT_METHODS = tuple(m.name for m in catalog.METHODS.values() if m.kind == "peft")
-LIFT_PROFILE: dict[str, Any] = {
-    "train.optimizer": "sgd", "train.lr": 0.01, "train.momentum": 0.9, "train.nesterov": False,
-    "train.weight_decay": 5e-4, "train.decay_params": "all", "train.batch_size": 128, "train.warmup_iters": 0,
-    "train.cosine_cycles": 0.5, "head.kind": "cosine", "head.scale": 25.0, "head.init": "text",
-    "zeroshot.templates": "simple", "data.transform": "open_clip",
-}
-# LIFT trains 10 epochs (20 on iNaturalist 2018): iterations of batch 128 over each training split
-# (ImageNet-LT 115,846 images, Places-LT 62,500, iNaturalist 2018 437,513).
-LIFT_ITERS = {"imagenet-lt": 10 * 906, "places-lt": 10 * 489, "inat18": 20 * 3419}
-
-# Method-specific recipes from the study.
-# The baselines are not in the study's code: they read images as CLIP's own preprocessing prepares them.
-METHOD_PROFILES: dict[str, dict[str, Any]] = {
-    "zeroshot": {"data.transform": "open_clip"},
-    "linear_probe": {"data.transform": "open_clip"},
-    "full_finetune": {"train.optimizer": "adamw", "train.lr": 3e-5, "train.batch_size": 128,
-                      "train.weight_decay": 0.1, "data.transform": "open_clip"},
-    "coop": {"train.lr": 0.002, "data.transform": "open_clip"},
-    **{m: LIFT_PROFILE for m in PEFT_METHODS},
-}
-
-# A method's recipe adapted to a dataset's profile, applied last. The embedded default trains 300 steps:
-# AdamW at 3e-5 barely moves tiny-clip's tower in that time (22 % test accuracy), 3e-4 fine-tunes it.
-DATASET_METHOD_PROFILES: dict[tuple[str, str], dict[str, Any]] = {
-    ("mnist-lt", "full_finetune"): {"train.lr": 3e-4},
-    **{(d, m): {"train.iters": iters} for d, iters in LIFT_ITERS.items() for m in PEFT_METHODS},
 }
 
 MAX_SEED = 2 ** 32 - 1  # numpy's global seed; the store holds any 64-bit integer
@@ -252,8 +211,9 @@ def _parse_loss_hparam(key: str, raw: str) -> Any:
 
 def defaults(dataset: str, method: str, recipe: str | None = None) -> dict[str, Any]:
     """The settings a run of ``method`` on ``dataset`` under ``recipe`` (default: the default recipe)
-    gets before any ``--set``: the study's defaults, then the recipe's, the dataset's, the method's
-    and the pair's profiles (the Launch form shows the same)."""
+    gets before any ``--set``: the study's defaults, then the recipe's and the dataset's profiles, then
+    the method's registered defaults (overall, for the recipe, for the dataset); the Launch form shows
+    the same."""
     info = catalog.method(method)
     recipe = SCHEMA["recipe"].default if recipe is None else recipe
     check_value("recipe", recipe)
@@ -262,9 +222,9 @@ def defaults(dataset: str, method: str, recipe: str | None = None) -> dict[str, 
     spec.update(RECIPE_PROFILES[recipe])
     spec.update(DATASET_PROFILES.get(dataset, {}))
     spec.update(RECIPE_DATASET_PROFILES.get((recipe, dataset), {}))
-    spec.update(METHOD_PROFILES.get(method, {}))
-    spec.update(RECIPE_METHOD_PROFILES.get((recipe, method), {}))
-    spec.update(DATASET_METHOD_PROFILES.get((dataset, method), {}))
+    spec.update(info.defaults)
+    spec.update(info.recipe_defaults.get(recipe, {}))
+    spec.update(info.dataset_defaults.get(dataset, {}))
     spec["loss"] = info.loss
     return spec
 
@@ -306,8 +266,6 @@ def validate(spec: dict[str, Any]) -> None:
         check_value(key, spec[key])
     loss_keys = {k[5:]: v for k, v in spec.items() if k.startswith("loss.")}
     if loss_keys or spec["loss"] is not None:
-        from .methods.losses import LOSSES  # imports torch: only the training side sets loss hparams
-
         name = spec["loss"]
         if name is None:
             raise UserError(f"method {spec['method']} trains no classifier; loss.* settings do not apply")

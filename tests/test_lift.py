@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from lvmbench import catalog, config
 from lvmbench.data import build_dataset
 from lvmbench.errors import UserError
-from lvmbench.methods import build_task
-from lvmbench.methods.baselines import zero_shot_weights
+from lvmbench.methods.build import build_task
+from lvmbench.methods.text_head import zero_shot_weights
 from lvmbench.models import peft
 from lvmbench.models.backbone import Backbone
 from lvmbench.runs import process

@@ -27,7 +27,6 @@ from ..spread import spread
 from ..weights import looks_like_path
 
 KINDS = ("main", "backbones", "memory", "cost", "recipes")
-METHOD_ORDER = {name: i for i, name in enumerate(METHODS)}
 TEST_SELECTED = "†"
 TEST_SELECTED_NOTE = f"{TEST_SELECTED} selected on the test split, as the study's code does"
 EVAL_FIELDS = ("overall", "many", "medium", "few", "precision", "recall", "f1")
@@ -117,8 +116,14 @@ def cells(con, dataset: str | None = None, backbone: str | None = None) -> list[
                                                    backbone_label(run["backbone"], run["pretrained"]), run["group"]))
         cell.runs.append(run)
     return _name_variants(sorted(found.values(), key=lambda c: (
-        c.dataset, METHOD_ORDER.get(c.method, len(METHOD_ORDER)), c.method, c.recipe != "paper", c.recipe or "",
+        c.dataset, _method_order(c.method), c.method, c.recipe != "paper", c.recipe or "",
         c.backbone)))
+
+
+def _method_order(name: str) -> int:
+    """A method's row position: the order of the method registry, unknown names last."""
+    order = list(METHODS)
+    return order.index(name) if name in order else len(order)
 
 
 def _name_variants(found: list[Cell]) -> list[Cell]:

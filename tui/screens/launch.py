@@ -82,7 +82,7 @@ class LaunchScreen(Screen):
             "(embedded, none needed)" if values["dataset"] == "mnist-lt" else "folder with the dataset")
         info = catalog.METHODS[values["method"]]
         note = "  Two-stage: a ce stage-1 run is trained (or reused) first." if info.stage == 2 else ""
-        self.query_one("#method-info", Static).update(f"{info.description}.{note}")
+        self.query_one("#method-info", Static).update(f"{info.summary}.{note}")
 
     def show_error(self, field: str, error: str | None) -> None:
         self.query_one(f"#err-{wid(field)}", Static).update(Text(error or "", style="red"))
