@@ -144,9 +144,9 @@ def _add_sweep_parser(sub) -> None:
     sw.add_argument("--slurm-gpus-per-job", type=int, default=1, help="GPUs per run (several: torchrun)")
     sw.add_argument("--slurm-cpus-per-job", type=int, default=8)
     sw.add_argument("--slurm-time", default="24:00:00", help="time limit per run (Slurm format)")
-    sw.add_argument("--slurm-array-parallelism", type=int, default=64, help="array tasks running at a time")
+    sw.add_argument("--slurm-array-parallelism", type=int, default=64, help="Slurm jobs this sweep keeps submitted at a time (one per fused group or run)")
     sw.add_argument("--slurm-cluster", choices=("slurm", "local", "debug"), default="slurm",
-                    help="submitit cluster (local: the same job arrays as processes on this machine)")
+                    help="submitit cluster (local: the same jobs as processes on this machine)")
     sw.add_argument("--no-fuse", action="store_true",
                     help="local: train every run in its own process (default: runs that share dataset, weights, seed, sampler, batch and iterations train as one fused group, one tower pass per step)")
     sw.add_argument("--no-wait", action="store_true",
@@ -298,7 +298,7 @@ def cmd_table(args) -> int:
 
 
 def cmd_ingest(args) -> int:
-    from .runs.process import recover_all
+    from .runs.scheduler import recover_all
     from .runs.rundir import find_runs
     from .store import open_writer, pending
     from .store.ingest import ingest_runs

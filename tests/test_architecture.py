@@ -70,3 +70,25 @@ def test_torch_free_rooms_reach_no_torch_module(graph, room):
                    for line in path.read_text().splitlines())
 
     assert not sorted(m for m in _reach(graph, room) | {room} if uses_torch(m))
+
+
+def test_the_ui_reaches_the_library_through_one_facade():
+    """Every import of lvmbench in the terminal UI (installed as ``lvmbench.tui``) is of ``lvmbench.api``
+    (type hints aside)."""
+    tui = PACKAGE.parent / "tui"
+    found = set()
+    for path in tui.rglob("*.py"):
+        name = ["lvmbench", "tui", *path.relative_to(tui).with_suffix("").parts]
+        here = name[:-1] if name[-1] != "__init__" else name[:-1]
+        tree = ast.parse(path.read_text())
+        typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                       and "TYPE_CHECKING" in ast.unparse(block.test) for n in ast.walk(block)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and id(node) not in typing_only:
+                base = here[:len(here) - node.level + 1] if node.level else []
+                module = ".".join(base + ([node.module] if node.module else []))
+                if module == "lvmbench":
+                    module += "." + ",".join(a.name for a in node.names)
+                if module.startswith("lvmbench") and not module.startswith("lvmbench.tui"):
+                    found.add((path.relative_to(tui).as_posix(), module))
+    assert {module for _, module in found} == {"lvmbench.api"}, sorted(found)

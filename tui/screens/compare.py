@@ -16,9 +16,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Select, Static
 
-from lvmbench.errors import UserError
-from lvmbench.render import render
-from lvmbench.store import tables
+from lvmbench.api import UserError, render, tables
 from ..results import datasets
 from ..widgets.plots import AXES, CostScatter
 from ..widgets.table import ResultTable

@@ -9,7 +9,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
-from lvmbench.errors import UserError
+from lvmbench.api import UserError
 from ..results import MAX_ROWS, Result
 from ..widgets.table import ResultTable
 
