@@ -351,7 +351,7 @@ def cmd_list(args) -> int:
         rows = [(m.name, m.kind, f"stage {m.stage}", m.summary) for m in catalog.METHODS.values()]
         cols = ("method", "kind", "stage", "description")
     elif args.what == "datasets":
-        rows, cols = list(catalog.DATASETS.items()), ("dataset", "description")
+        rows, cols = [(d.name, d.description) for d in catalog.DATASETS.values()], ("dataset", "description")
     else:
         rows, cols = list(catalog.BACKBONES.items()), ("backbone", "description")
         rows.append(("<any open_clip model>", "e.g. ViT-H-14, convnext_base_w; see open_clip.list_models()"))

@@ -123,20 +123,6 @@ RECIPE_PROFILES: dict[str, dict[str, Any]] = {
     "reference": {"sampler.balanced": "uniform", "crt.reinit": "always", "disalign.confidence_init": "authors",
                   "data.transform": "open_clip"},
 }
-RECIPE_DATASET_PROFILES: dict[tuple[str, str], dict[str, Any]] = {
-    # The study's iNaturalist 2018 evaluation list is also its validation list: it selects on the test split.
-    ("paper", "inat18"): {"train.select": "test"},
-}
-
-# The embedded default trains briefly so that a run takes seconds on a laptop CPU.
-DATASET_PROFILES: dict[str, dict[str, Any]] = {
-    # The study defines transforms for its three datasets only: mnist-lt keeps tiny-clip's own preprocessing.
-    "mnist-lt": {"train.iters": 300, "train.batch_size": 128, "train.warmup_iters": 30,
-                 "train.eval_every": 100, "train.lr": 0.03, "data.transform": "open_clip",
-                 "coop.n_ctx": 4,  # tiny-clip's text context holds 16 tokens: 16 context vectors leave no room
-                 "eval.tte_expand": 3},  # LIFT's 24 px margin on 224 px images, scaled to tiny-clip's 28 px
-}
-
 MAX_SEED = 2 ** 32 - 1  # numpy's global seed; the store holds any 64-bit integer
 
 
@@ -220,8 +206,10 @@ def defaults(dataset: str, method: str, recipe: str | None = None) -> dict[str, 
     spec: dict[str, Any] = {k: p.default for k, p in SCHEMA.items()}
     spec["recipe"] = recipe
     spec.update(RECIPE_PROFILES[recipe])
-    spec.update(DATASET_PROFILES.get(dataset, {}))
-    spec.update(RECIPE_DATASET_PROFILES.get((recipe, dataset), {}))
+    data = catalog.DATASETS.get(dataset)
+    if data is not None:
+        spec.update(data.defaults)
+        spec.update(data.recipe_defaults.get(recipe, {}))
     spec.update(info.defaults)
     spec.update(info.recipe_defaults.get(recipe, {}))
     spec.update(info.dataset_defaults.get(dataset, {}))
@@ -232,8 +220,7 @@ def defaults(dataset: str, method: str, recipe: str | None = None) -> dict[str, 
 def resolve(dataset: str, backbone: str, method: str, *, seed: int = 0, pretrained: str | None = None,
             data_root: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build the full, validated spec of one run."""
-    if dataset not in catalog.DATASETS:
-        raise unknown("dataset", dataset, catalog.DATASETS)
+    catalog.dataset(dataset)  # a known dataset, or a one-line error naming the closest
     overrides = overrides or {}
     spec = defaults(dataset, method, overrides.get("recipe"))
     spec.update(overrides)

@@ -57,6 +57,7 @@ def test_no_import_cycles(graph):
 def test_the_method_registry_is_a_leaf(graph):
     assert graph["lvmbench.methods.registry"] <= {"lvmbench.errors"}
     assert graph["lvmbench.methods.entries"] <= {"lvmbench.methods.registry"}
+    assert graph["lvmbench.catalog"] <= {"lvmbench.errors", "lvmbench.methods", "lvmbench.methods.registry"}
 
 
 @pytest.mark.parametrize("room", ["lvmbench.config", "lvmbench.catalog", "lvmbench.methods",

@@ -40,8 +40,8 @@ def test_unknown_recipe_on_the_command_line_stores_nothing(tmp_path):
 
 def test_every_key_a_recipe_sets_is_a_spec_key_in_the_hash():
     keys = set()
-    method_profiles = [p for m in catalog.METHODS.values() for p in m.recipe_defaults.values()]
-    for profile in [*config.RECIPE_PROFILES.values(), *method_profiles, *config.RECIPE_DATASET_PROFILES.values()]:
+    registered = [*catalog.METHODS.values(), *catalog.DATASETS.values()]
+    for profile in [*config.RECIPE_PROFILES.values(), *(p for r in registered for p in r.recipe_defaults.values())]:
         keys |= set(profile)
     assert keys - {k for k in keys if k.startswith("loss.")} <= set(config.SCHEMA)
     paper = config.resolve("mnist-lt", "tiny-clip", "crt")

@@ -47,7 +47,7 @@ def test_list_methods_and_sweep_presets_take_it(toy, store, capsys):
     assert capsys.readouterr().out.count(" toy ") == 2
 
 
-async def test_the_launch_form_offers_it(toy, tmp_path):
+async def test_the_launch_form_offers_it(toy, toy_dataset, tmp_path):
     from lvmbench.tui.app import LvmbenchApp
 
     app = LvmbenchApp(results=tmp_path / "results.duckdb", runs_dir=tmp_path / "runs", poll_s=60)
@@ -55,9 +55,11 @@ async def test_the_launch_form_offers_it(toy, tmp_path):
         await pilot.press("f1")
         await pilot.pause()
         app.screen.query_one("#method", Select).value = "toy"  # refused if the form does not offer it
+        app.screen.query_one("#dataset", Select).value = "toy-lt"
         await pilot.pause()
         assert "(Nobody et al. 2026)" in str(app.screen.query_one("#method-info").render())
         assert app.screen.query_one("#decoder-depth").placeholder == "1"
+        assert app.screen.query_one("#train-iters").placeholder == "7"  # the toy dataset's default
 
 
 def test_it_trains_through_its_builder_and_shows_in_the_table(toy, store, random_tiny_clip, capsys):
@@ -69,3 +71,32 @@ def test_it_trains_through_its_builder_and_shows_in_the_table(toy, store, random
     assert cli.main(["table", "main", "--format", "csv"]) == 0
     rows = [line.split(",") for line in capsys.readouterr().out.splitlines()]
     assert any("toy" in row for row in rows)
+
+
+@pytest.fixture
+def toy_dataset():
+    """A dataset registered for one test: mnist-lt's images through a loader of its own."""
+    from lvmbench import catalog
+    from lvmbench.data import mnist_lt
+
+    loaded = []
+    info = catalog.register_dataset("toy-lt", "Toy digits", loader=lambda **kw: loaded.append(kw) or mnist_lt.load(**kw),
+                                    defaults={"train.iters": 7}, recipe_defaults={"reference": {"train.iters": 9}})
+    yield info, loaded
+    del catalog.DATASETS["toy-lt"]
+
+
+def test_a_dataset_is_one_registration(toy_dataset, store, capsys):
+    from lvmbench.data import build_dataset
+
+    info, loaded = toy_dataset
+    spec = config.resolve("toy-lt", "tiny-clip", "ce")
+    assert spec["train.iters"] == 7
+    assert config.resolve("toy-lt", "tiny-clip", "ce", overrides={"recipe": "reference"})["train.iters"] == 9
+    assert build_dataset(spec).num_classes == 10 and loaded[0]["name"] == "toy-lt"
+    assert cli.main(["list", "datasets"]) == 0
+    assert "toy-lt" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="registered twice"):
+        from lvmbench import catalog
+
+        catalog.register_dataset("toy-lt", "again", loader=info.loader)

@@ -65,12 +65,17 @@ def method(name: str) -> MethodInfo:
     return METHODS[name]
 
 
+def resolve(ref: str | Callable) -> Callable:
+    """A ``"module:function"`` reference's function, imported now (a function is returned as is)."""
+    if callable(ref):
+        return ref
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
 def builder(info: MethodInfo) -> Callable:
     """The method's builder function, imported on first use (the training side only)."""
-    if callable(info.builder):
-        return info.builder
-    module, _, attr = info.builder.partition(":")
-    return getattr(importlib.import_module(module), attr)
+    return resolve(info.builder)
 
 
 def names(*kinds: str) -> tuple[str, ...]:
