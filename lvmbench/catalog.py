@@ -20,13 +20,13 @@ CARBON_KG_PER_KWH = 0.544
 @dataclass(frozen=True)
 class DatasetInfo:
     """A dataset: its loader (``"module:function"``, imported when a run loads it; it takes the
-    spec's data settings as keywords), the settings it sets before ``--set`` (overall and per recipe)."""
+    spec's data settings as keywords) and the settings it sets before ``--set`` (what a recipe decides
+    for it is in ``lvmbench/recipes/<recipe>.toml``)."""
 
     name: str
     description: str
     loader: str | Callable
     defaults: Mapping[str, Any] = field(default_factory=dict)
-    recipe_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 DATASETS: dict[str, DatasetInfo] = {}
@@ -60,9 +60,7 @@ register_dataset("imagenet-lt", "ImageNet-LT split files under --data-root (Liu 
                  loader=f"{_DATA}.split_file:load_checked")
 register_dataset("places-lt", "Places-LT split files under --data-root (Liu et al. 2019)",
                  loader=f"{_DATA}.split_file:load_checked")
-register_dataset("inat18", "iNaturalist 2018 split files under --data-root", loader=f"{_DATA}.split_file:load_checked",
-                 # The study's iNaturalist 2018 evaluation list is also its validation list: it selects on the test split.
-                 recipe_defaults={"paper": {"train.select": "test"}})
+register_dataset("inat18", "iNaturalist 2018 split files under --data-root", loader=f"{_DATA}.split_file:load_checked")
 register_dataset("split-file", "Any dataset described by 'relative/path label' split files",
                  loader=f"{_DATA}.split_file:load_checked")
 register_dataset("cifar10-lt", "CIFAR-10 (cifar-10-batches-py) with an exponential imbalance", loader=f"{_DATA}.cifar:load")

@@ -9,14 +9,21 @@ registered defaults (:mod:`lvmbench.methods.entries`), the user's ``--set``. Eve
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from . import catalog
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 from .errors import UserError, unknown
 from .methods.loss_params import LOSSES
 from .weights import looks_like_path, resolve_pretrained, weights_identity
@@ -43,7 +50,7 @@ def _unit(v):
     return 0 <= v <= 1
 
 
-RECIPES = ("paper", "reference")
+RECIPES = ("paper", "reference")  # one data file each: lvmbench/recipes/<name>.toml
 
 SCHEMA: dict[str, Param] = {
     "recipe": Param("paper", str, choices=RECIPES),
@@ -117,12 +124,25 @@ SCHEMA: dict[str, Param] = {
 NOT_HASHED = {"train.num_workers", "train.log_every", "train.threads", "ckpt.every", "data.on_bad_image",
               "train.compile", "data.allow_missing_classes"}
 
-# What each recipe sets (README, "Fidelity", lists the upstream file of every difference).
-RECIPE_PROFILES: dict[str, dict[str, Any]] = {
-    "paper": {},  # the schema's defaults are the study's code
-    "reference": {"sampler.balanced": "uniform", "crt.reinit": "always", "disalign.confidence_init": "authors",
-                  "data.transform": "open_clip"},
-}
+RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
+
+
+@functools.cache
+def recipe_settings(name: str) -> dict[str, Any]:
+    """What a recipe sets (``recipes/<name>.toml``): ``settings`` for every run, ``methods[m]`` and
+    ``datasets[d]`` for one method or dataset; values parsed and checked as ``--set`` parses them."""
+    check_value("recipe", name)
+    with open(RECIPE_DIR / f"{name}.toml", "rb") as f:
+        data = tomllib.load(f)
+
+    def parsed(table: dict) -> dict[str, Any]:
+        return parse_sets([f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in table.items()])
+
+    return {"settings": parsed(data.get("settings", {})),
+            "methods": {m: parsed(t) for m, t in data.get("methods", {}).items()},
+            "datasets": {d: parsed(t) for d, t in data.get("datasets", {}).items()}}
+
+
 MAX_SEED = 2 ** 32 - 1  # numpy's global seed; the store holds any 64-bit integer
 
 
@@ -197,21 +217,21 @@ def _parse_loss_hparam(key: str, raw: str) -> Any:
 
 def defaults(dataset: str, method: str, recipe: str | None = None) -> dict[str, Any]:
     """The settings a run of ``method`` on ``dataset`` under ``recipe`` (default: the default recipe)
-    gets before any ``--set``: the study's defaults, then the recipe's and the dataset's profiles, then
-    the method's registered defaults (overall, for the recipe, for the dataset); the Launch form shows
-    the same."""
+    gets before any ``--set``: the study's defaults, the recipe's settings, the dataset's registered
+    defaults, the recipe's for the dataset, the method's registered defaults, the recipe's for the
+    method, the method's for the dataset; the Launch form shows the same."""
     info = catalog.method(method)
     recipe = SCHEMA["recipe"].default if recipe is None else recipe
     check_value("recipe", recipe)
     spec: dict[str, Any] = {k: p.default for k, p in SCHEMA.items()}
     spec["recipe"] = recipe
-    spec.update(RECIPE_PROFILES[recipe])
+    chosen = recipe_settings(recipe)
+    spec.update(chosen["settings"])
     data = catalog.DATASETS.get(dataset)
-    if data is not None:
-        spec.update(data.defaults)
-        spec.update(data.recipe_defaults.get(recipe, {}))
+    spec.update(data.defaults if data is not None else {})
+    spec.update(chosen["datasets"].get(dataset, {}))
     spec.update(info.defaults)
-    spec.update(info.recipe_defaults.get(recipe, {}))
+    spec.update(chosen["methods"].get(method, {}))
     spec.update(info.dataset_defaults.get(dataset, {}))
     spec["loss"] = info.loss
     return spec

@@ -40,9 +40,10 @@ def test_unknown_recipe_on_the_command_line_stores_nothing(tmp_path):
 
 def test_every_key_a_recipe_sets_is_a_spec_key_in_the_hash():
     keys = set()
-    registered = [*catalog.METHODS.values(), *catalog.DATASETS.values()]
-    for profile in [*config.RECIPE_PROFILES.values(), *(p for r in registered for p in r.recipe_defaults.values())]:
-        keys |= set(profile)
+    for name in config.RECIPES:
+        chosen = config.recipe_settings(name)
+        for profile in [chosen["settings"], *chosen["methods"].values(), *chosen["datasets"].values()]:
+            keys |= set(profile)
     assert keys - {k for k in keys if k.startswith("loss.")} <= set(config.SCHEMA)
     paper = config.resolve("mnist-lt", "tiny-clip", "crt")
     reference = config.resolve("mnist-lt", "tiny-clip", "crt", overrides={"recipe": "reference"})

@@ -81,7 +81,7 @@ def toy_dataset():
 
     loaded = []
     info = catalog.register_dataset("toy-lt", "Toy digits", loader=lambda **kw: loaded.append(kw) or mnist_lt.load(**kw),
-                                    defaults={"train.iters": 7}, recipe_defaults={"reference": {"train.iters": 9}})
+                                    defaults={"train.iters": 7})
     yield info, loaded
     del catalog.DATASETS["toy-lt"]
 
@@ -92,7 +92,6 @@ def test_a_dataset_is_one_registration(toy_dataset, store, capsys):
     info, loaded = toy_dataset
     spec = config.resolve("toy-lt", "tiny-clip", "ce")
     assert spec["train.iters"] == 7
-    assert config.resolve("toy-lt", "tiny-clip", "ce", overrides={"recipe": "reference"})["train.iters"] == 9
     assert build_dataset(spec).num_classes == 10 and loaded[0]["name"] == "toy-lt"
     assert cli.main(["list", "datasets"]) == 0
     assert "toy-lt" in capsys.readouterr().out

@@ -2,7 +2,8 @@
 
 Torch-free: a builder is named as ``"module:function"`` and imported only when a run is built, so the
 terminal UI lists the same methods the training child builds. A registration's ``defaults`` are the
-settings the method's recipe decides (README, "Fidelity", gives the upstream file of each).
+settings the method decides under every recipe; what a recipe decides for it is in
+``lvmbench/recipes/<recipe>.toml``.
 """
 from __future__ import annotations
 
@@ -69,18 +70,9 @@ for _name, _description, _loss, _reference in [
     ("logit_adjust", "Decoder + logit adjustment, CE(z + tau log prior)", "logit_adjust", "Menon et al. 2021"),
 ]:
     register_method(_name, "decoder", _description, builder=f"{_PKG}.decoder:decoder_task", loss=_loss,
-                    sampler="balanced" if _name == "cbs" else "instance", reference=_reference,
-                    recipe_defaults={
-                        # The study's LDAM: linear head, CE(z - m_y), no scale, no DRW.
-                        "paper": {"head.kind": "linear", "loss.s": 1.0, "loss.drw_start": None},
-                        # Cao et al.'s LDAM-DRW: cosine classifier, s = 30, re-weighting from 80 % of training
-                        # (epoch 160 of 200).
-                        "reference": {"head.kind": "cosine", "head.scale": 1.0, "loss.s": 30.0,
-                                      "loss.drw_start": 0.8},
-                    } if _name == "ldam" else {})
+                    sampler="balanced" if _name == "cbs" else "instance", reference=_reference)
 
-# Two-stage: start from a stage-1 `ce` run, backbone and decoder frozen. The authors' stage-2 optimizers
-# (classifier-balancing, DisAlign's cvpods) decay every parameter.
+# Two-stage: start from a stage-1 `ce` run, backbone and decoder frozen.
 for _name, _description, _loss, _sampler, _reference in [
     ("crt", "cRT: re-initialised classifier retrained with class-balanced sampling", "ce", "balanced",
      "Kang et al. 2020"),
@@ -90,4 +82,4 @@ for _name, _description, _loss, _sampler, _reference in [
     ("marc", "MARC: per-class margin calibration a*z + b*|w|, GRW loss", "grw", "instance", "Wang et al. 2022"),
 ]:
     register_method(_name, "stage2", _description, builder=f"{_PKG}.stage2:{_name}", loss=_loss, sampler=_sampler,
-                    stage=2, reference=_reference, recipe_defaults={"reference": {"train.decay_params": "all"}})
+                    stage=2, reference=_reference)

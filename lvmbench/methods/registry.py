@@ -3,7 +3,7 @@
 As timm's ``_registry.py`` keeps each model's entry point and default config together, one
 :func:`register_method` call holds everything the product knows about a method: its builder (a
 ``"module:function"`` reference, imported only when a run is built, or the function itself), its kind,
-loss, sampler and stage, its default settings (overall, per recipe, per dataset) and its paper. The CLI,
+loss, sampler and stage, its default settings (overall, per dataset) and its paper. The CLI,
 the UI, presets, sweeps, the config profiles and the tables all read :data:`METHODS`.
 """
 from __future__ import annotations
@@ -21,8 +21,8 @@ KINDS = ("zeroshot", "decoder", "stage2", "linear_probe", "full_finetune", "coop
 class MethodInfo:
     """One method: how it trains, where its builder is, what it sets before ``--set``, where it comes from.
 
-    ``defaults`` apply under every recipe, ``recipe_defaults[recipe]`` under one recipe,
-    ``dataset_defaults[dataset]`` on one dataset (applied last).
+    ``defaults`` apply under every recipe (what a recipe decides for the method is in
+    ``lvmbench/recipes/<recipe>.toml``), ``dataset_defaults[dataset]`` on one dataset (applied last).
     """
 
     name: str
@@ -33,7 +33,6 @@ class MethodInfo:
     sampler: str = "instance"  # instance | balanced
     stage: int = 1
     defaults: Mapping[str, Any] = field(default_factory=dict)
-    recipe_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     dataset_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     reference: str = ""
 
