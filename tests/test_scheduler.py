@@ -123,3 +123,68 @@ def test_only_the_scheduler_and_the_training_child_change_a_runs_status():
                if any("." + c in p.read_text() for c in calls)}
     assert callers <= {"lvmbench/runs/scheduler.py", "lvmbench/train/loop.py", "lvmbench/train/__main__.py",
                        "lvmbench/bench_ingest.py"}, callers
+
+
+class FakeChild:
+    def __init__(self, runs, after):
+        self.runs, self.after, self.code = runs, after, None
+
+    def poll(self):
+        return self.code
+
+    def stop(self):
+        self.code = -15
+
+    def release(self):
+        pass
+
+    def lost(self):
+        return "the fake job vanished"
+
+
+class ChainingExecutor:
+    """An executor like Slurm's: no slot limit, a stage-2 job may be queued behind its stage-1 job."""
+
+    slots, chains = None, True
+
+    def __init__(self):
+        self.launched = []
+
+    def threads(self, slot):
+        return 0
+
+    def launch(self, runs, slot, owners, after):
+        child = FakeChild(runs, after)
+        self.launched.append(child)
+        return child
+
+
+def test_groups_form_once_stage2_chains_behind_stage1_and_no_wait_returns_after_submitting(tmp_path):
+    runs = tmp_path / "runs"
+    specs = [config.resolve("mnist-lt", "tiny-clip", m, overrides=config.parse_sets(TINY))
+             for m in ("ce", "lade", "crt", "marc")]
+    executor = ChainingExecutor()
+    Scheduler(executor, runs, tmp_path / "r.duckdb", ingest=False, interval=0.01).run(plan(specs, runs), follow=False)
+    methods = [[r.spec()["method"] for r in child.runs] for child in executor.launched]
+    assert methods == [["ce", "lade"], ["crt"], ["marc"]]  # one fused group; two samplers in stage 2
+    first = executor.launched[0]
+    assert [c.after for c in executor.launched] == [[], [first], [first]]
+    assert {r.spec()["fused_size"] for r in first.runs} == {2}
+    assert {r.spec()["stage1.run_id"] for c in executor.launched[1:] for r in c.runs} == {first.runs[0].run_id}
+    assert all(r.state() == "queued" for c in executor.launched for r in c.runs)  # submitted, not followed
+
+
+def test_a_job_that_vanishes_is_failed_with_the_executors_reason_and_blocks_its_dependents(tmp_path):
+    runs = tmp_path / "runs"
+    specs = [config.resolve("mnist-lt", "tiny-clip", m, overrides=config.parse_sets(TINY)) for m in ("ce", "crt")]
+    executor = ChainingExecutor()
+    executor.chains = False
+
+    class Ends(Reporter):
+        def started(self, job):
+            executor.launched[-1].code = 0  # ends at once without its child writing a status
+
+    jobs = plan(specs, runs)
+    Scheduler(executor, runs, tmp_path / "r.duckdb", ingest=False, reporter=Ends(), interval=0.01).run(jobs)
+    assert [(j.spec["method"], j.state) for j in jobs] == [("ce", "failed"), ("crt", "blocked")]
+    assert jobs[0].run.status()["error"] == "the fake job vanished"
