@@ -12,6 +12,7 @@ from lvmbench import config, runner, sweep
 from lvmbench.exec.local import LocalExecutor, Slot
 from lvmbench.runs import scheduler
 from lvmbench.runs.plan import plan
+from lvmbench.runs.rundir import RunDir
 from lvmbench.runs.scheduler import Reporter, Scheduler
 from lvmbench.train.loop import train_run
 
@@ -188,3 +189,15 @@ def test_a_job_that_vanishes_is_failed_with_the_executors_reason_and_blocks_its_
     Scheduler(executor, runs, tmp_path / "r.duckdb", ingest=False, reporter=Ends(), interval=0.01).run(jobs)
     assert [(j.spec["method"], j.state) for j in jobs] == [("ce", "failed"), ("crt", "blocked")]
     assert jobs[0].run.status()["error"] == "the fake job vanished"
+
+
+@pytest.mark.slow
+def test_run_with_a_stage1_method_and_its_stage2_method_trains_the_first_then_the_second(store, random_tiny_clip):
+    """``run --method ce,crt``: the asked ce run is crt's stage-1 run (it crashed before the scheduler)."""
+    results, runs = store
+    status = runner.run_headless("mnist-lt", "tiny-clip", "ce,crt", 0, None, random_tiny_clip, TINY, runs, results,
+                                 show=False)
+    assert status["status"] == "finished"
+    by_method = {RunDir(p).spec()["method"]: RunDir(p) for p in runs.iterdir() if (p / "spec.json").exists()}
+    assert sorted(by_method) == ["ce", "crt"] and by_method["ce"].state() == by_method["crt"].state() == "finished"
+    assert by_method["crt"].spec()["stage1.run_id"] == by_method["ce"].run_id
