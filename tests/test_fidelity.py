@@ -418,11 +418,11 @@ def test_recipes_are_stored_and_never_averaged_together(tmp_path):
         stored = con.execute("SELECT method, recipe, selected_on FROM runs ORDER BY method, recipe").fetchall()
         assert stored == [("ce", "paper", "val"), ("lade", "paper", "val"), ("lade", "reference", "val")]
         main = tables.build(con, "main")
-        assert [(r[0], r[3]) for r in main.rows] == [("ce", 50.0), ("lade", 60.0), ("lade (reference)", 64.0)]
+        assert [(r[0], r[4]) for r in main.rows] == [("ce", 50.0), ("lade", 60.0), ("lade (reference)", 64.0)]
         assert main.notes == []
         recipes = tables.build(con, "recipes")
-    assert recipes.columns[2:] == ["Overall paper", "Overall ref.", "Δ overall", "Few paper", "Few ref.", "Δ few"]
-    by_method = {r[0]: r[2:] for r in recipes.rows}
+    assert recipes.columns[3:] == ["Overall paper", "Overall ref.", "Δ overall", "Few paper", "Few ref.", "Δ few"]
+    by_method = {r[0]: r[3:] for r in recipes.rows}
     assert by_method["lade"] == pytest.approx([60.0, 64.0, 4.0, 20.0, 30.0, 10.0])
     assert by_method["ce"][:2] == [50.0, None] and by_method["ce"][2] is None
 
