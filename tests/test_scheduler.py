@@ -62,7 +62,11 @@ class Interrupt(Reporter):
 
 @pytest.fixture
 def cancels(monkeypatch):
-    """Every call of the one cancel path, with the runs it cancelled."""
+    """Every call of the one cancel path, with the runs it cancelled (the UI reaches the same function
+    through its façade)."""
+    from lvmbench import api
+
+    assert api.cancel is scheduler.cancel
     seen = []
     original = scheduler.cancel
 
@@ -71,6 +75,7 @@ def cancels(monkeypatch):
         return original(runs, child, why)
 
     monkeypatch.setattr(scheduler, "cancel", spy)
+    monkeypatch.setattr(api, "cancel", spy)
     return seen
 
 
