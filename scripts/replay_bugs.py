@@ -79,7 +79,7 @@ BUGS = {
                                      "the Trainer's feature-cache key leaves out the weights"),
     "evals_few_integer": Bug("lvmbench/store/schema.py", "few DOUBLE", "few INTEGER",
                              ["tests/test_store.py", "tests/test_store_types.py"], "evals.few stored as an integer"),
-    "runs_screen_shows_val": Bug("tui/results.py", "LEFT JOIN evals e ON e.run_id = r.run_id AND e.split = 'test'",
+    "runs_screen_shows_val": Bug("lvmbench/tui/results.py", "LEFT JOIN evals e ON e.run_id = r.run_id AND e.split = 'test'",
                                  "LEFT JOIN evals e ON e.run_id = r.run_id AND e.split = 'val'",
                                  ["tests/tui/test_values.py"], "the Runs screen shows validation figures"),
 }

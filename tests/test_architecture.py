@@ -74,9 +74,8 @@ def test_torch_free_rooms_reach_no_torch_module(graph, room):
 
 
 def test_the_ui_reaches_the_library_through_one_facade():
-    """Every import of lvmbench in the terminal UI (installed as ``lvmbench.tui``) is of ``lvmbench.api``
-    (type hints aside)."""
-    tui = PACKAGE.parent / "tui"
+    """Every import of lvmbench in the terminal UI (``lvmbench.tui``) is of ``lvmbench.api`` (type hints aside)."""
+    tui = PACKAGE / "tui"
     found = set()
     for path in tui.rglob("*.py"):
         name = ["lvmbench", "tui", *path.relative_to(tui).with_suffix("").parts]

@@ -18,9 +18,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TextArea
 
 from lvmbench.api import UserError
-from ..history import QueryHistory, history_path
-from ..results import MAX_ROWS, Result, export_text
-from ..widgets.table import ResultTable
+from lvmbench.tui.history import QueryHistory, history_path
+from lvmbench.tui.results import MAX_ROWS, Result, export_text
+from lvmbench.tui.widgets.table import ResultTable
 
 HINT = ("Tables: runs, evals (split, overall, many, medium, few, precision, recall, f1), per_class, metrics "
         "(step, key, value), system.\ne.g. SELECT method, avg(overall) FROM runs JOIN evals USING (run_id) "

@@ -15,11 +15,11 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from lvmbench.api import RESUMABLE, RunDir, UserError
-from ..jobs import LaunchRequest
-from ..results import RUNS_COLUMNS, Result, live_rows, runs_table, short_id
-from ..widgets.dialogs import Choose, Confirm
-from ..widgets.table import ResultTable
-from .detail import RunDetailScreen
+from lvmbench.tui.jobs import LaunchRequest
+from lvmbench.tui.results import RUNS_COLUMNS, Result, live_rows, runs_table, short_id
+from lvmbench.tui.widgets.dialogs import Choose, Confirm
+from lvmbench.tui.widgets.table import ResultTable
+from lvmbench.tui.screens.detail import RunDetailScreen
 
 EMPTY_HINT = ("No runs stored yet in {path}.\nLaunch one from the Launch screen (F1), or in a shell run "
               "`lvmbench demo` (the embedded benchmark), then `lvmbench ingest` for runs made elsewhere (i here).")

@@ -7,7 +7,7 @@ import math
 from rich.text import Text
 from textual_plotext import PlotextPlot
 
-from ..follow import Series
+from lvmbench.tui.follow import Series
 
 # Every series gets its colour here: plotext would pick from its theme's sequence when the series is added,
 # and the theme is set only when a plot is first drawn, so the colours would depend on timing.

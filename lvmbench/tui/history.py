@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .follow import json_lines
+from lvmbench.tui.follow import json_lines
 
 HISTORY_FILE = "sql-history.jsonl"
 KEEP = 500  # the newest queries kept

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lvmbench.api import DEFAULT_PRETRAINED, SCHEMA, UserError, defaults, parse_sets, parse_value
-from .jobs import LaunchRequest
+from lvmbench.tui.jobs import LaunchRequest
 
 # The main hyper-parameters the form shows (every other key goes through "more settings").
 HPARAMS = {"train.iters": "Iterations", "train.batch_size": "Batch size", "train.lr": "Learning rate",

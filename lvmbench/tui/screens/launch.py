@@ -11,7 +11,7 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from lvmbench import api
-from .. import form
+from lvmbench.tui import form
 
 
 INPUTS = ("backbone", "pretrained", "data_root", "seed", *form.HPARAMS, "sets")

@@ -11,8 +11,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Static
 
 from lvmbench.api import UserError, fmt, shot_group
-from ..results import RunDetail, run_detail
-from ..widgets.table import ResultTable
+from lvmbench.tui.results import RunDetail, run_detail
+from lvmbench.tui.widgets.table import ResultTable
 
 COST_FIELDS = [("device", "device"), ("gpu_name", "GPU"), ("iters", "iterations"), ("batch_size", "batch size"),
                ("wall_s", "wall (s)"), ("s_per_iter", "s/iter"), ("peak_mem_mib", "peak memory (MiB)"),

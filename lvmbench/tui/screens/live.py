@@ -19,9 +19,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Log, ProgressBar, Select, Static
 
 from lvmbench.api import ACTIVE, RunDir, list_runs, view
-from .. import jobs
-from ..follow import LiveData, RunFollower, RunUpdate, format_seconds
-from ..widgets.plots import SeriesPlot
+from lvmbench.tui import jobs
+from lvmbench.tui.follow import LiveData, RunFollower, RunUpdate, format_seconds
+from lvmbench.tui.widgets.plots import SeriesPlot
 
 
 PLOTS = [("loss", "loss · lr", "step"), ("val", "val accuracy (%)", "step"), ("mem", "memory (MiB)", "seconds"),

@@ -21,9 +21,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Select, Static
 
 from lvmbench.api import UserError, tables
-from ..results import datasets, export_text
-from ..widgets.plots import AXES, CostScatter
-from ..widgets.table import ResultTable
+from lvmbench.tui.results import datasets, export_text
+from lvmbench.tui.widgets.plots import AXES, CostScatter
+from lvmbench.tui.widgets.table import ResultTable
 
 ALL = "(all datasets)"
 EMPTY = "No finished runs to compare yet: launch some from the Launch screen (F1), or run `lvmbench demo`."

@@ -16,9 +16,9 @@ from textual.reactive import reactive
 
 from lvmbench import api
 from lvmbench.api import UserError
-from . import jobs
-from .results import Results
-from .screens.launch import LaunchScreen
+from lvmbench.tui import jobs
+from lvmbench.tui.results import Results
+from lvmbench.tui.screens.launch import LaunchScreen
 
 SCREENS = {"launch": ("F1", "Launch", "pick and start a run"),
            "live": ("F2", "Live", "follow running runs; cancel"),
@@ -128,7 +128,7 @@ class LvmbenchApp(App):
         """Every screen's keys (``?``)."""
         import importlib
 
-        from .screens.help import HelpScreen
+        from lvmbench.tui.screens.help import HelpScreen
 
         if isinstance(self.screen, HelpScreen):
             return
@@ -178,7 +178,7 @@ class LvmbenchApp(App):
 
     def confirm_cancel(self, run_id: str) -> None:
         """Cancel ``run_id`` once the user says yes (``c`` on Runs and Live, as htop asks before a kill)."""
-        from .widgets.dialogs import Confirm
+        from lvmbench.tui.widgets.dialogs import Confirm
 
         status = api.RunDir(self.runs_dir / run_id).status().get("status")
         if status in api.DONE:
