@@ -413,9 +413,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command is None:
-            from .tui_entry import run_tui
+            from .tui.app import main as open_ui  # Textual loads only when the UI opens
 
-            return run_tui()
+            return open_ui()
         return COMMANDS[args.command](args)
     except UserError as exc:
         if args.debug:
