@@ -219,7 +219,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from . import runspec
+    from .config import runspec
     from .runner import cancel_on_sigterm, run_headless
 
     if args.resume:

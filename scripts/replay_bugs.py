@@ -40,7 +40,7 @@ class Bug:
 
 
 def hash_without(key: str) -> Bug:
-    return Bug("lvmbench/config.py", HASH_BODY, HASH_BODY.replace("k not in ignore}", f'k not in ignore and k != "{key}"}}'),
+    return Bug("lvmbench/config/__init__.py", HASH_BODY, HASH_BODY.replace("k not in ignore}", f'k not in ignore and k != "{key}"}}'),
                IDENTITY,
                f"{key} left out of the config hash")
 

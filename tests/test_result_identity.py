@@ -8,7 +8,7 @@ import json
 import pytest
 
 from lvmbench import catalog, cli, config
-from lvmbench.hparams import LOSS_DEFAULTS
+from lvmbench.methods.hparams import LOSS_DEFAULTS
 from lvmbench.runs import plan
 from lvmbench.store import open_readonly, open_writer, tables
 from lvmbench.store.ingest import ingest_dir

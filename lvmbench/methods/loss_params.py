@@ -10,7 +10,7 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..hparams import LOSS_DEFAULTS, RECIPE_LOSS_DEFAULTS
+from .hparams import LOSS_DEFAULTS, RECIPE_LOSS_DEFAULTS
 
 RECIPES = ("paper", "reference")
 

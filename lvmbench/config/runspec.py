@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import config
-from .errors import UserError
+from .. import config
+from ..errors import UserError
 
 try:
     import tomllib
@@ -86,7 +86,7 @@ def load_file(path: str | Path) -> Request:
 
 def stored_spec(run_id: str, runs_dir: Path, results: Path) -> dict[str, Any]:
     """A run's spec: from its directory, else from the results database."""
-    from .runs.rundir import RUN_ID_RE
+    from ..runs.rundir import RUN_ID_RE
 
     if not RUN_ID_RE.fullmatch(run_id):
         raise UserError(f"--from {run_id!r}: not a run id")
@@ -94,7 +94,7 @@ def stored_spec(run_id: str, runs_dir: Path, results: Path) -> dict[str, Any]:
     if spec_file.exists():
         return json.loads(spec_file.read_text())
     if Path(results).exists():
-        from .store import open_readonly
+        from ..store import open_readonly
 
         with open_readonly(results) as con:
             row = con.execute("SELECT config FROM runs WHERE run_id = ?", [run_id]).fetchone()

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from . import catalog
-from .errors import UserError, unknown
-from .hparams import OFF_VALUES, loss_defaults
-from .methods.loss_params import LOSSES
-from .weights import looks_like_path, resolve_pretrained, weights_identity
+from .. import catalog
+from ..errors import UserError, unknown
+from ..methods.hparams import OFF_VALUES, loss_defaults
+from ..methods.loss_params import LOSSES
+from ..weights import looks_like_path, resolve_pretrained, weights_identity
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -128,7 +128,7 @@ SCHEMA: dict[str, Param] = {
 NOT_HASHED = {"train.num_workers", "train.log_every", "train.threads", "ckpt.every", "data.on_bad_image",
               "train.compile", "data.allow_missing_classes"}
 
-RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
+RECIPE_DIR = Path(__file__).resolve().parents[1] / "recipes"
 
 
 @functools.cache
