@@ -188,7 +188,7 @@ def _add_bench_parser(sub) -> None:
 
 
 def _bench_ingest(args, fmt_name: str, log) -> int:
-    from . import bench_ingest
+    from .bench import ingest as bench_ingest
 
     if args.ingest < 1 or args.ingest_rows < 0 or args.ingest_classes < 0:
         raise UserError("--ingest N needs N >= 1, and --ingest-rows and --ingest-classes >= 0")
@@ -205,16 +205,16 @@ def cmd_bench(args) -> int:
     if args.ingest is not None:
         return _bench_ingest(args, fmt_name, log)
     if args.loader:
-        from . import bench_loader
+        from .bench import loader as bench_loader
 
         report = bench_loader.run(args.loader_images, args.loader_rounds, args.target, args.cores, log=log)
         bench_loader.print_report(report, fmt_name)
         return 0
-    from . import bench
+    from .bench import step
 
-    report = bench.run(args.backbone, args.batch_size, args.iters, args.max_seconds, args.compile, args.threads,
-                       log=log, fused=args.fused)
-    bench.print_report(report, fmt_name)
+    report = step.run(args.backbone, args.batch_size, args.iters, args.max_seconds, args.compile, args.threads,
+                      log=log, fused=args.fused)
+    step.print_report(report, fmt_name)
     return 0
 
 

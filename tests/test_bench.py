@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from lvmbench import bench, cli
+from lvmbench import cli
+from lvmbench.bench import step as bench
 
 
 def test_sweep_estimate_against_a_hand_count():

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from lvmbench import bench_loader, config
+from lvmbench import config
+from lvmbench.bench import loader as bench_loader
 from lvmbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD, STATS, open_clip_transforms, study_transforms
 from lvmbench.train import tte
 from lvmbench.train.batches import ImageDataset

@@ -128,7 +128,7 @@ def test_only_the_scheduler_and_the_training_child_change_a_runs_status():
     callers = {p.relative_to(root).as_posix() for p in (root / "lvmbench").rglob("*.py")
                if any("." + c in p.read_text() for c in calls)}
     assert callers <= {"lvmbench/runs/scheduler.py", "lvmbench/train/loop.py", "lvmbench/train/__main__.py",
-                       "lvmbench/bench_ingest.py"}, callers
+                       "lvmbench/bench/ingest.py"}, callers
 
 
 class FakeChild:

@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import config
-from .runs.rundir import RunDir, atomic_write_json
+from .. import config
+from ..runs.rundir import RunDir, atomic_write_json
 
 VAL_KEYS = ("overall", "many", "medium", "few", "precision", "recall", "f1", "worst_class")
 METHODS = ("ce", "focal", "ldam", "balanced_softmax")
@@ -77,8 +77,8 @@ def _timed(fn, cpu: dict | None = None, name: str = ""):
 def run(n: int, rows: int = 4096, classes: int = 100, system_lines: int = 256, workdir: str | None = None,
         log=lambda text: None) -> dict:
     """Build ``n`` run directories and time ingest and ``table main`` on them (see the module doc)."""
-    from .store import open_readonly, open_writer, tables
-    from .store.ingest import ingest_dir
+    from ..store import open_readonly, open_writer, tables
+    from ..store.ingest import ingest_dir
 
     tmp = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="lvmbench-ingest-"))
     runs_dir, results = tmp / "runs", tmp / "results.duckdb"
@@ -125,7 +125,7 @@ def run(n: int, rows: int = 4096, classes: int = 100, system_lines: int = 256, w
 
 
 def print_report(report: dict, fmt_name: str = "table") -> None:
-    from .render import render
+    from ..render import render
 
     if fmt_name == "json":
         print(json.dumps(report, indent=1))

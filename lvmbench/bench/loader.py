@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data.base import Split
-from .data.transforms import DECODES, IMAGENET_MEAN, IMAGENET_STD, open_clip_transforms, study_transforms
-from .errors import UserError, unknown
-from .train.loader import data_workers, loader_options, usable_cores
+from ..data.base import Split
+from ..data.transforms import DECODES, IMAGENET_MEAN, IMAGENET_STD, open_clip_transforms, study_transforms
+from ..errors import UserError, unknown
+from ..train.loader import data_workers, loader_options, usable_cores
 
 SIZES = [(500, 375), (500, 333), (375, 500), (500, 400), (500, 500), (333, 500), (640, 480), (500, 281)]
 QUALITY = 90
@@ -71,7 +71,7 @@ def transform_of(name: str, decode: str, train: bool = True):
 
 
 def _dataset(split: Split, transform: str, decode: str, train: bool = True):
-    from .train.batches import ImageDataset
+    from ..train.batches import ImageDataset
 
     return ImageDataset(split, transform_of(transform, decode, train), decode=decode)
 
@@ -111,7 +111,7 @@ def with_workers(split: Split, transform: str, decode: str, workers: int, batch:
     (persistent, prefetching), after one warm-up pass that starts them."""
     from torch.utils.data import DataLoader
 
-    from .train.batches import collate
+    from ..train.batches import collate
 
     batches = [_items(len(split))[i:i + batch] for i in range(0, len(split), batch)]
     loader = DataLoader(_dataset(split, transform, decode), batch_sampler=batches, collate_fn=collate,
@@ -228,7 +228,7 @@ def print_report(report: dict, fmt_name: str = "table") -> None:
 
     from rich.console import Console
 
-    from .render import render
+    from ..render import render
 
     if fmt_name == "json":
         print(json.dumps(report, indent=1))

@@ -39,8 +39,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from . import catalog, config
-from .errors import UserError, unknown
+from .. import catalog, config
+from ..errors import UserError, unknown
 
 NUM_CLASSES = 1000  # ImageNet-LT
 CACHE_BATCHES = 4  # the synthetic cache holds this many batches of rows; steps gather random rows
@@ -61,7 +61,7 @@ class Mode:
 
 
 def modes(device: torch.device, compile_decoder: bool = False, fused: int = 0) -> list[Mode]:
-    from .train import encoder
+    from ..train import encoder
 
     fast, default_decoder = encoder.resolve("auto", device), "bf16" if device.type == "cuda" else "fp32"
     out = [Mode("reference", "fp32", "fp32"), Mode("tower-bf16", fast, default_decoder),
@@ -78,9 +78,9 @@ def modes(device: torch.device, compile_decoder: bool = False, fused: int = 0) -
 
 def peft_model(backbone, method: str = "lift") -> torch.nn.Module:
     """LIFT's model on ``backbone``: ``method`` inside a copy of its tower, a cosine classifier (scale 25)."""
-    from .methods.lift import PeftClassifier
-    from .models.heads import CosineHead
-    from .models.peft import peft_tower
+    from ..methods.lift import PeftClassifier
+    from ..models.heads import CosineHead
+    from ..models.peft import peft_tower
 
     method = method if backbone.is_vit else "bitfit"  # a ResNet tower takes LIFT's bitfit or ssf only
     tower = peft_tower(copy.deepcopy(backbone.clip.visual), method, NUM_CLASSES, is_vit=backbone.is_vit,
@@ -92,8 +92,8 @@ def random_backbone(name: str):
     """A :class:`Backbone` with randomly initialised weights: no download, any open_clip model."""
     import open_clip
 
-    from .models import tiny_clip
-    from .models.backbone import Backbone
+    from ..models import tiny_clip
+    from ..models.backbone import Backbone
 
     tiny_clip.register()
     if name not in open_clip.list_models():
@@ -125,7 +125,7 @@ class _PeakMemory:
             torch.cuda.reset_peak_memory_stats()
             self.base = torch.cuda.memory_allocated()
         else:
-            from .train.monitor import rss_mib
+            from ..train.monitor import rss_mib
 
             self.base = rss_mib()
             self._max, self._stop = self.base, threading.Event()
@@ -160,10 +160,10 @@ class Runner:
     """One mode's models, optimizers and inputs, and its training step (one decoder, or K)."""
 
     def __init__(self, mode: Mode, backbone, images, cached, device, seed: int = 0):
-        from .models.classifier import DecoderClassifier
-        from .models.decoder import Decoder
-        from .train import encoder
-        from .train.loop import build_optimizer
+        from ..models.classifier import DecoderClassifier
+        from ..models.decoder import Decoder
+        from ..train import encoder
+        from ..train.loop import build_optimizer
 
         spec = {k: p.default for k, p in config.SCHEMA.items()}
         self.mode, self.backbone, self.images, self.cached, self.device = mode, backbone, images, cached, device
@@ -244,7 +244,7 @@ def flops_per_image(backbone, device) -> dict:
     """GFLOP per image of the tower's forward pass and of the decoder's training step (batch of 1)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .models.classifier import DecoderClassifier
+    from ..models.classifier import DecoderClassifier
 
     spec = {k: p.default for k, p in config.SCHEMA.items()}
     image = torch.zeros(1, 3, backbone.image_size, backbone.image_size, device=device,
@@ -307,7 +307,7 @@ def run(backbone: str = "ViT-B-16", batch_size: int = 32, iters: int = 3, max_se
         fused: int = 0) -> dict:
     """Measure every mode and return the report (see ``lvmbench bench --help``); ``fused`` = K adds
     the separate-K and fused-K modes and the report's ``fused`` section."""
-    from .train import cache, encoder
+    from ..train import cache, encoder
 
     if batch_size < 1 or iters < 1:
         raise UserError("--batch-size and --iters must be >= 1")
@@ -412,7 +412,7 @@ def print_report(report: dict, fmt_name: str = "table") -> None:
     """The modes as a table (or Markdown, or the report as one JSON object), then the sweep estimate."""
     import json
 
-    from .render import render
+    from ..render import render
 
     if fmt_name == "json":
         print(json.dumps(report, indent=1))
