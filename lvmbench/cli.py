@@ -220,7 +220,7 @@ def cmd_bench(args) -> int:
 
 def cmd_run(args) -> int:
     from .config import runspec
-    from .runner import cancel_on_sigterm, run_headless
+    from .exec.runner import cancel_on_sigterm, run_headless
 
     if args.resume:
         return cmd_resume(args)
@@ -234,14 +234,14 @@ def cmd_run(args) -> int:
                               results=results, debug=args.debug, run_id=args.run_id, ingest=not args.no_ingest,
                               nproc=args.nproc, show=not args.json, fuse=not args.no_fuse)
     if args.json:
-        from .runner import outcome_json
+        from .exec.runner import outcome_json
 
         print(json.dumps(outcome_json(runs_dir, status), default=str))
     return 0 if status.get("status") == "finished" else 1
 
 
 def cmd_resume(args) -> int:
-    from .runner import cancel_on_sigterm, resume_headless
+    from .exec.runner import cancel_on_sigterm, resume_headless
 
     if args.set or args.run_id or args.config or args.from_run:
         raise UserError("--resume continues a run with the settings it was started with; "
@@ -251,15 +251,15 @@ def cmd_resume(args) -> int:
                                  results=paths.results_path(args.results), debug=args.debug,
                                  ingest=not args.no_ingest, nproc=args.nproc, show=not args.json)
     if args.json:
-        from .runner import outcome_json
+        from .exec.runner import outcome_json
 
         print(json.dumps(outcome_json(paths.runs_dir(args.runs_dir), status), default=str))
     return 0 if status.get("status") == "finished" else 1
 
 
 def cmd_demo(args) -> int:
-    from . import sweep
-    from .runner import cancel_on_sigterm, check_store
+    from .exec import sweep
+    from .exec.runner import cancel_on_sigterm, check_store
 
     from .exec.presets import EMBEDDED_FULL_METHODS
 
@@ -277,9 +277,9 @@ def cmd_demo(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from . import sweep
+    from .exec import sweep
     from .exec.slurm import SlurmOptions
-    from .runner import cancel_on_sigterm, check_store
+    from .exec.runner import cancel_on_sigterm, check_store
 
     sets, variants = sweep.parse_set_grid(args.set)
     axes = sweep.build_axes(args.preset, datasets=sweep.split_list(args.dataset),

@@ -88,7 +88,7 @@ def test_two_stage_reuses_one_stage1_run(store):
 
 
 def test_demo_full_adds_lift_to_the_embedded_grid(store, monkeypatch):
-    from lvmbench import sweep
+    from lvmbench.exec import sweep
     from lvmbench.exec.presets import EMBEDDED_METHODS
 
     seen = []

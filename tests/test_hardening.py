@@ -251,7 +251,7 @@ def test_sql_prints_every_digit(console_world, capsys):
 
 
 def test_error_text_in_brackets_is_printed(tmp_path, capsys):
-    from lvmbench.runner import print_outcome
+    from lvmbench.exec.runner import print_outcome
 
     run = make_run(tmp_path / "runs")
     status = run.write_status(status="failed", error="OSError: [Errno 28] No space left on device [/]")
@@ -415,7 +415,7 @@ def test_a_truncated_database_is_one_line(tmp_path, capsys):
 
 
 def test_a_truncated_database_costs_the_run_nothing_but_fails_the_command(tmp_path, capsys):
-    from lvmbench.runner import NotStored, check_stored, ingest_quietly
+    from lvmbench.exec.runner import NotStored, check_stored, ingest_quietly
 
     cut = truncated_copy(tmp_path)
     run = make_run(tmp_path / "runs")
@@ -525,7 +525,7 @@ def test_ctrl_c_interrupts_a_long_query(tmp_path):
 def test_resume_hint_names_runs_dir_and_results(tmp_path, capsys):
     import shlex
 
-    from lvmbench.runner import print_outcome
+    from lvmbench.exec.runner import print_outcome
 
     runs, db = tmp_path / "my runs", tmp_path / "my results.duckdb"
     run = make_run(runs)

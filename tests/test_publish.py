@@ -81,7 +81,7 @@ def test_a_v2_file_is_migrated_on_first_write_with_a_backup(tmp_path, capsys):
 
 
 def test_a_run_that_finds_the_database_busy_is_stored_by_the_next_write(tmp_path, capsys):
-    from lvmbench.runner import ingest_quietly
+    from lvmbench.exec.runner import ingest_quietly
 
     runs, db = tmp_path / "runs", tmp_path / "r.duckdb"
     with open_writer(db):
@@ -274,7 +274,8 @@ gamma = 2
 
 def captured_run(monkeypatch, argv) -> dict:
     """The spec ``lvmbench run`` would train, captured where it starts (nothing trains)."""
-    from lvmbench import cli, config, runner
+    from lvmbench import cli, config
+    from lvmbench.exec import runner
 
     seen = {}
 
@@ -352,7 +353,8 @@ def test_settings_file_errors_are_one_line_exit_2_nothing_stored(tmp_path, store
 def test_a_list_sweep_plans_the_full_grid(tmp_path, capsys):
     import itertools
 
-    from lvmbench import cli, sweep
+    from lvmbench import cli
+    from lvmbench.exec import sweep
     from lvmbench.exec.grid import expand
     from lvmbench.runs.plan import plan
 
@@ -486,7 +488,8 @@ def test_a_preempted_slurm_job_is_requeued_and_ends_with_the_numbers_of_an_unint
 
 
 def test_a_sweep_run_again_continues_interrupted_runs_instead_of_starting_over(tmp_path):
-    from lvmbench import config, sweep
+    from lvmbench import config
+    from lvmbench.exec import sweep
     from lvmbench.exec.grid import expand
     from lvmbench.runs.plan import PENDING, plan, prepare
     from lvmbench.runs.scheduler import start_or_continue
@@ -530,7 +533,8 @@ def test_from_with_another_method_or_recipe_takes_its_defaults_and_keeps_the_cho
 def test_the_settings_query_a_settings_sweep_points_to_keeps_the_settings_apart(tmp_path, capsys):
     import json
 
-    from lvmbench import cli, config, sweep
+    from lvmbench import cli, config
+    from lvmbench.exec import sweep
     from lvmbench.runs import plan
 
     runs, db = tmp_path / "runs", tmp_path / "r.duckdb"
@@ -563,7 +567,7 @@ def test_exports_read_a_results_file_of_an_older_lvmbench(tmp_path, monkeypatch,
 
 
 def test_the_compare_screen_shows_mean_and_std_in_a_cell():
-    from lvmbench.spread import MeanStd
+    from lvmbench.store.spread import MeanStd
     from lvmbench.tui.widgets.table import cell
 
     text = cell("Overall", MeanStd(63.0, 13 ** 0.5, 3), best={"Overall": 63.0})

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lvmbench import cli, config, runner
+from lvmbench import cli, config
+from lvmbench.exec import runner
 from lvmbench.runs.rundir import RunDir
 from lvmbench.exec.local import LocalChild
 from lvmbench.runs import process, scheduler

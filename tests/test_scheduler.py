@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lvmbench import config, runner, sweep
+from lvmbench import config
+from lvmbench.exec import runner, sweep
 from lvmbench.exec.local import LocalExecutor, Slot
 from lvmbench.runs import scheduler
 from lvmbench.runs.plan import plan

@@ -15,7 +15,7 @@ from lvmbench.exec.local import LocalExecutor, local_slots
 from lvmbench.runs.scheduler import Reporter, Scheduler
 from lvmbench.exec.presets import PAPER_METHODS, PRESETS
 from lvmbench.runs.plan import BLOCKED, PENDING, SKIPPED, plan, prepare, ready
-from lvmbench.sweep import build_axes, parse_data_roots, parse_seeds
+from lvmbench.exec.sweep import build_axes, parse_data_roots, parse_seeds
 
 from .conftest import TINY
 
@@ -196,7 +196,8 @@ def test_a_failed_child_does_not_stop_the_sweep_and_blocks_its_dependents(store)
 def test_varied_settings_are_what_a_settings_sweep_varies_not_a_methods_profile():
     from types import SimpleNamespace
 
-    from lvmbench import config, sweep
+    from lvmbench import config
+    from lvmbench.exec import sweep
 
     def job(method, **sets):
         return SimpleNamespace(implicit=False, spec=config.resolve("mnist-lt", "tiny-clip", method, overrides=sets))
@@ -211,7 +212,7 @@ def test_the_plan_shows_which_runs_train_as_fused_groups(tmp_path):
     """The dry run groups runs by the key the local executor fuses on: decoder methods of one seed together,
     stage-2 methods of one stage-1 run together, class-balanced crt apart, baselines and a run that
     continues an interrupted one alone."""
-    from lvmbench.sweep import fused_groups
+    from lvmbench.exec.sweep import fused_groups
 
     jobs = plan(grid(["zeroshot", "ce", "focal", "lade", "crt", "disalign", "marc"], seeds=(0, 1)), tmp_path)
     groups = fused_groups(jobs)

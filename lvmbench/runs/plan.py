@@ -49,7 +49,7 @@ def prepare(spec: dict, runs_dir: Path, sweep_id: str | None = None, run_id: str
 
 def prepare_group(specs: list[dict], runs_dir: Path, sweep_id: str | None = None) -> list[RunDir]:
     """The run directories of specs that train together (one fused group; one spec: a plain run)."""
-    from ..fused import new_group_id
+    from .fused import new_group_id
 
     group = new_group_id() if len(specs) > 1 else None
     return [prepare(s, runs_dir, sweep_id, fused_group=group, fused_size=len(specs)) for s in specs]

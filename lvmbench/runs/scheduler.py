@@ -1,6 +1,6 @@
 """One way to run: the :class:`Scheduler` takes planned jobs and an executor (local processes, Slurm
 through submitit; torchrun for ``--nproc``) and starts them in plan order (stage 1 before stage 2),
-as fused groups formed by one function (:func:`lvmbench.fused.partition`), follows them, cancels them
+as fused groups formed by one function (:func:`lvmbench.runs.fused.partition`), follows them, cancels them
 (:func:`cancel`, the one cancel path: Ctrl-C, SIGTERM, a sweep's abort, the UI's cancel key) and
 ingests each run as it ends. ``lvmbench run`` is a one-cell sweep through it, ``lvmbench sweep`` a grid.
 
@@ -242,8 +242,8 @@ class Scheduler:
 
     def _groups(self, startable: list[Job], by_hash: dict[str, Job]) -> list[list[Job]]:
         """Jobs that continue a run go with the rest of its fused group; new ones are grouped by
-        :func:`lvmbench.fused.partition`."""
-        from ..fused import partition
+        :func:`lvmbench.runs.fused.partition`."""
+        from .fused import partition
 
         continuing: dict[str, list[Job]] = defaultdict(list)
         for job in (j for j in startable if j.run is not None):

@@ -43,7 +43,7 @@ def earlier_segments(run: RunDir) -> list[dict]:
 
 def total_cost(run: RunDir, wall_s: float, energy_kwh: float | None, part: float = 1.0) -> dict:
     """``wall_s`` and ``energy_kwh`` of the current segment plus those of every earlier one. ``part``:
-    the run's part of what its process cost (a member of a fused group, see ``lvmbench.fused``): its
+    the run's part of what its process cost (a member of a fused group, see ``lvmbench.runs.fused``): its
     samples are the whole process's, so earlier segments count in the same part as the current one."""
     earlier = [{"wall_s": s["wall_s"] * part, "energy_kwh": None if s["energy_kwh"] is None else s["energy_kwh"] * part}
                for s in earlier_segments(run)]

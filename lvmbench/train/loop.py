@@ -3,7 +3,7 @@
 It reads each run's ``spec.json`` and writes everything else of its run directory: ``status.json``,
 ``metrics.jsonl``, ``system.jsonl``, ``eval/`` and ``ckpt/``. It never touches the results database.
 
-Several runs given at once are a fused group (see :mod:`lvmbench.fused`): they read the same
+Several runs given at once are a fused group (see :mod:`lvmbench.runs.fused`): they read the same
 images in the same order with the same augmentations, so the frozen tower runs once per step and
 each run then takes its own step (its model, loss, optimizer, schedule, RNG streams, checkpoint).
 One run is a group of one: the same code path.
