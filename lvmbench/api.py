@@ -5,6 +5,7 @@ its database only through its adapter. Torch-free; DuckDB loads on first use, in
 from __future__ import annotations
 
 from .catalog import BACKBONES, DATASETS, DEFAULT_PRETRAINED, METHODS  # noqa: F401 - what the Launch form offers
+from .catalog import shot_group  # noqa: F401 - the per-class view's groups
 from .config import SCHEMA, defaults, parse_sets, parse_value  # noqa: F401 - the form's settings
 from .errors import UserError  # noqa: F401
 from .paths import results_path, runs_dir  # noqa: F401
@@ -13,7 +14,6 @@ from .runs.process import request_cancel, signal_group, view  # noqa: F401 - vie
 from .runs.process import start as start_process  # noqa: F401 - a child not tied to the UI
 from .runs.rundir import ACTIVE, DONE, RESUMABLE, RunDir, find_runs, list_runs, new_run_id, now  # noqa: F401
 from .runs.scheduler import cancel, recover, recover_all  # noqa: F401 - the one cancel path, the one recovery
-from .shots import shot_group  # noqa: F401
 from .store import tables  # noqa: F401 - the study's tables (no DuckDB at import)
 
 

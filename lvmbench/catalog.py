@@ -1,4 +1,4 @@
-"""Names the whole product shares (CLI, TUI, sweeps, SQL tables): datasets, backbones, methods.
+"""Names the whole product shares (CLI, TUI, sweeps, SQL tables): datasets, backbones, methods, shot groups.
 
 This module never imports torch, so the terminal UI can use it. It is the dataset registry
 (:func:`register_dataset`: each dataset's loader, named ``"module:function"``, and its defaults, in
@@ -15,6 +15,15 @@ from .methods import METHODS, MethodInfo, method  # noqa: F401 - the registry's 
 
 # kg CO2 per kWh: the default carbon intensity of runs.co2_kg and of the cost table (--carbon-intensity).
 CARBON_KG_PER_KWH = 0.544
+
+# Shot groups of long-tailed evaluation, from a class's training count (Liu et al. 2019, OLTR):
+# many n > 100, medium 20 <= n <= 100, few n < 20. Evaluation and the UI's per-class view share them.
+SHOT_MANY = 100
+SHOT_FEW = 20
+
+
+def shot_group(n_train: int) -> str:
+    return "many" if n_train > SHOT_MANY else ("few" if n_train < SHOT_FEW else "medium")
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 from sklearn.metrics import precision_recall_fscore_support
 
-from .shots import SHOT_FEW, SHOT_MANY
+from .catalog import SHOT_FEW, SHOT_MANY
 
 __all__ = ["SHOT_MANY", "SHOT_FEW", "EvalResult", "shot_groups", "compute_metrics"]
 

@@ -23,7 +23,7 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from .catalog import CARBON_KG_PER_KWH
-from .spread import SIG3, MeanStd, split_columns  # noqa: F401 - SIG3 re-exported
+from .store.spread import SIG3, MeanStd, split_columns  # noqa: F401 - SIG3 re-exported
 
 FORMATS = ("table", "csv", "json", "markdown", "latex")
 NULL = "NULL"  # how ``exact`` output shows a missing value

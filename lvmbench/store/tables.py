@@ -27,7 +27,7 @@ from pathlib import PurePath
 from .. import published as pub
 from ..catalog import CARBON_KG_PER_KWH, METHODS
 from ..config import regrouped
-from ..spread import SIG3, spread
+from .spread import SIG3, spread
 from ..weights import looks_like_path
 from . import variants
 
