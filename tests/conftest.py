@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from lvmbench import config
-from lvmbench.runs.plan import prepare
+from lvmbench.runs.scheduler import prepare
 
 # A budget that exercises every code path of a run in a few seconds on a CPU.
 TINY = ["train.iters=6", "train.batch_size=16", "train.eval_every=3", "train.warmup_iters=2",

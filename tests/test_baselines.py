@@ -18,7 +18,7 @@ from lvmbench.errors import UserError
 from lvmbench.methods import baselines
 from lvmbench.methods.build import build_task
 from lvmbench.models import prompts, tiny_clip
-from lvmbench.runs.plan import prepare
+from lvmbench.runs.scheduler import prepare
 
 from .conftest import TINY
 

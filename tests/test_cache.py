@@ -10,7 +10,7 @@ import torch
 from lvmbench import config
 from lvmbench.data.base import Split
 from lvmbench.models.backbone import Backbone
-from lvmbench.runs.plan import prepare
+from lvmbench.runs.scheduler import prepare
 from lvmbench.train import cache
 from lvmbench.train.loop import Trainer, train_run
 

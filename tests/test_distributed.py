@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lvmbench.runs import process
-from lvmbench.runs.plan import prepare
+from lvmbench.runs.scheduler import prepare
 from lvmbench.train.batches import StepBatchSampler
 
 from .conftest import TINY

@@ -393,10 +393,10 @@ def test_cbs_row_is_in_every_paper_preset():
 def _stored_run(runs, method, recipe, overall, few, dataset="mnist-lt", selected_on="val", seed=0):
     import json
 
-    from lvmbench.runs import plan
+    from lvmbench.runs import scheduler
 
     spec = config.resolve(dataset, "tiny-clip", method, seed=seed, overrides={"recipe": recipe})
-    run = plan.prepare(spec, runs)
+    run = scheduler.prepare(spec, runs)
     run.write_status(status="finished", started_at=1_700_000_000, ended_at=1_700_000_060, stage=1,
                      selected_on=selected_on, best_step=100)
     ev = {"split": "test", "overall": overall, "many": 90.0, "medium": 40.0, "few": few, "precision": 55.0,

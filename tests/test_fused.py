@@ -8,9 +8,8 @@ import torch
 
 from lvmbench import cli, config
 from lvmbench.exec import runner
-from lvmbench.runs import fused
 from lvmbench.exec.local import LocalChild
-from lvmbench.runs import plan, process, scheduler
+from lvmbench.runs import fused, process, scheduler
 from lvmbench.runs.rundir import RunDir
 from lvmbench.store import open_readonly
 from lvmbench.train.__main__ import main as child_main
@@ -110,10 +109,10 @@ def test_a_killed_fused_group_resumes_exactly(store, random_tiny_clip):
     results, runs = store
     specs = [config.resolve("mnist-lt", "tiny-clip", m, pretrained=random_tiny_clip,
                             overrides=config.parse_sets(BUDGET)) for m in ("ce", "balanced_softmax")]
-    reference = [plan.prepare(s, runs) for s in specs]
+    reference = [scheduler.prepare(s, runs) for s in specs]
     for run in reference:
         train_run(run)
-    group = plan.prepare_group(specs, runs)
+    group = scheduler.prepare_group(specs, runs)
     proc = process.spawn(group[0], members=group[1:])
     while min(r.last_step() for r in group) < 7:
         assert proc.poll() is None, group[0].log_tail(5)

@@ -19,7 +19,7 @@ import pytest
 from rich.console import Console
 
 from lvmbench import cli, config, paths
-from lvmbench.runs import plan
+from lvmbench.runs import scheduler
 from lvmbench.errors import UserError
 from lvmbench.render import render
 from lvmbench.runs.rundir import RunDir
@@ -31,7 +31,7 @@ from .conftest import TINY
 
 def make_run(runs, method="ce", **extra):
     spec = config.resolve("mnist-lt", "tiny-clip", method, overrides={**config.parse_sets(TINY), **extra})
-    return plan.prepare(spec, runs)
+    return scheduler.prepare(spec, runs)
 
 
 def fake_results(path: Path, metrics: int = 0) -> Path:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lvmbench import config
-from lvmbench.runs import plan
+from lvmbench.runs import plan, scheduler
 from lvmbench.models import tiny_clip
 from lvmbench.train import cache
 from lvmbench.train.batches import StepBatchSampler
@@ -95,7 +95,7 @@ def cache_keys(monkeypatch, tmp_path):
 def trainer(tmp_path, ckpt, backbone="tiny-clip", **sets) -> Trainer:
     overrides = config.parse_sets(["train.threads=1", *(f"{k}={v}" for k, v in sets.items())])
     spec = config.resolve("mnist-lt", backbone, "ce", pretrained=ckpt, overrides=overrides)
-    return Trainer(plan.prepare(spec, tmp_path / "runs"))
+    return Trainer(scheduler.prepare(spec, tmp_path / "runs"))
 
 
 def val_key(t: Trainer, keys: list, views: int = 1) -> str:

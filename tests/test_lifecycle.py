@@ -12,7 +12,7 @@ import pytest
 
 from lvmbench import cli, config
 from lvmbench.runs import process, scheduler
-from lvmbench.runs.plan import prepare
+from lvmbench.runs.scheduler import prepare
 from lvmbench.runs.rundir import RunDir, list_runs
 from lvmbench.runs.segments import segment_cost, total_cost
 

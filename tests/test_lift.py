@@ -13,7 +13,7 @@ from lvmbench.methods.text_head import zero_shot_weights
 from lvmbench.models import peft
 from lvmbench.models.backbone import Backbone
 from lvmbench.runs import scheduler
-from lvmbench.runs.plan import prepare
+from lvmbench.runs.scheduler import prepare
 from lvmbench.train.loop import train_run
 
 from .test_resume import kill_at, last_per_step

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lvmbench import config
-from lvmbench.runs import plan
+from lvmbench.runs import scheduler
 from lvmbench.train import checkpoint
 from lvmbench.train.loop import Trainer, build_optimizer, optimizer_summary, train_run
 
@@ -45,7 +45,7 @@ def wired_spec(ckpt: str, **extra) -> dict:
 @pytest.fixture(scope="module")
 def wired(tmp_path_factory, random_tiny_clip):
     """One uninterrupted run, read by every test below."""
-    run = plan.prepare(wired_spec(random_tiny_clip), tmp_path_factory.mktemp("runs"))
+    run = scheduler.prepare(wired_spec(random_tiny_clip), tmp_path_factory.mktemp("runs"))
     status = train_run(run)
     assert status["status"] == "finished"
     return run
@@ -59,7 +59,7 @@ def series(run, key: str) -> dict[int, float]:
 @pytest.mark.parametrize("recipe", config.RECIPES)
 def test_the_logged_learning_rate_follows_the_schedule_step_by_step(recipe, tmp_path, random_tiny_clip):
     iters = 12
-    run = plan.prepare(wired_spec(random_tiny_clip, recipe=recipe, **{"train.iters": iters,
+    run = scheduler.prepare(wired_spec(random_tiny_clip, recipe=recipe, **{"train.iters": iters,
                                                                          "train.eval_every": iters}), tmp_path)
     train_run(run)
     spec = run.spec()
@@ -159,7 +159,7 @@ def test_a_resumed_run_keeps_the_best_it_had_before_the_kill(wired, tmp_path, ra
     kill = 10  # the last checkpoint before the kill is at step 8
     assert best_step <= 8 and all(scores[s] < scores[best_step] for s in scores if s > best_step), \
         "precondition: the best validation step comes before the kill and is never beaten"
-    run = plan.prepare(wired_spec(random_tiny_clip), tmp_path)
+    run = scheduler.prepare(wired_spec(random_tiny_clip), tmp_path)
 
     def log(record):
         if record["step"] == kill:
@@ -219,7 +219,7 @@ def test_a_class_balanced_run_trains_on_class_balanced_batches(recipe, tmp_path,
     really trains on, over 120 steps of 16 images, are spread over mnist-lt's 10 classes (whose training
     counts run from 700 down to 7) as the recipe's sampler spreads them."""
     shallow = {"decoder.depth": 1, "recipe": recipe}
-    stage1 = plan.prepare(wired_spec(random_tiny_clip, **shallow, **{"train.iters": 2, "train.eval_every": 2}),
+    stage1 = scheduler.prepare(wired_spec(random_tiny_clip, **shallow, **{"train.iters": 2, "train.eval_every": 2}),
                             tmp_path)
     train_run(stage1)
     steps, batch = 120, 16
@@ -227,7 +227,7 @@ def test_a_class_balanced_run_trains_on_class_balanced_batches(recipe, tmp_path,
         **config.parse_sets([f"train.iters={steps}", f"train.batch_size={batch}", f"train.eval_every={steps}",
                              "train.threads=1", "train.log_every=50", "cache.mode=train"]),
         **shallow, "stage1.run_id": stage1.run_id})
-    run = plan.prepare(spec, tmp_path)
+    run = scheduler.prepare(spec, tmp_path)
     trainer = Trainer(run)
     recorder = LabelRecorder(trainer.task.loss)
     trainer.task.loss = recorder

@@ -304,12 +304,12 @@ def test_config_file_gives_the_spec_written_by_hand_and_set_wins(tmp_path, monke
 
 def test_from_reruns_the_stored_spec_exactly_or_changed(tmp_path, monkeypatch):
     from lvmbench import config
-    from lvmbench.runs import plan
+    from lvmbench.runs import scheduler
 
     runs = tmp_path / "runs"
     spec = config.resolve("mnist-lt", "tiny-clip", "focal", seed=2,
                           overrides={"train.lr": 0.02, "loss.gamma": 1.5, "train.iters": 30})
-    stored_run = plan.prepare(spec, runs)
+    stored_run = scheduler.prepare(spec, runs)
     argv = ["run", "--headless", "--from", stored_run.run_id, "--runs-dir", str(runs)]
     assert captured_run(monkeypatch, argv) == spec
     again = captured_run(monkeypatch, argv + ["--seed", "7", "--set", "loss.gamma=3"])
@@ -319,11 +319,11 @@ def test_from_reruns_the_stored_spec_exactly_or_changed(tmp_path, monkeypatch):
 
 def test_from_a_two_stage_run_keeps_its_parent_only_when_unchanged(tmp_path, monkeypatch):
     from lvmbench import config
-    from lvmbench.runs import plan
+    from lvmbench.runs import scheduler
 
     runs = tmp_path / "runs"
     spec = {**config.resolve("mnist-lt", "tiny-clip", "crt", seed=0), "stage1.run_id": "mnist-lt-ce-parent"}
-    stored_run = plan.prepare(spec, runs)
+    stored_run = scheduler.prepare(spec, runs)
     argv = ["run", "--headless", "--from", stored_run.run_id, "--runs-dir", str(runs)]
     assert captured_run(monkeypatch, argv)["stage1.run_id"] == "mnist-lt-ce-parent"
     assert captured_run(monkeypatch, argv + ["--seed", "1"])["stage1.run_id"] is None  # found or trained anew
@@ -463,14 +463,14 @@ def test_a_preempted_slurm_job_is_requeued_and_ends_with_the_numbers_of_an_unint
     import time
 
     submitit = pytest.importorskip("submitit")
-    from lvmbench.runs import plan
+    from lvmbench.runs import scheduler
     from lvmbench.exec.slurm import RunJob
 
     runs, spec = tmp_path / "runs", long_enough_spec()
-    reference = plan.prepare(spec, runs)
+    reference = scheduler.prepare(spec, runs)
     assert RunJob([str(reference.path)])()[0]["status"] == "finished"
 
-    run = plan.prepare(spec, runs)
+    run = scheduler.prepare(spec, runs)
     executor = submitit.LocalExecutor(folder=str(tmp_path / "submitit"), max_num_timeout=2)
     executor.update_parameters(timeout_min=10)
     job = executor.submit(RunJob([str(run.path)]))
@@ -491,8 +491,8 @@ def test_a_sweep_run_again_continues_interrupted_runs_instead_of_starting_over(t
     from lvmbench import config
     from lvmbench.exec import sweep
     from lvmbench.exec.grid import expand
-    from lvmbench.runs.plan import PENDING, plan, prepare
-    from lvmbench.runs.scheduler import start_or_continue
+    from lvmbench.runs.plan import PENDING, plan
+    from lvmbench.runs.scheduler import prepare, start_or_continue
 
     runs, spec = tmp_path / "runs", long_enough_spec()
     killed = prepare(spec, runs)
@@ -516,11 +516,11 @@ def test_a_sweep_run_again_continues_interrupted_runs_instead_of_starting_over(t
 
 def test_from_with_another_method_or_recipe_takes_its_defaults_and_keeps_the_chosen_settings(tmp_path, monkeypatch):
     from lvmbench import config
-    from lvmbench.runs import plan
+    from lvmbench.runs import scheduler
 
     runs = tmp_path / "runs"
     spec = config.resolve("mnist-lt", "tiny-clip", "ldam", seed=0, overrides={"train.lr": 0.02, "train.iters": 30})
-    stored_run = plan.prepare(spec, runs)
+    stored_run = scheduler.prepare(spec, runs)
     argv = ["run", "--headless", "--from", stored_run.run_id, "--runs-dir", str(runs)]
     as_focal = captured_run(monkeypatch, argv + ["--method", "focal"])
     assert as_focal == config.resolve("mnist-lt", "tiny-clip", "focal", seed=0,
@@ -535,11 +535,11 @@ def test_the_settings_query_a_settings_sweep_points_to_keeps_the_settings_apart(
 
     from lvmbench import cli, config
     from lvmbench.exec import sweep
-    from lvmbench.runs import plan
+    from lvmbench.runs import scheduler
 
     runs, db = tmp_path / "runs", tmp_path / "r.duckdb"
     for lr, seed, overall in ((0.01, 0, 50.0), (0.01, 1, 52.0), (0.03, 0, 60.0)):
-        run = plan.prepare(config.resolve("mnist-lt", "tiny-clip", "ce", seed=seed,
+        run = scheduler.prepare(config.resolve("mnist-lt", "tiny-clip", "ce", seed=seed,
                                             overrides={"train.lr": lr}), runs)
         run.write_status(status="finished", ended_at=1_700_000_000 + seed)
         (run.eval_dir / "test.json").write_text(json.dumps({"split": "test", "overall": overall}))

@@ -14,7 +14,7 @@ from lvmbench.data import build_dataset
 from lvmbench.data.base import Split
 from lvmbench.errors import UserError
 from lvmbench.runs import process, scheduler
-from lvmbench.runs.plan import prepare
+from lvmbench.runs.scheduler import prepare
 from lvmbench.store import open_readonly, open_writer
 from lvmbench.store.ingest import ingest_dir
 from lvmbench.train import checkpoint

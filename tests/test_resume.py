@@ -13,7 +13,7 @@ from lvmbench.exec import runner
 from lvmbench.runs.rundir import RunDir
 from lvmbench.exec.local import LocalChild
 from lvmbench.runs import process, scheduler
-from lvmbench.runs.plan import prepare
+from lvmbench.runs.scheduler import prepare
 from lvmbench.store import open_readonly
 from lvmbench.train.loop import train_run
 

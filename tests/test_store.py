@@ -7,7 +7,7 @@ import pytest
 from lvmbench import config
 from lvmbench.errors import UserError
 from lvmbench.runs.rundir import RunDir
-from lvmbench.runs.plan import prepare
+from lvmbench.runs.scheduler import prepare
 from lvmbench.store import open_readonly, open_writer, tables
 from lvmbench.store.ingest import ingest_dir, ingest_run
 from lvmbench.store.schema import COLUMNS, RESULT_TABLES

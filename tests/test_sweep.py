@@ -12,10 +12,10 @@ from lvmbench import config
 from lvmbench.errors import UserError
 from lvmbench.exec.grid import Axes, expand
 from lvmbench.exec.local import LocalExecutor, local_slots
-from lvmbench.runs.scheduler import Reporter, Scheduler
 from lvmbench.exec.presets import PAPER_METHODS, PRESETS
-from lvmbench.runs.plan import BLOCKED, PENDING, SKIPPED, plan, prepare, ready
 from lvmbench.exec.sweep import build_axes, parse_data_roots, parse_seeds
+from lvmbench.runs.plan import BLOCKED, PENDING, SKIPPED, plan, ready
+from lvmbench.runs.scheduler import Reporter, Scheduler, prepare
 
 from .conftest import TINY
 

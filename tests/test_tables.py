@@ -6,7 +6,7 @@ import json
 import pytest
 
 from lvmbench import config
-from lvmbench.runs import plan
+from lvmbench.runs import scheduler
 from lvmbench.store import open_readonly, open_writer, tables
 from lvmbench.store.ingest import ingest_dir
 
@@ -14,7 +14,7 @@ from lvmbench.store.ingest import ingest_dir
 def finished(runs, dataset="mnist-lt", method="ce", seed=0, overall=50.0, ended=0, sets=(), data_root=None):
     spec = config.resolve(dataset, "tiny-clip", method, seed=seed, data_root=data_root,
                           overrides=config.parse_sets(list(sets)))
-    run = plan.prepare(spec, runs)
+    run = scheduler.prepare(spec, runs)
     run.write_status(status="finished", started_at=1_700_000_000, ended_at=1_700_000_100 + ended, stage=1,
                      wall_s=60.0, s_per_iter=0.2, peak_mem_mib=900.0, device="cpu")
     (run.eval_dir / "test.json").write_text(json.dumps(

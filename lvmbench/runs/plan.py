@@ -1,6 +1,7 @@
 """One planner for ``lvmbench run`` (a one-cell plan) and ``lvmbench sweep``: the jobs of a set of
 specs in start order — each two-stage run after the stage-1 ``ce`` run it shares with the others of
-its seed — with the runs already finished marked skipped, and the run directory each job starts in.
+its seed — with the runs already finished marked skipped. (The scheduler creates the run
+directories: :func:`lvmbench.runs.scheduler.prepare`.)
 
 Concurrent planners over one runs folder share the work: a job is started only by the process that
 holds its configuration's claim (``rundir.claim``), and one that another process finished meanwhile
@@ -8,7 +9,6 @@ is skipped.
 """
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,34 +25,6 @@ STAGE1_METHOD = "ce"
 # run (same --set) is the stage-1 run of its two-stage runs.
 # ``train.decay_params`` is one of them: under recipe=reference only stage 2 decays every parameter.
 STAGE1_OWN = ("loss", "stage1.run_id", "train.decay_params")
-
-
-def git_sha() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def prepare(spec: dict, runs_dir: Path, sweep_id: str | None = None, run_id: str | None = None,
-            fused_group: str | None = None, fused_size: int = 1) -> RunDir:
-    """Create the run directory (status ``queued``) with the full resolved spec (and, for a member
-    of a fused group, the group's id and size)."""
-    spec = {**spec, "config_hash": config.config_hash(spec), "result_group": config.result_group(spec),
-            "git_sha": git_sha(), "sweep_id": sweep_id}
-    if fused_group:
-        spec.update(fused_group=fused_group, fused_size=fused_size)
-    return RunDir.create(Path(runs_dir), spec, run_id=run_id)
-
-
-def prepare_group(specs: list[dict], runs_dir: Path, sweep_id: str | None = None) -> list[RunDir]:
-    """The run directories of specs that train together (one fused group; one spec: a plain run)."""
-    from .fused import new_group_id
-
-    group = new_group_id() if len(specs) > 1 else None
-    return [prepare(s, runs_dir, sweep_id, fused_group=group, fused_size=len(specs)) for s in specs]
 
 
 def finished_runs(runs_dir: Path) -> dict[str, RunDir]:

@@ -5,21 +5,23 @@ as fused groups formed by one function (:func:`lvmbench.runs.fused.partition`), 
 ingests each run as it ends. ``lvmbench run`` is a one-cell sweep through it, ``lvmbench sweep`` a grid.
 
 Besides the training child, this module is the only place a run's status changes (parent side):
-``queued`` (:func:`start_or_continue`), ``cancelled`` (:func:`cancel`), ``killed`` / ``failed`` for a
+``queued`` (:func:`prepare`, which creates a run directory; :func:`start_or_continue`), ``cancelled`` (:func:`cancel`), ``killed`` / ``failed`` for a
 child that ended without saying (:func:`finalize`), and ``killed`` for a run whose process vanished
 (:func:`recover`, the one explicit step; readers use ``process.view``, which writes nothing).
 """
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Protocol
 
 from ..errors import UserError, suggest
-from .plan import (PENDING, RUNNING, SKIPPED, Job, block, prepare, prepare_group, ready, settle, start_spec,
-                   take)
+from .. import config
+from .fused import new_group_id, partition
+from .plan import PENDING, RUNNING, SKIPPED, Job, block, ready, settle, start_spec, take
 from .process import alive, vanished
 from .rundir import DONE, INTERRUPTED, Lock, RunDir, check_id_form, list_runs
 
@@ -67,6 +69,32 @@ class Reporter:
 
 
 # -- transitions on the parent side ------------------------------------------------------------------
+
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def prepare(spec: dict, runs_dir: Path, sweep_id: str | None = None, run_id: str | None = None,
+            fused_group: str | None = None, fused_size: int = 1) -> RunDir:
+    """Create the run directory (status ``queued``) with the full resolved spec (and, for a member
+    of a fused group, the group's id and size)."""
+    spec = {**spec, "config_hash": config.config_hash(spec), "result_group": config.result_group(spec),
+            "git_sha": git_sha(), "sweep_id": sweep_id}
+    if fused_group:
+        spec.update(fused_group=fused_group, fused_size=fused_size)
+    return RunDir.create(Path(runs_dir), spec, run_id=run_id)
+
+
+def prepare_group(specs: list[dict], runs_dir: Path, sweep_id: str | None = None) -> list[RunDir]:
+    """The run directories of specs that train together (one fused group; one spec: a plain run)."""
+    group = new_group_id() if len(specs) > 1 else None
+    return [prepare(s, runs_dir, sweep_id, fused_group=group, fused_size=len(specs)) for s in specs]
+
 
 def start_or_continue(run: RunDir | None, spec: dict, runs_dir: Path, sweep_id: str | None = None,
                       run_id: str | None = None) -> RunDir:
@@ -243,8 +271,6 @@ class Scheduler:
     def _groups(self, startable: list[Job], by_hash: dict[str, Job]) -> list[list[Job]]:
         """Jobs that continue a run go with the rest of its fused group; new ones are grouped by
         :func:`lvmbench.runs.fused.partition`."""
-        from .fused import partition
-
         continuing: dict[str, list[Job]] = defaultdict(list)
         for job in (j for j in startable if j.run is not None):
             continuing[(job.run.spec_or_none() or {}).get("fused_group") or job.run.run_id].append(job)
