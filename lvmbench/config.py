@@ -54,8 +54,11 @@ SCHEMA: dict[str, Param] = {
     "train.nesterov": Param(True, bool),
     "train.weight_decay": Param(5e-4, float, _nonneg, ">= 0"),
     "train.warmup_iters": Param(512, int, _nonneg, ">= 0"),
-    # The study's schedule: linear warm-up, then max(0, cos(pi * cycles * progress)) (7/16 ends at ~0.2 lr).
+    # The lr schedule: the study's (per step: linear warm-up, then max(0, cos(pi * cycles * progress)), 7/16 ends
+    # at ~0.2 lr) or LIFT's (CosineAnnealingLR(T_max=train.epochs) stepped once per epoch, no warm-up).
+    "train.schedule": Param("study", str, choices=("study", "lift")),
     "train.cosine_cycles": Param(7 / 16, float, _pos, "> 0 (0.5 ends at 0)"),
+    "train.epochs": Param(10, int, _pos, "> 0 (train.schedule=lift: equal epochs of train.iters / epochs steps)"),
     # Which split chooses the evaluated weights: the best val (or test) overall accuracy, or the final ones.
     "train.select": Param("val", str, choices=("val", "test", "final")),
     # Which parameters weight decay applies to: matrices only (the study's rule: no 1-D tensors, no biases) or all.
@@ -83,8 +86,9 @@ SCHEMA: dict[str, Param] = {
     "data.on_bad_image": Param("fail", str, choices=("fail", "skip")),
     "data.subsample_lt": Param(False, bool),
     "data.allow_missing_classes": Param(False, bool),  # a fixed-class-count dataset whose train split lacks some
-    # Image preprocessing: the study's transforms (ImageNet statistics, bilinear) or open_clip's (CLIP's, bicubic).
-    "data.transform": Param("study", str, choices=("study", "open_clip")),
+    # Image preprocessing: the study's transforms (ImageNet statistics, bilinear), open_clip's (CLIP's, bicubic) or
+    # LIFT's (the backbone's statistics, bilinear, evaluation at 8/7 of the size then a centre crop).
+    "data.transform": Param("study", str, choices=("study", "open_clip", "lift")),
     "stage1.run_id": Param(None, str),
     # Class-balanced sampling: the study's weighted draws without replacement, or a class drawn uniformly.
     "sampler.balanced": Param("study", str, choices=("study", "uniform")),
@@ -146,19 +150,19 @@ DATASET_PROFILES: dict[str, dict[str, Any]] = {
 }
 
 # LIFT's configs (shijxcs/LIFT utils/config.py, configs/model/clip_vit_b16.yaml, trainer.py): SGD lr 0.01,
-# momentum 0.9, weight decay 5e-4 on every tuned parameter, batch 128, cosine to 0 with no warm-up (LIFT steps
-# it per epoch, here per step), cosine classifier with scale 25 started from "a photo of a {}." text features,
-# logit-adjusted loss with tau 1, CLIP's preprocessing.
+# momentum 0.9, weight decay 5e-4 on every tuned parameter, batch 128, CosineAnnealingLR(T_max=10 epochs) stepped
+# once per epoch with no warm-up, cosine classifier with scale 25 started from "a photo of a {}." text features,
+# logit-adjusted loss with tau 1, LIFT's preprocessing, and the final weights tested (no split selects them).
 PEFT_METHODS = tuple(m.name for m in catalog.METHODS.values() if m.kind == "peft")
 LIFT_PROFILE: dict[str, Any] = {
     "train.optimizer": "sgd", "train.lr": 0.01, "train.momentum": 0.9, "train.nesterov": False,
     "train.weight_decay": 5e-4, "train.decay_params": "all", "train.batch_size": 128, "train.warmup_iters": 0,
-    "train.cosine_cycles": 0.5, "head.kind": "cosine", "head.scale": 25.0, "head.init": "text",
-    "zeroshot.templates": "simple", "data.transform": "open_clip",
+    "train.schedule": "lift", "train.epochs": 10, "train.select": "final", "head.kind": "cosine",
+    "head.scale": 25.0, "head.init": "text", "zeroshot.templates": "simple", "data.transform": "lift",
 }
 # LIFT trains 10 epochs (20 on iNaturalist 2018): iterations of batch 128 over each training split
 # (ImageNet-LT 115,846 images, Places-LT 62,500, iNaturalist 2018 437,513).
-LIFT_ITERS = {"imagenet-lt": 10 * 906, "places-lt": 10 * 489, "inat18": 20 * 3419}
+LIFT_EPOCHS = {"imagenet-lt": (10, 906), "places-lt": (10, 489), "inat18": (20, 3419)}  # (epochs, steps each)
 
 # Method-specific recipes from the study.
 # The baselines are not in the study's code: they read images as CLIP's own preprocessing prepares them.
@@ -175,7 +179,8 @@ METHOD_PROFILES: dict[str, dict[str, Any]] = {
 # AdamW at 3e-5 barely moves tiny-clip's tower in that time (22 % test accuracy), 3e-4 fine-tunes it.
 DATASET_METHOD_PROFILES: dict[tuple[str, str], dict[str, Any]] = {
     ("mnist-lt", "full_finetune"): {"train.lr": 3e-4},
-    **{(d, m): {"train.iters": iters} for d, iters in LIFT_ITERS.items() for m in PEFT_METHODS},
+    **{(d, m): {"train.iters": epochs * steps, "train.epochs": epochs}
+       for d, (epochs, steps) in LIFT_EPOCHS.items() for m in PEFT_METHODS},
 }
 
 MAX_SEED = 2 ** 32 - 1  # numpy's global seed; the store holds any 64-bit integer

@@ -90,7 +90,7 @@ def test_presets_cover_the_papers_tables():
     assert set(PAPER_METHODS) == {name for name, m in methods.items() if m.kind != "peft"}
     lift = PRESETS["paper-lift"]
     assert set(lift.methods) == {"zeroshot"} | {name for name, m in methods.items() if m.kind == "peft"}
-    assert lift.backbones == ("ViT-B-16",) and lift.sets == {"eval.tte": True}
+    assert lift.backbones == ("ViT-B-16",) and lift.sets == {}  # tte per method: tests/test_lift_fidelity.py
     assert PRESETS["paper-table1"].datasets == ("imagenet-lt",) and PRESETS["paper-table1"].backbones == ("ViT-L-14",)
     assert PRESETS["paper-table2"].datasets == ("places-lt",)
     assert PRESETS["paper-table3"].datasets == ("inat18",)
