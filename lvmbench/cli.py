@@ -66,7 +66,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"kg CO2 per kWh (default {catalog.CARBON_KG_PER_KWH})")
     table.add_argument("--format", choices=("table", "csv", "json", "markdown", "latex"), default="table",
                        help="latex: a booktabs table (\\usepackage{booktabs})")
+    table.add_argument("--ci", action="store_true",
+                       help="main: a 95%% bootstrap interval under every accuracy (test classes within each shot "
+                            "group, and seeds)")
     _add_store_args(table, runs=False)
+
+    compare = sub.add_parser("compare", help="paired difference of two methods or runs on each shared test set, "
+                                             "with its 95% interval and p-value")
+    compare.add_argument("a", help="a method as the tables name it (e.g. lade, 'lade (reference)') or a run id")
+    compare.add_argument("b")
+    compare.add_argument("--dataset")
+    compare.add_argument("--backbone")
+    compare.add_argument("--resamples", type=int, default=2000, help="bootstrap draws (default 2000)")
+    compare.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table")
+    _add_store_args(compare, runs=False)
 
     ingest = sub.add_parser("ingest", help="ingest run directories into the results database")
     ingest.add_argument("dir", nargs="?", help="a run directory or a folder of them (default: the runs dir)")
@@ -292,8 +305,23 @@ def cmd_sql(args) -> int:
 def cmd_table(args) -> int:
     from .render import print_table
 
+    if args.ci and args.kind != "main":
+        raise UserError(f"--ci applies to table main, not {args.kind}")
     print_table(paths.results_path(args.results), args.kind, dataset=args.dataset, backbone=args.backbone,
-                carbon_kg_per_kwh=args.carbon_intensity, fmt_name=args.format)
+                carbon_kg_per_kwh=args.carbon_intensity, fmt_name=args.format, ci=args.ci)
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .render import print_built
+    from .store import open_readonly
+    from .store.compare import compare_table
+
+    if args.resamples < 100:
+        raise UserError(f"--resamples {args.resamples}: must be at least 100")
+    with open_readonly(paths.results_path(args.results)) as con:
+        table = compare_table(con, args.a, args.b, args.dataset, args.backbone, args.resamples)
+    print_built(table, args.format)
     return 0
 
 
@@ -380,6 +408,7 @@ def cmd_export(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "demo": cmd_demo, "sweep": cmd_sweep, "sql": cmd_sql, "table": cmd_table,
+            "compare": cmd_compare,
             "ingest": cmd_ingest, "list": cmd_list, "bench": cmd_bench, "export": cmd_export, "cache": cmd_cache}
 
 

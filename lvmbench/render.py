@@ -23,7 +23,7 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from .catalog import CARBON_KG_PER_KWH
-from .spread import MeanStd, split_columns
+from .spread import extras, split_columns
 
 FORMATS = ("table", "csv", "json", "markdown", "latex")
 NULL = "NULL"  # how ``exact`` output shows a missing value
@@ -33,11 +33,18 @@ def fmt(value) -> str:
     """A value as the paper-style tables show it: two decimals (more below 0.01), '–' for missing."""
     if value is None:
         return "–"
-    if isinstance(value, MeanStd) and value.std is not None:
-        return f"{fmt(float(value))} ± {fmt(value.std)}"
+    if extras(value):
+        return " ".join([fmt(float(value)), *_extra_text(value)])
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 0.01 and value != 0 else f"{value:.2f}"
     return str(value)
+
+
+def _extra_text(value, show=None, gap: str = " ") -> list[str]:
+    """A cell's spread (``± std``; ``gap`` after the sign) and interval (``[low, high]``), as text."""
+    show = show or fmt
+    texts = {"std": lambda: f"±{gap}{show(value.std)}", "ci": lambda: f"[{show(value.ci[0])}, {show(value.ci[1])}]"}
+    return [texts[k]() for k in extras(value)]
 
 
 def exact_text(value) -> str:
@@ -150,16 +157,17 @@ def _is_number(value) -> bool:
 
 
 def cell_width(value, show=fmt) -> int:
-    if isinstance(value, MeanStd) and value.std is not None:
-        return max(len(show(float(value))), 1 + len(show(value.std)))
+    if extras(value):
+        return max(len(line) for line in [show(float(value)), *_extra_text(value, show, gap="")])
     return len(show(value))
 
 
 def rich_cell(value, best: bool, show=fmt) -> Text:
     """A cell as text: the best value bold green; a spread under its mean, dimmed."""
     style = "bold green" if best else ""
-    if isinstance(value, MeanStd) and value.std is not None:
-        return Text.assemble((show(float(value)), style), "\n", (f"±{show(value.std)}", "dim"))
+    if extras(value):
+        lines = [(f"\n{line}", "dim") for line in _extra_text(value, show, gap="")]
+        return Text.assemble((show(float(value)), style), *lines)
     return Text(show(value), style=style)
 
 
@@ -198,8 +206,8 @@ def latex_cell(value, best: bool) -> str:
     def bold(text: str) -> str:
         return rf"\textbf{{{text}}}" if best else text
 
-    if isinstance(value, MeanStd) and value.std is not None:
-        return bold(fmt(float(value))) + r" $\pm$ " + fmt(value.std)
+    if extras(value):
+        return " ".join([bold(fmt(float(value))), *(latex_escape(t) for t in _extra_text(value))])
     return bold(latex_escape(fmt(value)) if value is not None else "--")
 
 
@@ -224,17 +232,27 @@ def to_latex(columns: list[str], rows: list, title: str | None = None, best: dic
 
 
 def print_table(results, kind: str, dataset: str | None = None, backbone: str | None = None,
-                carbon_kg_per_kwh: float = CARBON_KG_PER_KWH, fmt_name: str = "table", console: Console | None = None) -> None:
+                carbon_kg_per_kwh: float = CARBON_KG_PER_KWH, fmt_name: str = "table", console: Console | None = None,
+                ci: bool = False) -> None:
     """Print one of the study's table layouts from the results database (``lvmbench table``)."""
     from .store import open_readonly, tables
 
     console = console or Console()
     with open_readonly(results) as con:
-        table = tables.build(con, kind, dataset=dataset, backbone=backbone, carbon_kg_per_kwh=carbon_kg_per_kwh)
+        table = tables.build(con, kind, dataset=dataset, backbone=backbone, carbon_kg_per_kwh=carbon_kg_per_kwh,
+                             ci=ci)
     if not table.rows:
         console.print(f"no finished runs{' for ' + dataset if dataset else ''} in the results database",
                       markup=False, emoji=False, highlight=False)
         return
+    print_built(table, fmt_name, console)
+
+
+def print_built(table, fmt_name: str = "table", console: Console | None = None) -> None:
+    """Print a built :class:`lvmbench.store.tables.Table`: its rows, then its notes (not in csv or json)."""
+    from .store import tables
+
+    console = console or Console()
     best = tables.best_per_column(table)
     if fmt_name == "latex":  # notes go inside the table environment
         _write(console, to_latex(table.columns, table.rows, table.title, best, table.notes) + "\n")

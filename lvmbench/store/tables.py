@@ -144,14 +144,54 @@ def _layout(found: list[Cell], dataset: str | None) -> tuple[list[str], callable
     return (["Dataset"] if several else []), (lambda c: [c.dataset] if several else [])
 
 
-def main_table(con, dataset=None, backbone=None, **_) -> Table:
-    """Methods × Overall / Many / Medium / Few / Precision / Recall / F1 (test split)."""
+def main_table(con, dataset=None, backbone=None, ci: bool = False, resamples: int = 2000, **_) -> Table:
+    """Methods × Overall / Many / Medium / Few / Precision / Recall / F1 (test split); ``ci``: each
+    accuracy cell with its 95 % bootstrap interval (:mod:`lvmbench.intervals`) from the stored per-class counts."""
     found = [c for c in cells(con, dataset, backbone) if c.mean("overall") is not None]
     lead, prefix = _layout(found, dataset)
-    rows = [prefix(c) + [c.label, c.backbone, c.seeds] + [c.stat(k) for k in EVAL_FIELDS] for c in found]
+    bounds = cell_intervals(con, found, resamples) if ci else {}
+    rows = [prefix(c) + [c.label, c.backbone, c.seeds]
+            + [_with_ci(c.stat(k), bounds.get(c.group, {}).get(k)) for k in EVAL_FIELDS] for c in found]
     cols = lead + ["Method", "Backbone", "Seeds", "Overall", "Many", "Medium", "Few", "Precision", "Recall", "F1"]
+    notes = _notes(found)
+    if ci:
+        notes.append(f"[low, high]: 95 % bootstrap interval over test classes within each shot group, and over "
+                     f"seeds for a cell of several ({resamples:,} draws, seeded)"
+                     + ("; – : a run without per-class test counts" if len(bounds) < len(found) else ""))
     return Table(f"Main results{_title(dataset, backbone, found)} (test, %)", cols, rows,
-                 {c: True for c in cols[len(lead) + 3:]}, _notes(found))
+                 {c: True for c in cols[len(lead) + 3:]}, notes)
+
+
+def _with_ci(value, ci):
+    return value if value is None or ci is None else spread(float(value), value.std, value.n, ci)
+
+
+def class_counts(con, found: list[Cell]) -> dict[str, "ClassCounts"]:
+    """Each cell's per-class test counts (:class:`lvmbench.intervals.ClassCounts`) from the store, by result
+    group; a cell with a run stored without them (made before lvmbench kept them) is left out."""
+    from ..intervals import ClassCounts
+
+    ids = [r["run_id"] for c in found for r in c.runs]
+    if not ids:
+        return {}
+    rows = con.execute("""
+        SELECT run_id, list(n_train ORDER BY class_id), list(n_test ORDER BY class_id),
+               list(n_correct ORDER BY class_id), bool_and(n_test IS NOT NULL AND n_correct IS NOT NULL)
+        FROM per_class WHERE split = 'test' AND run_id IN (SELECT unnest(?)) GROUP BY run_id""", [ids]).fetchall()
+    per_run = {run_id: list(zip(train, test, correct)) for run_id, train, test, correct, whole in rows if whole}
+    out = {}
+    for cell in found:
+        runs = [per_run.get(r["run_id"]) for r in cell.runs]
+        if runs and all(runs):
+            out[cell.group] = ClassCounts.from_runs(runs)
+    return out
+
+
+def cell_intervals(con, found: list[Cell], resamples: int = 2000) -> dict[str, dict]:
+    """Per result group: metric -> (low, high), the 95 % bootstrap interval."""
+    from ..intervals import intervals
+
+    return {group: intervals(counts, resamples) for group, counts in class_counts(con, found).items()}
 
 
 def _pivot(con, key: str, title: str, better: bool, dataset) -> Table:
