@@ -22,8 +22,15 @@ METHODS = ("ce", "focal", "ldam", "balanced_softmax")
 T0 = 1_767_000_000.0
 
 
+SEEDS = 3  # runs 3k, 3k+1, 3k+2 differ by their seed alone: one table cell of three seeds, as in the study
+
+
+def method_of(index: int) -> str:
+    return METHODS[index // SEEDS % len(METHODS)]
+
+
 def run_id(index: int) -> str:
-    return f"bench-{METHODS[index % len(METHODS)]}-s{index}"
+    return f"bench-{method_of(index)}-s{index}"
 
 
 def make_run(runs_dir: Path, index: int, rows: int, classes: int, system_lines: int, base: dict) -> RunDir:
@@ -31,7 +38,8 @@ def make_run(runs_dir: Path, index: int, rows: int, classes: int, system_lines: 
     steps, training records (loss and lr) at every other step in between."""
     run = RunDir(runs_dir / run_id(index))
     run.eval_dir.mkdir(parents=True)
-    spec = {**base, "method": METHODS[index % len(METHODS)], "seed": index}
+    block = index // (SEEDS * len(METHODS))  # each block of 12 runs: 4 methods x 3 seeds at their own lr
+    spec = {**base, "method": method_of(index), "seed": index % SEEDS, "train.lr": round(0.01 * (1 + block), 6)}
     spec["config_hash"] = config.config_hash(spec)
     atomic_write_json(run.spec_file, spec)
     t, lines, step, left = T0 + index * 3600.0, [], 0, rows

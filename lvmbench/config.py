@@ -95,6 +95,9 @@ SCHEMA: dict[str, Param] = {
     # cRT's classifier at the start of stage 2: the study's rule (re-initialised for ResNets, kept for ViTs).
     "crt.reinit": Param("by_backbone", str, choices=("by_backbone", "always", "never")),
     "disalign.confidence_init": Param("torch", str, choices=("torch", "authors")),
+    # The class-weight norms MARC's final evaluation reads: a freshly initialised classifier's (the study's eval.py)
+    # or the stage-1 classifier's (MARC's definition, what training reads under both).
+    "marc.eval_norm": Param("fresh", str, choices=("fresh", "stage1")),
     "zeroshot.templates": Param("auto", str, choices=("auto", "imagenet", "generic", "simple")),
     "coop.n_ctx": Param(16, int, _pos, "> 0"),
     "coop.shots": Param(0, int, _nonneg, ">= 0 (0 = full data)"),
@@ -124,7 +127,7 @@ NOT_HASHED = {"train.num_workers", "train.log_every", "train.threads", "ckpt.eve
 RECIPE_PROFILES: dict[str, dict[str, Any]] = {
     "paper": {},  # the schema's defaults are the study's code
     "reference": {"sampler.balanced": "uniform", "crt.reinit": "always", "disalign.confidence_init": "authors",
-                  "data.transform": "open_clip"},
+                  "marc.eval_norm": "stage1", "data.transform": "open_clip"},
 }
 STAGE2_METHODS = ("crt", "lws", "disalign", "marc")
 RECIPE_METHOD_PROFILES: dict[tuple[str, str], dict[str, Any]] = {
@@ -134,6 +137,11 @@ RECIPE_METHOD_PROFILES: dict[tuple[str, str], dict[str, Any]] = {
     ("reference", "ldam"): {"head.kind": "cosine", "head.scale": 1.0, "loss.s": 30.0, "loss.drw_start": 0.8},
     # The authors' stage-2 optimizers (classifier-balancing, DisAlign's cvpods) decay every parameter.
     **{("reference", m): {"train.decay_params": "all"} for m in STAGE2_METHODS},
+}
+# Hyper-parameters the authors set per dataset (hyperconnect/LADE config/iNaturalist18/lade.yaml: the LADE
+# term's weight 0.05 and remine_lambda 0.5; ImageNet-LT and Places-LT: 0.1 and 0.1, the loss's defaults).
+RECIPE_DATASET_METHOD_PROFILES: dict[tuple[str, str, str], dict[str, Any]] = {
+    ("reference", "inat18", "lade"): {"loss.alpha": 0.05, "loss.remine_lambda": 0.5},
 }
 RECIPE_DATASET_PROFILES: dict[tuple[str, str], dict[str, Any]] = {
     # The study's iNaturalist 2018 evaluation list is also its validation list: it selects on the test split.
@@ -269,6 +277,7 @@ def defaults(dataset: str, method: str, recipe: str | None = None) -> dict[str, 
     spec.update(RECIPE_DATASET_PROFILES.get((recipe, dataset), {}))
     spec.update(METHOD_PROFILES.get(method, {}))
     spec.update(RECIPE_METHOD_PROFILES.get((recipe, method), {}))
+    spec.update(RECIPE_DATASET_METHOD_PROFILES.get((recipe, dataset, method), {}))
     spec.update(DATASET_METHOD_PROFILES.get((dataset, method), {}))
     spec["loss"] = info.loss
     return spec

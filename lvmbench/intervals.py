@@ -17,6 +17,7 @@ results are reproducible.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -24,7 +25,6 @@ METRICS = ("overall", "many", "medium", "few")
 GROUPS = ("many", "medium", "few")
 RESAMPLES = 2000
 LEVEL = 0.95
-CHUNK = 2 ** 22  # draws x classes per batch of resamples (bounds memory on iNaturalist's 8,142 classes)
 
 
 @dataclass
@@ -55,13 +55,18 @@ class ClassCounts:
         return len(self.correct)
 
 
-def _class_draws(rng: np.random.Generator, groups: np.ndarray, draws: int) -> np.ndarray:
-    """``[draws, C]`` multiplicities: each shot group's classes drawn with replacement, as many as it has."""
-    k = np.zeros((draws, len(groups)))
+@lru_cache(maxsize=4)
+def _class_draws(groups: tuple[str, ...], draws: int, seed: int) -> np.ndarray:
+    """``[draws, C]`` multiplicities: each shot group's classes drawn with replacement, as many as it has.
+    They depend on the classes' groups alone, so every cell of one test set shares them (drawn once)."""
+    rng = np.random.default_rng([seed, 0])
+    labels = np.asarray(groups)
+    k = np.zeros((draws, len(labels)), dtype=np.float32)
     for g in GROUPS:
-        members = np.flatnonzero(groups == g)
+        members = np.flatnonzero(labels == g)
         if len(members):
             k[:, members] = rng.multinomial(len(members), np.full(len(members), 1 / len(members)), size=draws)
+    k.flags.writeable = False
     return k
 
 
@@ -73,13 +78,14 @@ def _seed_draws(rng: np.random.Generator, seeds: int, draws: int) -> np.ndarray:
 
 
 def _metrics(counts: ClassCounts, k: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
-    """Every metric under class multiplicities ``k`` [B, C] and seed weights ``w`` [B, S]."""
-    correct = w @ counts.correct  # [B, C]: seed-averaged correct counts
-    out = {"overall": 100.0 * (k * correct).sum(1) / (k @ counts.n)}
-    accuracy = 100.0 * correct / counts.n
+    """Every metric under class multiplicities ``k`` [B, C] and seed weights ``w`` [B, S]: for each draw, the
+    seed-weighted mean of each seed's figure on the drawn classes (matrix products, no [B, C] temporaries)."""
+    k = k.astype(np.float64, copy=False)
+    out = {"overall": 100.0 * (w * (k @ counts.correct.T)).sum(1) / (k @ counts.n)}
+    accuracy = 100.0 * counts.correct / counts.n  # [S, C]
     for g in GROUPS:
         members = counts.groups == g
-        out[g] = (k[:, members] * accuracy[:, members]).sum(1) / members.sum() if members.any() else None
+        out[g] = (w * (k[:, members] @ accuracy[:, members].T)).sum(1) / members.sum() if members.any() else None
     return out
 
 
@@ -90,17 +96,14 @@ def estimate(counts: ClassCounts) -> dict[str, float | None]:
 
 
 def _bootstrap(sides: list[ClassCounts], resamples: int, seed: int) -> list[dict[str, np.ndarray]]:
-    """Each side's metrics over ``resamples`` draws; the sides share the class draw (paired)."""
-    rng = np.random.default_rng(seed)
-    step = max(1, CHUNK // max(1, len(sides[0].n)))
-    parts: list[list[dict]] = [[] for _ in sides]
-    for start in range(0, resamples, step):
-        draws = min(step, resamples - start)
-        k = _class_draws(rng, sides[0].groups, draws)
-        for side, out in zip(sides, parts):
-            out.append(_metrics(side, k, _seed_draws(rng, side.seeds, draws)))
-    return [{m: None if chunks[0][m] is None else np.concatenate([c[m] for c in chunks]) for m in METRICS}
-            for chunks in parts]
+    """Each side's metrics over ``resamples`` draws; the sides share the class draw (paired), each draws its
+    own seeds."""
+    k = _class_draws(tuple(sides[0].groups.tolist()), resamples, seed)
+    out = []
+    for i, side in enumerate(sides, 1):
+        w = _seed_draws(np.random.default_rng([seed, i]), side.seeds, resamples)
+        out.append(_metrics(side, k, w))
+    return out
 
 
 def _percentile(values: np.ndarray, level: float) -> tuple[float, float]:

@@ -49,7 +49,8 @@ def test_every_key_a_recipe_sets_is_a_spec_key_in_the_hash():
     assert paper["recipe"] == "paper" and reference["recipe"] == "reference"
     assert config.config_hash(paper) != config.config_hash(reference)
     differ = {k for k in paper if paper[k] != reference[k]}
-    assert differ == {"recipe", "sampler.balanced", "crt.reinit", "disalign.confidence_init", "train.decay_params"}
+    assert differ == {"recipe", "sampler.balanced", "crt.reinit", "disalign.confidence_init", "train.decay_params",
+                      "marc.eval_norm"}
 
 
 def test_recipe_profiles_resolve_per_method_and_dataset():
@@ -502,3 +503,69 @@ def test_decoder_and_head_init_are_the_studys():
             assert torch.all(m.weight == 1) and torch.all(m.bias == 0)
     timm = DecoderClassifier(64, 10, depth=2, heads=4, init="timm")
     assert timm.head.weight.std().item() == pytest.approx(0.02, rel=0.15)
+
+
+# --------------------------------------------------------------------------- MARC's final evaluation
+
+
+class StudyMarcNet(torch.nn.Module):
+    """The study's ``MARC_Net`` (imblearn/algorithms/supervised/utils.py) on a bare classifier: ``w_norm`` is a
+    plain tensor read from the classifier the net holds when it is built (not a buffer: load_state_dict
+    leaves it alone)."""
+
+    def __init__(self, classifier: torch.nn.Linear, num_classes: int):
+        super().__init__()
+        self.backbone = classifier
+        self.a = torch.nn.Parameter(torch.ones(1, num_classes))
+        self.b = torch.nn.Parameter(torch.zeros(1, num_classes))
+        self.w_norm = torch.norm(self.backbone.weight.data, dim=1)
+
+    def forward(self, x):
+        return self.a * self.backbone(x) + self.b * self.w_norm
+
+
+def study_eval_py_logits(trained: StudyMarcNet, x: torch.Tensor, seed: int) -> torch.Tensor:
+    """eval.py: build a fresh net (get_net_builder: a new classifier, PyTorch's default init), wrap it in
+    MARC_Net, then load the trained checkpoint; the logits it scores."""
+    width, classes = trained.backbone.in_features, trained.backbone.out_features
+    torch.manual_seed(seed)
+    net = StudyMarcNet(torch.nn.Linear(width, classes), classes)
+    net.load_state_dict(trained.state_dict())
+    return net(x)
+
+
+@pytest.mark.parametrize("recipe", config.RECIPES)
+def test_marc_final_evaluation_reads_the_norms_the_studys_eval_py_reads(recipe):
+    from lvmbench.methods import stage2
+
+    spec = config.resolve("imagenet-lt", "ViT-B-16", "marc", overrides={"recipe": recipe})
+    assert spec["marc.eval_norm"] == {"paper": "fresh", "reference": "stage1"}[recipe]
+    torch.manual_seed(0)
+    classifier = torch.nn.Linear(16, 6)
+    with torch.no_grad():
+        classifier.weight.mul_(torch.linspace(0.5, 3.0, 6)[:, None])  # trained rows of unequal norms
+    study = StudyMarcNet(classifier, 6)  # training: the stage-1 classifier's norms, in both codes
+    ours = stage2.MARC(classifier.weight, spec["marc.eval_norm"], seed=5)
+    with torch.no_grad():
+        for net in (study, ours):
+            net.a.copy_(torch.linspace(0.8, 1.2, 6)[None])
+            net.b.copy_(torch.linspace(-2.0, 2.0, 6)[None])
+    x = torch.randn(4, 16)
+    torch.testing.assert_close(ours(x, classifier(x)), study(x))
+    ours.final_evaluation()
+    expected = study_eval_py_logits(study, x, seed=5) if recipe == "paper" else study(x)
+    torch.testing.assert_close(ours(x, classifier(x)), expected)
+    if recipe == "paper":  # the fresh norms are all about 1/sqrt(3), far from the trained ones
+        assert ours.weight_norm.std() < 0.1 and not torch.allclose(ours.weight_norm, study.w_norm)
+
+
+def test_lade_on_inaturalist_under_reference_takes_the_authors_inaturalist_config():
+    """hyperconnect/LADE config/iNaturalist18/lade.yaml: RouteWeightLoss weight 0.05, remine_lambda 0.5;
+    config/ImageNet_LT and config/Places_LT/lade.yaml: 0.1 and 0.1."""
+    def hparams(dataset, recipe):
+        spec = config.resolve(dataset, "ViT-B-16", "lade", overrides={"recipe": recipe})
+        return spec.get("loss.alpha", 0.1), spec.get("loss.remine_lambda", 0.1)
+
+    assert hparams("inat18", "reference") == (0.05, 0.5)
+    assert hparams("imagenet-lt", "reference") == hparams("places-lt", "reference") == (0.1, 0.1)
+    assert hparams("inat18", "paper") == (0.1, 0.1)  # the study's generator sets no per-dataset value

@@ -131,7 +131,7 @@ def test_per_class_results_keep_their_correct_and_test_counts():
 
 @pytest.fixture
 def synthetic_store(store):
-    """Eight synthetic finished runs (four methods, two seeds each, 30 classes) ingested into a store."""
+    """Eight synthetic finished runs (ce and focal with three seeds, ldam with two; 30 classes), ingested."""
     from lvmbench import config
     from lvmbench.bench_ingest import make_run
     from lvmbench.store import open_writer
@@ -139,7 +139,7 @@ def synthetic_store(store):
 
     results, runs = store
     base = config.resolve("imagenet-lt", "ViT-B-16", "ce", data_root="/data/imagenet-lt")
-    made = [make_run(runs, i, 8, 30, 2, {**base, "seed": 0}) for i in range(8)]
+    made = [make_run(runs, i, 8, 30, 2, base) for i in range(8)]
     with open_writer(results) as con:
         ingest_dir(con, runs)
     return results, made
@@ -167,7 +167,7 @@ def test_table_main_ci_shows_the_interval_of_the_runs_per_class_files(synthetic_
     rows = {r["Method"]: r for r in json.loads(text)}
     ce = [run for run in made if run.spec()["method"] == "ce"]
     expected = intervals.intervals(_files_counts(ce))
-    assert rows["ce"]["Seeds"] == 2
+    assert rows["ce"]["Seeds"] == 3
     for metric in ("overall", "many", "few"):
         column = metric.capitalize()
         assert (rows["ce"][f"{column} ci low"], rows["ce"][f"{column} ci high"]) == pytest.approx(expected[metric])
@@ -188,7 +188,7 @@ def test_compare_two_methods_and_two_runs(synthetic_store):
         assert rows[metric]["95 % CI"] == f"[{d.low:.2f}, {d.high:.2f}]"
     a, b = by["ce"][0].run_id, by["focal"][1].run_id
     code, text = _cli("compare", a, b, "--format", "json", "--results", str(results))
-    single = intervals.paired(_files_counts(by["ce"][:1]), _files_counts(by["focal"][1:]))
+    single = intervals.paired(_files_counts(by["ce"][:1]), _files_counts(by["focal"][1:2]))
     assert json.loads(text)[0]["Δ"] == pytest.approx(single[0].diff)
 
 

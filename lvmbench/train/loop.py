@@ -610,6 +610,9 @@ def finish_run(member: Trainer) -> None:
     if member.task.trainable():
         run.ckpt_dir.mkdir(exist_ok=True)
         checkpoint.atomic_save(member.task.model.state_dict(), run.model_file)
+    for module in member.task.model.modules():  # e.g. MARC's norms under marc.eval_norm=fresh
+        if hasattr(module, "final_evaluation"):
+            module.final_evaluation()
     for split in ("val", "test"):
         if getattr(member.dataset, split) is not None and len(getattr(member.dataset, split)):
             result = member.evaluate(split)
