@@ -56,18 +56,19 @@ class ClassCounts:
 
 
 @lru_cache(maxsize=4)
-def _class_draws(groups: tuple[str, ...], draws: int, seed: int) -> np.ndarray:
-    """``[draws, C]`` multiplicities: each shot group's classes drawn with replacement, as many as it has.
-    They depend on the classes' groups alone, so every cell of one test set shares them (drawn once)."""
+def _class_draws(groups: tuple[str, ...], draws: int, seed: int) -> dict[str, np.ndarray]:
+    """Per shot group, ``[draws, classes of the group]`` multiplicities: the group's classes drawn with
+    replacement, as many as it has. They depend on the classes' groups alone, so every cell of one test set
+    shares them (drawn once)."""
     rng = np.random.default_rng([seed, 0])
     labels = np.asarray(groups)
-    k = np.zeros((draws, len(labels)), dtype=np.float32)
+    out = {}
     for g in GROUPS:
-        members = np.flatnonzero(labels == g)
-        if len(members):
-            k[:, members] = rng.multinomial(len(members), np.full(len(members), 1 / len(members)), size=draws)
-    k.flags.writeable = False
-    return k
+        m = int(np.count_nonzero(labels == g))
+        if m:
+            out[g] = rng.multinomial(m, np.full(m, 1 / m), size=draws).astype(np.float64)
+            out[g].flags.writeable = False
+    return out
 
 
 def _seed_draws(rng: np.random.Generator, seeds: int, draws: int) -> np.ndarray:
@@ -77,32 +78,41 @@ def _seed_draws(rng: np.random.Generator, seeds: int, draws: int) -> np.ndarray:
     return rng.multinomial(seeds, np.full(seeds, 1 / seeds), size=draws) / seeds
 
 
-def _metrics(counts: ClassCounts, k: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
-    """Every metric under class multiplicities ``k`` [B, C] and seed weights ``w`` [B, S]: for each draw, the
-    seed-weighted mean of each seed's figure on the drawn classes (matrix products, no [B, C] temporaries)."""
-    k = k.astype(np.float64, copy=False)
-    out = {"overall": 100.0 * (w * (k @ counts.correct.T)).sum(1) / (k @ counts.n)}
-    accuracy = 100.0 * counts.correct / counts.n  # [S, C]
+def _metrics(counts: ClassCounts, k: dict[str, np.ndarray], w: np.ndarray) -> dict[str, np.ndarray]:
+    """Every metric under the class multiplicities ``k`` (per group, [B, classes of the group]) and the seed
+    weights ``w`` [B, S]: for each draw, the seed-weighted mean of each seed's figure on the drawn classes."""
+    right, seen, out = 0.0, 0.0, {}
     for g in GROUPS:
         members = counts.groups == g
-        out[g] = (w * (k[:, members] @ accuracy[:, members].T)).sum(1) / members.sum() if members.any() else None
-    return out
+        if g not in k:
+            out[g] = None
+            continue
+        correct, n = counts.correct[:, members], counts.n[members]
+        right = right + (w * (k[g] @ correct.T)).sum(1)
+        seen = seen + k[g] @ n
+        out[g] = 100.0 * (w * (k[g] @ (correct / n).T)).sum(1) / members.sum()
+    out["overall"] = 100.0 * right / seen
+    return {m: out[m] for m in METRICS}
 
 
 def estimate(counts: ClassCounts) -> dict[str, float | None]:
     """The metrics the tables show (the mean over seeds), from the counts."""
-    values = _metrics(counts, np.ones((1, len(counts.n))), np.full((1, counts.seeds), 1 / counts.seeds))
+    once = {g: np.ones((1, int(np.count_nonzero(counts.groups == g)))) for g in GROUPS if (counts.groups == g).any()}
+    values = _metrics(counts, once, np.full((1, counts.seeds), 1 / counts.seeds))
     return {m: None if v is None else float(v[0]) for m, v in values.items()}
 
 
 def _bootstrap(sides: list[ClassCounts], resamples: int, seed: int) -> list[dict[str, np.ndarray]]:
     """Each side's metrics over ``resamples`` draws; the sides share the class draw (paired), each draws its
     own seeds."""
+    from threadpoolctl import threadpool_limits  # scikit-learn's dependency
+
     k = _class_draws(tuple(sides[0].groups.tolist()), resamples, seed)
     out = []
-    for i, side in enumerate(sides, 1):
-        w = _seed_draws(np.random.default_rng([seed, i]), side.seeds, resamples)
-        out.append(_metrics(side, k, w))
+    with threadpool_limits(1, user_api="blas"):  # small products: BLAS threads would spin, not help (6x the CPU)
+        for i, side in enumerate(sides, 1):
+            w = _seed_draws(np.random.default_rng([seed, i]), side.seeds, resamples)
+            out.append(_metrics(side, k, w))
     return out
 
 

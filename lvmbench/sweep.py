@@ -144,6 +144,10 @@ def dry_run(jobs: list[Job], out: Console, fuse: bool = True, shown: tuple[str, 
             *(["fused"] if groups else []), "state", "config"], rows, title="sweep plan", console=out)
     todo = sum(j.state == PENDING for j in jobs)
     out.print(f"{len(jobs)} runs: {todo} to start, {len(jobs) - todo} already finished", soft_wrap=True)
+    seeds = sorted({j.spec["seed"] for j in jobs})
+    cells = len({config.result_group(j.spec) for j in jobs})
+    out.print(f"{cells} table cells of {len(seeds)} seed(s) each ({', '.join(map(str, seeds))}; --seed replaces them)",
+              soft_wrap=True)
     if groups:
         sizes = Counter(groups.values())  # g1, g2, … in order: groups are numbered by their first run
         out.print(f"{len(groups)} of them train in {len(sizes)} fused group(s), one tower pass per step for each "

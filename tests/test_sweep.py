@@ -238,3 +238,18 @@ def test_dry_run_names_the_fused_groups_and_slurm_fuses_nothing(store, capsys):
     for alone in (["--no-fuse"], ["--executor", "slurm"]):
         assert cli.main(["sweep", "--preset", "embedded", "--dry-run", *alone]) == 0
         assert "fused" not in capsys.readouterr().out
+
+
+def test_the_studys_presets_run_its_three_seeds_and_dry_run_says_so(tmp_path, capsys):
+    """Imbalance-VLM scripts/cal_eval.py averages three runs per cell; LIFT and the embedded grid run one."""
+    from lvmbench.cli import main
+
+    for name, p in PRESETS.items():
+        assert p.seeds == ((0,) if name in ("paper-lift", "embedded") else (0, 1, 2)), name
+    assert main(["sweep", "--preset", "paper-resnet", "--method", "ce,focal", "--dry-run",
+                 "--runs-dir", str(tmp_path)]) == 0
+    assert "6 runs: 6 to start" in capsys.readouterr().out
+    assert main(["sweep", "--preset", "paper-resnet", "--method", "ce,focal", "--seed", "4", "--dry-run",
+                 "--runs-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "2 runs: 2 to start" in out and "2 table cells of 1 seed(s) each (4;" in out
