@@ -389,12 +389,12 @@ def test_cbs_row_is_in_every_paper_preset():
 # --------------------------------------------------------------------------- store and tables
 
 
-def _stored_run(runs, method, recipe, overall, few, dataset="mnist-lt", selected_on="val", seed=0):
+def _stored_run(runs, method, recipe, overall, few, dataset="mnist-lt", selected_on="val", seed=0, **sets):
     import json
 
     from lvmbench.runs import plan
 
-    spec = config.resolve(dataset, "tiny-clip", method, seed=seed, overrides={"recipe": recipe})
+    spec = config.resolve(dataset, "tiny-clip", method, seed=seed, overrides={"recipe": recipe, **sets})
     run = plan.prepare(spec, runs)
     run.write_status(status="finished", started_at=1_700_000_000, ended_at=1_700_000_060, stage=1,
                      selected_on=selected_on, best_step=100)
@@ -421,10 +421,30 @@ def test_recipes_are_stored_and_never_averaged_together(tmp_path):
         assert [(r[0], r[3]) for r in main.rows] == [("ce", 50.0), ("lade", 60.0), ("lade (reference)", 64.0)]
         assert main.notes == []
         recipes = tables.build(con, "recipes")
-    assert recipes.columns[2:] == ["Overall paper", "Overall ref.", "Δ overall", "Few paper", "Few ref.", "Δ few"]
+    assert recipes.columns[2:] == ["Overall paper", "Overall ref.", "Δ overall", "Δ method", "Δ preproc.",
+                                   "Few paper", "Few ref.", "Δ few", "Δ few method", "Δ few preproc."]
     by_method = {r[0]: r[2:] for r in recipes.rows}
-    assert by_method["lade"] == pytest.approx([60.0, 64.0, 4.0, 20.0, 30.0, 10.0])
+    # mnist-lt reads open_clip's preprocessing under both recipes: the whole difference is the method's
+    assert by_method["lade"] == pytest.approx([60.0, 64.0, 4.0, 4.0, 0.0, 20.0, 30.0, 10.0, 10.0, 0.0])
     assert by_method["ce"][:2] == [50.0, None] and by_method["ce"][2] is None
+
+
+def test_table_recipes_splits_the_difference_into_method_and_preprocessing(tmp_path):
+    """reference switches ImageNet-LT to open_clip's preprocessing; a reference run with the study's shows
+    how much of the difference is the method's."""
+    from lvmbench.store import open_readonly, open_writer, tables
+    from lvmbench.store.ingest import ingest_dir
+
+    runs, db = tmp_path / "runs", tmp_path / "r.duckdb"
+    _stored_run(runs, "lade", "paper", 60.0, 20.0, dataset="imagenet-lt")
+    _stored_run(runs, "lade", "reference", 64.0, 30.0, dataset="imagenet-lt")
+    _stored_run(runs, "lade", "reference", 61.0, 26.0, dataset="imagenet-lt", **{"data.transform": "study"})
+    with open_writer(db) as con:
+        ingest_dir(con, runs)
+    with open_readonly(db) as con:
+        recipes = tables.build(con, "recipes")
+    assert [r[0] for r in recipes.rows] == ["lade"]
+    assert recipes.rows[0][2:] == pytest.approx([60.0, 64.0, 4.0, 1.0, 3.0, 20.0, 30.0, 10.0, 6.0, 4.0])
 
 
 def test_runs_selected_on_test_are_marked(tmp_path):

@@ -271,25 +271,48 @@ def cost_points(con, dataset: str, backbone: str | None = None) -> list[CostPoin
 
 def recipes_table(con, dataset=None, backbone=None, **_) -> Table:
     """Per method: test overall and few-shot accuracy under ``paper`` and ``reference`` and their
-    difference (reference - paper): what the study's quirks cost each method."""
+    difference (reference - paper): what the study's quirks cost each method. ``reference`` also changes
+    the preprocessing (``data.transform``), so the difference is split when the store holds a reference
+    run with the paper's preprocessing (``--set recipe=reference data.transform=study``): Δ method =
+    that run - paper, Δ preproc. = reference - that run."""
+    from ..config import defaults
+
     found = [c for c in cells(con, dataset, backbone) if c.recipe in ("paper", "reference")
              and c.mean("overall") is not None]
     lead, prefix = _layout(found, dataset)
-    pairs: dict[tuple, dict[str, Cell]] = {}
+    groups: dict[tuple, dict[str, list[Cell]]] = {}
     for c in found:
-        pairs.setdefault((tuple(prefix(c)), c.method, c.variant, c.backbone), {})[c.recipe] = c
+        key = (tuple(prefix(c)), c.method, _without_transform(c.variant), c.backbone)
+        groups.setdefault(key, {}).setdefault(c.recipe, []).append(c)
     rows = []
-    for (key, method, variant, bb), pair in pairs.items():
-        p, f = pair.get("paper"), pair.get("reference")
-        on_test = any(c.on_test for c in pair.values())
+    for (key, method, variant, bb), by_recipe in groups.items():
+        p = (by_recipe.get("paper") or [None])[0]
+        refs = by_recipe.get("reference", [])
+        own = defaults(refs[0].dataset, method, "reference")["data.transform"] if refs else None
+        f = next((c for c in refs if _transform(c) == own), None)
+        same = next((c for c in refs if p is not None and _transform(c) == _transform(p)), None)
+        on_test = any(c.on_test for c in [p, *refs] if c)
         label = method + (f" [{variant}]" if variant else "") + (f" {TEST_SELECTED}" if on_test else "")
-        values = [(c.mean("overall"), c.mean("few")) if c else (None, None) for c in (p, f)]
-        rows.append(list(key) + [label, bb, values[0][0], values[1][0], _diff(values[1][0], values[0][0]),
-                                 values[0][1], values[1][1], _diff(values[1][1], values[0][1])])
-    cols = lead + ["Method", "Backbone", "Overall paper", "Overall ref.", "Δ overall", "Few paper", "Few ref.", "Δ few"]
+        row = list(key) + [label, bb]
+        for k in ("overall", "few"):
+            v_p, v_f, v_same = (c.mean(k) if c else None for c in (p, f, same))
+            row += [v_p, v_f, _diff(v_f, v_p), _diff(v_same, v_p), _diff(v_f, v_same)]
+        rows.append(row)
+    cols = lead + ["Method", "Backbone", "Overall paper", "Overall ref.", "Δ overall", "Δ method", "Δ preproc.",
+                   "Few paper", "Few ref.", "Δ few", "Δ few method", "Δ few preproc."]
     better = {"Overall paper": True, "Overall ref.": True, "Few paper": True, "Few ref.": True}
     return Table(f"Recipes: paper vs reference{_title(dataset, backbone, found)} (test, %)", cols, rows, better,
-                 _notes(found) + ["Δ = reference - paper"])
+                 _notes(found) + ["Δ = reference - paper = Δ method + Δ preproc.; Δ method: a reference run with "
+                                  "the paper's preprocessing (--set recipe=reference data.transform=...) - paper"])
+
+
+def _transform(cell: Cell) -> str | None:
+    return cell.runs[0]["spec"].get("data.transform")
+
+
+def _without_transform(variant: str) -> str:
+    """A cell's variant without its preprocessing (how the recipes table tells reference runs apart)."""
+    return ", ".join(p for p in variant.split(", ") if p and not p.startswith("data.transform="))
 
 
 def _diff(a, b):
