@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"kg CO2 per kWh (default {catalog.CARBON_KG_PER_KWH})")
     table.add_argument("--format", choices=("table", "csv", "json", "markdown", "latex"), default="table",
                        help="latex: a booktabs table (\\usepackage{booktabs})")
+    table.add_argument("--published", action="store_true",
+                       help="main, cost: below each row, the published figures (the study's Tables 1-6 and 8, "
+                            "LIFT's main results) and the difference, yours - published")
+    table.add_argument("--wide", action="store_true", help="main: Precision and Recall even when they do not fit")
     table.add_argument("--ci", action="store_true",
                        help="main: a 95%% bootstrap interval under every accuracy (test classes within each shot "
                             "group, and seeds)")
@@ -302,13 +306,20 @@ def cmd_sql(args) -> int:
     return 0
 
 
+PUBLISHED_TABLES = ("main", "cost")
+
+
 def cmd_table(args) -> int:
     from .render import print_table
 
+    if args.published and args.kind not in PUBLISHED_TABLES:
+        raise UserError(f"--published: table {args.kind} has no published counterpart; "
+                        f"use it with {' or '.join(PUBLISHED_TABLES)}")
     if args.ci and args.kind != "main":
         raise UserError(f"--ci applies to table main, not {args.kind}")
     print_table(paths.results_path(args.results), args.kind, dataset=args.dataset, backbone=args.backbone,
-                carbon_kg_per_kwh=args.carbon_intensity, fmt_name=args.format, ci=args.ci)
+                carbon_kg_per_kwh=args.carbon_intensity, fmt_name=args.format, published=args.published,
+                wide=args.wide, ci=args.ci)
     return 0
 
 

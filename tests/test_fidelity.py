@@ -418,12 +418,12 @@ def test_recipes_are_stored_and_never_averaged_together(tmp_path):
         stored = con.execute("SELECT method, recipe, selected_on FROM runs ORDER BY method, recipe").fetchall()
         assert stored == [("ce", "paper", "val"), ("lade", "paper", "val"), ("lade", "reference", "val")]
         main = tables.build(con, "main")
-        assert [(r[0], r[3]) for r in main.rows] == [("ce", 50.0), ("lade", 60.0), ("lade (reference)", 64.0)]
+        assert [(r[0], r[4]) for r in main.rows] == [("ce", 50.0), ("lade", 60.0), ("lade (reference)", 64.0)]
         assert main.notes == []
         recipes = tables.build(con, "recipes")
-    assert recipes.columns[2:] == ["Overall paper", "Overall ref.", "Δ overall", "Δ method", "Δ preproc.",
+    assert recipes.columns[3:] == ["Overall paper", "Overall ref.", "Δ overall", "Δ method", "Δ preproc.",
                                    "Few paper", "Few ref.", "Δ few", "Δ few method", "Δ few preproc."]
-    by_method = {r[0]: r[2:] for r in recipes.rows}
+    by_method = {r[0]: r[3:] for r in recipes.rows}
     # mnist-lt reads open_clip's preprocessing under both recipes: the whole difference is the method's
     assert by_method["lade"] == pytest.approx([60.0, 64.0, 4.0, 4.0, 0.0, 20.0, 30.0, 10.0, 10.0, 0.0])
     assert by_method["ce"][:2] == [50.0, None] and by_method["ce"][2] is None
@@ -444,7 +444,7 @@ def test_table_recipes_splits_the_difference_into_method_and_preprocessing(tmp_p
     with open_readonly(db) as con:
         recipes = tables.build(con, "recipes")
     assert [r[0] for r in recipes.rows] == ["lade"]
-    assert recipes.rows[0][2:] == pytest.approx([60.0, 64.0, 4.0, 1.0, 3.0, 20.0, 30.0, 10.0, 6.0, 4.0])
+    assert recipes.rows[0][3:] == pytest.approx([60.0, 64.0, 4.0, 1.0, 3.0, 20.0, 30.0, 10.0, 6.0, 4.0])
 
 
 def test_runs_selected_on_test_are_marked(tmp_path):

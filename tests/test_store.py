@@ -75,7 +75,7 @@ def test_main_table_orders_baselines_first_and_averages_seeds(tmp_path):
         table = tables.build(con, "main", dataset="mnist-lt")
     assert [r[0] for r in table.rows] == ["zeroshot", "ce", "balanced_softmax"]
     bsm = table.rows[2]
-    assert bsm[2] == 2 and bsm[3] == pytest.approx(61) and bsm[6] == pytest.approx(32)
+    assert bsm[3] == 2 and bsm[4] == pytest.approx(61) and bsm[7] == pytest.approx(32)
     assert tables.best_per_column(table)["Few"] == 40
 
 
@@ -87,10 +87,10 @@ def test_cost_and_memory_tables(tmp_path):
     with open_readonly(db) as con:
         cost = tables.build(con, "cost", carbon_kg_per_kwh=0.5)
         memory = tables.build(con, "memory")
-    assert cost.columns[3] == "Trainable" and cost.rows[0][3] == 1000  # the run's trainable parameters
-    assert cost.rows[0][4:] == [pytest.approx(0.2), pytest.approx(60 / 3600), pytest.approx(120.0),
+    assert cost.columns[4] == "Trainable" and cost.rows[0][4] == 1000  # the run's trainable parameters
+    assert cost.rows[0][5:] == [pytest.approx(0.2), pytest.approx(60 / 3600), pytest.approx(120.0),
                                 pytest.approx(0.01), pytest.approx(0.005)]
-    assert memory.columns == ["Method", "tiny-clip"] and memory.rows == [["ce", 900.0]]
+    assert memory.columns == ["Method", "Variant", "tiny-clip"] and memory.rows == [["ce", "", 900.0]]
 
 
 def test_readonly_needs_an_existing_database(tmp_path):
@@ -148,7 +148,7 @@ def test_main_table_keeps_weights_apart(tmp_path):
         ingest_dir(con, runs)
     with open_readonly(db) as con:
         rows = tables.build(con, "main").rows
-    assert sorted((r[1], r[3]) for r in rows) == [("ViT-L-14", 70.0), ("ViT-L-14 (laion2b_s32b_b82k)", 74.0)]
+    assert sorted((r[2], r[4]) for r in rows) == [("ViT-L-14", 70.0), ("ViT-L-14 (laion2b_s32b_b82k)", 74.0)]
 
 
 def stored_runs_row(db, run_id):

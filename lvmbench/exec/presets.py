@@ -47,14 +47,14 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "paper-table1": Preset("Table 1: ImageNet-LT, CLIP ViT-L/14 (OpenAI), every method",
                            ("imagenet-lt",), ("ViT-L-14",)),
-    "paper-table2": Preset("Table 2: Places-LT, CLIP ViT-L/14 (OpenAI), every method",
-                           ("places-lt",), ("ViT-L-14",)),
-    "paper-table3": Preset("Table 3: iNaturalist 2018, CLIP ViT-L/14 (OpenAI), every method",
+    "paper-table2": Preset("Table 2: iNaturalist 2018, CLIP ViT-L/14 (OpenAI), every method",
                            ("inat18",), ("ViT-L-14",)),
+    "paper-table3": Preset("Table 3: Places-LT, CLIP ViT-L/14 (OpenAI), every method",
+                           ("places-lt",), ("ViT-L-14",)),
     "paper-backbones": Preset("Table 4: ViT-B/16 vs ViT-L/14 (OpenAI) on ImageNet-LT", ("imagenet-lt",),
                               ("ViT-B-16", "ViT-L-14")),
-    "paper-laion": Preset("Table 5: ViT-L/14 with OpenAI vs LAION-2B weights on ImageNet-LT", ("imagenet-lt",),
-                          ("ViT-L-14",), pretrained=("openai", "laion2b_s32b_b82k")),
+    "paper-laion": Preset("Table 5: ViT-L/14 with OpenAI vs LAION-2B weights on iNaturalist 2018 and Places-LT",
+                          ("inat18", "places-lt"), ("ViT-L-14",), pretrained=("openai", "laion2b_s32b_b82k")),
     "paper-resnet": Preset("Table 6: CLIP ResNet-101 (OpenAI) on ImageNet-LT", ("imagenet-lt",), ("RN101",)),
     "paper-lift": Preset("LIFT (Shi et al. 2024): zero-shot and each PEFT method, CLIP ViT-B/16 (OpenAI), "
                          "ImageNet-LT, Places-LT, iNaturalist 2018; eval.tte=true for zeroshot and lift, as LIFT's "

@@ -7,24 +7,25 @@ from dataclasses import replace
 
 from ..errors import UserError
 from ..intervals import RESAMPLES, paired
-from .tables import TEST_SELECTED, Cell, Table, cells, class_counts
+from .tables import TEST_SELECTED, Cell, Table, _shown, cells, class_counts
 
 ALPHA = 0.05
 
 
-def _name(cell: Cell) -> str:
-    return cell.label.removesuffix(f" {TEST_SELECTED}")
+def row_name(cell: Cell) -> str:
+    """A row as the tables name it: the method (and recipe) and its variant, e.g. ``lade (reference) iters=30``."""
+    return " ".join(p for p in (cell.label.removesuffix(f" {TEST_SELECTED}"), cell.variant) if p)
 
 
 def side(found: list[Cell], name: str) -> dict[tuple[str, str], Cell]:
-    """What ``name`` means on each (dataset, backbone): a run id (that run alone) or a method as the tables
-    name it (``lade``, ``lade (reference)``, ``ce [data.subsample_lt=True]``)."""
+    """What ``name`` means on each (dataset, backbone): a run id (that run alone) or a row as the tables name
+    it, its method and its variant (``lade``, ``lade (reference)``, ``focal γ=1``)."""
     out = {}
     for cell in found:
         run = next((r for r in cell.runs if r["run_id"] == name), None)
         if run is not None:
             return {(cell.dataset, cell.backbone): replace(cell, runs=[run])}
-        if _name(cell) == name:
+        if row_name(cell) == name:
             out[(cell.dataset, cell.backbone)] = cell
     return out
 
@@ -32,7 +33,7 @@ def side(found: list[Cell], name: str) -> dict[tuple[str, str], Cell]:
 def compare_table(con, a: str, b: str, dataset: str | None = None, backbone: str | None = None,
                   resamples: int = RESAMPLES) -> Table:
     """One row per (dataset, backbone, metric) where both ``a`` and ``b`` have finished runs."""
-    found = cells(con, dataset, backbone)
+    found, _ = _shown(cells(con, dataset, backbone))
     left, right = side(found, a), side(found, b)
     for name, got in ((a, left), (b, right)):
         if not got:
@@ -62,15 +63,16 @@ def compare_table(con, a: str, b: str, dataset: str | None = None, backbone: str
 
 def ties_with_best(con, dataset: str, backbone: str | None = None, metric: str = "overall",
                    resamples: int = RESAMPLES, alpha: float = ALPHA) -> set[str]:
-    """The table labels of ``dataset``'s cells whose ``metric`` is not significantly below the best cell's
-    (paired bootstrap p >= ``alpha``); the best cell is among them. Cells without per-class counts are left out."""
-    found = [c for c in cells(con, dataset, backbone) if c.mean(metric) is not None]
+    """The rows of ``dataset`` (named as :func:`side` reads them: method and variant) whose ``metric`` is not
+    significantly below the best row's (paired bootstrap p >= ``alpha``); the best row is among them. Rows
+    without per-class counts are left out."""
+    found, _ = _shown([c for c in cells(con, dataset, backbone) if c.mean(metric) is not None])
     counts = class_counts(con, found)
     found = [c for c in found if c.group in counts]
     if not found:
         return set()
     best = max(found, key=lambda c: c.mean(metric))
-    tied = {best.label}
+    tied = {row_name(best)}
     for cell in found:
         if cell is best:
             continue
@@ -79,5 +81,5 @@ def ties_with_best(con, dataset: str, backbone: str | None = None, metric: str =
         except (ValueError, StopIteration):
             continue
         if diff.p >= alpha:
-            tied.add(cell.label)
+            tied.add(row_name(cell))
     return tied
