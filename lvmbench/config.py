@@ -266,12 +266,21 @@ def _parse_loss_hparam(key: str, raw: str) -> Any:
     raise UserError(f"--set {key}={raw}: expected a number")
 
 
+# Keys added after runs were stored without them, and what those runs did: before marc.eval_norm, MARC's
+# evaluation read the stage-1 norms; before train.schedule, every run took the study's per-step schedule.
+BEFORE_KEY: dict[str, Any] = {"marc.eval_norm": "stage1", "train.schedule": "study",
+                              "train.epochs": SCHEMA["train.epochs"].default}
+
+
 def effective(spec: dict[str, Any]) -> dict[str, Any]:
     """The spec with the value every loss hyper-parameter takes: the loss's defaults under the spec's
     recipe filled in where none is set, numbers as floats, a value that means off (``hparams.OFF_VALUES``)
     as None. An explicit default and an omitted one are then one configuration (one config hash, one
     result group, one table row)."""
     out = dict(spec)
+    if "method" in out:  # a stored run's spec, made before some keys existed
+        for key, value in BEFORE_KEY.items():
+            out.setdefault(key, value)
     for hp, value in loss_defaults(spec.get("loss"), spec.get("recipe")).items():
         out.setdefault(f"loss.{hp}", value)
     off = OFF_VALUES.get(spec.get("loss"), {}) if isinstance(spec.get("loss"), str) else {}

@@ -589,3 +589,13 @@ def test_lade_on_inaturalist_under_reference_takes_the_authors_inaturalist_confi
     assert hparams("inat18", "reference") == (0.05, 0.5)
     assert hparams("imagenet-lt", "reference") == hparams("places-lt", "reference") == (0.1, 0.1)
     assert hparams("inat18", "paper") == (0.1, 0.1)  # the study's generator sets no per-dataset value
+
+
+def test_a_marc_run_stored_before_the_setting_counts_as_stage1_norms():
+    """A spec written before marc.eval_norm (or train.schedule) existed is the run it was: the stage-1 norms
+    and the study's schedule, one identity with a new run that asks for them, not with today's default."""
+    now = config.resolve("mnist-lt", "tiny-clip", "marc")
+    old = {k: v for k, v in now.items() if k not in ("marc.eval_norm", "train.schedule", "train.epochs")}
+    asked = config.resolve("mnist-lt", "tiny-clip", "marc", overrides={"marc.eval_norm": "stage1"})
+    assert config.config_hash(old) == config.config_hash(asked) != config.config_hash(now)
+    assert config.result_group(old) == config.result_group(asked)
