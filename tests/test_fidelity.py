@@ -50,7 +50,7 @@ def test_every_key_a_recipe_sets_is_a_spec_key_in_the_hash():
     assert config.config_hash(paper) != config.config_hash(reference)
     differ = {k for k in paper if paper[k] != reference[k]}
     assert differ == {"recipe", "sampler.balanced", "crt.reinit", "disalign.confidence_init", "train.decay_params",
-                      "marc.eval_norm"}
+                      "marc.eval_norm", "data.decode"}
 
 
 def test_recipe_profiles_resolve_per_method_and_dataset():

@@ -115,22 +115,24 @@ def _image(width: int, height: int, seed: int) -> Image.Image:
     return Image.fromarray(pixels)
 
 
-def _lvmbench_transform(method: str, train: bool):
+def _lvmbench_transform(method: str, train: bool, recipe: str = "paper"):
     """The transform lvmbench's Trainer picks for ``method``'s run on ImageNet-LT with a 224-pixel CLIP."""
-    spec = config.resolve("imagenet-lt", "ViT-B-16", method)
+    spec = config.resolve("imagenet-lt", "ViT-B-16", method, overrides={"recipe": recipe})
+    assert spec["data.decode"] == "pil"  # LIFT's loaders decode with PIL
     holder = SimpleNamespace(spec=spec, backbone=SimpleNamespace(image_size=224, mean=CLIP_MEAN, std=CLIP_STD),
-                             hflip=True, dataset=SimpleNamespace(crop_scale=(0.08, 1.0)))
+                             hflip=True, dataset=SimpleNamespace(crop_scale=(0.08, 1.0)), decode=spec["data.decode"])
     return Trainer.transforms(holder, train)
 
 
+@pytest.mark.parametrize("recipe", config.RECIPES)
 @pytest.mark.parametrize("method", PEFT)
-def test_peft_runs_read_images_as_lifts_trainer_prepares_them(method):
+def test_peft_runs_read_images_as_lifts_trainer_prepares_them(method, recipe):
     for k, (w, h) in enumerate([(500, 375), (300, 451)]):
         image = _image(w, h, k)
-        torch.testing.assert_close(_lvmbench_transform(method, False)(image), lift_transform(224, False)(image),
-                                   rtol=0, atol=0)
+        torch.testing.assert_close(_lvmbench_transform(method, False, recipe)(image),
+                                   lift_transform(224, False)(image), rtol=0, atol=0)
         torch.manual_seed(k)
-        ours = _lvmbench_transform(method, True)(image)
+        ours = _lvmbench_transform(method, True, recipe)(image)
         torch.manual_seed(k)
         torch.testing.assert_close(ours, lift_transform(224, True)(image), rtol=0, atol=0)
 

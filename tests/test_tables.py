@@ -79,3 +79,18 @@ def test_cost_points_are_the_few_shot_and_cost_figures_of_each_cell_of_one_datas
     assert (points["zeroshot"].few, points["zeroshot"].hours, points["zeroshot"].params) == (
         10.0, pytest.approx(0.01), 0)
     assert points["ce"].backbone == "tiny-clip"
+
+
+def test_the_cost_table_shows_each_cells_mean_loader_wait_per_step(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, wait in ((0, 0.02), (1, 0.04)):
+        finished(runs, seed=seed).write_status(loader_wait_s=wait)
+    finished(runs, method="focal")  # no loader wait recorded (e.g. cached training views): blank
+    with open_writer(tmp_path / "r.duckdb") as con:
+        ingest_dir(con, runs)
+        assert sorted(con.execute("SELECT loader_wait_s FROM runs").fetchall(), key=str) == \
+            [(0.02,), (0.04,), (None,)]
+    table = build(tmp_path, "cost")
+    column = table.columns.index("Loader wait s/iter")
+    assert table.columns[column - 1] == "s/iter"
+    assert {r[0]: r[column] for r in table.rows} == {"ce": pytest.approx(0.03), "focal": None}

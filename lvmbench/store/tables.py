@@ -39,15 +39,16 @@ TEST_SELECTED_NOTE = f"{TEST_SELECTED} selected on the test split, as the study'
 EVAL_FIELDS = ("overall", "many", "medium", "few", "precision", "recall", "f1")
 RUN_FIELDS = ("run_id", "dataset", "backbone", "pretrained", "method", "recipe", "selected_on", "seed", "config",
               "ended_at", "s_per_iter", "wall_s", "avg_power_w", "energy_kwh", "peak_mem_mib", "device",
-              "trainable_params")
+              "trainable_params", "loader_wait_s")
 DEFAULT_WEIGHTS = ("openai", "embedded")
 
 
 # Row kinds: a table's own rows, and (``published=True``) a published row and its difference below one.
 OURS, PUBLISHED, DELTA = "ours", "published", "delta"
 WIDE_ONLY = ["Precision", "Recall"]  # the main table's columns a narrow terminal leaves out (``--wide`` keeps them)
-COST_FIELDS = {"s/iter": "s_per_iter", "Device hours": "gpu_hours", "Avg W": "avg_power_w", "kWh": "kwh",
-               "kg CO2": "co2_kg"}
+# column -> published field (the study publishes no loader wait: its published row leaves it blank)
+COST_FIELDS = {"s/iter": "s_per_iter", "Loader wait s/iter": "loader_wait_s", "Device hours": "gpu_hours",
+               "Avg W": "avg_power_w", "kWh": "kwh", "kg CO2": "co2_kg"}
 
 
 @dataclass
@@ -285,9 +286,11 @@ def memory_table(con, dataset=None, **_) -> Table:
 
 def cost_table(con, dataset=None, backbone=None, carbon_kg_per_kwh: float = CARBON_KG_PER_KWH,
                published: bool = False, **_) -> Table:
-    """Trainable parameters, s/iter, device hours, average W, kWh, kg CO2 per method (the study's
-    Table 8, with what each method tunes: a decoder, a stage-2 adjuster or modules inside the tower).
-    Energy and power are measured on GPUs only: a CPU run leaves them blank. With ``published``,
+    """Trainable parameters, s/iter, loader wait, device hours, average W, kWh, kg CO2 per method (the
+    study's Table 8, with what each method tunes: a decoder, a stage-2 adjuster or modules inside the
+    tower). ``Loader wait`` is the seconds per step a step waited for its images (a loader that bounds
+    training waits a large part of s/iter; blank without a loader, and never published). Energy and
+    power are measured on GPUs only: a CPU run leaves them blank. With ``published``,
     Table 8's figures for the row's kind of method and backbone, and the difference, below it."""
     found, notes = _shown(cells(con, dataset, backbone))
     lead, prefix = _layout(found, dataset)
@@ -295,7 +298,7 @@ def cost_table(con, dataset=None, backbone=None, carbon_kg_per_kwh: float = CARB
     for c in found:
         kwh = c.mean("energy_kwh")
         rows.append(prefix(c) + [c.label, c.variant, c.backbone, c.seeds, trainable(c), c.mean("s_per_iter"),
-                                 device_hours(c), c.mean("avg_power_w"), kwh,
+                                 c.mean("loader_wait_s"), device_hours(c), c.mean("avg_power_w"), kwh,
                                  kwh * carbon_kg_per_kwh if kwh is not None else None])
     cols = lead + ["Method", "Variant", "Backbone", "Seeds", "Trainable", *COST_FIELDS]
     kinds = []
