@@ -6,7 +6,7 @@ transition methods of :class:`RunDir` below. Who calls each one:
 ==================  ==========================  =====================================================
 transition          status                      called by
 ==================  ==========================  =====================================================
-``create``          → ``queued``                the planner (``runs.plan.prepare``), for the scheduler
+``create``          → ``queued``                the scheduler (``runs.scheduler.prepare``)
 ``reopen``          killed/failed/cancelled     the scheduler (``runs.scheduler.start_or_continue``)
                     → ``queued``
 ``mark_running``    → ``running``               the training child, when it starts a segment (a

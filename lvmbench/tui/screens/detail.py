@@ -28,7 +28,7 @@ class DetailLoaded(Message):
 
 def shot_group_rows(per_class_rows: list[list]) -> tuple[list[list], list[list]]:
     """Per-class rows (class_id, name, n_train, acc) with their shot group, and each group's summary
-    (group, classes, mean accuracy); groups as in the evaluation (``lvmbench.shots``)."""
+    (group, classes, mean accuracy); groups as in the evaluation (``lvmbench.catalog.shot_group``)."""
     rows = [[shot_group(r[2]), r[1], r[2], r[3]] for r in per_class_rows]
     summary = []
     for group in ("many", "medium", "few"):
