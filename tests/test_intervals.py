@@ -1,4 +1,4 @@
-"""Bootstrap intervals and paired comparisons (lvmbench.intervals): against hand-enumerated bootstrap
+"""Bootstrap intervals and paired comparisons (lvmbench.store.intervals): against hand-enumerated bootstrap
 distributions on small cases and against scipy.stats.bootstrap; then through the CLI on a store."""
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lvmbench import intervals
+from lvmbench.store import intervals
 from lvmbench.evaluate import compute_metrics
-from lvmbench.intervals import ClassCounts
+from lvmbench.store.intervals import ClassCounts
 
 MANY, FEW = 500, 5  # training counts of a many-shot and a few-shot class
 

@@ -1,12 +1,12 @@
 """``lvmbench compare A B``: the paired difference of two methods (or two runs) on each test set both were
 evaluated on, with its 95 % interval and p-value (a paired bootstrap over test classes, see
-:mod:`lvmbench.intervals`), and which cells of a table are not significantly worse than its best."""
+:mod:`lvmbench.store.intervals`), and which cells of a table are not significantly worse than its best."""
 from __future__ import annotations
 
 from dataclasses import replace
 
 from ..errors import UserError
-from ..intervals import RESAMPLES, paired
+from .intervals import RESAMPLES, paired
 from .tables import TEST_SELECTED, Cell, Table, _shown, cells, class_counts
 
 ALPHA = 0.05

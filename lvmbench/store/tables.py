@@ -210,7 +210,7 @@ def main_table(con, dataset=None, backbone=None, published: bool = False, ci: bo
                **_) -> Table:
     """Methods × Overall / Many / Medium / Few / Precision / Recall / F1 (test split); with
     ``published``, each row's published counterpart and the difference below it; ``ci``: each accuracy cell
-    with its 95 % bootstrap interval (:mod:`lvmbench.intervals`) from the stored per-class counts."""
+    with its 95 % bootstrap interval (:mod:`lvmbench.store.intervals`) from the stored per-class counts."""
     found, notes = _shown([c for c in cells(con, dataset, backbone) if c.mean("overall") is not None])
     lead, prefix = _layout(found, dataset)
     bounds = cell_intervals(con, found, resamples) if ci else {}
@@ -234,9 +234,9 @@ def _with_ci(value, ci):
 
 
 def class_counts(con, found: list[Cell]) -> dict[str, "ClassCounts"]:
-    """Each cell's per-class test counts (:class:`lvmbench.intervals.ClassCounts`) from the store, by result
+    """Each cell's per-class test counts (:class:`lvmbench.store.intervals.ClassCounts`) from the store, by result
     group; a cell with a run stored without them (made before lvmbench kept them) is left out."""
-    from ..intervals import ClassCounts
+    from .intervals import ClassCounts
 
     ids = [r["run_id"] for c in found for r in c.runs]
     if not ids:
@@ -256,7 +256,7 @@ def class_counts(con, found: list[Cell]) -> dict[str, "ClassCounts"]:
 
 def cell_intervals(con, found: list[Cell], resamples: int = 2000) -> dict[str, dict]:
     """Per result group: metric -> (low, high), the 95 % bootstrap interval."""
-    from ..intervals import intervals
+    from .intervals import intervals
 
     return {group: intervals(counts, resamples) for group, counts in class_counts(con, found).items()}
 

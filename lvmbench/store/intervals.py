@@ -40,7 +40,7 @@ class ClassCounts:
     def from_runs(cls, runs: list[list[tuple[int, int, int]]]) -> "ClassCounts":
         """From each seed's ``(n_train, n_test, n_correct)`` per class (every seed lists the same classes);
         classes without test images are left out, as the metrics leave them out."""
-        from .evaluate import shot_groups
+        from ..evaluate import shot_groups
 
         first = np.asarray(runs[0], dtype=np.int64)
         for other in runs[1:]:
