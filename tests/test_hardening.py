@@ -415,7 +415,8 @@ def test_a_truncated_database_is_one_line(tmp_path, capsys):
 
 
 def test_a_truncated_database_costs_the_run_nothing_but_fails_the_command(tmp_path, capsys):
-    from lvmbench.exec.runner import NotStored, check_stored, ingest_quietly
+    from lvmbench.exec.runner import NotStored, check_stored
+    from lvmbench.runs.scheduler import ingest_quietly
 
     cut = truncated_copy(tmp_path)
     run = make_run(tmp_path / "runs")

@@ -311,7 +311,7 @@ def test_bench_ingest_reports_what_it_stored(capsys):
 
 
 def test_a_sweep_stores_the_good_runs_it_ingests_together_and_names_the_bad(store, capsys):
-    from lvmbench.exec.runner import ingest_quietly
+    from lvmbench.runs.scheduler import ingest_quietly
 
     results, runs_dir = store
     bad, good = fake_run(runs_dir, "ce"), fake_run(runs_dir, "focal")

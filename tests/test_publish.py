@@ -81,7 +81,7 @@ def test_a_v2_file_is_migrated_on_first_write_with_a_backup(tmp_path, capsys):
 
 
 def test_a_run_that_finds_the_database_busy_is_stored_by_the_next_write(tmp_path, capsys):
-    from lvmbench.exec.runner import ingest_quietly
+    from lvmbench.runs.scheduler import ingest_quietly
 
     runs, db = tmp_path / "runs", tmp_path / "r.duckdb"
     with open_writer(db):

@@ -50,7 +50,7 @@ def test_killed_runs_resume_exactly(store, random_tiny_clip):  # noqa: F811
         killed = kill_at(run, kill_step)
         assert killed["status"] == "killed" and killed["error"] == "killed by SIGKILL"
         assert f"step {kill_step}/24" in killed["log_tail"]
-        runner.ingest_quietly(results, run)
+        scheduler.ingest_quietly(results, run)
         with open_readonly(results) as con:
             assert con.execute("SELECT status FROM runs WHERE run_id = ?", [run.run_id]).fetchone() == ("killed",)
 
@@ -63,7 +63,7 @@ def test_killed_runs_resume_exactly(store, random_tiny_clip):  # noqa: F811
             resumed.reopen()
             owner.release()
             status = train_run(run)
-            runner.ingest_quietly(results, run)
+            scheduler.ingest_quietly(results, run)
         assert status["status"] == "finished" and status["resumes"] == 1
         for split in ("val", "test"):
             assert run.evaluation(split) == reference.evaluation(split)
@@ -103,6 +103,6 @@ def test_bad_images_fail_naming_the_file_or_are_skipped_and_counted(store, tmp_p
     spec = {**failed.spec(), "data.on_bad_image": "skip"}
     skipping = prepare(spec, runs)
     assert train_run(skipping)["skipped_images"] == 2  # bad.png and gone.png
-    runner.ingest_quietly(results, skipping)
+    scheduler.ingest_quietly(results, skipping)
     with open_readonly(results) as con:
         assert con.execute("SELECT status, skipped_images FROM runs").fetchall() == [("finished", 2)]

@@ -18,6 +18,11 @@ from lvmbench.models import tiny_clip
 REPO = "lvmbench-test/tiny-clip.openai"
 
 
+def _clip(name: str, pretrained: str):
+    """The open_clip model a run loads for ``--backbone name --pretrained pretrained``."""
+    return bb.load_weights(bb.resolve_weights(name, pretrained))
+
+
 def _random_state(seed=0) -> dict:
     tiny_clip.register()
     torch.manual_seed(seed)
@@ -66,7 +71,7 @@ def test_openai_tag_loads_with_quick_gelu(openai_tag):
     weights = bb.resolve_weights("tiny-clip", "openai")
     assert weights.quick_gelu and not weights.is_file
     assert "QuickGELU" in weights.describe()
-    got = _image_features(bb.load_clip("tiny-clip", "openai"))
+    got = _image_features(_clip("tiny-clip", "openai"))
     torch.testing.assert_close(got, _reference(openai_tag, quick_gelu=True))
     assert not torch.allclose(got, _reference(openai_tag, quick_gelu=False), atol=1e-3)
 
@@ -86,7 +91,7 @@ def test_openai_torchscript_archive_is_loaded_with_quick_gelu(tmp_path):
         torch.jit.save(traced, str(archive))
     weights = bb.resolve_weights("tiny-clip", str(archive))
     assert weights.is_file and weights.quick_gelu and "OpenAI" in weights.why
-    got = _image_features(bb.load_clip("tiny-clip", str(archive)))
+    got = _image_features(_clip("tiny-clip", str(archive)))
     torch.testing.assert_close(got, _reference(state, quick_gelu=True))
     assert not torch.allclose(got, _reference(state, quick_gelu=False), atol=1e-3)
 
@@ -97,14 +102,14 @@ def test_plain_state_dict_keeps_the_config_activation_and_quickgelu_names_are_ac
     torch.save(state, path)
     plain = bb.resolve_weights("tiny-clip", str(path))
     assert not plain.quick_gelu
-    torch.testing.assert_close(_image_features(bb.load_clip("tiny-clip", str(path))), _reference(state, False))
+    torch.testing.assert_close(_image_features(_clip("tiny-clip", str(path))), _reference(state, False))
 
     cfg = json.loads(tiny_clip.CONFIG_FILE.read_text())
     (tmp_path / "tiny-clip-quickgelu.json").write_text(json.dumps({**cfg, "quick_gelu": True}))
     open_clip.add_model_config(tmp_path / "tiny-clip-quickgelu.json")
     named = bb.resolve_weights("tiny-clip-quickgelu", str(path))
     assert named.quick_gelu
-    torch.testing.assert_close(_image_features(bb.load_clip("tiny-clip-quickgelu", str(path))),
+    torch.testing.assert_close(_image_features(_clip("tiny-clip-quickgelu", str(path))),
                                _reference(state, True))
 
 

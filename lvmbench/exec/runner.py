@@ -16,7 +16,7 @@ from ..errors import UserError
 from ..runs import process
 from ..runs.plan import SKIPPED, Job, plan
 from ..runs.rundir import RunDir, check_run_id
-from ..runs.scheduler import Reporter, Scheduler, group_members, ingest_quietly, resumable  # noqa: F401
+from ..runs.scheduler import Reporter, Scheduler, group_members, resumable
 from .local import LocalExecutor, Slot
 
 console = Console(stderr=True)

@@ -124,13 +124,10 @@ def read_state_dict(path: Path) -> dict:
     return dict(state)
 
 
-def load_clip(name: str, pretrained: str):
-    """Create an open_clip model with weights from a tag (local cache) or a checkpoint file, built with
-    the activation the weights were trained with (QuickGELU for OpenAI's weights)."""
-    return load_weights(resolve_weights(name, pretrained))
-
-
 def load_weights(weights: Weights):
+    """Create an open_clip model with weights from a tag (local cache) or a checkpoint file
+    (:func:`resolve_weights`), built with the activation the weights were trained with (QuickGELU for
+    OpenAI's weights)."""
     import open_clip
 
     try:
