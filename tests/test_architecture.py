@@ -1,5 +1,7 @@
-"""The package's shape, read from its source: no import cycles, registries are leaves, and the
-torch-free rooms (configuration, registries) reach no module that imports torch, not even lazily."""
+"""The package's shape, read from its source (ARCHITECTURE.md): few top-level modules, no import cycles, no
+upward imports between layers, registries are leaves, the torch-free rooms (configuration, registries, run
+records) reach no module that imports torch, not even lazily, and the UI reaches the library through one
+façade."""
 from __future__ import annotations
 
 import ast
@@ -49,6 +51,44 @@ def _reach(graph, start: str) -> set[str]:
     return seen
 
 
+# The layers, lowest first (ARCHITECTURE.md): a module imports modules of its own layer or of a lower one.
+# A module's layer is that of the longest name below that is it or a package holding it; ``pkg.__init__``
+# names a package's own module apart from the modules it holds.
+LAYERS = {
+    "base": ["lvmbench.errors", "lvmbench.paths", "lvmbench.weights"],
+    "facts": ["lvmbench.catalog", "lvmbench.config", "lvmbench.published", "lvmbench.methods.__init__", "lvmbench.methods.registry",
+              "lvmbench.methods.entries", "lvmbench.methods.hparams", "lvmbench.methods.loss_params"],
+    "records": ["lvmbench.config.runspec", "lvmbench.runs", "lvmbench.store", "lvmbench.evaluate", "lvmbench.render"],
+    "engine": ["lvmbench.data", "lvmbench.models", "lvmbench.methods", "lvmbench.train"],
+    "drivers": ["lvmbench.exec", "lvmbench.bench", "lvmbench.api"],
+    "front": ["lvmbench.cli", "lvmbench.__main__", "lvmbench.tui"],
+}
+RANK = {prefix: rank for rank, prefixes in enumerate(LAYERS.values()) for prefix in prefixes}
+MAX_TOP_LEVEL_MODULES = 10
+
+
+def layer(module: str) -> int | None:
+    if PACKAGE.joinpath(*module.split(".")[1:], "__init__.py").exists() and module + ".__init__" in RANK:
+        return RANK[module + ".__init__"]
+    holders = [p for p in RANK if module == p or module.startswith(p + ".")]
+    return RANK[max(holders, key=len)] if holders else None
+
+
+def test_the_package_top_has_at_most_ten_modules():
+    top = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "__main__"))
+    assert len(top) <= MAX_TOP_LEVEL_MODULES, top
+
+
+def test_every_module_has_a_layer(graph):
+    assert not sorted(m for m in graph if m != "lvmbench" and layer(m) is None)
+
+
+def test_no_upward_imports(graph):
+    upward = sorted((m, d) for m, deps in graph.items() if layer(m) is not None
+                    for d in deps if layer(d) is not None and layer(d) > layer(m))
+    assert not upward, upward
+
+
 def test_no_import_cycles(graph):
     cycles = sorted(name for name in graph if name in _reach(graph, name))
     assert not cycles, f"modules on an import cycle: {cycles}"
@@ -60,8 +100,8 @@ def test_the_method_registry_is_a_leaf(graph):
     assert graph["lvmbench.catalog"] <= {"lvmbench.errors", "lvmbench.methods", "lvmbench.methods.registry"}
 
 
-@pytest.mark.parametrize("room", ["lvmbench.config", "lvmbench.catalog", "lvmbench.methods",
-                                  "lvmbench.runs.rundir", "lvmbench.runs.plan"])
+@pytest.mark.parametrize("room", ["lvmbench.config", "lvmbench.config.runspec", "lvmbench.catalog", "lvmbench.methods",
+                                  "lvmbench.runs.rundir", "lvmbench.runs.plan", "lvmbench.runs.scheduler"])
 def test_torch_free_rooms_reach_no_torch_module(graph, room):
     def uses_torch(name: str) -> bool:
         path = PACKAGE.joinpath(*name.split(".")[1:])
@@ -84,6 +124,9 @@ def test_the_ui_reaches_the_library_through_one_facade():
         typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
                        and "TYPE_CHECKING" in ast.unparse(block.test) for n in ast.walk(block)}
         for node in ast.walk(tree):
+            if isinstance(node, ast.Import) and id(node) not in typing_only:
+                found |= {(path.relative_to(tui).as_posix(), a.name) for a in node.names
+                          if a.name.startswith("lvmbench") and not a.name.startswith("lvmbench.tui")}
             if isinstance(node, ast.ImportFrom) and id(node) not in typing_only:
                 base = here[:len(here) - node.level + 1] if node.level else []
                 module = ".".join(base + ([node.module] if node.module else []))
