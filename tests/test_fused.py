@@ -61,8 +61,8 @@ def test_a_fused_group_is_bit_identical_to_its_runs_alone(tmp_path, random_tiny_
 
 def test_partition_by_what_members_share():
     def spec(method, **sets):
-        return config.resolve("mnist-lt", "tiny-clip", method, overrides=config.parse_sets(
-            TINY + [f"{k}={v}" for k, v in sets.items()]))
+        return config.resolve("mnist-lt", "tiny-clip", method, overrides={
+            **config.parse_sets(TINY), **config.parse_sets([f"{k}={v}" for k, v in sets.items()])})
 
     specs = [spec("ce"), spec("focal", **{"train.lr": 0.1}), spec("crt", **{"stage1.run_id": "s1"}),
              spec("zeroshot"), spec("lws", **{"stage1.run_id": "s1"}), spec("ldam", **{"train.batch_size": 8}),

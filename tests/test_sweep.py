@@ -233,7 +233,7 @@ def test_dry_run_names_the_fused_groups_and_slurm_fuses_nothing(store, capsys):
     from lvmbench import cli
 
     assert cli.main(["sweep", "--preset", "embedded", "--dry-run"]) == 0
-    assert ("5 of them train in 2 fused group(s), one tower pass per step for each group (g1: 3 runs, g2: 2 runs); "
+    assert ("5 of them train in 2 fused group(s) of at most 16 runs, one tower pass per step for each group (g1: 3 runs, g2: 2 runs); "
             "--no-fuse trains every run alone") in capsys.readouterr().out
     for alone in (["--no-fuse"], ["--executor", "slurm"]):
         assert cli.main(["sweep", "--preset", "embedded", "--dry-run", *alone]) == 0
