@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from . import catalog, paths
-from .errors import UserError
+from .errors import UserError, one_line
 from .exec.grid import MAX_RUNS
 
 
@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -240,7 +240,7 @@ def parse_value(key: str, raw: str) -> Any:
     return value
 
 
-def _has_type(value: Any, kind: type) -> bool:
+def has_type(value: Any, kind: type) -> bool:
     if kind is bool or isinstance(value, bool):
         return isinstance(value, bool) and kind is bool
     return isinstance(value, (int, float) if kind is float else kind)
@@ -251,7 +251,7 @@ def check_value(key: str, value: Any, schema: dict[str, Param] | None = None) ->
     param = (schema or SCHEMA)[key]
     if value is None:
         return
-    if not _has_type(value, param.type):
+    if not has_type(value, param.type):
         raise UserError(f"{key}={value!r}: expected {TYPE_WORDS[param.type]}")
     if key == "recipe" and value not in RECIPES:
         raise UserError(f"unknown recipe '{value}'; choose from paper (what the study's code ran) or reference "
@@ -267,6 +267,16 @@ def check_value(key: str, value: Any, schema: dict[str, Param] | None = None) ->
                         f"{INT64[0]} to {INT64[1]})")
 
 
+def typed_value(key: str, value: Any) -> Any:
+    """A value that already has a type (a TOML file's): checked as the schema declares it, never read
+    from text (``"5"`` is no integer); an integer for a number setting becomes a float."""
+    param = SCHEMA[key]
+    if isinstance(value, str) and param.type is str:
+        return parse_value(key, value)  # "none" for no file, as on the command line
+    check_value(key, value)
+    return float(value) if param.type is float and has_type(value, int) else value
+
+
 def check_identity(identity: dict[str, Any]) -> None:
     """Check the identity values (dataset, backbone, method, seed, ...) that are given: types, the seed's range."""
     for key, value in identity.items():
@@ -274,7 +284,7 @@ def check_identity(identity: dict[str, Any]) -> None:
             continue
         if value is None and IDENTITY[key].default is not None:
             raise UserError(f"{key} is missing (null)")
-        if key == "seed" and _has_type(value, int) and not IDENTITY["seed"].in_range(value):
+        if key == "seed" and has_type(value, int) and not IDENTITY["seed"].in_range(value):
             raise UserError(f"--seed {value}: must be {IDENTITY['seed'].rule}")
         check_value(key, value, IDENTITY)
         if isinstance(value, str) and not value.strip() and key in ("dataset", "backbone", "method"):

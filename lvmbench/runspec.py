@@ -67,7 +67,8 @@ def split_identity(values: dict[str, Any], where: str) -> tuple[dict[str, Any], 
             raise UserError(f"{where}: {key} is a list; a run takes one value (sweep over lists with "
                             f"lvmbench sweep --set {key}=a,b)")
     try:
-        overrides = config.parse_sets([f"{k}={_text(v)}" for k, v in values.items()])
+        overrides = {k: config.typed_value(k, v) for k, v in values.items() if k in config.SCHEMA}
+        overrides.update(config.parse_sets([f"{k}={_text(v)}" for k, v in values.items() if k not in config.SCHEMA]))
     except UserError as exc:
         raise UserError(f"{where}: {str(exc).replace('--set ', '')}") from None
     return identity, overrides

@@ -156,8 +156,10 @@ SPEC_DAMAGE = [
     ({"seed": "0"}, "spec.json: seed='0': expected an integer"),
     ({"seed": -1}, "spec.json: seed=-1: must be between 0 and 4294967295"),
     ({"backbone": 3}, "spec.json: backbone=3: expected text"),
-    ({"train.batch_size": 2 ** 64}, f"runs.batch_size = {2 ** 64} is out of range for the store"),
-    ({"train.batch_size": "big"}, "runs.batch_size = 'big' is not an integer"),
+    ({"train.batch_size": 2 ** 64}, f"spec.json: train.batch_size={2 ** 64}: out of range for the results store"),
+    ({"train.batch_size": "big"}, "spec.json: train.batch_size='big': expected an integer"),
+    ({"train.lr": float("inf")}, "spec.json: train.lr=inf: must be a finite number"),
+    ({"train.momentum": 2}, "spec.json: train.momentum=2: must be in [0, 1]"),
 ]
 PER_CLASS_DAMAGE = [
     ([{"class_id": 0, "accuracy": 99.0}, {"class_id": 0, "accuracy": 98.0}], "class 0 appears twice"),
@@ -190,6 +192,15 @@ def test_an_evaluation_number_out_of_its_range_skips_the_run(store, capsys, dama
 @pytest.mark.parametrize("damage,reason", SPEC_DAMAGE)
 def test_a_spec_without_its_identity_or_with_a_wrong_value_skips_the_run(store, capsys, damage, reason):
     bad, err = _damage_and_ingest(store, capsys, "spec.json", lambda spec: {**spec, **damage})
+    assert f"skipped {bad.path}: {reason}" in err
+
+
+@pytest.mark.parametrize("damage,reason", [({"iters": "many"}, "runs.iters = 'many' is not an integer"),
+                                           ({"wall_s": "slow"}, "runs.wall_s = 'slow' is not a number"),
+                                           ({"trainable_params": 2 ** 70}, "runs.trainable_params = "
+                                                                           f"{2 ** 70} is out of range for the store")])
+def test_a_status_number_of_the_wrong_kind_skips_the_run(store, capsys, damage, reason):
+    bad, err = _damage_and_ingest(store, capsys, "status.json", lambda status: {**status, **damage})
     assert f"skipped {bad.path}: {reason}" in err
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 
 from ..catalog import CARBON_KG_PER_KWH
-from ..errors import UserError
+from ..errors import UserError, one_line
 from ..runs.process import recover_all
 from ..runs.rundir import STATUS, RunDir, eval_name, find_runs, per_class_name, read_text
 from . import parse, sources, validate
@@ -74,8 +74,8 @@ class IngestReport:
 
     def messages(self) -> list[str]:
         """One line per skipped folder and per warning."""
-        return ([f"skipped {path}: {why}" for path, why in self.skipped]
-                + [f"warning: {run_id}: {what}" for run_id, what in self.warnings])
+        return ([one_line(f"skipped {path}: {why}") for path, why in self.skipped]
+                + [one_line(f"warning: {run_id}: {what}") for run_id, what in self.warnings])
 
     def summary(self) -> str:
         parts = [f"stored {len(self.stored)} run(s)", f"{len(self.unchanged)} unchanged"]

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from typing import Any
 
-from ..config import INT64, check_identity
+from ..config import INT64, SCHEMA, check_identity, check_value, has_type
 from ..errors import UserError
 from .schema import TYPES
 
@@ -27,11 +28,11 @@ EVAL_PERCENTS = {"overall": True, "many": False, "medium": False, "few": False, 
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return has_type(value, int)
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return has_type(value, float)
 
 
 def check_identity_fields(spec: dict) -> None:
@@ -43,6 +44,21 @@ def check_identity_fields(spec: dict) -> None:
         check_identity({k: spec[k] for k in IDENTITY_KEYS})
     except UserError as exc:
         raise Invalid(f"spec.json: {str(exc).replace('--seed ', 'seed=')}") from None
+    check_settings(spec)
+
+
+# The schema without its choices: a stored run keeps a value that a later version stopped offering.
+STORED_SCHEMA = {key: replace(param, choices=()) for key, param in SCHEMA.items()}
+
+
+def check_settings(spec: dict) -> None:
+    """Every setting of the spec that the schema declares: of its type, finite and in its range, an
+    integer within the store's."""
+    for key in SCHEMA.keys() & spec.keys():
+        try:
+            check_value(key, spec[key], STORED_SCHEMA)
+        except UserError as exc:
+            raise Invalid(f"spec.json: {exc}") from None
 
 
 def check_row(row: dict, table: str = "runs") -> None:
