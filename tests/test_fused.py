@@ -123,6 +123,9 @@ def test_a_killed_fused_group_resumes_exactly(store, random_tiny_clip):
         assert b.status()["segments"] == 2  # the killed segment's cost counts too (the member's share of it)
         assert_same_run(a, b)
     assert "resuming from step 5" in group[1].log_file.read_text()  # the second member's own log
+    # the group's cost adds its killed segment too: the members' shares add up to it (README, runs table)
+    statuses = [r.status() for r in group]
+    assert sum(s["wall_s"] for s in statuses) == pytest.approx(statuses[0]["group_wall_s"], rel=1e-3)
 
 
 @pytest.mark.slow
