@@ -116,6 +116,9 @@ def test_a_killed_fused_group_resumes_exactly(store, random_tiny_clip):
     os.kill(proc.pid, signal.SIGKILL)
     killed = process.wait_group(proc, group, interval=0.05)
     assert [s["status"] for s in killed] == ["killed", "killed"]
+    for r in group:  # the killed segment, sampled from its start to now (it may have ended before its 2nd sample)
+        for ts in (r.status()["segment_starts"][0], time.time()):
+            r.append(r.system_file, {"ts": ts, "gpu_index": None, "mem_mib": 1.0, "power_w": None, "energy_j": None})
     status = runner.resume_headless(group[1].run_id, runs, results)  # either member brings back the group
     assert status["status"] == "finished"
     for a, b in zip(reference, group):
