@@ -94,6 +94,7 @@ async def test_launch_watch_finish_fail_cancel(tmp_path, monkeypatch, pretrained
         await wait_for(pilot, lambda: app.jobs[good].ended and app.jobs[failing].ended, "both children to end")
         await wait_for(pilot, lambda: live.state[0] == "finished", "the Live screen to show the run finished")
         assert live.data.step == 40 and live.data.val_overall.x == [20, 40]
+        assert "loader wait" in str(live.query_one("#progress-text").render())  # the run logs its loader wait
         assert any("test: overall" in line for line in live.data.log)
 
         live.select(failing)
@@ -106,7 +107,7 @@ async def test_launch_watch_finish_fail_cancel(tmp_path, monkeypatch, pretrained
         run = app.jobs[long].run
         await wait_for(pilot, lambda: live.data.run_id == long and live.data.loss.x, "the long run to train")
         child_pid = run.status()["pid"]
-        await pilot.press("c")
+        await pilot.press("c", "y")  # cancel, once confirmed
         await wait_for(pilot, lambda: app.jobs[long].ended, "the cancelled child to exit", timeout=60)
         assert run.status()["status"] == "cancelled"
         assert not _alive(child_pid), "the training process outlived the cancel"
