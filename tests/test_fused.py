@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from lvmbench import cli, config, fused, runner
-from lvmbench.runs import plan, process
+from lvmbench.exec.local import LocalChild
+from lvmbench.runs import plan, process, scheduler
 from lvmbench.runs.rundir import RunDir
 from lvmbench.store import open_readonly
 from lvmbench.train.__main__ import main as child_main
@@ -114,7 +115,8 @@ def test_a_killed_fused_group_resumes_exactly(store, random_tiny_clip):
         time.sleep(0.02)
     assert all(r.lock().held_elsewhere() for r in group)  # each member is owned, like a run alone
     os.kill(proc.pid, signal.SIGKILL)
-    killed = process.wait_group(proc, group, interval=0.05)
+    proc.wait()
+    killed = scheduler.reap(group, LocalChild(proc))
     assert [s["status"] for s in killed] == ["killed", "killed"]
     for r in group:  # the killed segment, sampled from its start to now (it may have ended before its 2nd sample)
         for ts in (r.status()["segment_starts"][0], time.time()):

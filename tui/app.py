@@ -14,8 +14,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.reactive import reactive
 
-from lvmbench import paths
-from lvmbench.errors import UserError
+from lvmbench import api
+from lvmbench.api import UserError
 from . import jobs
 from .results import Results
 from .screens.launch import LaunchScreen
@@ -78,8 +78,8 @@ class LvmbenchApp(App):
     def __init__(self, results: Path | str | None = None, runs_dir: Path | str | None = None,
                  poll_s: float = 0.5):
         super().__init__()
-        self.results = Results(paths.results_path(str(results) if results else None))
-        self.runs_dir = paths.runs_dir(str(runs_dir) if runs_dir else None)
+        self.results = Results(api.results_path(str(results) if results else None))
+        self.runs_dir = api.runs_dir(str(runs_dir) if runs_dir else None)
         self.poll_s = poll_s
         self.jobs: dict[str, jobs.Job] = {}
         self.live_target: str | None = None
@@ -162,16 +162,15 @@ class LvmbenchApp(App):
 
     def cancel_run(self, run_id: str) -> None:
         """Cancel a run: one this window launched through its ``lvmbench run`` child, any other local
-        run of this user through its owner (``lvmbench.runs.process.request_cancel``)."""
-        from lvmbench.runs import process
-        from lvmbench.runs.rundir import DONE, RunDir
+        run of this user through its owner (``lvmbench.api.request_cancel``)."""
+        from lvmbench.api import DONE, RunDir, request_cancel
 
         job = self.jobs.get(run_id)
         if job is not None and job.proc.poll() is None and jobs.state(job)[0] not in DONE:
             jobs.cancel(job)
             self.notify(f"cancelling {run_id}…", markup=False)
             return
-        refused = process.request_cancel(RunDir(self.runs_dir / run_id))
+        refused = request_cancel(RunDir(self.runs_dir / run_id))
         if refused:
             self.notify(f"cannot cancel: {refused}", severity="warning", markup=False)
         else:
@@ -179,12 +178,10 @@ class LvmbenchApp(App):
 
     def confirm_cancel(self, run_id: str) -> None:
         """Cancel ``run_id`` once the user says yes (``c`` on Runs and Live, as htop asks before a kill)."""
-        from lvmbench.runs.rundir import DONE, RunDir
-
         from .widgets.dialogs import Confirm
 
-        status = RunDir(self.runs_dir / run_id).status().get("status")
-        if status in DONE:
+        status = api.RunDir(self.runs_dir / run_id).status().get("status")
+        if status in api.DONE:
             self.notify(f"{run_id} has already ended ({status}): nothing to cancel", severity="warning", markup=False)
             return
         self.push_screen(Confirm(f"Cancel {run_id}? Its training process stops and the run is recorded "
@@ -217,7 +214,7 @@ class LvmbenchApp(App):
     def adopt(self) -> None:
         """Find the runs an earlier UI launched (``lvmbench run --no-ingest``: the UI stores them) and
         store each when it ends, as if this window had launched it."""
-        from lvmbench.runs.rundir import ACTIVE, RunDir, list_runs
+        from lvmbench.api import ACTIVE, RunDir, list_runs
 
         for run in list_runs(self.runs_dir):
             status = run.status()

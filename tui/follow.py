@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lvmbench.runs.rundir import RunDir
+from lvmbench.api import RunDir
 
 LOG_START_BYTES = 64 * 1024  # a long log is followed from its last 64 KiB
 LOG_LINES = 300

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lvmbench.runs.rundir import RunDir
+from lvmbench.api import RunDir
 
 if TYPE_CHECKING:
     from lvmbench.store.ingest import IngestReport
@@ -36,16 +36,14 @@ class Results:
 
     def read(self, fn):
         """``fn(con)`` on a read-only connection (raises UserError when there is no database)."""
-        from lvmbench.store import open_readonly  # DuckDB loads in the first worker, not at startup
+        from lvmbench.api import open_readonly  # DuckDB loads in the first worker, not at startup
 
         with self._lock, open_readonly(self.path) as con:
             return fn(con)
 
     def ingest(self, runs: list[RunDir]) -> list[str]:
         """Store ``runs``; raises UserError naming those that could not be stored (after storing the rest)."""
-        from lvmbench.errors import UserError
-        from lvmbench.store import open_writer
-        from lvmbench.store.ingest import ingest_runs
+        from lvmbench.api import UserError, ingest_runs, open_writer
 
         with self._lock, open_writer(self.path) as con:
             report = ingest_runs(con, runs)
@@ -55,15 +53,15 @@ class Results:
 
     def ingest_dir(self, path: Path) -> "IngestReport":
         """What ``lvmbench ingest`` does: every run directory under ``path``."""
-        from lvmbench.store import open_writer
-        from lvmbench.store.ingest import ingest_dir
+        from lvmbench.api import find_runs, ingest_dir, open_writer, recover_all
 
+        recover_all(find_runs(path))  # a run whose owner died is still marked running: it is killed
         with self._lock, open_writer(self.path) as con:
             return ingest_dir(con, path)
 
     def console(self, sql: str, limit: int = MAX_ROWS) -> Result:
         """A query typed by the user: the SQL console's read-only rules (``lvmbench sql``)."""
-        from ..store.console import open_console, run_query
+        from lvmbench.api import open_console, run_query
 
         with self._lock, open_console(self.path) as con:
             found = run_query(con, sql, limit)
@@ -85,7 +83,7 @@ def export_text(columns: list[str], rows: list[list], fmt_name: str, title: str 
 
     from rich.console import Console
 
-    from lvmbench.render import render
+    from lvmbench.api import render
 
     buf = io.StringIO()
     render(columns, rows, fmt_name, title=title, console=Console(file=buf, width=10_000, color_system=None))
@@ -104,16 +102,15 @@ RUNS_COLUMNS = ["status", "method", "seed", "overall", "few", "dataset", "backbo
 def live_rows(runs_dir: Path, watched: set[str]) -> dict[str, list]:
     """Rows (as in :data:`RUNS_COLUMNS`) of the queued and running runs of ``runs_dir``, whoever started
     them, with their current step, and of the ``watched`` runs (seen active before) as their directory
-    says they ended; a running run whose process vanished is recorded ``killed``."""
-    from lvmbench.runs.process import recover
-    from lvmbench.runs.rundir import ACTIVE, list_runs
+    says they ended; a running run whose process vanished shows as ``killed`` (nothing is written)."""
+    from lvmbench.api import ACTIVE, list_runs, view
 
     rows = {}
     for run in list_runs(runs_dir):
         status = run.status()
         if status.get("status") not in ACTIVE and run.run_id not in watched:
             continue
-        status = recover(run) if status.get("status") == "running" else status
+        status = view(run) if status.get("status") == "running" else status
         try:
             spec = run.spec()
         except (OSError, ValueError):

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lvmbench.config import DATASET_PROFILES, SCHEMA
+from lvmbench.catalog import dataset
+from lvmbench.config import SCHEMA
 from lvmbench.runs.rundir import RunDir, atomic_write_json
 
 OWNERS = {}  # run id -> the owner lock a fixture's running run holds
@@ -24,7 +25,7 @@ FIXTURE_METHODS = ["zeroshot", "ce", "balanced_softmax", "lade"]
 
 def make_spec(method: str, seed: int = 0, iters: int = 300, **changes) -> dict:
     spec = {k: p.default for k, p in SCHEMA.items()}
-    spec.update(DATASET_PROFILES["mnist-lt"])
+    spec.update(dataset("mnist-lt").defaults)
     spec.update({"train.iters": iters, "dataset": "mnist-lt", "backbone": "tiny-clip", "pretrained": "embedded",
                  "method": method, "seed": seed, "data_root": None, "loss": None if method == "zeroshot" else method,
                  "config_hash": f"hash-{method}-{seed}-{iters}", "git_sha": "abc1234", "sweep_id": None})

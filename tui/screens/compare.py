@@ -20,8 +20,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Select, Static
 
-from lvmbench.errors import UserError
-from lvmbench.store import tables
+from lvmbench.api import UserError, tables
 from ..results import datasets, export_text
 from ..widgets.plots import AXES, CostScatter
 from ..widgets.table import ResultTable

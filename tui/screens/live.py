@@ -18,8 +18,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Log, ProgressBar, Select, Static
 
-from lvmbench.runs import process
-from lvmbench.runs.rundir import ACTIVE, RunDir, list_runs
+from lvmbench.api import ACTIVE, RunDir, list_runs, view
 from .. import jobs
 from ..follow import LiveData, RunFollower, RunUpdate, format_seconds
 from ..widgets.plots import SeriesPlot
@@ -45,9 +44,9 @@ class ActiveRuns(Message):
 
 
 def discovered_state(run: RunDir) -> tuple[str, str | None]:
-    """The state of a run this UI did not launch; a running one whose process is gone is recorded
-    ``killed`` (``lvmbench.runs.process.recover``)."""
-    status = process.recover(run)
+    """The state of a run this UI did not launch; a running one whose process is gone shows as
+    ``killed`` (``lvmbench.api.view``: nothing is written)."""
+    status = view(run)
     return status.get("status", "queued"), status.get("error")
 
 

@@ -14,8 +14,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from lvmbench.errors import UserError
-from lvmbench.runs.rundir import RESUMABLE, RunDir
+from lvmbench.api import RESUMABLE, RunDir, UserError
 from ..jobs import LaunchRequest
 from ..results import RUNS_COLUMNS, Result, live_rows, runs_table, short_id
 from ..widgets.dialogs import Choose, Confirm

@@ -17,7 +17,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TextArea
 
-from lvmbench.errors import UserError
+from lvmbench.api import UserError
 from ..history import QueryHistory, history_path
 from ..results import MAX_ROWS, Result, export_text
 from ..widgets.table import ResultTable

@@ -4,7 +4,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from lvmbench.render import fmt
+from lvmbench.api import fmt
 
 TEXT_COLUMNS = {"run", "id", "status", "dataset", "backbone", "method", "Method", "Variant", "Dataset", "Backbone",
                 "class", "key", "value", "split", "group"}
