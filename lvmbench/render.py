@@ -29,6 +29,15 @@ FORMATS = ("table", "csv", "json", "markdown", "latex")
 NULL = "NULL"  # how ``exact`` output shows a missing value
 
 
+def output(stderr: bool = False) -> Console:
+    """The console every command prints through: on a terminal it wraps to the terminal's width; to a
+    pipe or a file, text is never hard-wrapped (a line stays one line) and tables print at full width
+    (:func:`print_rich_table`)."""
+    console = Console(stderr=stderr)
+    console.soft_wrap = not console.is_terminal
+    return console
+
+
 def fmt(value, digits: str | None = None) -> str:
     """A value as the paper-style tables show it: two decimals (``digits=SIG3``: three significant
     digits, never in exponent form), '–' for missing."""
@@ -63,7 +72,7 @@ def render(columns: list[str], rows: list, fmt_name: str = "table", title: str |
            digits: dict | None = None) -> None:
     """Print ``rows`` under ``columns``; in table form the best value per column is bold green; a
     column named in ``digits`` (``SIG3``) shows three significant digits."""
-    console = console or Console()
+    console = console or output()
     if fmt_name in ("json", "csv"):  # a mean ± std cell becomes two numbers: <column> and <column> std
         columns, rows = split_columns(columns, rows)
     if fmt_name == "json":
@@ -245,7 +254,7 @@ def print_table(results, kind: str, dataset: str | None = None, backbone: str | 
     a table marks ``wide_only`` only when they fit the output or with ``wide``."""
     from .store import open_readonly, tables
 
-    console = console or Console()
+    console = console or output()
     with open_readonly(results) as con:
         table = tables.build(con, kind, dataset=dataset, backbone=backbone, carbon_kg_per_kwh=carbon_kg_per_kwh,
                              published=published)

@@ -14,12 +14,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import config
 from .errors import UserError
+from .render import output
 from .exec.grid import Axes, expand
 from .exec.presets import preset
 from .runs.plan import BLOCKED, PENDING, SKIPPED, Job, plan
 from .runs.scheduler import Reporter, Scheduler, ingest_quietly
 
-console = Console(stderr=True)
+console = output(stderr=True)
 
 
 def split_list(text: str | None) -> list[str] | None:
@@ -214,7 +215,7 @@ def run_sweep(axes: Axes, runs_dir: Path, results: Path, *, executor: str = "loc
     end. With ``fuse`` runs that share their inputs train as fused groups (one tower pass a step)."""
     from .store.db import check_is_duckdb
 
-    out = out or Console()
+    out = out or output()
     jobs = plan(expand(axes), runs_dir)
     if dry:
         dry_run(jobs, out, fuse=fuse)
