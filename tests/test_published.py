@@ -138,6 +138,21 @@ def test_published_rows_follow_each_row_with_the_difference(grid):
     assert "no published counterpart" in none and "crt iters=10 (tiny-clip)" in none
 
 
+def test_a_published_row_equal_to_your_best_is_not_marked(tmp_path):
+    runs, db = tmp_path / "runs", tmp_path / "r.duckdb"
+    finished(runs, "imagenet-lt", "ce", overall=75.05, backbone="ViT-L-14", pretrained="openai", tmp=tmp_path)
+    with open_writer(db) as con:
+        ingest_dir(con, runs)
+    out = printed(db, fmt_name="latex", published=True)
+    assert r"↳ published & Wang 2023 T1 & ViT-L-14 & -- & 75.05 &" in out  # Table 1's Softmax: as high, not yours
+    assert out.count(r"\textbf{75.05}") == 1
+    colored = io.StringIO()
+    print_table(db, "main", published=True, console=Console(file=colored, width=200, force_terminal=True))
+    lines = colored.getvalue().splitlines()
+    assert "\x1b[1;32m" in next(line for line in lines if line.startswith("ce "))
+    assert "\x1b[1;32m" not in "".join(line for line in lines if line.startswith("↳"))
+
+
 def test_the_cost_table_compares_with_table_8_to_three_significant_digits(grid):
     out = printed(grid, "cost", dataset="imagenet-lt", published=True, width=200)
     assert "Wang 2023 T8" in out and "arXiv:2304.01457v2" in out and "0.00825" in out and "793" in out

@@ -352,10 +352,16 @@ def build(con, kind: str, **kwargs) -> Table:
     return BUILDERS[kind](con, **kwargs)
 
 
+def ranked(table: Table) -> list[bool]:
+    """Per row, whether it is one of the table's own rows: only those may be marked best (a published
+    row or a difference never is)."""
+    return [not table.kinds or table.kinds[i] == OURS for i in range(len(table.rows))]
+
+
 def best_per_column(table: Table) -> dict[str, float]:
     """The best value of every numeric column (highest, or lowest for costs) among the table's own rows."""
     best = {}
-    own = [r for i, r in enumerate(table.rows) if not table.kinds or table.kinds[i] == OURS]
+    own = [r for r, mine in zip(table.rows, ranked(table)) if mine]
     for j, col in enumerate(table.columns):
         if col not in table.higher_is_better:
             continue
