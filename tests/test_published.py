@@ -106,6 +106,17 @@ def test_the_variant_column_names_every_budget_across_methods(grid):
     assert sorted(r["Variant"] for r in rows) == ["iters=10", "iters=300", "γ=1 iters=30", "γ=2 iters=30"]
 
 
+def test_the_variant_never_repeats_what_the_method_says(tmp_path):
+    """A chosen loss is named on its row only: not ``loss=ce`` on ce, nor ``loss=logit_adjust`` on lift."""
+    runs, db = tmp_path / "runs", tmp_path / "r.duckdb"
+    for method, *sets in (("ce",), ("focal",), ("lift",), ("full_finetune", "loss=balanced_softmax")):
+        finished(runs, "mnist-lt", method, *sets)
+    with open_writer(db) as con:
+        ingest_dir(con, runs)
+    assert {r[0]: r[1] for r in build(db).rows} == {"ce": "", "focal": "", "lift": "",
+                                                     "full_finetune": "loss=balanced_softmax"}
+
+
 def test_settings_every_row_shares_are_said_once():
     from lvmbench.store import variants
 

@@ -39,13 +39,13 @@ async def test_the_highlighted_row_is_named_in_full_under_the_table(busy_store):
     async with on_screen(busy_store, "f4", size=(80, 24)) as (app, pilot):
         rows = shown(app, "compare-table")
         table = app.screen.query_one("#compare-table", DataTable)
-        variant = next(i for i, r in enumerate(rows) if r["Method"] == "ce" and r["Seeds"] == "1")
+        variant = next(i for i, r in enumerate(rows) if r["Method"] == "lift")
         assert rows[variant]["Variant"].endswith("…")  # cut to fit
         table.move_cursor(row=variant)
         await settle(pilot)
         described = str(app.screen.query_one("#compare-row").render())
         full = app.screen.table.rows[variant][app.screen.table.columns.index("Variant")]
-        assert "iters=60" in full and f"Method: ce · Variant: {full} · Backbone: tiny-clip · Seeds: 1" == described
+        assert "iters=300" in full and f"Method: lift · Variant: {full} · Backbone: tiny-clip · Seeds: 1" == described
 
 
 async def test_at_160x45_every_column_is_on_screen(busy_store):
