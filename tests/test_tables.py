@@ -39,7 +39,7 @@ def test_without_dataset_rows_are_per_dataset_and_seeds_count_seeds(tmp_path):
     assert sorted((r[0], r[4], r[5]) for r in table.rows) == [("folder", 1, 40.0), ("mnist-lt", 1, 80.0)]
     for kind in ("backbones", "memory", "cost"):
         assert {r[0] for r in build(tmp_path, kind).rows} == {"folder", "mnist-lt"}
-    assert "Device hours" in build(tmp_path, "cost").columns
+    assert "Device h" in build(tmp_path, "cost").columns
 
 
 def test_a_cell_averages_seeds_of_one_config_only(tmp_path):
