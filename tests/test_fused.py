@@ -74,6 +74,8 @@ def test_partition_by_what_members_share():
     # ldam: another batch size; crt/lws: class-balanced sampling, disalign: instance; zero-shot trains nothing
     assert fused.partition(specs) == [[0, 1, 6], [2, 4], [3], [5], [7]]
     assert fused.partition(specs, fuse=False) == [[i] for i in range(len(specs))]
+    # a spec read from another source (a TOML file, --from) lists its keys in another order: still one group
+    assert fused.partition([specs[0], dict(reversed(list(specs[1].items())))]) == [[0, 1]]
 
 
 @pytest.mark.slow

@@ -156,3 +156,19 @@ def test_resnet_accepts_bitfit_and_ssf_and_refuses_the_rest():
     assert trainable(ssf) == 2 * 1024
     with pytest.raises(UserError, match="needs a transformer image tower"):
         peft.peft_tower(visual, "lift", 10, is_vit=False, name="RN50")
+
+
+def test_ssf_scales_and_shifts_each_feature_or_channel():
+    """SSF (Lian et al. 2022): ``x * scale + shift`` over the last dimension of tokens, over the channels
+    of an NCHW map (LIFT's ResNet ``ssf_attn`` on the pooled embedding reads 2-D features)."""
+    ssf = peft.SSF(5)
+    with torch.no_grad():
+        ssf.scale.copy_(torch.arange(1.0, 6.0))
+        ssf.shift.copy_(torch.arange(5.0) / 10)
+    tokens = torch.randn(2, 3, 5)
+    torch.testing.assert_close(ssf(tokens), tokens * torch.arange(1.0, 6.0) + torch.arange(5.0) / 10)
+    pooled = torch.randn(4, 5)
+    torch.testing.assert_close(ssf(pooled), pooled * torch.arange(1.0, 6.0) + torch.arange(5.0) / 10)
+    maps = torch.randn(2, 5, 3, 3)
+    expected = torch.stack([maps[:, c] * (c + 1) + c / 10 for c in range(5)], dim=1)
+    torch.testing.assert_close(ssf(maps), expected)

@@ -87,6 +87,9 @@ def test_cost_points_are_the_few_shot_and_cost_figures_of_each_cell_of_one_datas
     assert (points["zeroshot"].few, points["zeroshot"].hours, points["zeroshot"].params) == (
         10.0, pytest.approx(0.01), 0)
     assert points["ce"].backbone == "tiny-clip"
+    with open_readonly(tmp_path / "r.duckdb") as con:
+        assert tables.cost_points(con, "mnist-lt", backbone="ViT-B-16") == []  # only the backbone asked for
+        assert len(tables.cost_points(con, "mnist-lt", backbone="tiny-clip")) == 2
 
 
 def table_json(db, kind, *args):
