@@ -172,3 +172,12 @@ def test_ssf_scales_and_shifts_each_feature_or_channel():
     maps = torch.randn(2, 5, 3, 3)
     expected = torch.stack([maps[:, c] * (c + 1) + c / 10 for c in range(5)], dim=1)
     torch.testing.assert_close(ssf(maps), expected)
+
+
+def test_lora_starts_as_lift_draws_it():
+    """LIFT's LoRA: A ~ Kaiming uniform with a = sqrt(5) over its rank (fan-in r: bound sqrt(1 / r)), B = 0."""
+    torch.manual_seed(0)
+    lora = peft.LoRA(64, 4)
+    bound = (1 / 4) ** 0.5
+    assert 0.95 * bound < lora.lora_A.abs().max() <= bound  # 256 draws come within 5 % of the bound
+    assert torch.equal(lora.lora_B, torch.zeros(4, 64)) and lora.scaling == 1 / 4
