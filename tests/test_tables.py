@@ -14,7 +14,7 @@ from lvmbench.store.ingest import ingest_dir
 
 
 def finished(runs, dataset="mnist-lt", method="ce", seed=0, overall=50.0, ended=0, sets=(), data_root=None,
-             **status):
+             few=1.0, **status):
     spec = config.resolve(dataset, "tiny-clip", method, seed=seed, data_root=data_root,
                           overrides=config.parse_sets(list(sets)))
     run = plan.prepare(spec, runs)
@@ -22,7 +22,7 @@ def finished(runs, dataset="mnist-lt", method="ce", seed=0, overall=50.0, ended=
                         "stage": 1, "wall_s": 60.0, "s_per_iter": 0.2, "peak_mem_mib": 900.0, "device": "cpu",
                         **status})
     (run.eval_dir / "test.json").write_text(json.dumps(
-        {"split": "test", "overall": overall, "many": 1.0, "medium": 1.0, "few": 1.0, "precision": 1.0,
+        {"split": "test", "overall": overall, "many": 1.0, "medium": 1.0, "few": few, "precision": 1.0,
          "recall": 1.0, "f1": 1.0, "worst_class": 1.0, "n_samples": 10}))
     return run
 
@@ -137,15 +137,22 @@ def test_the_best_cost_is_the_lowest_and_the_best_accuracy_the_highest(tmp_path)
 
 def test_the_recipes_table_marks_a_method_selected_on_test(tmp_path):
     runs = tmp_path / "runs"
-    finished(runs, method="ce", overall=50.0, sets=["recipe=paper"], selected_on="test")
-    finished(runs, method="ce", overall=55.0, sets=["recipe=reference"], selected_on="val")
-    finished(runs, method="focal", overall=40.0, sets=["recipe=paper"], selected_on="val")
+    finished(runs, method="ce", overall=50.0, few=5.0, sets=["recipe=paper"], selected_on="test")
+    finished(runs, method="ce", overall=55.0, few=7.0, sets=["recipe=reference"], selected_on="val")
+    finished(runs, method="focal", overall=40.0, few=3.0, sets=["recipe=paper"], selected_on="val")
+    finished(runs, method="focal", overall=45.0, few=2.0, sets=["recipe=reference"], selected_on="val")
     table = build(tmp_path, "recipes")
+    assert table.columns == ["Method", "Backbone", "Overall paper", "Overall ref.", "Δ overall", "Few paper",
+                             "Few ref.", "Δ few"]
+    assert table.title == "Recipes: paper vs reference — mnist-lt (test, %)"
+    assert table.notes == [tables.TEST_SELECTED_NOTE, "Δ = reference - paper"]
+    assert tables.best_per_column(table) == {"Overall paper": 50.0, "Overall ref.": 55.0, "Few paper": 5.0,
+                                             "Few ref.": 7.0}  # accuracies: the highest is best
     labels = [r[0] for r in table.rows]
     assert sorted(labels) == [f"ce {tables.TEST_SELECTED}", "focal"]
     assert tables.TEST_SELECTED_NOTE in table.notes
     ce = next(r for r in table.rows if r[0].startswith("ce"))
-    assert ce[2:5] == [50.0, 55.0, 5.0]
+    assert ce[1:] == ["tiny-clip", 50.0, 55.0, 5.0, 5.0, 7.0, 2.0]
     assert build(tmp_path, "recipes", backbone="ViT-B-16").rows == []  # --backbone: only its runs
 
 
