@@ -111,7 +111,7 @@ def test_vpt_changes_the_output_and_drops_old_prompts(method):
     images = torch.randn(2, 3, 28, 28)
     model = peft.peft_tower(visual, method, 10, is_vit=True).eval()
     bound = (6.0 / (3 * 4 * 4 + 64)) ** 0.5
-    assert all(0.9 * bound < p.prompt.abs().max() <= bound for p in model.prompts)  # 640 draws reach the bound
+    assert all(0.97 * bound < p.prompt.abs().max() <= bound for p in model.prompts)  # 640 draws reach the bound
     with torch.no_grad():
         assert not torch.allclose(model(images), frozen_features(visual, images), atol=1e-4)
         x = visual._embeds(images)
