@@ -19,10 +19,7 @@ from lvmbench.train.loop import train_group, train_run
 
 from .conftest import TINY
 from .conftest import make_run
-
-
-def metrics_by_step(run: RunDir) -> dict:
-    return {(m["step"], k): v for m in run.metrics() for k, v in m.items() if k not in ("step", "ts")}
+from .test_resume import last_per_step
 
 
 def assert_same_run(a: RunDir, b: RunDir) -> None:
@@ -30,7 +27,7 @@ def assert_same_run(a: RunDir, b: RunDir) -> None:
     for split in ("val", "test"):
         assert a.evaluation(split) == b.evaluation(split)
         assert a.per_class(split) == b.per_class(split)
-    assert metrics_by_step(a) == metrics_by_step(b)
+    assert last_per_step(a) == last_per_step(b)
     wa, wb = (torch.load(r.ckpt_dir / "model.pt", weights_only=True) for r in (a, b))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     assert a.status()["best_step"] == b.status()["best_step"]

@@ -142,7 +142,7 @@ def test_tte_predictions_are_a_hand_made_ensemble_of_crops(store, mode="fivecrop
 
 @pytest.mark.parametrize("mode", ["fivecrop", "tencrop"])
 def test_each_tte_mode_averages_the_logits_of_its_own_crops(mode):
-    """What a run's evaluation does with ``eval.tte_mode``: the crops of ``tte_transform`` (ten-crop: the
+    """What a run's evaluation does with ``eval.tte_mode``: the crops of ``CropsTransform`` (ten-crop: the
     five of the mirrored image too) and the mean of each image's consecutive rows of logits."""
     from torchvision.transforms import functional as TF
 
@@ -151,7 +151,7 @@ def test_each_tte_mode_averages_the_logits_of_its_own_crops(mode):
     spec = config.resolve("mnist-lt", "tiny-clip", "zeroshot")
     split = build_dataset(spec).split("test")
     mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
-    transform = tte.tte_transform(28, 6, mode, mean, std)
+    transform = tte.CropsTransform(28, 6, mode, mean, std)
     for i in range(3):
         by_hand = torch.stack([TF.normalize(TF.to_tensor(c), mean, std) for c in hand_crops(split.load(i), 28, 6, mode)])
         torch.testing.assert_close(transform(split.load(i)), by_hand)

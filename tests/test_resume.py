@@ -31,8 +31,12 @@ def kill_at(run, step: int) -> dict:
     return process.wait(proc, run, interval=0.05)
 
 
+NOT_RESULTS = ("step", "ts", "loader_wait_s")  # when a record was written and how long its step waited for data
+
+
 def last_per_step(run) -> dict:
-    return {(m["step"], k): v for m in run.metrics() for k, v in m.items() if k not in ("step", "ts")}
+    """The last logged value of each (step, metric): what a resumed or fused run must reproduce exactly."""
+    return {(m["step"], k): v for m in run.metrics() for k, v in m.items() if k not in NOT_RESULTS}
 
 
 @pytest.mark.slow

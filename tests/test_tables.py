@@ -39,8 +39,8 @@ def test_without_dataset_rows_are_per_dataset_and_seeds_count_seeds(tmp_path):
     finished(runs, "mnist-lt", overall=80.0)
     finished(runs, "folder", overall=40.0, data_root=str(tmp_path))
     table = build(tmp_path)
-    assert table.columns[:4] == ["Dataset", "Method", "Backbone", "Seeds"]
-    assert sorted((r[0], r[3], r[4]) for r in table.rows) == [("folder", 1, 40.0), ("mnist-lt", 1, 80.0)]
+    assert table.columns[:5] == ["Dataset", "Method", "Variant", "Backbone", "Seeds"]
+    assert sorted((r[0], r[4], r[5]) for r in table.rows) == [("folder", 1, 40.0), ("mnist-lt", 1, 80.0)]
     for kind in ("backbones", "memory", "cost"):
         assert {r[0] for r in build(tmp_path, kind).rows} == {"folder", "mnist-lt"}
     assert "Device hours" in build(tmp_path, "cost").columns
@@ -55,12 +55,12 @@ def test_a_cell_averages_seeds_of_one_config_only(tmp_path):
     finished(runs, "folder", seed=1, overall=20.0, data_root=root, ended=6, sets=["data.subsample_lt=true"])
     finished(runs, "folder", seed=1, overall=50.0, data_root=root, ended=9, sets=["data.subsample_lt=true"])  # rerun
     table = build(tmp_path, dataset="folder")
-    got = sorted((r[0], r[2], r[3]) for r in table.rows)
+    got = sorted((r[0], r[1], r[3], r[4]) for r in table.rows)
     # the latest run of seed 1 replaces the earlier one: (10 + 50) / 2, where all three would give 26.7
-    assert got == [("ce [data.subsample_lt=False]", 2, pytest.approx(42.0)),
-                   ("ce [data.subsample_lt=True]", 2, pytest.approx(30.0))]
-    std = {r[0]: r[3].std for r in table.rows}
-    assert std["ce [data.subsample_lt=True]"] == pytest.approx(28.2842712, abs=1e-6)  # stdev(10, 50)
+    assert got == [("ce", "subsample_lt=off", 2, pytest.approx(42.0)),
+                   ("ce", "subsample_lt=on", 2, pytest.approx(30.0))]
+    std = {r[1]: r[4].std for r in table.rows}
+    assert std["subsample_lt=on"] == pytest.approx(28.2842712, abs=1e-6)  # stdev(10, 50)
 
 
 def test_cost_points_are_the_few_shot_and_cost_figures_of_each_cell_of_one_dataset(tmp_path):
@@ -142,8 +142,8 @@ def test_the_recipes_table_marks_a_method_selected_on_test(tmp_path):
     finished(runs, method="focal", overall=40.0, few=3.0, sets=["recipe=paper"], selected_on="val")
     finished(runs, method="focal", overall=45.0, few=2.0, sets=["recipe=reference"], selected_on="val")
     table = build(tmp_path, "recipes")
-    assert table.columns == ["Method", "Backbone", "Overall paper", "Overall ref.", "Δ overall", "Few paper",
-                             "Few ref.", "Δ few"]
+    assert table.columns == ["Method", "Variant", "Backbone", "Overall paper", "Overall ref.", "Δ overall",
+                             "Few paper", "Few ref.", "Δ few"]
     assert table.title == "Recipes: paper vs reference — mnist-lt (test, %)"
     assert table.notes == [tables.TEST_SELECTED_NOTE, "Δ = reference - paper"]
     assert tables.best_per_column(table) == {"Overall paper": 50.0, "Overall ref.": 55.0, "Few paper": 5.0,
@@ -152,7 +152,7 @@ def test_the_recipes_table_marks_a_method_selected_on_test(tmp_path):
     assert sorted(labels) == [f"ce {tables.TEST_SELECTED}", "focal"]
     assert tables.TEST_SELECTED_NOTE in table.notes
     ce = next(r for r in table.rows if r[0].startswith("ce"))
-    assert ce[1:] == ["tiny-clip", 50.0, 55.0, 5.0, 5.0, 7.0, 2.0]
+    assert ce[2:] == ["tiny-clip", 50.0, 55.0, 5.0, 5.0, 7.0, 2.0]
     assert build(tmp_path, "recipes", backbone="ViT-B-16").rows == []  # --backbone: only its runs
 
 
@@ -164,5 +164,24 @@ def test_a_run_made_before_recipes_is_labelled_as_having_none(tmp_path):
     old.spec_file.write_text(json.dumps(spec))
     finished(runs, method="ce", overall=60.0, sets=["recipe=paper"])
     main = build(tmp_path)
-    assert sorted((r[0], r[3]) for r in main.rows) == [("ce", 60.0), (f"ce (no recipe) {tables.TEST_SELECTED}", 50.0)]
-    assert [r[:4] for r in build(tmp_path, "recipes").rows] == [["ce", "tiny-clip", 60.0, None]]  # neither recipe
+    overall = main.columns.index("Overall")
+    assert sorted((r[0], r[overall]) for r in main.rows) == [("ce", 60.0),
+                                                             (f"ce (no recipe) {tables.TEST_SELECTED}", 50.0)]
+    recipes = build(tmp_path, "recipes")
+    assert [dict(zip(recipes.columns, r))["Overall ref."] for r in recipes.rows] == [None]  # neither recipe
+    assert [(r[0], dict(zip(recipes.columns, r))["Overall paper"]) for r in recipes.rows] == [("ce", 60.0)]
+
+
+def test_the_cost_table_shows_each_cells_mean_loader_wait_per_step(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, wait in ((0, 0.02), (1, 0.04)):
+        finished(runs, seed=seed).write_status(loader_wait_s=wait)
+    finished(runs, method="focal")  # no loader wait recorded (e.g. cached training views): blank
+    with open_writer(tmp_path / "r.duckdb") as con:
+        ingest_dir(con, runs)
+        assert sorted(con.execute("SELECT loader_wait_s FROM runs").fetchall(), key=str) == \
+            [(0.02,), (0.04,), (None,)]
+    table = build(tmp_path, "cost")
+    column = table.columns.index("Loader wait s/iter")
+    assert table.columns[column - 1] == "s/iter"
+    assert {r[0]: r[column] for r in table.rows} == {"ce": pytest.approx(0.03), "focal": None}
