@@ -169,7 +169,7 @@ class Runner:
         self.mode, self.backbone, self.images, self.cached, self.device = mode, backbone, images, cached, device
         torch.manual_seed(seed)
         if mode.peft:
-            spec.update(config.LIFT_PROFILE)
+            spec.update(catalog.method("lift").defaults)
             self.models = [peft_model(backbone, mode.peft).to(device).train() for _ in range(mode.decoders)]
         else:
             self.models = [DecoderClassifier.from_spec(spec, backbone.width, NUM_CLASSES).to(device).train()

@@ -148,9 +148,9 @@ def _add_sweep_parser(sub) -> None:
     sw.add_argument("--slurm-gpus-per-job", type=int, default=1, help="GPUs per run (several: torchrun)")
     sw.add_argument("--slurm-cpus-per-job", type=int, default=8)
     sw.add_argument("--slurm-time", default="24:00:00", help="time limit per run (Slurm format)")
-    sw.add_argument("--slurm-array-parallelism", type=int, default=64, help="array tasks running at a time")
+    sw.add_argument("--slurm-array-parallelism", type=int, default=64, help="Slurm jobs this sweep keeps submitted at a time (one per fused group or run)")
     sw.add_argument("--slurm-cluster", choices=("slurm", "local", "debug"), default="slurm",
-                    help="submitit cluster (local: the same job arrays as processes on this machine)")
+                    help="submitit cluster (local: the same jobs as processes on this machine)")
     sw.add_argument("--no-fuse", action="store_true",
                     help="local: train every run in its own process (default: runs that share dataset, weights, seed, sampler, batch and iterations train as one fused group, one tower pass per step)")
     sw.add_argument("--no-wait", action="store_true",
@@ -324,7 +324,7 @@ def cmd_table(args) -> int:
 
 
 def cmd_ingest(args) -> int:
-    from .runs.process import recover_all
+    from .runs.scheduler import recover_all
     from .runs.rundir import find_runs
     from .store import open_writer, pending
     from .store.ingest import ingest_runs
@@ -374,10 +374,10 @@ def cmd_list(args) -> int:
         rows = [(name, p.description, str(len(p.methods))) for name, p in PRESETS.items()]
         cols = ("preset", "description", "methods")
     elif args.what == "methods":
-        rows = [(m.name, m.kind, f"stage {m.stage}", m.description) for m in catalog.METHODS.values()]
+        rows = [(m.name, m.kind, f"stage {m.stage}", m.summary) for m in catalog.METHODS.values()]
         cols = ("method", "kind", "stage", "description")
     elif args.what == "datasets":
-        rows, cols = list(catalog.DATASETS.items()), ("dataset", "description")
+        rows, cols = [(d.name, d.description) for d in catalog.DATASETS.values()], ("dataset", "description")
     else:
         rows, cols = list(catalog.BACKBONES.items()), ("backbone", "description")
         rows.append(("<any open_clip model>", "e.g. ViT-H-14, convnext_base_w; see open_clip.list_models()"))

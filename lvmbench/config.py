@@ -4,22 +4,30 @@ A spec is a flat dict of dotted keys (``train.lr``) plus the run's identity (dat
 pretrained, method, seed, data_root). Defaults resolve in this order: the study's defaults, the
 recipe (``recipe=paper``: what the study's code ran; ``recipe=reference``: each method as its
 authors defined it), the dataset's profile (the embedded ``mnist-lt`` trains briefly), the method's
-profile, the user's ``--set``. Every setting a recipe decides is a key of its own, so it shows in
+registered defaults (:mod:`lvmbench.methods.entries`), the user's ``--set``. Every setting a recipe decides is a key of its own, so it shows in
 ``spec.json`` and in the config hash.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from . import catalog
-from .hparams import OFF_VALUES, loss_defaults
 from .errors import UserError, unknown
+from .hparams import OFF_VALUES, loss_defaults
+from .methods.loss_params import LOSSES
 from .weights import looks_like_path, resolve_pretrained, weights_identity
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 
 @dataclass(frozen=True)
@@ -43,7 +51,7 @@ def _unit(v):
     return 0 <= v <= 1
 
 
-RECIPES = ("paper", "reference")
+RECIPES = ("paper", "reference")  # one data file each: lvmbench/recipes/<name>.toml
 
 SCHEMA: dict[str, Param] = {
     "recipe": Param("paper", str, choices=RECIPES),
@@ -120,68 +128,24 @@ SCHEMA: dict[str, Param] = {
 NOT_HASHED = {"train.num_workers", "train.log_every", "train.threads", "ckpt.every", "data.on_bad_image",
               "train.compile", "data.allow_missing_classes"}
 
-# What each recipe sets (README, "Fidelity", lists the upstream file of every difference).
-RECIPE_PROFILES: dict[str, dict[str, Any]] = {
-    "paper": {},  # the schema's defaults are the study's code
-    "reference": {"sampler.balanced": "uniform", "crt.reinit": "always", "disalign.confidence_init": "authors",
-                  "data.transform": "open_clip", "data.decode": "torchvision"},
-}
-STAGE2_METHODS = ("crt", "lws", "disalign", "marc")
-RECIPE_METHOD_PROFILES: dict[tuple[str, str], dict[str, Any]] = {
-    # The study's LDAM: linear head, CE(z - m_y), no scale, no DRW (the loss's defaults: lvmbench.hparams).
-    ("paper", "ldam"): {"head.kind": "linear"},
-    # Cao et al.'s LDAM-DRW: cosine classifier, s = 30, re-weighting from 80 % of training (epoch 160 of 200;
-    # the loss's reference defaults: lvmbench.hparams).
-    ("reference", "ldam"): {"head.kind": "cosine", "head.scale": 1.0},
-    # The authors' stage-2 optimizers (classifier-balancing, DisAlign's cvpods) decay every parameter.
-    **{("reference", m): {"train.decay_params": "all"} for m in STAGE2_METHODS},
-}
-RECIPE_DATASET_PROFILES: dict[tuple[str, str], dict[str, Any]] = {
-    # The study's iNaturalist 2018 evaluation list is also its validation list: it selects on the test split.
-    ("paper", "inat18"): {"train.select": "test"},
-}
+RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
 
-# The embedded default trains briefly so that a run takes seconds on a laptop CPU.
-DATASET_PROFILES: dict[str, dict[str, Any]] = {
-    # The study defines transforms for its three datasets only: mnist-lt keeps tiny-clip's own preprocessing.
-    "mnist-lt": {"train.iters": 300, "train.batch_size": 128, "train.warmup_iters": 30,
-                 "train.eval_every": 100, "train.lr": 0.03, "data.transform": "open_clip",
-                 "coop.n_ctx": 4,  # tiny-clip's text context holds 16 tokens: 16 context vectors leave no room
-                 "eval.tte_expand": 3},  # LIFT's 24 px margin on 224 px images, scaled to tiny-clip's 28 px
-}
 
-# LIFT's configs (shijxcs/LIFT utils/config.py, configs/model/clip_vit_b16.yaml, trainer.py): SGD lr 0.01,
-# momentum 0.9, weight decay 5e-4 on every tuned parameter, batch 128, cosine to 0 with no warm-up (LIFT steps
-# it per epoch, here per step), cosine classifier with scale 25 started from "a photo of a {}." text features,
-# logit-adjusted loss with tau 1, CLIP's preprocessing.
-PEFT_METHODS = tuple(m.name for m in catalog.METHODS.values() if m.kind == "peft")
-LIFT_PROFILE: dict[str, Any] = {
-    "train.optimizer": "sgd", "train.lr": 0.01, "train.momentum": 0.9, "train.nesterov": False,
-    "train.weight_decay": 5e-4, "train.decay_params": "all", "train.batch_size": 128, "train.warmup_iters": 0,
-    "train.cosine_cycles": 0.5, "head.kind": "cosine", "head.scale": 25.0, "head.init": "text",
-    "zeroshot.templates": "simple", "data.transform": "open_clip",
-}
-# LIFT trains 10 epochs (20 on iNaturalist 2018): iterations of batch 128 over each training split
-# (ImageNet-LT 115,846 images, Places-LT 62,500, iNaturalist 2018 437,513).
-LIFT_ITERS = {"imagenet-lt": 10 * 906, "places-lt": 10 * 489, "inat18": 20 * 3419}
+@functools.cache
+def recipe_settings(name: str) -> dict[str, Any]:
+    """What a recipe sets (``recipes/<name>.toml``): ``settings`` for every run, ``methods[m]`` and
+    ``datasets[d]`` for one method or dataset; values parsed and checked as ``--set`` parses them."""
+    check_value("recipe", name)
+    with open(RECIPE_DIR / f"{name}.toml", "rb") as f:
+        data = tomllib.load(f)
 
-# Method-specific recipes from the study.
-# The baselines are not in the study's code: they read images as CLIP's own preprocessing prepares them.
-METHOD_PROFILES: dict[str, dict[str, Any]] = {
-    "zeroshot": {"data.transform": "open_clip"},
-    "linear_probe": {"data.transform": "open_clip"},
-    "full_finetune": {"train.optimizer": "adamw", "train.lr": 3e-5, "train.batch_size": 128,
-                      "train.weight_decay": 0.1, "data.transform": "open_clip"},
-    "coop": {"train.lr": 0.002, "data.transform": "open_clip"},
-    **{m: LIFT_PROFILE for m in PEFT_METHODS},
-}
+    def parsed(table: dict) -> dict[str, Any]:
+        return parse_sets([f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in table.items()])
 
-# A method's recipe adapted to a dataset's profile, applied last. The embedded default trains 300 steps:
-# AdamW at 3e-5 barely moves tiny-clip's tower in that time (22 % test accuracy), 3e-4 fine-tunes it.
-DATASET_METHOD_PROFILES: dict[tuple[str, str], dict[str, Any]] = {
-    ("mnist-lt", "full_finetune"): {"train.lr": 3e-4},
-    **{(d, m): {"train.iters": iters} for d, iters in LIFT_ITERS.items() for m in PEFT_METHODS},
-}
+    return {"settings": parsed(data.get("settings", {})),
+            "methods": {m: parsed(t) for m, t in data.get("methods", {}).items()},
+            "datasets": {d: parsed(t) for d, t in data.get("datasets", {}).items()}}
+
 
 MAX_SEED = 2 ** 32 - 1  # numpy's global seed; the store holds any 64-bit integer
 
@@ -277,19 +241,22 @@ def effective(spec: dict[str, Any]) -> dict[str, Any]:
 
 def defaults(dataset: str, method: str, recipe: str | None = None) -> dict[str, Any]:
     """The settings a run of ``method`` on ``dataset`` under ``recipe`` (default: the default recipe)
-    gets before any ``--set``: the study's defaults, then the recipe's, the dataset's, the method's
-    and the pair's profiles (the Launch form shows the same)."""
+    gets before any ``--set``: the study's defaults, the recipe's settings, the dataset's registered
+    defaults, the recipe's for the dataset, the method's registered defaults, the recipe's for the
+    method, the method's for the dataset; the Launch form shows the same."""
     info = catalog.method(method)
     recipe = SCHEMA["recipe"].default if recipe is None else recipe
     check_value("recipe", recipe)
     spec: dict[str, Any] = {k: p.default for k, p in SCHEMA.items()}
     spec["recipe"] = recipe
-    spec.update(RECIPE_PROFILES[recipe])
-    spec.update(DATASET_PROFILES.get(dataset, {}))
-    spec.update(RECIPE_DATASET_PROFILES.get((recipe, dataset), {}))
-    spec.update(METHOD_PROFILES.get(method, {}))
-    spec.update(RECIPE_METHOD_PROFILES.get((recipe, method), {}))
-    spec.update(DATASET_METHOD_PROFILES.get((dataset, method), {}))
+    chosen = recipe_settings(recipe)
+    spec.update(chosen["settings"])
+    data = catalog.DATASETS.get(dataset)
+    spec.update(data.defaults if data is not None else {})
+    spec.update(chosen["datasets"].get(dataset, {}))
+    spec.update(info.defaults)
+    spec.update(chosen["methods"].get(method, {}))
+    spec.update(info.dataset_defaults.get(dataset, {}))
     spec["loss"] = info.loss
     return spec
 
@@ -297,8 +264,7 @@ def defaults(dataset: str, method: str, recipe: str | None = None) -> dict[str, 
 def resolve(dataset: str, backbone: str, method: str, *, seed: int = 0, pretrained: str | None = None,
             data_root: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build the full, validated spec of one run."""
-    if dataset not in catalog.DATASETS:
-        raise unknown("dataset", dataset, catalog.DATASETS)
+    catalog.dataset(dataset)  # a known dataset, or a one-line error naming the closest
     overrides = overrides or {}
     spec = defaults(dataset, method, overrides.get("recipe"))
     spec.update(overrides)
@@ -331,8 +297,6 @@ def validate(spec: dict[str, Any]) -> None:
         check_value(key, spec[key])
     loss_keys = {k[5:]: v for k, v in spec.items() if k.startswith("loss.")}
     if loss_keys or spec["loss"] is not None:
-        from .methods.losses import LOSSES  # imports torch: only the training side sets loss hparams
-
         name = spec["loss"]
         if name is None:
             raise UserError(f"method {spec['method']} trains no classifier; loss.* settings do not apply")

@@ -23,13 +23,10 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from .catalog import CARBON_KG_PER_KWH
-from .spread import MeanStd, split_columns
+from .spread import SIG3, MeanStd, split_columns  # noqa: F401 - SIG3 re-exported
 
 FORMATS = ("table", "csv", "json", "markdown", "latex")
 NULL = "NULL"  # how ``exact`` output shows a missing value
-
-
-SIG3 = "sig3"  # a column's values to three significant digits (the cost table's)
 
 
 def fmt(value, digits: str | None = None) -> str:

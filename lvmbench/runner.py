@@ -1,8 +1,7 @@
-"""``lvmbench run --headless``: validate, train the stage-1 run if needed, run, ingest, print."""
+"""``lvmbench run --headless``: validate, preflight, then a one-cell sweep through the scheduler; print."""
 from __future__ import annotations
 
 import signal
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,9 +13,11 @@ from rich.text import Text
 from . import catalog, config, paths
 from .data.summary import class_summary, describe_classes
 from .errors import UserError
+from .exec.local import LocalExecutor, Slot
 from .runs import process
-from .runs.plan import SKIPPED, Job, plan, prepare, prepare_group, ready, settle, start_spec, take
-from .runs.rundir import Lock, RunDir, check_run_id
+from .runs.plan import SKIPPED, Job, plan
+from .runs.rundir import RunDir, check_run_id
+from .runs.scheduler import Reporter, Scheduler, group_members, ingest_quietly, resumable  # noqa: F401
 
 console = Console(stderr=True)
 
@@ -89,79 +90,50 @@ def check_store(runs_dir: Path, results: Path, ingest: bool = True) -> None:
         paths.check_writable(results, "--results", folder=False)
 
 
-def ingest_quietly(results: Path, *runs: RunDir) -> str | None:
-    """Ingest runs; a database that cannot be opened or written costs nothing (the run directories
-    stay): warn, and return why the last of ``runs`` was not stored (None once it is)."""
-    from .store import open_writer, pending
-    from .store.ingest import ingest_runs
+class Bars(Reporter):
+    """A progress bar per run of a foreground ``lvmbench run``, and what its stage-1 run does."""
 
-    if not runs:
-        return None
-    try:
-        with open_writer(results) as con:
-            # a bad run never keeps the others out; runs that found the database busy come along
-            skipped = ingest_runs(con, [*pending.waiting(results), *runs]).skipped
-        pending.clear(results)
-    except (UserError, OSError) as exc:
-        pending.remember(results, runs)
-        where = runs[0].path if len(runs) == 1 else runs[0].path.parent
-        skipped = [(where, str(exc))]
-        hint = f"the next run stored in {results} stores it too; or later: lvmbench ingest {where} --results {results}"
-    else:
-        hint = None
-    for where, why in skipped:
-        console.print("[yellow]warning:[/] " + escape(f"kept in {where} but not stored: {why} "
-                                                      f"({hint or f'later: lvmbench ingest {where} --results {results}'})"),
-                      soft_wrap=True)
-    last = runs[-1].path
-    return next((why for where, why in skipped if Path(where) in (last, last.parent)), None)
+    def __init__(self, rich: Progress, label):
+        self.rich, self.label, self.bars = rich, label, {}
+
+    def started(self, job: Job) -> None:
+        self.bars[job.hash] = self.rich.add_task(escape(self.label(job)), total=job.spec["train.iters"])
+
+    def progress(self, job: Job, step: int) -> None:
+        if job.hash in self.bars:
+            self.rich.update(self.bars[job.hash], completed=step)
+
+    def waiting(self, job: Job) -> None:
+        console.print("stage 1: another process is training it; waiting")
+
+    def settled(self, job: Job) -> None:
+        if job.state == SKIPPED and job.implicit:
+            console.print(Text(f"stage 1: reusing {job.run.run_id}"))
+        elif job.hash in self.bars:
+            self.progress(job, job.run.last_step())
 
 
-def execute(spec: dict, runs_dir: Path, results: Path, debug: bool = False, label: str | None = None,
-            run_id: str | None = None, ingest: bool = True, nproc: int = 1, resume: RunDir | None = None,
-            owner: Lock | None = None) -> dict:
-    """Run one prepared spec in a child (``nproc`` processes: torchrun) with a progress bar; ingest it
-    (unless told not to, or it failed on bad input); return its final status. ``resume``: continue
-    that run in its own directory instead of creating one (``owner``: its lock, already held)."""
-    run = resume or prepare(spec, runs_dir, run_id=run_id)
-    return execute_group([run], results, debug, [label or run.run_id], ingest, nproc, [owner])[0]
-
-
-def execute_group(runs: list[RunDir], results: Path, debug: bool = False, labels: list[str] | None = None,
-                  ingest: bool = True, nproc: int = 1, owners: list[Lock | None] = ()) -> list[dict]:
-    """Train prepared runs in one child, as one fused group (one run: a plain run), a progress bar
-    each; ingest each (unless told not to, or it failed on bad input); return their final statuses
-    (``not_stored``: why a finished run could not be stored). ``owners``: the runs' locks already
-    held (the others are taken here)."""
-    if not ingest:  # the caller stores them (the UI; a UI started later finds and stores them too)
-        for run in runs:
-            run.note(stored_by="caller")
-    owners = list(owners)
-    proc = process.spawn(runs[0], debug=debug, nproc=nproc, owner=owners[0] if owners else None,
-                         members=runs[1:], member_owners=owners[1:])
+def schedule(jobs: list[Job], runs_dir: Path, results: Path, label, debug: bool = False, ingest: bool = True,
+             nproc: int = 1, fuse: bool = True) -> Scheduler:
+    """Train ``jobs`` here, one child at a time, through the scheduler (a progress bar per run); the
+    asked-for runs train anew (``fresh``), a stage-1 run is shared with other processes."""
+    scheduler = Scheduler(LocalExecutor([Slot("here")], nproc, debug), runs_dir, results, fuse=fuse, ingest=ingest,
+                          fresh=True)
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=False) as progress:
-        bars = [progress.add_task(escape(label), total=run.spec()["train.iters"])
-                for run, label in zip(runs, labels or [r.run_id for r in runs])]
+        scheduler.reporter = Bars(progress, label)
+        scheduler.run(jobs)
+    return scheduler
 
-        def show(steps: list[int]) -> None:
-            for bar, step in zip(bars, steps):
-                progress.update(bar, completed=step)
 
-        try:
-            statuses = process.wait_group(proc, runs, show)
-        except (KeyboardInterrupt, Terminated):
-            process.cancel_group(runs, proc)
-            if ingest:
-                ingest_quietly(results, *runs)
-            raise
-    if ingest:
-        for i, (run, status) in enumerate(zip(runs, statuses)):
-            if not status.get("user_error"):
-                why = ingest_quietly(results, run)
-                if why:
-                    statuses[i] = {**status, "not_stored": why}
+def final_statuses(jobs: list[Job], scheduler: Scheduler) -> list[dict]:
+    """Each job's run's final status (``not_stored``: why a finished run could not be stored)."""
+    statuses = []
+    for job in jobs:
+        status = job.run.status()
+        why = scheduler.not_stored.get(job.run.run_id)
+        statuses.append({**status, "not_stored": why} if why else status)
     return statuses
 
 
@@ -170,13 +142,12 @@ def run_headless(dataset: str, backbone: str, method: str, seed: int, data_root:
                  run_id: str | None = None, ingest: bool = True, nproc: int = 1, overrides: dict | None = None,
                  show: bool = True, fuse: bool = True) -> dict:
     """Resolve, preflight, train (stage 1 first when needed) and report one run, or one per method of a
-    comma-separated list (fused into groups that train together unless ``fuse=False``). ``run_id``
-    names the final run's directory (a stage-1 run gets its own id); ``ingest=False`` leaves the
-    database to the caller (the UI is its only writer while it runs). ``overrides``: parsed settings
-    under ``sets`` (a recipe file's or a stored run's); ``show=False`` prints nothing on stdout.
-    Returns the status of the run, or of the first of several that did not finish."""
-    from . import fused
-
+    comma-separated list (fused into groups that train together unless ``fuse=False``): a one-cell
+    sweep through the scheduler. ``run_id`` names the final run's directory (a stage-1 run gets its
+    own id); ``ingest=False`` leaves the database to the caller (the UI is its only writer while it
+    runs). ``overrides``: parsed settings under ``sets`` (a recipe file's or a stored run's);
+    ``show=False`` prints nothing on stdout. Returns the status of the run, or of the first of several
+    that did not finish."""
     methods = [m.strip() for m in method.split(",") if m.strip()] or [method]
     if run_id and len(methods) > 1:
         raise UserError("--run-id names one run; drop it to train several methods")
@@ -194,52 +165,25 @@ def run_headless(dataset: str, backbone: str, method: str, seed: int, data_root:
             summaries[key] = preflight(spec)
         spec.update(summaries[key])
     jobs = plan(specs, runs_dir, fresh=True)  # each run after its stage-1 run if it needs one
-    by_hash = {j.hash: j for j in jobs}
-    asked = []
+    asked = [j for j in jobs if not j.implicit]
     for job in jobs:
         if job.implicit:
             job.spec.update({k: specs[0][k] for k in config.CLASS_KEYS})  # same data, same classes
-            train_stage1(job, runs_dir, results, debug, ingest, nproc)
-            continue
-        if ready(job, by_hash) is None:
-            raise UserError(f"stage-1 run {by_hash[job.needs].run.run_id} {by_hash[job.needs].state}")
-        asked.append(job)
-    starts = [start_spec(job, by_hash) for job in asked]
-    statuses = []
-    for group in fused.partition(starts, fuse):
-        runs = ([prepare(starts[0], runs_dir, run_id=run_id)] if len(starts) == 1
-                else prepare_group([starts[i] for i in group], runs_dir))
-        statuses += execute_group(runs, results, debug, [starts[i]["method"] for i in group], ingest, nproc)
-    runs = [RunDir(runs_dir / status["run_id"]) for status in statuses]
-    for run, status in zip(runs, statuses if show else ()):
-        print_outcome(run, status, results)
-    for run, status in zip(runs, statuses):
-        check_stored(run, status, results)
+        if job.implicit and job.state == SKIPPED:
+            console.print(Text(f"stage 1: reusing {job.run.run_id}"))
+    asked[0].run_id = run_id
+    scheduler = schedule(jobs, runs_dir, results, lambda j: f"stage 1 ({j.spec['method']})" if j.implicit
+                         else j.spec["method"], debug, ingest, nproc, fuse)
+    for job in jobs:
+        if job.implicit and job.state not in ("finished", SKIPPED):
+            status = job.run.status() if job.run else {"status": job.state, "error": job.error}
+            raise UserError(f"stage-1 run {status.get('run_id')} {status.get('status')}: {status.get('error')}")
+    statuses = final_statuses(asked, scheduler)
+    for job, status in zip(asked, statuses if show else ()):
+        print_outcome(job.run, status, results)
+    for job, status in zip(asked, statuses):
+        check_stored(job.run, status, results)
     return next((s for s in statuses if s.get("status") != "finished"), statuses[0])
-
-
-def train_stage1(job: Job, runs_dir: Path, results: Path, debug: bool, ingest: bool, nproc: int) -> None:
-    """Reuse the finished stage-1 run of a two-stage run, or train it (once: another process training
-    the same one is waited for, then reused)."""
-    said = False
-    while job.state != SKIPPED and not take(job, runs_dir):
-        if not said:
-            console.print("stage 1: another process is training it; waiting")
-            said = True
-        time.sleep(1.0)
-    if job.state == SKIPPED:
-        console.print(Text(f"stage 1: reusing {job.run.run_id}"))
-        return
-    try:
-        status = execute(job.spec, runs_dir, results, debug, label=f"stage 1 ({job.spec['method']})",
-                         ingest=ingest, nproc=nproc)
-    finally:
-        if job.claim:
-            job.claim.release()
-    settle(job, status)
-    job.run = RunDir(runs_dir / status["run_id"])
-    if status.get("status") != "finished":
-        raise UserError(f"stage-1 run {status.get('run_id')} {status.get('status')}: {status.get('error')}")
 
 
 def resume_headless(run_id: str, runs_dir: Path, results: Path, debug: bool = False, ingest: bool = True,
@@ -248,10 +192,10 @@ def resume_headless(run_id: str, runs_dir: Path, results: Path, debug: bool = Fa
     (``ckpt/last.pt``; from the start when it has none), then ingest and report it. A member of a
     fused group continues together with the members that ended as it did (each owned, like the run)."""
     check_store(runs_dir, results, ingest)
-    run, owner = process.resumable(runs_dir, run_id)
+    run, owner = resumable(runs_dir, run_id)
     owners = [owner]
     try:
-        runs = process.group_members(runs_dir, run)
+        runs = group_members(runs_dir, run)
         for member in runs[1:]:
             owners.append(process.own(member))
         for member in runs:
@@ -260,10 +204,9 @@ def resume_headless(run_id: str, runs_dir: Path, results: Path, debug: bool = Fa
     except BaseException:
         process.release_owners(owners)
         raise
-    for member in runs:
-        member.reopen()
-    statuses = execute_group(runs, results, debug, [f"resume {r.spec()['method']}" for r in runs], ingest, nproc,
-                             owners)
+    jobs = [Job(member.spec(), member.run_id, run=member, owner=lock) for member, lock in zip(runs, owners)]
+    scheduler = schedule(jobs, runs_dir, results, lambda j: f"resume {j.spec['method']}", debug, ingest, nproc)
+    statuses = final_statuses(jobs, scheduler)
     for member, status in zip(runs, statuses if show else ()):
         print_outcome(member, status, results)
     for member, status in zip(runs, statuses):

@@ -1,6 +1,8 @@
 """A mean over seeds that carries its spread: what a paper reports as mean ± std."""
 from __future__ import annotations
 
+SIG3 = "sig3"  # a column's values to three significant digits (the cost table's), not two decimals
+
 
 class MeanStd(float):
     """The mean of ``n`` values (a float, so sorting and best-of-column work unchanged) with their

@@ -15,9 +15,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import config
 from .errors import UserError
 from .exec.grid import Axes, expand
-from .exec.local import Reporter
 from .exec.presets import preset
 from .runs.plan import BLOCKED, PENDING, SKIPPED, Job, plan
+from .runs.scheduler import Reporter, Scheduler, ingest_quietly
 
 console = Console(stderr=True)
 
@@ -210,15 +210,14 @@ def new_sweep_id() -> str:
 def run_sweep(axes: Axes, runs_dir: Path, results: Path, *, executor: str = "local", gpus: list[str] | None = None,
               max_parallel: int | None = None, nproc: int = 1, slurm=None, wait: bool = True,
               dry: bool = False, debug: bool = False, out: Console | None = None, fuse: bool = True) -> Outcome:
-    """Plan and run a sweep; print progress, a line per run, and the tables at the end. With ``fuse``
-    the local executor trains runs that share their inputs as fused groups (one tower pass a step)."""
-    from .runner import ingest_quietly
+    """Plan and run a sweep through the scheduler; print progress, a line per run, and the tables at the
+    end. With ``fuse`` runs that share their inputs train as fused groups (one tower pass a step)."""
     from .store.db import check_is_duckdb
 
     out = out or Console()
     jobs = plan(expand(axes), runs_dir)
     if dry:
-        dry_run(jobs, out, fuse=fuse and executor == "local")  # Slurm runs every job alone
+        dry_run(jobs, out, fuse=fuse)
         return Outcome(jobs)
     check_is_duckdb(results)
     for job in jobs:
@@ -230,29 +229,25 @@ def run_sweep(axes: Axes, runs_dir: Path, results: Path, *, executor: str = "loc
     out.print(f"sweep: {len(jobs)} runs, {todo} to start, {len(skipped)} already finished")
     sweep_id = new_sweep_id()
     if todo:
-        runner = _executor(executor, runs_dir, results, sweep_id, gpus, max_parallel, nproc, slurm, debug, fuse)
+        where = _executor(executor, runs_dir, sweep_id, gpus, max_parallel, nproc, slurm, debug)
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
         with Progress(*columns, console=console) as progress:
-            reporter = RichReporter(progress, todo)
-            if executor == "slurm":
-                runner.run(jobs, reporter, wait=wait)
-            else:
-                runner.run(jobs, reporter)
+            Scheduler(where, runs_dir, results, sweep_id=sweep_id, fuse=fuse, reporter=RichReporter(progress, todo),
+                      interval=2.0 if executor == "slurm" else 0.5).run(jobs, follow=wait or executor != "slurm")
     outcome = Outcome(jobs, sweep_id, [j for j in jobs if j.state not in ("finished", SKIPPED, "running")])
     report(outcome, results, out, waited=wait or executor != "slurm", runs_dir=runs_dir)
     return outcome
 
 
-def _executor(kind, runs_dir, results, sweep_id, gpus, max_parallel, nproc, slurm, debug, fuse=True):
+def _executor(kind, runs_dir, sweep_id, gpus, max_parallel, nproc, slurm, debug):
     if kind == "local":
         from .exec.local import LocalExecutor, local_slots
 
-        return LocalExecutor(local_slots(gpus, max_parallel, nproc), runs_dir, results, sweep_id, nproc, debug,
-                             fuse=fuse)
+        return LocalExecutor(local_slots(gpus, max_parallel, nproc), nproc, debug)
     if kind == "slurm":
         from .exec.slurm import SlurmExecutor, SlurmOptions
 
-        return SlurmExecutor(slurm or SlurmOptions(), runs_dir, results, sweep_id, debug)
+        return SlurmExecutor(slurm or SlurmOptions(), runs_dir, sweep_id, debug)
     raise UserError(f"--executor {kind}: choose from local, slurm")
 
 

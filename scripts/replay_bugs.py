@@ -89,7 +89,7 @@ BUGS = {
                                           "shared = time.perf_counter() - t_in",
                                           [FUSED + "test_a_members_training_time_holds_its_part_of_the_shared_input_time"],
                                           "every member of a fused group charged the whole shared input time"),
-    "recipe_dropped_before_build_loss": Bug("lvmbench/methods/registry.py",
+    "recipe_dropped_before_build_loss": Bug("lvmbench/methods/build.py",
                                             'build_loss(spec["loss"], dataset.train_counts, recipe, **',
                                             'build_loss(spec["loss"], dataset.train_counts, **',
                                             ["tests/test_engine.py::test_a_runs_recipe_reaches_its_loss"],

@@ -15,7 +15,8 @@ from torch import nn
 from lvmbench import catalog, config
 from lvmbench.data.base import LTDataset, Split, few_shot_indices
 from lvmbench.errors import UserError
-from lvmbench.methods import baselines, build_task
+from lvmbench.methods import baselines
+from lvmbench.methods.build import build_task
 from lvmbench.models import prompts, tiny_clip
 from lvmbench.runs.plan import prepare
 

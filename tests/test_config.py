@@ -1,6 +1,6 @@
 import pytest
 
-from lvmbench import config
+from lvmbench import catalog, config
 from lvmbench.errors import UserError
 
 
@@ -30,7 +30,7 @@ def test_unknown_key_suggests_closest():
 
 def test_resolve_layers_profiles_and_overrides():
     spec = config.resolve("mnist-lt", "tiny-clip", "full_finetune", overrides={"train.lr": 1e-4})
-    assert spec["train.iters"] == config.DATASET_PROFILES["mnist-lt"]["train.iters"]
+    assert spec["train.iters"] == catalog.dataset("mnist-lt").defaults["train.iters"]
     assert spec["train.optimizer"] == "adamw" and spec["train.lr"] == 1e-4
     assert spec["pretrained"] == "embedded" and spec["loss"] == "ce"
     paper = config.resolve("imagenet-lt", "ViT-L-14", "ce")

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from lvmbench import config
+from lvmbench import catalog, config
 from lvmbench.errors import UserError
 
 
@@ -40,9 +40,10 @@ def test_unknown_recipe_on_the_command_line_stores_nothing(tmp_path):
 
 def test_every_key_a_recipe_sets_is_a_spec_key_in_the_hash():
     keys = set()
-    for profile in [*config.RECIPE_PROFILES.values(), *config.RECIPE_METHOD_PROFILES.values(),
-                    *config.RECIPE_DATASET_PROFILES.values()]:
-        keys |= set(profile)
+    for name in config.RECIPES:
+        chosen = config.recipe_settings(name)
+        for profile in [chosen["settings"], *chosen["methods"].values(), *chosen["datasets"].values()]:
+            keys |= set(profile)
     assert keys - {k for k in keys if k.startswith("loss.")} <= set(config.SCHEMA)
     paper = config.resolve("mnist-lt", "tiny-clip", "crt")
     reference = config.resolve("mnist-lt", "tiny-clip", "crt", overrides={"recipe": "reference"})
@@ -266,7 +267,7 @@ def test_recipes_differ_where_the_sources_do():
 def test_crt_head_per_recipe_and_backbone(recipe, is_vit, reinit):
     """The study's Crt_Net re-initialises the classifier only when the net's name says ResNet; the
     authors' cRT (classifier-balancing, stage1_weights: false) always trains a fresh nn.Linear."""
-    from lvmbench.methods.tasks import crt_reinit
+    from lvmbench.methods.stage2 import crt_reinit
     from lvmbench.models.classifier import DecoderClassifier, Stage2Classifier
 
     spec = config.resolve("mnist-lt", "tiny-clip", "crt", overrides={"recipe": recipe})

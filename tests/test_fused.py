@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from lvmbench import cli, config, fused, runner
-from lvmbench.runs import plan, process
+from lvmbench.exec.local import LocalChild
+from lvmbench.runs import plan, process, scheduler
 from lvmbench.runs.rundir import RunDir
 from lvmbench.runs.segments import earlier_segments
 from lvmbench.store import open_readonly, open_writer, tables
@@ -108,12 +109,13 @@ def test_a_member_that_cannot_be_built_does_not_stop_the_group(tmp_path, random_
     """A member whose own part fails to build (its model, loss or head) fails alone, also when it leads
     the group and the shared data and tower were built for it."""
     from lvmbench.errors import UserError
-    from lvmbench.methods import registry
+    from lvmbench.methods import build
 
     def broken(build):
         raise UserError("focal's head cannot be built here")
 
-    monkeypatch.setitem(registry.BUILDERS, "focal", broken)
+    registered = build.builder
+    monkeypatch.setattr(build, "builder", lambda info: broken if info.name == "focal" else registered(info))
     bad = make_run(tmp_path, "focal", random_tiny_clip)  # first: it leads the group
     ce = make_run(tmp_path, "ce", random_tiny_clip)
     assert child_main([str(bad.path), str(ce.path)]) == 0
@@ -143,7 +145,8 @@ def test_a_killed_fused_group_resumes_exactly(store, random_tiny_clip):
         time.sleep(0.02)
     assert all(r.lock().held_elsewhere() for r in group)  # each member is owned, like a run alone
     os.kill(proc.pid, signal.SIGKILL)
-    killed = process.wait_group(proc, group, interval=0.05)
+    proc.wait()
+    killed = scheduler.reap(group, LocalChild(proc))
     assert [s["status"] for s in killed] == ["killed", "killed"]
     status = runner.resume_headless(group[1].run_id, runs, results)  # either member brings back the group
     assert status["status"] == "finished"

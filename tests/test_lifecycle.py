@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lvmbench import cli, config
-from lvmbench.runs import process
+from lvmbench.runs import process, scheduler
 from lvmbench.runs.plan import prepare
 from lvmbench.runs.rundir import RunDir, list_runs
 from lvmbench.runs.segments import segment_cost, total_cost
@@ -120,7 +120,7 @@ def test_a_second_resume_is_refused_while_the_owner_lives(store, capsys):
         holder.kill()
         holder.wait()
     assert not process.alive(run)  # the OS released the lock with its holder
-    resumed, owner = process.resumable(runs, run.run_id)
+    resumed, owner = scheduler.resumable(runs, run.run_id)
     owner.release()
 
 
@@ -167,7 +167,7 @@ def test_sigkill_of_a_foreground_run_kills_its_child_recorded_killed_and_resumab
     assert cli.main(["ingest", "--runs-dir", str(runs), "--results", str(results)]) == 0
     status = run.status()
     assert status["status"] == "killed" and status["error"].startswith(f"training process {child} is gone")
-    resumed, owner = process.resumable(runs, run.run_id)
+    resumed, owner = scheduler.resumable(runs, run.run_id)
     owner.release()
 
 

@@ -8,11 +8,11 @@ import torch.nn.functional as F
 from lvmbench import catalog, config
 from lvmbench.data import build_dataset
 from lvmbench.errors import UserError
-from lvmbench.methods import build_task
-from lvmbench.methods.baselines import zero_shot_weights
+from lvmbench.methods.build import build_task
+from lvmbench.methods.text_head import zero_shot_weights
 from lvmbench.models import peft
 from lvmbench.models.backbone import Backbone
-from lvmbench.runs import process
+from lvmbench.runs import scheduler
 from lvmbench.runs.plan import prepare
 from lvmbench.train.loop import train_run
 
@@ -84,7 +84,7 @@ def test_killed_peft_run_resumes_exactly_and_checkpoints_only_what_trains(store,
     assert kill_at(run, 7)["status"] == "killed"
     saved = torch.load(run.checkpoint_file, map_location="cpu", weights_only=False)["model"]
     assert saved and all(k.startswith(("tower.tuner.", "head.")) for k in saved), sorted(saved)[:5]
-    resumed, owner = process.resumable(runs, run.run_id)
+    resumed, owner = scheduler.resumable(runs, run.run_id)
     resumed.reopen()
     owner.release()
     status = train_run(run)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from lvmbench.methods import losses
 from lvmbench.methods.losses import (FRACTION, LOSSES, NON_NEGATIVE, POSITIVE, FocalLoss, LDAMLoss, LossInfo, Range,
                                       build_loss, effective_number_weights)
 
@@ -217,7 +218,7 @@ def test_unknown_hparam_and_name():
 def test_registry_defaults_match_constructors():
     for name, info in LOSSES.items():
         assert info.description
-        params = inspect.signature(info.cls.__init__).parameters
+        params = inspect.signature(getattr(losses, info.cls).__init__).parameters
         ctor = {k: p.default for k, p in params.items() if k not in ("self", "class_counts", "recipe")}
         assert ctor == info.defaults, name
 

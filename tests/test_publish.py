@@ -493,18 +493,18 @@ def test_a_preempted_slurm_job_is_requeued_and_ends_with_the_numbers_of_an_unint
 
     runs, spec = tmp_path / "runs", long_enough_spec()
     reference = plan.prepare(spec, runs)
-    assert RunJob(str(reference.path))()["status"] == "finished"
+    assert RunJob([str(reference.path)])()[0]["status"] == "finished"
 
     run = plan.prepare(spec, runs)
     executor = submitit.LocalExecutor(folder=str(tmp_path / "submitit"), max_num_timeout=2)
     executor.update_parameters(timeout_min=10)
-    job = executor.submit(RunJob(str(run.path)))
+    job = executor.submit(RunJob([str(run.path)]))
     deadline = time.monotonic() + 300
     while not (run.ckpt_dir / "last.pt").exists() or run.last_step() >= 100:
         assert time.monotonic() < deadline and not job.done(), job.stderr()
         time.sleep(0.05)
     os.kill(ppid(run.status()["pid"]), signal.SIGUSR2)  # what Slurm sends before preempting or timing out
-    assert job.result()["status"] == "finished", job.stderr()
+    assert job.result()[0]["status"] == "finished", job.stderr()
     status = run.status()
     assert status["status"] == "finished" and status["resumes"] == 1
     assert "resuming from step" in run.log_file.read_text()
@@ -515,7 +515,8 @@ def test_a_preempted_slurm_job_is_requeued_and_ends_with_the_numbers_of_an_unint
 def test_a_sweep_run_again_continues_interrupted_runs_instead_of_starting_over(tmp_path):
     from lvmbench import config, sweep
     from lvmbench.exec.grid import expand
-    from lvmbench.runs.plan import PENDING, plan, prepare, start_or_continue
+    from lvmbench.runs.plan import PENDING, plan, prepare
+    from lvmbench.runs.scheduler import start_or_continue
 
     runs, spec = tmp_path / "runs", long_enough_spec()
     killed = prepare(spec, runs)

@@ -13,7 +13,7 @@ from lvmbench import cli, config
 from lvmbench.data import build_dataset
 from lvmbench.data.base import Split
 from lvmbench.errors import UserError
-from lvmbench.runs import process
+from lvmbench.runs import process, scheduler
 from lvmbench.runs.plan import prepare
 from lvmbench.store import open_readonly, open_writer
 from lvmbench.store.ingest import ingest_dir
@@ -208,7 +208,7 @@ def assert_child_error(tmp_path, monkeypatch, method, exc, expected):
 def test_killed_child_is_recorded_with_its_log(tmp_path):
     run = make_run(tmp_path)
     run.log_file.write_text("".join(f"line {i}\n" for i in range(80)))
-    status = process.finalize(run, -9)
+    status = scheduler.finalize(run, -9)
     assert status["status"] == "killed" and status["error"] == "killed by SIGKILL"
     assert status["log_tail"].splitlines() == [f"line {i}" for i in range(30, 80)]
 
@@ -257,7 +257,7 @@ def test_resume_refuses_what_cannot_continue(store, capsys):
 def test_resume_reopens_a_failed_run(tmp_path):
     run = make_run(tmp_path)
     run.write_status(status="failed", error="boom", user_error=True, log_tail="x", ended_at=1.0)
-    resumed, owner = process.resumable(tmp_path, run.run_id)
+    resumed, owner = scheduler.resumable(tmp_path, run.run_id)
     owner.release()
     status = resumed.reopen()
     assert status["status"] == "queued" and status["resumes"] == 1

@@ -10,7 +10,8 @@ from PIL import Image
 
 from lvmbench import cli, config, runner
 from lvmbench.runs.rundir import RunDir
-from lvmbench.runs import process
+from lvmbench.exec.local import LocalChild
+from lvmbench.runs import process, scheduler
 from lvmbench.runs.plan import prepare
 from lvmbench.store import open_readonly
 from lvmbench.train.loop import train_run
@@ -28,7 +29,8 @@ def kill_at(run, step: int) -> dict:
         assert proc.poll() is None, f"the child ended before step {step}: {run.log_tail(5)}"
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
-    return process.wait(proc, run, interval=0.05)
+    proc.wait()
+    return scheduler.reap([run], LocalChild(proc))[0]
 
 
 NOT_RESULTS = ("step", "ts", "loader_wait_s")  # when a record was written and how long its step waited for data
@@ -60,7 +62,7 @@ def test_killed_runs_resume_exactly(store, random_tiny_clip):  # noqa: F811
             status = runner.resume_headless(run.run_id, runs, results)
             assert "resuming from step " in run.log_file.read_text()
         else:  # the same, with the training in this process (a child less to start)
-            resumed, owner = process.resumable(runs, run.run_id)
+            resumed, owner = scheduler.resumable(runs, run.run_id)
             resumed.reopen()
             owner.release()
             status = train_run(run)

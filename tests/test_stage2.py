@@ -83,16 +83,15 @@ def test_bf16_inputs():
 
 
 def test_every_method_has_one_builder_and_models_import_no_methods():
-    """One name -> builder table (as timm's register_model): every catalog method is built by name,
-    and the models know nothing of the methods built from them."""
+    """One registration per method (as timm's register_model): every method's builder resolves to a
+    function, a name registers once, and the models know nothing of the methods built from them."""
     from pathlib import Path
 
-    from lvmbench import catalog
-    from lvmbench.methods import BUILDERS, register_method
+    from lvmbench.methods import METHODS, builder, register_method
 
-    assert set(BUILDERS) == set(catalog.METHODS)
+    assert all(callable(builder(info)) for info in METHODS.values())
     with pytest.raises(ValueError, match="registered twice"):
-        register_method("ce")(lambda b: None)
+        register_method("ce", "decoder", "again", builder=lambda b: None)
     models = Path(__file__).resolve().parents[1] / "lvmbench" / "models"
     assert not [p.name for p in models.rglob("*.py") if "methods" in "".join(
         line for line in p.read_text().splitlines() if line.lstrip().startswith(("from", "import")))]

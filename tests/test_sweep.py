@@ -11,7 +11,8 @@ import pytest
 from lvmbench import config
 from lvmbench.errors import UserError
 from lvmbench.exec.grid import Axes, expand
-from lvmbench.exec.local import LocalExecutor, Reporter, local_slots
+from lvmbench.exec.local import LocalExecutor, local_slots
+from lvmbench.runs.scheduler import Reporter, Scheduler
 from lvmbench.exec.presets import PAPER_METHODS, PRESETS
 from lvmbench.runs.plan import BLOCKED, PENDING, SKIPPED, plan, prepare, ready
 from lvmbench.sweep import build_axes, parse_data_roots, parse_seeds
@@ -183,7 +184,7 @@ def test_a_failed_child_does_not_stop_the_sweep_and_blocks_its_dependents(store)
     jobs = plan(grid(["ce", "crt", "zeroshot"], sets=config.parse_sets(TINY)), runs)
     jobs[0].spec["backbone"] = "no-such-backbone"  # the ce child fails; crt never starts
     recorder = Recorder()
-    LocalExecutor(local_slots([], max_parallel=1), runs, results, interval=0.1).run(jobs, recorder)
+    Scheduler(LocalExecutor(local_slots([], max_parallel=1)), runs, results, reporter=recorder, interval=0.1).run(jobs)
     assert recorder.events == [("started", "ce"), ("failed", "ce"), ("started", "zeroshot"),
                                ("blocked", "crt"), ("finished", "zeroshot")]
     by_method = {j.spec["method"]: j for j in jobs}
@@ -229,15 +230,16 @@ def test_the_plan_shows_which_runs_train_as_fused_groups(tmp_path):
     assert [j.run is not None for j in jobs] == [False, True] and fused_groups(jobs) == {}
 
 
-def test_dry_run_names_the_fused_groups_and_slurm_fuses_nothing(store, capsys):
+def test_dry_run_names_the_fused_groups_for_every_executor(store, capsys):
     from lvmbench import cli
 
-    assert cli.main(["sweep", "--preset", "embedded", "--dry-run"]) == 0
-    assert ("5 of them train in 2 fused group(s), one tower pass per step for each group (g1: 3 runs, g2: 2 runs); "
-            "--no-fuse trains every run alone") in capsys.readouterr().out
-    for alone in (["--no-fuse"], ["--executor", "slurm"]):
-        assert cli.main(["sweep", "--preset", "embedded", "--dry-run", *alone]) == 0
-        assert "fused" not in capsys.readouterr().out
+    groups = ("5 of them train in 2 fused group(s), one tower pass per step for each group (g1: 3 runs, g2: 2 runs); "
+              "--no-fuse trains every run alone")
+    for executor in ("local", "slurm"):  # one scheduler forms the groups: Slurm jobs fuse too
+        assert cli.main(["sweep", "--preset", "embedded", "--dry-run", "--executor", executor]) == 0
+        assert groups in capsys.readouterr().out
+    assert cli.main(["sweep", "--preset", "embedded", "--dry-run", "--no-fuse"]) == 0
+    assert "fused" not in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("key,values", [("data.transform", ("study", "open_clip")), ("cache.views", (1, 2)),

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lvmbench import catalog
-from lvmbench.config import SCHEMA, defaults, parse_sets, parse_value
-from lvmbench.errors import UserError
+from lvmbench.api import DEFAULT_PRETRAINED, SCHEMA, UserError, defaults, parse_sets, parse_value
 from .jobs import LaunchRequest
 
 # The main hyper-parameters the form shows (every other key goes through "more settings").
@@ -25,7 +23,7 @@ def default_for(key: str, dataset: str, method: str):
 
 
 def default_pretrained(backbone: str) -> str:
-    return catalog.DEFAULT_PRETRAINED.get(backbone.strip(), "openai")
+    return DEFAULT_PRETRAINED.get(backbone.strip(), "openai")
 
 
 def looks_like_path(text: str) -> bool:

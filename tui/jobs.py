@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lvmbench.runs import process
-from lvmbench.runs.rundir import DONE, RunDir, list_runs, new_run_id, now
+from lvmbench import api
+from lvmbench.api import DONE, RunDir, list_runs, new_run_id, now
 
 KILL_AFTER_S = 20.0  # the child waits up to 10 s for the training process before it gives up
 
@@ -72,7 +72,7 @@ def start(request: LaunchRequest, runs_dir: Path, results: Path) -> Job:
         run = RunDir(Path(runs_dir) / new_run_id(request.dataset, request.method, request.seed))
         run.path.mkdir(parents=True)
     launched = now()
-    proc = process.start(request.argv(run.run_id, Path(runs_dir).resolve(), Path(results).resolve()),
+    proc = api.start_process(request.argv(run.run_id, Path(runs_dir).resolve(), Path(results).resolve()),
                          run.log_file, tied=False)
     return Job(request, run, proc, launched)
 
@@ -80,7 +80,7 @@ def start(request: LaunchRequest, runs_dir: Path, results: Path) -> Job:
 def cancel(job: Job) -> None:
     """Ask the child's process group to stop (SIGTERM); :func:`enforce_cancel` follows up."""
     if job.proc.poll() is None:
-        process.signal_group(job.proc.pid, signal.SIGTERM)
+        api.signal_group(job.proc.pid, signal.SIGTERM)
         job.cancel_sent_at = job.cancel_sent_at or time.monotonic()
 
 
@@ -89,12 +89,12 @@ def enforce_cancel(job: Job, after_s: float = KILL_AFTER_S) -> bool:
     ``cancelled``. Returns whether it had to."""
     if job.cancel_sent_at is None or job.proc.poll() is not None or time.monotonic() - job.cancel_sent_at < after_s:
         return False
-    process.signal_group(job.proc.pid, signal.SIGKILL)
+    api.signal_group(job.proc.pid, signal.SIGKILL)
     status = job.run.status() if job.run.status_file.exists() else {}
     if status.get("pid"):
-        process.signal_group(int(status["pid"]), signal.SIGKILL)
-    if status and status.get("status") not in DONE:
-        job.run.mark_cancelled("cancelled by the user (killed)")
+        api.signal_group(int(status["pid"]), signal.SIGKILL)
+    if status:
+        api.cancel([job.run], why="cancelled by the user (killed)")
     return True
 
 
@@ -115,9 +115,9 @@ def state(job: Job) -> tuple[str, str | None]:
 
 
 def recovered_alive(run: RunDir) -> bool:
-    """Whether ``run`` is still queued or running (a running run whose process vanished is recorded
-    ``killed`` first)."""
-    status = process.recover(run)
+    """Whether ``run`` is still queued or running (the UI's refresh records a running run whose process
+    vanished ``killed`` first: ``runs.scheduler.recover``, the one explicit step)."""
+    status = api.recover(run)
     return status.get("status") not in DONE
 
 

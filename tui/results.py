@@ -5,12 +5,13 @@ access takes one lock. Reads are read-only; the UI writes only by ingesting run 
 """
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lvmbench.runs.rundir import RunDir
+from lvmbench.api import RunDir
 
 if TYPE_CHECKING:
     from lvmbench.store.ingest import IngestReport
@@ -35,16 +36,14 @@ class Results:
 
     def read(self, fn):
         """``fn(con)`` on a read-only connection (raises UserError when there is no database)."""
-        from lvmbench.store import open_readonly  # DuckDB loads in the first worker, not at startup
+        from lvmbench.api import open_readonly  # DuckDB loads in the first worker, not at startup
 
         with self._lock, open_readonly(self.path) as con:
             return fn(con)
 
     def ingest(self, runs: list[RunDir]) -> list[str]:
         """Store ``runs``; raises UserError naming those that could not be stored (after storing the rest)."""
-        from lvmbench.errors import UserError
-        from lvmbench.store import open_writer
-        from lvmbench.store.ingest import ingest_runs
+        from lvmbench.api import UserError, ingest_runs, open_writer
 
         with self._lock, open_writer(self.path) as con:
             report = ingest_runs(con, runs)
@@ -54,15 +53,15 @@ class Results:
 
     def ingest_dir(self, path: Path) -> "IngestReport":
         """What ``lvmbench ingest`` does: every run directory under ``path``."""
-        from lvmbench.store import open_writer
-        from lvmbench.store.ingest import ingest_dir
+        from lvmbench.api import find_runs, ingest_dir, open_writer, recover_all
 
+        recover_all(find_runs(path))  # a run whose owner died is still marked running: it is killed
         with self._lock, open_writer(self.path) as con:
             return ingest_dir(con, path)
 
     def console(self, sql: str, limit: int = MAX_ROWS) -> Result:
         """A query typed by the user: the SQL console's read-only rules (``lvmbench sql``)."""
-        from ..store.console import open_console, run_query
+        from lvmbench.api import open_console, run_query
 
         with self._lock, open_console(self.path) as con:
             found = run_query(con, sql, limit)
@@ -78,28 +77,40 @@ class Results:
         return self.read(run)
 
 
+def export_text(columns: list[str], rows: list[list], fmt_name: str, title: str | None = None) -> str:
+    """Rows as Markdown or CSV text (the CLI's renderer, written to a string)."""
+    import io
+
+    from rich.console import Console
+
+    from lvmbench.api import render
+
+    buf = io.StringIO()
+    render(columns, rows, fmt_name, title=title, console=Console(file=buf, width=10_000, color_system=None))
+    return buf.getvalue()
+
+
 RUNS_SQL = """
-    SELECT r.status, r.dataset, r.backbone, r.method, r.seed, e.overall, e.few,
+    SELECT r.status, r.method, r.seed, e.overall, e.few, r.dataset, r.backbone,
            r.s_per_iter, r.peak_mem_mib, r.energy_kwh, r.run_id
     FROM runs r LEFT JOIN evals e ON e.run_id = r.run_id AND e.split = 'test'
     ORDER BY coalesce(r.started_at, r.ended_at) DESC NULLS LAST, r.run_id DESC"""
-RUNS_COLUMNS = ["status", "dataset", "backbone", "method", "seed", "overall", "few", "s/iter", "peak MiB", "kWh",
-                "run"]  # the id last: the figures fit in 80 columns
+RUNS_COLUMNS = ["status", "method", "seed", "overall", "few", "dataset", "backbone", "s/iter", "peak MiB", "kWh",
+                "run"]  # the full id last: the figures fit in 80 columns (the Runs screen shows a short id first)
 
 
 def live_rows(runs_dir: Path, watched: set[str]) -> dict[str, list]:
     """Rows (as in :data:`RUNS_COLUMNS`) of the queued and running runs of ``runs_dir``, whoever started
     them, with their current step, and of the ``watched`` runs (seen active before) as their directory
-    says they ended; a running run whose process vanished is recorded ``killed``."""
-    from lvmbench.runs.process import recover
-    from lvmbench.runs.rundir import ACTIVE, list_runs
+    says they ended; a running run whose process vanished shows as ``killed`` (nothing is written)."""
+    from lvmbench.api import ACTIVE, list_runs, view
 
     rows = {}
     for run in list_runs(runs_dir):
         status = run.status()
         if status.get("status") not in ACTIVE and run.run_id not in watched:
             continue
-        status = recover(run) if status.get("status") == "running" else status
+        status = view(run) if status.get("status") == "running" else status
         try:
             spec = run.spec()
         except (OSError, ValueError):
@@ -107,10 +118,19 @@ def live_rows(runs_dir: Path, watched: set[str]) -> dict[str, list]:
         state = status.get("status", "queued")
         if state == "running":
             state = f"running {run.last_step()}/{spec.get('train.iters')}"
-        rows[run.run_id] = [state, spec.get("dataset"), spec.get("backbone"), spec.get("method"), spec.get("seed"),
-                            None, None, status.get("s_per_iter"), status.get("peak_mem_mib"), status.get("energy_kwh"),
-                            run.run_id]
+        rows[run.run_id] = [state, spec.get("method"), spec.get("seed"), None, None, spec.get("dataset"),
+                            spec.get("backbone"), status.get("s_per_iter"), status.get("peak_mem_mib"),
+                            status.get("energy_kwh"), run.run_id]
     return rows
+
+
+def short_id(run_id: str, dataset, method, seed) -> str:
+    """What tells a run apart from others of its dataset, method and seed: the random tail of an id that
+    ``lvmbench`` made (``<dataset>-<method>-s<seed>-<date>-<time>-<hex>``), else the id less that prefix."""
+    prefix = f"{dataset}-{method}-s{seed}-"
+    rest = run_id[len(prefix):] if run_id.startswith(prefix) else run_id
+    made = re.fullmatch(r"\d{8}-\d{6}-([0-9a-f]+)", rest)
+    return made[1] if made else rest
 
 
 def runs_table(results: Results) -> Result:

@@ -112,3 +112,10 @@ def _class_names(name: str, root: Path, explicit: Path | None) -> tuple[list[str
         if (root / candidate).exists():
             return read_classnames(root / candidate), str(root / candidate)
     return None, ""
+
+
+def load_checked(name: str, on_bad_image: str = "fail", **kwargs) -> LTDataset:
+    """:func:`load`, then every listed image checked to exist (``data.on_bad_image``: fail or skip)."""
+    from .checks import check_listed_images
+
+    return check_listed_images(load(name, **kwargs), on_bad_image)

@@ -1,19 +1,16 @@
 """Local executor: a pool of slots — one per GPU (``CUDA_VISIBLE_DEVICES``), or shares of the CPU
-cores — each running one training child at a time. Children are independent processes that
-write only their run directories; this process finalizes and ingests each as it ends.
+cores — each running one training child at a time, for :class:`lvmbench.runs.scheduler.Scheduler`.
+Children are independent processes that write only their run directories.
 """
 from __future__ import annotations
 
 import os
-import time
+import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..errors import UserError
-from ..fused import group_key
 from ..runs import process
-from ..runs.plan import (PENDING, RUNNING, SKIPPED, Job, block, prepare_group, ready, settle, start_or_continue,
-                         start_spec, take)
+from ..runs.rundir import RunDir
 
 
 @dataclass(frozen=True)
@@ -59,95 +56,37 @@ def local_slots(gpus: list[str] | None = None, max_parallel: int | None = None, 
     return [Slot(f"cpu {i}", env, threads) for i in range(n)]
 
 
-class Reporter:
-    """What an executor tells its caller; the default says nothing."""
+class LocalChild:
+    """A training child on this machine (see :class:`lvmbench.runs.scheduler.Child`)."""
 
-    def started(self, job: Job) -> None: ...
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
 
-    def progress(self, job: Job, step: int) -> None: ...
+    def poll(self) -> int | None:
+        return self.proc.poll()
 
-    def settled(self, job: Job) -> None: ...
+    def stop(self) -> None:
+        process.stop(self.proc)
+
+    def release(self) -> None:
+        process.release_owners(self.proc.owners)
+
+    def lost(self) -> str | None:
+        return None
 
 
 class LocalExecutor:
-    """Run a planned sweep's jobs on local slots, in plan order, as soon as their stage-1 run is done.
-    With ``fuse`` (the default) the ready jobs that can train together start as one fused group in
-    one slot (see :mod:`lvmbench.fused`); each is still its own run."""
+    """Training children on local slots, one at a time each (torchrun over ``nproc`` processes)."""
 
-    def __init__(self, slots: list[Slot], runs_dir: Path, results: Path, sweep_id: str | None = None,
-                 nproc: int = 1, debug: bool = False, interval: float = 0.5, fuse: bool = True):
-        self.slots, self.runs_dir, self.results = slots, Path(runs_dir), Path(results)
-        self.sweep_id, self.nproc, self.debug, self.interval, self.fuse = sweep_id, nproc, debug, interval, fuse
+    chains = False
 
-    def _group(self, job: Job, jobs: list[Job], by_hash: dict[str, Job], threads: int, reporter: Reporter) -> list[Job]:
-        """``job`` (claimed) and the ready, pending jobs that can train with it in one process, each
-        claimed for this process (see :func:`take`)."""
-        from ..runner import ingest_quietly
+    def __init__(self, slots: list[Slot], nproc: int = 1, debug: bool = False):
+        self.slots, self.nproc, self.debug = slots, nproc, debug
 
-        key = group_key(start_spec(job, by_hash, threads)) if self.fuse and job.run is None else None
-        if key is None:  # a job that continues an interrupted run goes on alone
-            return [job]
-        group = [job]
-        for other in jobs:
-            if (other is not job and other.state == PENDING and other.run is None and ready(other, by_hash)
-                    and group_key(start_spec(other, by_hash, threads)) == key and take(other, self.runs_dir)):
-                if other.state == SKIPPED:  # another process finished it meanwhile
-                    ingest_quietly(self.results, other.run)
-                    reporter.settled(other)
-                else:
-                    group.append(other)
-        return group
+    def threads(self, slot: Slot) -> int:
+        return slot.threads
 
-    def run(self, jobs: list[Job], reporter: Reporter | None = None) -> None:
-        """Start each pending job when a slot is free, its stage-1 run is done and this process holds
-        its claim (another sweep over the same runs folder may be training it: then it waits, and a
-        job that sweep finished is skipped)."""
-        from ..runner import ingest_quietly
-
-        reporter = reporter or Reporter()
-        by_hash = {j.hash: j for j in jobs}
-        free, running = list(self.slots), []  # running: (child, slot, its jobs)
-        try:
-            while True:
-                for job in jobs:
-                    if job.state != PENDING:
-                        continue
-                    can = ready(job, by_hash)
-                    if can is None:
-                        block(job, by_hash)
-                        reporter.settled(job)
-                    elif can and free and take(job, self.runs_dir):
-                        if job.state == SKIPPED:  # another process finished it meanwhile
-                            ingest_quietly(self.results, job.run)
-                            reporter.settled(job)
-                            continue
-                        slot = free.pop(0)
-                        group = self._group(job, jobs, by_hash, slot.threads, reporter)
-                        specs = [start_spec(j, by_hash, slot.threads) for j in group]
-                        runs = (prepare_group(specs, self.runs_dir, self.sweep_id) if len(group) > 1 else
-                                [start_or_continue(job.run, specs[0], self.runs_dir, self.sweep_id)])
-                        for j, run in zip(group, runs):
-                            j.run, j.state = run, RUNNING
-                            reporter.started(j)
-                        running.append((process.spawn(runs[0], slot.env, self.debug, self.nproc, members=runs[1:]),
-                                        slot, group))
-                if not running and not any(j.state == PENDING for j in jobs):
-                    return
-                time.sleep(self.interval)
-                for entry in list(running):
-                    proc, slot, group = entry
-                    for job in group:
-                        reporter.progress(job, job.run.last_step())
-                    if proc.poll() is None:
-                        continue
-                    for job, status in zip(group, process.reap_group([j.run for j in group], proc)):
-                        settle(job, status)
-                        ingest_quietly(self.results, job.run)
-                        reporter.settled(job)
-                    running.remove(entry)
-                    free.append(slot)
-        except BaseException:  # Ctrl-C, SIGTERM (see runner.cancel_on_sigterm) or a crash: no orphans
-            for proc, _, group in running:
-                process.cancel_group([j.run for j in group], proc)
-                ingest_quietly(self.results, *[j.run for j in group])
-            raise
+    def launch(self, runs: list[RunDir], slot: Slot, owners: list = (), after: list = ()) -> LocalChild:
+        owners = list(owners) or [None]
+        return LocalChild(process.spawn(runs[0], slot.env, self.debug, self.nproc, owner=owners[0], members=runs[1:],
+                                        member_owners=owners[1:]))

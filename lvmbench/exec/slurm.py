@@ -1,47 +1,46 @@
-"""Slurm executor through submitit (``pip install lvmbench[slurm]``): a sweep's runs as job arrays.
+"""Slurm executor through submitit (``pip install lvmbench[slurm]``), for
+:class:`lvmbench.runs.scheduler.Scheduler`: one job per fused group (a group of one: one run).
 
-The parent prepares every run directory on the shared filesystem, then submits one array of
-stage-1 and one-stage runs and, depending on it (``afterany``), one array of two-stage runs.
-Each array task runs the ordinary training child; run directories are the only channel back,
-collected by ``lvmbench ingest`` (or by this process with ``--wait``). submitit's ``local``
-cluster runs the same arrays as local processes, the second after the first has ended.
+The scheduler prepares every run directory on the shared filesystem and submits a job when the
+job's stage-1 run is done or, on a Slurm cluster, at once with a dependency on that run's job
+(``afterany``). Each job runs the ordinary training child over its group; run directories are the
+only channel back, collected by ``lvmbench ingest`` (or by the scheduler with ``--wait``). submitit's
+``local`` cluster runs the same jobs as local processes.
 """
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from ..runs import process
-from ..runs.plan import PENDING, RUNNING, Job, block, ready, start_or_continue, start_spec
-from ..runs.rundir import DONE, INTERRUPTED, RunDir
-from .local import Reporter
+from ..runs import process, scheduler
+from ..runs.rundir import RunDir
 
 CLUSTERS = ("slurm", "local", "debug")
 
 
 class RunJob:
-    """What one array task runs: the training child of a prepared run directory (through torchrun
-    when the task has several GPUs); returns the run's final status.
+    """What one Slurm job runs: the training child of a prepared fused group (or one run), through
+    torchrun when the job has several GPUs; returns the runs' final statuses.
 
     Checkpointable in submitit's sense: when Slurm preempts the job or its time runs out, submitit
-    calls :meth:`checkpoint`, which stops the child (its run keeps ``ckpt/last.pt``, written every
-    ``ckpt.every`` steps) and hands submitit the same task to requeue; the requeued task continues
-    the run in its directory from that checkpoint."""
+    calls :meth:`checkpoint`, which stops the child (its runs keep ``ckpt/last.pt``, written every
+    ``ckpt.every`` steps) and hands submitit the same job to requeue; the requeued job continues
+    the runs in their directories from that checkpoint."""
 
-    def __init__(self, run_dir: str, nproc: int = 1, debug: bool = False):
-        self.run_dir, self.nproc, self.debug = run_dir, nproc, debug
+    def __init__(self, run_dirs: list[str], nproc: int = 1, debug: bool = False):
+        self.run_dirs, self.nproc, self.debug = list(run_dirs), nproc, debug
         self.proc = None
 
-    def __call__(self) -> dict:
-        run = RunDir(self.run_dir)
-        if process.recover(run).get("status") in INTERRUPTED:
-            run.reopen()  # a requeued task
-        self.proc = process.spawn(run, debug=self.debug, nproc=self.nproc)
-        self.proc.wait()
-        return process.reap(run, self.proc)
+    def _spawn(self, runs: list[RunDir]):
+        from .local import LocalChild
+
+        self.proc = process.spawn(runs[0], debug=self.debug, nproc=self.nproc, members=runs[1:])
+        return LocalChild(self.proc)
+
+    def __call__(self) -> list[dict]:
+        return scheduler.run_on_node([RunDir(d) for d in self.run_dirs], self._spawn)
 
     def checkpoint(self, *args, **kwargs):
         """Called by submitit from its signal handler while ``__call__`` waits on the child (so the
@@ -49,11 +48,35 @@ class RunJob:
         from submitit.helpers import DelayedSubmission
 
         if self.proc is not None and process.stop_child(self.proc.pid):
-            RunDir(self.run_dir).mark_killed("preempted or out of time on Slurm: requeued")
-        return DelayedSubmission(RunJob(self.run_dir, self.nproc, self.debug))
+            for run_dir in self.run_dirs:
+                scheduler.preempted(RunDir(run_dir))
+        return DelayedSubmission(RunJob(self.run_dirs, self.nproc, self.debug))
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "proc": None}  # a process handle does not travel
+
+
+class SlurmChild:
+    """A submitted job (see :class:`lvmbench.runs.scheduler.Child`)."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    @property
+    def job_id(self) -> str:
+        return str(self.handle.job_id)
+
+    def poll(self) -> int | None:
+        return 0 if self.handle.done() else None
+
+    def stop(self) -> None:
+        self.handle.cancel(check=False)
+
+    def release(self) -> None:
+        pass
+
+    def lost(self) -> str | None:
+        return f"job {self.handle.job_id} ended {self.handle.state}"
 
 
 def parse_time(text: str) -> int:
@@ -82,82 +105,36 @@ class SlurmOptions:
 
 
 class SlurmExecutor:
-    """Submit a planned sweep as job arrays; optionally wait for them and ingest each run."""
+    """Submit each fused group (or lone run) as one Slurm job."""
 
-    def __init__(self, options: SlurmOptions, runs_dir: Path, results: Path, sweep_id: str | None = None,
-                 debug: bool = False, interval: float = 2.0):
+    def __init__(self, options: SlurmOptions, runs_dir: Path, sweep_id: str | None = None, debug: bool = False):
         if options.cluster not in CLUSTERS:
             raise UserError(f"--slurm-cluster {options.cluster}: choose from {', '.join(CLUSTERS)}")
         try:
             import submitit
         except ImportError:
             raise UserError("the slurm executor needs submitit: pip install 'lvmbench[slurm]'") from None
-        self.options, self.runs_dir, self.results = options, Path(runs_dir), Path(results)
-        self.sweep_id, self.debug, self.interval = sweep_id, debug, interval
+        self.options, self.debug = options, debug
+        # Jobs submitted at a time (Slurm queues them); a job's slot frees when it ends.
+        self.slots = [f"slurm {i}" for i in range(max(1, options.array_parallelism))]
+        self.chains = options.cluster == "slurm"  # dependencies: a stage-2 job waits in Slurm's queue
         self.nproc = max(1, options.gpus_per_job)
-        folder = options.logs or self.runs_dir / ".submitit"
+        folder = options.logs or Path(runs_dir) / ".submitit"
         self.executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=options.cluster)
         self.executor.update_parameters(
             name=f"lvmbench-{sweep_id or 'sweep'}", timeout_min=parse_time(options.time), nodes=1,
             tasks_per_node=1, gpus_per_node=options.gpus_per_job, cpus_per_task=options.cpus_per_job,
-            slurm_partition=options.partition, slurm_array_parallelism=options.array_parallelism)
+            slurm_partition=options.partition)
 
-    def _submit(self, wave: list[Job], by_hash: dict[str, Job], after: str | None = None) -> list[tuple]:
-        """Prepare the wave's run directories and submit them as one array; ``(job, handle)`` pairs."""
-        if not wave:
-            return []
-        for job in wave:
-            job.run = start_or_continue(job.run, start_spec(job, by_hash), self.runs_dir, self.sweep_id)
-        if after:
-            self.executor.update_parameters(slurm_additional_parameters={"dependency": f"afterany:{after}"})
-        with self.executor.batch():
-            handles = [self.executor.submit(RunJob(str(job.run.path), self.nproc, self.debug)) for job in wave]
-        for job, handle in zip(wave, handles):
-            job.state = RUNNING
-            job.run.note(slurm_job_id=str(handle.job_id))
-        return list(zip(wave, handles))
+    def threads(self, slot) -> int:
+        return 0
 
-    def run(self, jobs: list[Job], reporter: Reporter | None = None, wait: bool = True) -> list[tuple]:
-        """Submit every pending job: on a Slurm cluster both arrays at once, elsewhere the second
-        after the first has ended. With ``wait``, follow them and ingest each run as it ends."""
-        reporter = reporter or Reporter()
-        by_hash = {j.hash: j for j in jobs}
-        first = [j for j in jobs if j.state == PENDING and ready(j, by_hash)]
-        second = [j for j in jobs if j.state == PENDING and not ready(j, by_hash)]
-        submitted = self._submit(first, by_hash)
-        if second and self.options.cluster == "slurm":
-            array = str(submitted[0][1].job_id).split("_")[0] if submitted else None
-            submitted += self._submit(second, by_hash, array)
-            second = []
-        for job, _ in submitted:
-            reporter.started(job)
-        if not (wait or second):
-            return submitted
-        self._follow(submitted, reporter)
-        for job in second:
-            if ready(job, by_hash) is None:
-                block(job, by_hash)
-                reporter.settled(job)
-        more = self._submit([j for j in second if j.state == PENDING], by_hash)
-        for job, _ in more:
-            reporter.started(job)
-        self._follow(more, reporter)
-        return submitted + more
-
-    def _follow(self, submitted: list[tuple], reporter: Reporter) -> None:
-        from ..runner import ingest_quietly
-
-        waiting = list(submitted)
-        while waiting:
-            time.sleep(self.interval)
-            for job, handle in list(waiting):
-                reporter.progress(job, job.run.last_step())
-                if not handle.done():
-                    continue
-                status = job.run.status()
-                if status.get("status") not in DONE:  # the array task died before its child could say
-                    status = job.run.mark_failed(f"job {handle.job_id} ended {handle.state}")
-                job.state, job.error = status.get("status"), status.get("error")
-                ingest_quietly(self.results, job.run)
-                waiting.remove((job, handle))
-                reporter.settled(job)
+    def launch(self, runs: list[RunDir], slot=None, owners: list = (), after: list = ()) -> SlurmChild:
+        if self.chains:
+            after_ids = ":".join(c.job_id for c in after)
+            self.executor.update_parameters(
+                slurm_additional_parameters={"dependency": f"afterany:{after_ids}"} if after_ids else {})
+        child = SlurmChild(self.executor.submit(RunJob([str(r.path) for r in runs], self.nproc, self.debug)))
+        for run in runs:
+            run.note(slurm_job_id=child.job_id)
+        return child

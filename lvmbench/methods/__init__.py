@@ -1,13 +1,11 @@
-"""The method registry: every method reachable by name (CLI, TUI, sweeps, SQL tables alike).
+"""The methods: every one reachable by name (CLI, TUI, sweeps, SQL tables alike). Torch-free.
 
-Names and descriptions live in :mod:`lvmbench.catalog` (no torch); losses in :mod:`.losses`;
-stage-2 adjusters in :mod:`.stage2`; :func:`build_task` turns a run spec into what the loop trains,
-through the builder each method registers by name (:mod:`.registry`).
+:mod:`.registry` is the leaf table (:func:`register_method`, :data:`METHODS`), :mod:`.entries` registers
+the study's and LIFT's methods, :mod:`.loss_params` holds the losses' hyper-parameters as data. The
+torch side: :func:`lvmbench.methods.build.build_task` builds a run's task through the method's builder
+(:mod:`.decoder`, :mod:`.stage2`, :mod:`.baselines`, :mod:`.lift`), with a loss of :mod:`.losses`.
 """
 from __future__ import annotations
 
-from ..catalog import METHODS, MethodInfo, method  # noqa: F401
-from . import baselines, lift, stage2  # noqa: F401 - they register their methods
-from .losses import LOSSES, build_loss  # noqa: F401
-from .registry import BUILDERS, build_task, register_method  # noqa: F401
-from .tasks import Task  # noqa: F401
+from . import entries  # noqa: F401 - registers the study's methods
+from .registry import METHODS, MethodInfo, builder, method, names, register_method  # noqa: F401

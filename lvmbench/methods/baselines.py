@@ -18,13 +18,10 @@ from .. import config
 from ..data.base import few_shot_indices
 from ..errors import UserError
 from ..models import prompts
-from ..models.heads import build_head, set_head_weights
+from ..models.heads import build_head
 from .losses import build_loss
-from .registry import Build, register_method
-from .tasks import Task
-
-TEXT_CHUNK = 256  # prompts per text-tower call when no gradient flows
-
+from .task import Build, Task
+from .text_head import init_head_from_text, logit_scale
 
 def rms_normalize(x: torch.Tensor) -> torch.Tensor:
     """The embedding rescaled to norm sqrt(D): unit-size coordinates, like the LayerNorm output the decoder's
@@ -72,44 +69,6 @@ class CoopClassifier(nn.Module):
         return self.scale * F.normalize(x.float(), dim=-1) @ self.class_embeddings().t()
 
 
-def logit_scale(backbone) -> float:
-    return float(backbone.clip.logit_scale.exp())
-
-
-def zero_shot_weights(spec: dict, backbone, dataset) -> torch.Tensor:
-    """The zero-shot classifier [C, D]: prompt-ensembled, normalised class-name embeddings."""
-    names = dataset.require_class_names(config.class_names_needed(spec))
-    return prompts.class_embeddings(backbone.clip, backbone.tokenizer(), names, prompts.templates_for(spec),
-                                    TEXT_CHUNK)
-
-
-def projection(backbone) -> torch.Tensor:
-    """The image tower's final projection as a [width, embed_dim] matrix (features @ P = embedding)."""
-    visual = backbone.clip.visual
-    if not backbone.is_vit:
-        return visual.attnpool.c_proj.weight.detach().t()
-    if visual.proj is not None:
-        return visual.proj.detach()
-    if backbone.width != backbone.embed_dim:
-        raise UserError(f"{backbone.name} has no linear image projection to map text embeddings through")
-    return torch.eye(backbone.width, device=next(visual.parameters()).device)
-
-
-def init_head_from_text(head: nn.Module, spec: dict, backbone, dataset, through_projection: bool) -> None:
-    """Start ``head`` from the zero-shot class embeddings (``head.init=text``).
-
-    On the embedding (rescaled to norm sqrt(D)) a linear head gets ``logit_scale / sqrt(D) * T``: its
-    logits are the zero-shot logits. A head on ``width``-dim features before the projection P (the decoder's) gets ``T P^T``,
-    so that its logit for class c is ``<f P, t_c>``: the zero-shot score of f read as an image feature.
-    """
-    weight = zero_shot_weights(spec, backbone, dataset)
-    if through_projection:
-        weight = weight @ projection(backbone).float().t()
-    elif isinstance(head, nn.Linear):
-        weight = logit_scale(backbone) / math.sqrt(weight.shape[1]) * weight
-    set_head_weights(head, weight)
-
-
 def embedding_head(spec: dict, backbone, dataset) -> nn.Module:
     head = build_head(spec["head.kind"], backbone.embed_dim, dataset.num_classes, spec["head.scale"])
     if spec["head.init"] == "text":
@@ -140,24 +99,20 @@ def coop_task(spec: dict, backbone, dataset, loss, sampler: str) -> Task:
     return Task(CoopClassifier(learner, logit_scale(backbone)), "pooled", loss, sampler, train_split=train_split)
 
 
-@register_method("zeroshot")
 def zeroshot(b: Build) -> Task:
     head = nn.Linear(b.backbone.embed_dim, b.dataset.num_classes)
     init_head_from_text(head, b.spec, b.backbone, b.dataset, through_projection=False)
     return Task(PooledClassifier(head).requires_grad_(False), "pooled", None)
 
 
-@register_method("linear_probe")
 def linear_probe(b: Build) -> Task:
     return Task(PooledClassifier(embedding_head(b.spec, b.backbone, b.dataset)), "pooled", b.loss, b.info.sampler)
 
 
-@register_method("full_finetune")
 def full_finetune(b: Build) -> Task:
     model = PooledClassifier(embedding_head(b.spec, b.backbone, b.dataset), image_tower(b.spec, b.backbone))
     return Task(model, "images", b.loss, b.info.sampler)
 
 
-@register_method("coop")
 def coop(b: Build) -> Task:
     return coop_task(b.spec, b.backbone, b.dataset, b.loss, b.info.sampler)

@@ -12,12 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import catalog
 from ..models.heads import build_head, set_head_weights
 from ..models.peft import peft_tower
-from .baselines import projection, zero_shot_weights
-from .registry import Build, register_method
-from .tasks import Task
+from .task import Build, Task
+from .text_head import projection, zero_shot_weights
 
 
 class PeftClassifier(nn.Module):
@@ -39,7 +37,6 @@ def text_head_weights(spec: dict, backbone, dataset) -> torch.Tensor:
     return weight
 
 
-@register_method(*(name for name, m in catalog.METHODS.items() if m.kind == "peft"))
 def peft_task(b: Build) -> Task:
     """The method's PEFT modules in the image tower, LIFT's text-initialised classifier on its feature."""
     spec, backbone, dataset = b.spec, b.backbone, b.dataset

@@ -1,56 +1,82 @@
-"""One name → builder table of methods, as timm's ``register_model`` / ``create_model``: each method
-registers the function that turns a run spec into its :class:`~lvmbench.methods.tasks.Task`, next to
-the code it builds (decoder methods in :mod:`.tasks`, stage-2 methods in :mod:`.stage2`, baselines in
-:mod:`.baselines`); :func:`build_task` looks the name up. Names, kinds and descriptions stay in
-:mod:`lvmbench.catalog` (no torch), so the CLI, the UI and the sweeps list the same methods.
+"""The method registry, a leaf: it imports nothing of the methods it registers, and no torch.
+
+As timm's ``_registry.py`` keeps each model's entry point and default config together, one
+:func:`register_method` call holds everything the product knows about a method: its builder (a
+``"module:function"`` reference, imported only when a run is built, or the function itself), its kind,
+loss, sampler and stage, its default settings (overall, per dataset) and its paper. The CLI,
+the UI, presets, sweeps, the config profiles and the tables all read :data:`METHODS`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
-from .. import catalog, config
-from .losses import build_loss
+from ..errors import unknown
 
-if TYPE_CHECKING:
-    from .tasks import Task
+KINDS = ("zeroshot", "decoder", "stage2", "linear_probe", "full_finetune", "coop", "peft")
 
 
-@dataclass
-class Build:
-    """What a builder gets: the method, the run spec, the frozen backbone, the dataset, the loss the
-    spec names (None for a method without one) and the run directory (a stage-2 run's parent is
-    its sibling)."""
+@dataclass(frozen=True)
+class MethodInfo:
+    """One method: how it trains, where its builder is, what it sets before ``--set``, where it comes from.
 
-    info: catalog.MethodInfo
-    spec: dict
-    backbone: Any
-    dataset: Any
-    loss: Any
-    run_path: Path | None
+    ``defaults`` apply under every recipe (what a recipe decides for the method is in
+    ``lvmbench/recipes/<recipe>.toml``), ``dataset_defaults[dataset]`` on one dataset (applied last).
+    """
 
+    name: str
+    kind: str
+    description: str
+    builder: str | Callable = ""
+    loss: str | None = None
+    sampler: str = "instance"  # instance | balanced
+    stage: int = 1
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    dataset_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    reference: str = ""
 
-BUILDERS: dict[str, Callable[[Build], "Task"]] = {}
-
-
-def register_method(*names: str):
-    """Register the decorated function as the builder of each of ``names`` (catalog method names)."""
-    def register(fn: Callable[[Build], "Task"]) -> Callable[[Build], "Task"]:
-        for name in names:
-            if name in BUILDERS:
-                raise ValueError(f"method {name} is registered twice")
-            if name not in catalog.METHODS:
-                raise ValueError(f"method {name} is not in lvmbench.catalog.METHODS")
-            BUILDERS[name] = fn
-        return fn
-
-    return register
+    @property
+    def summary(self) -> str:
+        """The description with its paper, as ``list methods`` and the UI show it."""
+        return f"{self.description} ({self.reference})" if self.reference else self.description
 
 
-def build_task(spec: dict, backbone, dataset, run_path: Path | None) -> "Task":
-    """The :class:`Task` of the spec's method: what the loop feeds, trains and optimises."""
-    info = catalog.method(spec["method"])
-    recipe = spec.get("recipe", "paper")
-    loss = build_loss(spec["loss"], dataset.train_counts, recipe, **config.loss_hparams(spec)) if spec["loss"] else None
-    return BUILDERS[info.name](Build(info, spec, backbone, dataset, loss, run_path))
+METHODS: dict[str, MethodInfo] = {}
+
+
+def register_method(name: str, kind: str, description: str, **facts: Any) -> MethodInfo:
+    """Register a method under ``name`` (once); ``facts`` are :class:`MethodInfo`'s other fields."""
+    if name in METHODS:
+        raise ValueError(f"method {name} is registered twice")
+    if kind not in KINDS:
+        raise ValueError(f"method {name}: kind {kind!r} is not one of {', '.join(KINDS)}")
+    if facts.get("stage", 1) not in (1, 2):
+        raise ValueError(f"method {name}: stage must be 1 or 2")
+    METHODS[name] = info = MethodInfo(name, kind, description, **facts)
+    return info
+
+
+def method(name: str) -> MethodInfo:
+    """Look a method up by name, with a suggestion when it is unknown."""
+    if name not in METHODS:
+        raise unknown("method", name, METHODS)
+    return METHODS[name]
+
+
+def resolve(ref: str | Callable) -> Callable:
+    """A ``"module:function"`` reference's function, imported now (a function is returned as is)."""
+    if callable(ref):
+        return ref
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def builder(info: MethodInfo) -> Callable:
+    """The method's builder function, imported on first use (the training side only)."""
+    return resolve(info.builder)
+
+
+def names(*kinds: str) -> tuple[str, ...]:
+    """The registered methods of the given kinds (every method when none is given), in order."""
+    return tuple(m.name for m in METHODS.values() if not kinds or m.kind in kinds)

@@ -11,11 +11,16 @@ optimizer (weight decay on tensors of 2 or more dimensions) decays them and not 
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Callable
+
 import torch
 from torch import nn
 
-from .registry import Build, register_method
-from .tasks import Task, crt_reinit, stage2_task
+from ..errors import UserError
+from ..models.classifier import DecoderClassifier, Stage2Classifier
+from ..runs.rundir import RunDir
+from .task import Build, Task
 
 __all__ = ["LWS", "DisAlign", "MARC", "count_trainable"]
 
@@ -93,26 +98,51 @@ def count_trainable(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-# -- the stage-2 methods, by name (``lvmbench.methods.registry``) -----------------------------------
+# -- the stage-2 methods' builders (registered in ``lvmbench.methods.entries``) ------------------
 
-@register_method("crt")
+def load_stage1(spec: dict, run_path: Path, width: int, num_classes: int) -> DecoderClassifier:
+    """The stage-1 model of a two-stage run, from its run directory's checkpoint."""
+    stage1_id = spec["stage1.run_id"]
+    if not stage1_id:
+        raise UserError(f"method {spec['method']} needs a stage-1 run: --set stage1.run_id=RUN_ID")
+    stage1 = RunDir(run_path.parent / stage1_id)
+    path = stage1.model_file
+    if not path.exists():
+        raise UserError(f"stage-1 run {stage1_id} has no model checkpoint ({path})")
+    model = DecoderClassifier.from_spec(stage1.spec(), width, num_classes)
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model
+
+
+def crt_reinit(spec: dict, is_vit: bool) -> bool:
+    """Whether cRT starts from a fresh classifier: ``crt.reinit=by_backbone`` is the study's rule
+    (``Crt_Net`` re-initialises the classifier of its ResNet nets, not of its ViT nets)."""
+    return {"always": True, "never": False, "by_backbone": not is_vit}[spec.get("crt.reinit", "always")]
+
+
+def stage2_task(b: Build, adjuster: Callable[[DecoderClassifier], nn.Module] | None = None,
+                reinit_head: bool = False) -> Task:
+    """A stage-2 task on the frozen stage-1 model of ``b``'s parent run: ``adjuster(stage1)`` trains on
+    its logits, or (none) its classifier trains again, re-initialised when ``reinit_head``."""
+    stage1 = load_stage1(b.spec, b.run_path, b.backbone.width, b.dataset.num_classes)
+    return Task(Stage2Classifier(stage1, adjuster(stage1) if adjuster else None, reinit_head), "tokens", b.loss,
+                b.info.sampler)
+
+
 def crt(b: Build) -> Task:
     """cRT (Kang et al., ICLR 2020): the classifier trains again on the frozen stage-1 features,
-    re-initialised as ``crt.reinit`` says (see :func:`~lvmbench.methods.tasks.crt_reinit`)."""
+    re-initialised as ``crt.reinit`` says (see :func:`crt_reinit`)."""
     return stage2_task(b, None, crt_reinit(b.spec, b.backbone.is_vit))
 
 
-@register_method("lws")
 def lws(b: Build) -> Task:
     return stage2_task(b, lambda stage1: LWS(stage1.head.weight.shape[0]))
 
 
-@register_method("disalign")
 def disalign(b: Build) -> Task:
     confidence_init = b.spec.get("disalign.confidence_init", "torch")
     return stage2_task(b, lambda stage1: DisAlign(*stage1.head.weight.shape, confidence_init))
 
 
-@register_method("marc")
 def marc(b: Build) -> Task:
     return stage2_task(b, lambda stage1: MARC(stage1.head.weight.detach()))

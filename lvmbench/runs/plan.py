@@ -65,23 +65,15 @@ def finished_runs(runs_dir: Path) -> dict[str, RunDir]:
 def interrupted_runs(runs_dir: Path) -> dict[str, RunDir]:
     """The latest killed or cancelled run of each config hash that left a checkpoint: a sweep run
     again continues it in its directory instead of starting it over."""
-    from .process import recover
+    from .process import view
 
     out = {}
     for run in list_runs(runs_dir):
-        if recover(run).get("status") in INTERRUPTED and run.checkpoint_file.exists():
+        if view(run).get("status") in INTERRUPTED and run.checkpoint_file.exists():
             spec = run.spec_or_none()
             if spec is not None:
                 out[config.regrouped(spec)["config_hash"]] = run
     return out
-
-
-def start_or_continue(run: RunDir | None, spec: dict, runs_dir: Path, sweep_id: str | None = None) -> RunDir:
-    """A job's run directory: the interrupted run it continues (reopened), else a new one."""
-    if run is not None:
-        run.reopen()
-        return run
-    return prepare(spec, runs_dir, sweep_id)
 
 
 def find_finished(runs_dir: Path, config_hash: str) -> RunDir | None:
@@ -112,6 +104,8 @@ class Job:
     state: str = PENDING
     error: str | None = None
     claim: Lock | None = None  # held while this process trains the job
+    run_id: str | None = None  # the id its new run directory gets (``run --run-id``)
+    owner: Lock | None = None  # the run's owner lock, already held (``run --resume``)
 
     @property
     def label(self) -> str:

@@ -1,11 +1,12 @@
-"""Process control of runs, shared by the CLI, the local and Slurm executors and the UI: start a
-process, signal its group, tell whether a run's process lives, cancel, finalize, recover orphans.
+"""Process control of runs, shared by the scheduler, the executors and the UI: start a process,
+signal and stop its group, tell whether a run's process lives. It changes no run's status (that is
+:mod:`.scheduler`'s, on the parent side).
 
 A run has one live owner: the process that holds its directory's lock (``RunDir.lock``) — the
 ``lvmbench run`` or sweep that started it, with its training child, which inherits the lock.
 The OS releases the lock when they die, so "is this run alive" is "is its lock held" (on this
 host; a run on another host is trusted to live). A run left ``running`` whose owner is gone is
-recorded ``killed`` (by :func:`recover`): the one word for a run whose process vanished; it
+recorded ``killed`` (by ``scheduler.recover``): the one word for a run whose process vanished; it
 resumes like any killed run. A foreground owner's child dies with it (Linux parent-death signal).
 """
 from __future__ import annotations
@@ -19,8 +20,8 @@ import time
 from pathlib import Path
 
 from .. import paths
-from ..errors import UserError, suggest
-from .rundir import ACTIVE, DONE, Lock, RunDir, check_id_form, list_runs
+from ..errors import UserError
+from .rundir import ACTIVE, Lock, RunDir
 
 CANCEL_WAIT_S = 10.0  # how long a cancelled child may take to stop before it is killed
 _PR_SET_PDEATHSIG = 1
@@ -90,7 +91,7 @@ def spawn(run: RunDir, env: dict | None = None, debug: bool = False, nproc: int 
     except BaseException:
         release_owners(taken)
         raise
-    proc.owner, proc.owners = locks[0], locks  # released by :func:`reap` once the child has ended
+    proc.owners = locks  # released (:func:`release_owners`) once the child has ended
     return proc
 
 
@@ -98,24 +99,6 @@ def release_owners(locks: list[Lock | None]) -> None:
     for lock in locks:
         if lock is not None:
             lock.release()
-
-
-def _release(proc: subprocess.Popen | None) -> None:
-    if proc is not None:
-        release_owners(getattr(proc, "owners", None) or [getattr(proc, "owner", None)])
-
-
-def reap(run: RunDir, proc: subprocess.Popen) -> dict:
-    """After the child of ``run`` has ended: its final status (see :func:`finalize`); the run's lock
-    goes back."""
-    return reap_group([run], proc)[0]
-
-
-def reap_group(runs: list[RunDir], proc: subprocess.Popen) -> list[dict]:
-    """After the child of a fused group has ended: each member's final status; their locks go back."""
-    statuses = [finalize(run, proc.returncode) for run in runs]
-    _release(proc)
-    return statuses
 
 
 def own(run: RunDir) -> Lock:
@@ -164,61 +147,30 @@ def alive(run: RunDir, status: dict | None = None) -> bool:
     return _pid_runs(int(pid), run)
 
 
-def recover(run: RunDir) -> dict:
-    """A run left ``running`` whose process is gone (its owner died, the machine rebooted) is killed."""
-    status = run.status()
+def vanished(run: RunDir, status: dict) -> str | None:
+    """Why a run left ``running`` has no process any more (its owner died, the machine rebooted), or None."""
     if status.get("status") == "running" and not alive(run, status):
-        return run.mark_killed(f"training process {status.get('pid')} is gone (its owner died or it was "
-                               f"killed); continue it with: {paths.resume_command(run.run_id, run.path.parent)}")
-    return status
+        return (f"training process {status.get('pid')} is gone (its owner died or it was killed); "
+                f"continue it with: {paths.resume_command(run.run_id, run.path.parent)}")
+    return None
 
 
-def recover_all(runs: list[RunDir]) -> None:
-    for run in runs:
-        recover(run)
-
-
-def finalize(run: RunDir, returncode: int | None) -> dict:
-    """Give a run whose child died without a final status one: ``cancelled`` when someone asked for
-    it, ``killed`` by another signal, else ``failed``."""
+def view(run: RunDir) -> dict:
+    """The run's status, a vanished run's as ``killed``, without writing anything (for readers;
+    ``lvmbench.runs.scheduler.recover`` records it)."""
     status = run.status()
-    if status.get("status") in DONE:
-        return status
-    if returncode is not None and returncode < 0:
-        if run.cancel_file.exists():
-            return run.mark_cancelled()
-        name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
-        return run.mark_killed(f"killed by {name}")
-    return run.mark_failed(f"child exited with code {returncode}")
+    why = vanished(run, status)
+    return {**status, "status": "killed", "error": why} if why else status
 
 
-def _stop(pid: int | None, proc: subprocess.Popen | None) -> None:
-    """SIGTERM the process group of ``pid``; wait for ``proc`` (SIGKILL after :data:`CANCEL_WAIT_S`)."""
-    if pid:
-        signal_group(pid, signal.SIGTERM)
-    if proc:
-        try:
-            proc.wait(timeout=CANCEL_WAIT_S)
-        except subprocess.TimeoutExpired:
-            signal_group(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def cancel(run: RunDir, proc: subprocess.Popen | None = None) -> dict:
-    """As the run's owner: stop its child's whole process group and record the run ``cancelled``."""
-    _stop(proc.pid if proc else run.status().get("pid"), proc)
-    status = run.status() if run.state() == "finished" else run.mark_cancelled()
-    _release(proc)
-    return status
-
-
-def cancel_group(runs: list[RunDir], proc: subprocess.Popen | None = None) -> list[dict]:
-    """As the owner of a fused group's child: stop it and record ``cancelled`` each member that had
-    not ended."""
-    _stop(proc.pid if proc else runs[0].status().get("pid"), proc)
-    statuses = [run.status() if run.state() in DONE else run.mark_cancelled() for run in runs]
-    _release(proc)
-    return statuses
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM a child's process group and wait for it (SIGKILL after :data:`CANCEL_WAIT_S`)."""
+    signal_group(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=CANCEL_WAIT_S)
+    except subprocess.TimeoutExpired:
+        signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def stop_child(pid: int, grace_s: float = CANCEL_WAIT_S) -> bool:
@@ -272,51 +224,3 @@ def request_cancel(run: RunDir) -> str | None:
     return None
 
 
-def wait(proc: subprocess.Popen, run: RunDir, on_poll=None, interval: float = 0.5) -> dict:
-    """Wait for a child, calling ``on_poll(step)`` as it trains; return its final status."""
-    return wait_group(proc, [run], on_poll and (lambda steps: on_poll(steps[0])), interval)[0]
-
-
-def wait_group(proc: subprocess.Popen, runs: list[RunDir], on_poll=None, interval: float = 0.5) -> list[dict]:
-    """Wait for the child of a fused group, calling ``on_poll(steps)`` (one per run) as it trains;
-    return each run's final status."""
-    poll = (lambda: on_poll([r.last_step() for r in runs])) if on_poll else (lambda: None)
-    while proc.poll() is None:
-        poll()
-        time.sleep(interval)
-    poll()
-    return reap_group(runs, proc)
-
-
-def group_members(runs_dir: Path, run: RunDir) -> list[RunDir]:
-    """``run`` and the other runs of its fused group that ended as it did (killed, failed or cancelled):
-    what a resume continues together."""
-    spec = run.spec_or_none() or {}
-    group, state = spec.get("fused_group"), run.state()
-    if not group:
-        return [run]
-    others = [r for r in list_runs(runs_dir) if r.run_id != run.run_id
-              and (r.spec_or_none() or {}).get("fused_group") == group and recover(r).get("status") == state]
-    return [run, *others]
-
-
-def resumable(runs_dir: Path, run_id: str) -> tuple[RunDir, Lock]:
-    """The run ``run_id``, checked to be one that can continue (failed, killed or cancelled), and its
-    owner lock, now held by this process: a second ``--resume`` of it is refused while this one runs."""
-    check_id_form(run_id, "--resume")
-    run = RunDir(Path(runs_dir) / run_id)
-    if not run.exists():
-        ids = [r.run_id for r in list_runs(runs_dir)]
-        raise UserError(f"no run {run_id} in {runs_dir}{suggest(run_id, ids)}")
-    damaged = run.unreadable()
-    if damaged:
-        raise UserError(f"run {run_id} cannot be resumed: {damaged}")
-    status = recover(run)
-    state = status.get("status")
-    if state == "finished":
-        raise UserError(f"run {run_id} already finished; nothing to resume")
-    lock = run.lock()
-    if state == "running" or not lock.acquire() or (state == "queued" and alive(run, status)):
-        lock.release()
-        raise UserError(f"run {run_id} is still running (pid {status.get('pid')}); cancel it first")
-    return run, lock

@@ -6,18 +6,19 @@ transition methods of :class:`RunDir` below. Who calls each one:
 ==================  ==========================  =====================================================
 transition          status                      called by
 ==================  ==========================  =====================================================
-``create``          → ``queued``                the launcher (``runs.plan.prepare``)
-``reopen``          killed/failed/cancelled     ``lvmbench run --resume`` (``runs.process.resumable``)
+``create``          → ``queued``                the planner (``runs.plan.prepare``), for the scheduler
+``reopen``          killed/failed/cancelled     the scheduler (``runs.scheduler.start_or_continue``)
                     → ``queued``
 ``mark_running``    → ``running``               the training child, when it starts a segment (a
                                                 fused group's child: of each member it trains)
 ``mark_finished``   → ``finished``              the training child, when it has evaluated
-``mark_failed``     → ``failed``                the training child on an error; the parent when the
-                                                child exited non-zero without a final status
-``mark_killed``     → ``killed``                the parent when a signal ended the child;
-                                                ``runs.process.recover`` for a run whose process
+``mark_failed``     → ``failed``                the training child on an error; the scheduler when
+                                                the child exited non-zero without a final status
+``mark_killed``     → ``killed``                the scheduler when a signal ended the child;
+                                                ``runs.scheduler.recover`` for a run whose process
                                                 vanished (its owner died): the one word for that
-``mark_cancelled``  → ``cancelled``             the owner, on Ctrl-C, SIGTERM or the UI's cancel key
+``mark_cancelled``  → ``cancelled``             the scheduler (``runs.scheduler.cancel``), on Ctrl-C,
+                                                SIGTERM, a sweep's abort or the UI's cancel key
 ``note``            (no change)                 executors adding facts, e.g. a Slurm job id
 ==================  ==========================  =====================================================
 

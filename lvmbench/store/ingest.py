@@ -18,7 +18,6 @@ import duckdb
 
 from ..catalog import CARBON_KG_PER_KWH
 from ..errors import UserError
-from ..runs.process import recover_all
 from ..runs.rundir import STATUS, RunDir, eval_name, find_runs, per_class_name
 from . import parse, sources
 from .db import transaction
@@ -305,6 +304,6 @@ def ingest_run(con, run: RunDir) -> IngestReport:
 
 def ingest_dir(con, path: Path) -> IngestReport:
     """Ingest one run directory, or every run directory below ``path``. Runs that failed on bad input
-    (``user_error`` in their status) are left out: they hold no result."""
-    recover_all(find_runs(path))  # a run whose owner died is still marked running: it is killed
+    (``user_error`` in their status) are left out: they hold no result. Reads the run directories
+    without changing them (a vanished run is recorded ``killed`` by ``runs.scheduler.recover`` first)."""
     return ingest_runs(con, find_runs(path))

@@ -27,13 +27,11 @@ from pathlib import PurePath
 from .. import published as pub
 from ..catalog import CARBON_KG_PER_KWH, METHODS
 from ..config import regrouped
-from ..render import SIG3
-from ..spread import spread
+from ..spread import SIG3, spread
 from ..weights import looks_like_path
 from . import variants
 
 KINDS = ("main", "backbones", "memory", "cost", "recipes")
-METHOD_ORDER = {name: i for i, name in enumerate(METHODS)}
 TEST_SELECTED = "†"
 TEST_SELECTED_NOTE = f"{TEST_SELECTED} selected on the test split, as the study's code does"
 EVAL_FIELDS = ("overall", "many", "medium", "few", "precision", "recall", "f1")
@@ -143,8 +141,14 @@ def cells(con, dataset: str | None = None, backbone: str | None = None) -> list[
                                                    backbone_label(run["backbone"], run["pretrained"]), run["group"]))
         cell.runs.append(run)
     return sorted(found.values(), key=lambda c: (
-        c.dataset, METHOD_ORDER.get(c.method, len(METHOD_ORDER)), c.method, c.recipe != "paper", c.recipe or "",
+        c.dataset, _method_order(c.method), c.method, c.recipe != "paper", c.recipe or "",
         c.backbone))
+
+
+def _method_order(name: str) -> int:
+    """A method's row position: the order of the method registry, unknown names last."""
+    order = list(METHODS)
+    return order.index(name) if name in order else len(order)
 
 
 def _shown(found: list[Cell]) -> tuple[list[Cell], list[str]]:

@@ -27,7 +27,7 @@ from ..data.summary import class_summary, describe_classes
 from ..data.transforms import study_transforms
 from ..errors import UserError
 from ..evaluate import compute_metrics
-from ..methods import build_task
+from ..methods.build import build_task
 from ..methods.stage2 import count_trainable
 from ..models.backbone import Backbone
 from ..models.decoder import Decoder

@@ -10,9 +10,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Static
 
-from lvmbench.errors import UserError
-from lvmbench.render import fmt
-from lvmbench.shots import shot_group
+from lvmbench.api import UserError, fmt, shot_group
 from ..results import RunDetail, run_detail
 from ..widgets.table import ResultTable
 
@@ -84,7 +82,7 @@ class RunDetailScreen(Screen):
             return
         d = message.detail
         r = d.run
-        from ...data.summary import describe_classes  # numpy: loaded when a detail shows, not at startup
+        from lvmbench.api import describe_classes  # numpy: loaded when a detail shows, not at startup
 
         classes = f"\n{describe_classes(d.config)}" if "classes.total" in d.config else ""
         head.update(Text.assemble((self.run_id, "bold"), f" · {r['status']} · {r['dataset']} · {r['backbone']} "

@@ -10,7 +10,7 @@ from textual.screen import Screen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
-from lvmbench import catalog
+from lvmbench import api
 from .. import form
 
 
@@ -40,13 +40,13 @@ class LaunchScreen(Screen):
         with VerticalScroll(id="launch-form"):
             yield Static("Launch a run: [b]lvmbench run --headless[/] in the background "
                          "(empty fields take the default shown)", id="launch-intro")
-            yield _row("Dataset", Select([(d, d) for d in catalog.DATASETS], value="mnist-lt", allow_blank=False,
+            yield _row("Dataset", Select([(d, d) for d in api.DATASETS], value="mnist-lt", allow_blank=False,
                                          compact=True, id="dataset"), "dataset")
             yield _row("Backbone", Input("tiny-clip", compact=True, id="backbone",
-                                         suggester=SuggestFromList(list(catalog.BACKBONES))), "backbone")
+                                         suggester=SuggestFromList(list(api.BACKBONES))), "backbone")
             yield _row("Pretrained", Input(compact=True, id="pretrained"), "pretrained")
             yield _row("Data root", Input(compact=True, id="data_root"), "data_root")
-            yield _row("Method", Select([(m, m) for m in catalog.METHODS], value="ce", allow_blank=False,
+            yield _row("Method", Select([(m, m) for m in api.METHODS], value="ce", allow_blank=False,
                                         compact=True, id="method"), "method")
             yield Static("", id="method-info")
             yield _row("Seed", Input(compact=True, id="seed", placeholder="0"), "seed")
@@ -80,9 +80,9 @@ class LaunchScreen(Screen):
             f"{form.default_pretrained(values['backbone'])} (a tag or a .pt file)")
         self.query_one("#data_root", Input).placeholder = (
             "(embedded, none needed)" if values["dataset"] == "mnist-lt" else "folder with the dataset")
-        info = catalog.METHODS[values["method"]]
+        info = api.METHODS[values["method"]]
         note = "  Two-stage: a ce stage-1 run is trained (or reused) first." if info.stage == 2 else ""
-        self.query_one("#method-info", Static).update(f"{info.description}.{note}")
+        self.query_one("#method-info", Static).update(f"{info.summary}.{note}")
 
     def show_error(self, field: str, error: str | None) -> None:
         self.query_one(f"#err-{wid(field)}", Static).update(Text(error or "", style="red"))
