@@ -70,7 +70,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="main, cost: below each row, the published figures (the study's Tables 1-6 and 8, "
                             "LIFT's main results) and the difference, yours - published")
     table.add_argument("--wide", action="store_true", help="main: Precision and Recall even when they do not fit")
+    table.add_argument("--ci", action="store_true",
+                       help="main: a 95%% bootstrap interval under every accuracy (test classes within each shot "
+                            "group, and seeds)")
     _add_store_args(table, runs=False)
+
+    compare = sub.add_parser("compare", help="paired difference of two methods or runs on each shared test set, "
+                                             "with its 95% interval and p-value")
+    compare.add_argument("a", help="a method as the tables name it (e.g. lade, 'lade (reference)') or a run id")
+    compare.add_argument("b")
+    compare.add_argument("--dataset")
+    compare.add_argument("--backbone")
+    compare.add_argument("--resamples", type=int, default=2000, help="bootstrap draws (default 2000)")
+    compare.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table")
+    _add_store_args(compare, runs=False)
 
     ingest = sub.add_parser("ingest", help="ingest run directories into the results database")
     ingest.add_argument("dir", nargs="?", help="a run directory or a folder of them (default: the runs dir)")
@@ -317,9 +330,24 @@ def cmd_table(args) -> int:
     if args.published and args.kind not in PUBLISHED_TABLES:
         raise UserError(f"--published: table {args.kind} has no published counterpart; "
                         f"use it with {' or '.join(PUBLISHED_TABLES)}")
+    if args.ci and args.kind != "main":
+        raise UserError(f"--ci applies to table main, not {args.kind}")
     print_table(paths.results_path(args.results), args.kind, dataset=args.dataset, backbone=args.backbone,
                 carbon_kg_per_kwh=args.carbon_intensity, fmt_name=args.format, published=args.published,
-                wide=args.wide)
+                wide=args.wide, ci=args.ci)
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .render import print_built
+    from .store import open_readonly
+    from .store.compare import compare_table
+
+    if args.resamples < 100:
+        raise UserError(f"--resamples {args.resamples}: must be at least 100")
+    with open_readonly(paths.results_path(args.results)) as con:
+        table = compare_table(con, args.a, args.b, args.dataset, args.backbone, args.resamples)
+    print_built(table, args.format)
     return 0
 
 
@@ -406,6 +434,7 @@ def cmd_export(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "demo": cmd_demo, "sweep": cmd_sweep, "sql": cmd_sql, "table": cmd_table,
+            "compare": cmd_compare,
             "ingest": cmd_ingest, "list": cmd_list, "bench": cmd_bench, "export": cmd_export, "cache": cmd_cache}
 
 

@@ -63,8 +63,11 @@ SCHEMA: dict[str, Param] = {
     "train.nesterov": Param(True, bool),
     "train.weight_decay": Param(5e-4, float, _nonneg, ">= 0"),
     "train.warmup_iters": Param(512, int, _nonneg, ">= 0"),
-    # The study's schedule: linear warm-up, then max(0, cos(pi * cycles * progress)) (7/16 ends at ~0.2 lr).
+    # The lr schedule: the study's (per step: linear warm-up, then max(0, cos(pi * cycles * progress)), 7/16 ends
+    # at ~0.2 lr) or LIFT's (CosineAnnealingLR(T_max=train.epochs) stepped once per epoch, no warm-up).
+    "train.schedule": Param("study", str, choices=("study", "lift")),
     "train.cosine_cycles": Param(7 / 16, float, _pos, "> 0 (0.5 ends at 0)"),
+    "train.epochs": Param(10, int, _pos, "> 0 (train.schedule=lift: equal epochs of train.iters / epochs steps)"),
     # Which split chooses the evaluated weights: the best val (or test) overall accuracy, or the final ones.
     "train.select": Param("val", str, choices=("val", "test", "final")),
     # Which parameters weight decay applies to: matrices only (the study's rule: no 1-D tensors, no biases) or all.
@@ -92,8 +95,9 @@ SCHEMA: dict[str, Param] = {
     "data.on_bad_image": Param("fail", str, choices=("fail", "skip")),
     "data.subsample_lt": Param(False, bool),
     "data.allow_missing_classes": Param(False, bool),  # a fixed-class-count dataset whose train split lacks some
-    # Image preprocessing: the study's transforms (ImageNet statistics, bilinear) or open_clip's (CLIP's, bicubic).
-    "data.transform": Param("study", str, choices=("study", "open_clip")),
+    # Image preprocessing: the study's transforms (ImageNet statistics, bilinear), open_clip's (CLIP's, bicubic) or
+    # LIFT's (the backbone's statistics, bilinear, evaluation at 8/7 of the size then a centre crop).
+    "data.transform": Param("study", str, choices=("study", "open_clip", "lift")),
     # How images are decoded and transformed: PIL (the study's code) or torchvision's decoder and
     # transforms.v2 on uint8 tensors (2.5x+ the images/s per core; see README, "Data loading").
     "data.decode": Param("pil", str, choices=("pil", "torchvision")),
@@ -103,6 +107,9 @@ SCHEMA: dict[str, Param] = {
     # cRT's classifier at the start of stage 2: the study's rule (re-initialised for ResNets, kept for ViTs).
     "crt.reinit": Param("by_backbone", str, choices=("by_backbone", "always", "never")),
     "disalign.confidence_init": Param("torch", str, choices=("torch", "authors")),
+    # The class-weight norms MARC's final evaluation reads: a freshly initialised classifier's (the study's eval.py)
+    # or the stage-1 classifier's (MARC's definition, what training reads under both).
+    "marc.eval_norm": Param("fresh", str, choices=("fresh", "stage1")),
     "zeroshot.templates": Param("auto", str, choices=("auto", "imagenet", "generic", "simple")),
     "coop.n_ctx": Param(16, int, _pos, "> 0"),
     "coop.shots": Param(0, int, _nonneg, ">= 0 (0 = full data)"),
@@ -144,7 +151,9 @@ def recipe_settings(name: str) -> dict[str, Any]:
 
     return {"settings": parsed(data.get("settings", {})),
             "methods": {m: parsed(t) for m, t in data.get("methods", {}).items()},
-            "datasets": {d: parsed(t) for d, t in data.get("datasets", {}).items()}}
+            "datasets": {d: parsed(t) for d, t in data.get("datasets", {}).items()},
+            # [pairs.<dataset>.<method>]: what the authors set for one method on one dataset
+            "pairs": {(d, m): parsed(t) for d, ms in data.get("pairs", {}).items() for m, t in ms.items()}}
 
 
 MAX_SEED = 2 ** 32 - 1  # numpy's global seed; the store holds any 64-bit integer
@@ -220,12 +229,21 @@ def _parse_loss_hparam(key: str, raw: str) -> Any:
     raise UserError(f"--set {key}={raw}: expected a number")
 
 
+# Keys added after runs were stored without them, and what those runs did: before marc.eval_norm, MARC's
+# evaluation read the stage-1 norms; before train.schedule, every run took the study's per-step schedule.
+BEFORE_KEY: dict[str, Any] = {"marc.eval_norm": "stage1", "train.schedule": "study",
+                              "train.epochs": SCHEMA["train.epochs"].default}
+
+
 def effective(spec: dict[str, Any]) -> dict[str, Any]:
     """The spec with the value every loss hyper-parameter takes: the loss's defaults under the spec's
     recipe filled in where none is set, numbers as floats, a value that means off (``hparams.OFF_VALUES``)
     as None. An explicit default and an omitted one are then one configuration (one config hash, one
     result group, one table row)."""
     out = dict(spec)
+    if "method" in out:  # a stored run's spec, made before some keys existed
+        for key, value in BEFORE_KEY.items():
+            out.setdefault(key, value)
     for hp, value in loss_defaults(spec.get("loss"), spec.get("recipe")).items():
         out.setdefault(f"loss.{hp}", value)
     off = OFF_VALUES.get(spec.get("loss"), {}) if isinstance(spec.get("loss"), str) else {}
@@ -256,6 +274,7 @@ def defaults(dataset: str, method: str, recipe: str | None = None) -> dict[str, 
     spec.update(chosen["datasets"].get(dataset, {}))
     spec.update(info.defaults)
     spec.update(chosen["methods"].get(method, {}))
+    spec.update(chosen["pairs"].get((dataset, method), {}))
     spec.update(info.dataset_defaults.get(dataset, {}))
     spec["loss"] = info.loss
     return spec

@@ -23,7 +23,7 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from .catalog import CARBON_KG_PER_KWH
-from .spread import SIG3, MeanStd, split_columns  # noqa: F401 - SIG3 re-exported
+from .spread import SIG3, extras, split_columns  # noqa: F401 - SIG3 re-exported
 
 FORMATS = ("table", "csv", "json", "markdown", "latex")
 NULL = "NULL"  # how ``exact`` output shows a missing value
@@ -34,13 +34,20 @@ def fmt(value, digits: str | None = None) -> str:
     digits, never in exponent form), '–' for missing."""
     if value is None:
         return "–"
-    if isinstance(value, MeanStd) and value.std is not None:
-        return f"{fmt(float(value), digits)} ± {fmt(value.std, digits)}"
+    if extras(value):
+        return " ".join([fmt(float(value), digits), *_extra_text(value, lambda v: fmt(v, digits))])
     if isinstance(value, float):
         if digits == SIG3 and math.isfinite(value) and value != 0:
             return f"{value:.{max(0, 2 - math.floor(math.log10(abs(value))))}f}"
         return f"{value:.2f}"
     return str(value)
+
+
+def _extra_text(value, show=None, gap: str = " ") -> list[str]:
+    """A cell's spread (``± std``; ``gap`` after the sign) and interval (``[low, high]``), as text."""
+    show = show or fmt
+    texts = {"std": lambda: f"±{gap}{show(value.std)}", "ci": lambda: f"[{show(value.ci[0])}, {show(value.ci[1])}]"}
+    return [texts[k]() for k in extras(value)]
 
 
 def exact_text(value) -> str:
@@ -163,16 +170,17 @@ def _is_number(value) -> bool:
 
 
 def cell_width(value, show=fmt) -> int:
-    if isinstance(value, MeanStd) and value.std is not None:
-        return max(len(show(float(value))), 1 + len(show(value.std)))
+    if extras(value):
+        return max(len(line) for line in [show(float(value)), *_extra_text(value, show, gap="")])
     return len(show(value))
 
 
 def rich_cell(value, best: bool, show=fmt) -> Text:
     """A cell as text: the best value bold green; a spread under its mean, dimmed."""
     style = "bold green" if best else ""
-    if isinstance(value, MeanStd) and value.std is not None:
-        return Text.assemble((show(float(value)), style), "\n", (f"±{show(value.std)}", "dim"))
+    if extras(value):
+        lines = [(f"\n{line}", "dim") for line in _extra_text(value, show, gap="")]
+        return Text.assemble((show(float(value)), style), *lines)
     return Text(show(value), style=style)
 
 
@@ -211,8 +219,9 @@ def latex_cell(value, best: bool, digits: str | None = None) -> str:
     def bold(text: str) -> str:
         return rf"\textbf{{{text}}}" if best else text
 
-    if isinstance(value, MeanStd) and value.std is not None:
-        return bold(fmt(float(value), digits)) + r" $\pm$ " + fmt(value.std, digits)
+    if extras(value):
+        shown = _extra_text(value, lambda v: fmt(v, digits))
+        return " ".join([bold(fmt(float(value), digits)), *(latex_escape(t) for t in shown)])
     return bold(latex_escape(fmt(value, digits)) if value is not None else "--")
 
 
@@ -239,20 +248,28 @@ def to_latex(columns: list[str], rows: list, title: str | None = None, best: dic
 
 def print_table(results, kind: str, dataset: str | None = None, backbone: str | None = None,
                 carbon_kg_per_kwh: float = CARBON_KG_PER_KWH, fmt_name: str = "table", console: Console | None = None,
-                published: bool = False, wide: bool = False) -> None:
+                published: bool = False, wide: bool = False, ci: bool = False) -> None:
     """Print one of the study's table layouts from the results database (``lvmbench table``): with
     ``published``, each row's published counterpart and the difference; in table form, the columns
-    a table marks ``wide_only`` only when they fit the output or with ``wide``."""
+    a table marks ``wide_only`` only when they fit the output or with ``wide``; ``ci``: intervals (main)."""
     from .store import open_readonly, tables
 
     console = console or Console()
     with open_readonly(results) as con:
         table = tables.build(con, kind, dataset=dataset, backbone=backbone, carbon_kg_per_kwh=carbon_kg_per_kwh,
-                             published=published)
+                             published=published, ci=ci)
     if not table.rows:
         console.print(f"no finished runs{' for ' + dataset if dataset else ''} in the results database",
                       markup=False, emoji=False, highlight=False)
         return
+    print_built(table, fmt_name, console, wide)
+
+
+def print_built(table, fmt_name: str = "table", console: Console | None = None, wide: bool = False) -> None:
+    """Print a built :class:`lvmbench.store.tables.Table`: its rows, then its notes (not in csv or json)."""
+    from .store import tables
+
+    console = console or Console()
     best = tables.best_per_column(table)
     if fmt_name == "latex":  # notes go inside the table environment
         _write(console, to_latex(table.columns, table.rows, table.title, best, table.notes, table.digits) + "\n")

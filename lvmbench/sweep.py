@@ -81,7 +81,7 @@ def build_axes(preset_name: str | None, datasets=None, backbones=None, methods=N
                 seeds=pick(seeds, base and base.seeds, [0]),
                 pretrained=pick(pretrained, base and base.pretrained, [None]),
                 sets={**(base.sets if base else {}), **(sets or {})}, data_roots=dict(data_roots or {}),
-                variants=list(variants or [{}]))
+                variants=list(variants or [{}]), method_sets=dict(base.method_sets if base else {}))
 
 
 @dataclass
@@ -128,13 +128,14 @@ def describe(job: Job) -> str:
     return f"[red]✗[/] {job.label} {job.state}: {job.error}{where}"
 
 
-def dry_run(jobs: list[Job], out: Console, fuse: bool = True) -> None:
-    """List the planned runs: what each waits for, which train together, and which are already finished."""
+def dry_run(jobs: list[Job], out: Console, fuse: bool = True, shown: tuple[str, ...] = ()) -> None:
+    """List the planned runs: what each waits for, which train together, and which are already finished;
+    the settings column holds the swept keys and ``shown`` (a preset's per-method keys)."""
     from .render import render
     from .store.variants import text
 
     index = {j.hash: i for i, j in enumerate(jobs, 1)}
-    varied = varied_settings(jobs)
+    varied = list(dict.fromkeys([*varied_settings(jobs), *shown]))
     groups = fused_groups(jobs) if fuse else {}
     rows = [[i, j.spec["dataset"], j.spec["backbone"], j.spec["pretrained"], j.spec["method"], j.spec["seed"],
              *([" ".join(f"{k}={text(k, j.spec.get(k))}" for k in varied)] if varied else []),
@@ -144,6 +145,10 @@ def dry_run(jobs: list[Job], out: Console, fuse: bool = True) -> None:
             *(["fused"] if groups else []), "state", "config"], rows, title="sweep plan", console=out)
     todo = sum(j.state == PENDING for j in jobs)
     out.print(f"{len(jobs)} runs: {todo} to start, {len(jobs) - todo} already finished", soft_wrap=True)
+    seeds = sorted({j.spec["seed"] for j in jobs})
+    cells = len({config.result_group(j.spec) for j in jobs})
+    out.print(f"{cells} table cells of {len(seeds)} seed(s) each ({', '.join(map(str, seeds))}; --seed replaces them)",
+              soft_wrap=True)
     if groups:
         sizes = Counter(groups.values())  # g1, g2, … in order: groups are numbered by their first run
         out.print(f"{len(groups)} of them train in {len(sizes)} fused group(s), one tower pass per step for each "
@@ -217,7 +222,8 @@ def run_sweep(axes: Axes, runs_dir: Path, results: Path, *, executor: str = "loc
     out = out or Console()
     jobs = plan(expand(axes), runs_dir)
     if dry:
-        dry_run(jobs, out, fuse=fuse)
+        shown = tuple(dict.fromkeys(k for sets in axes.method_sets.values() for k in sets))
+        dry_run(jobs, out, fuse=fuse, shown=shown)
         return Outcome(jobs)
     check_is_duckdb(results)
     for job in jobs:

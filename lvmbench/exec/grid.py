@@ -22,6 +22,7 @@ class Axes:
     sets: dict = field(default_factory=dict)
     data_roots: dict[str, str] = field(default_factory=dict)  # dataset -> root ("*" for any)
     variants: list[dict] = field(default_factory=lambda: [{}])  # settings swept as a grid, over ``sets``
+    method_sets: dict[str, dict] = field(default_factory=dict)  # a preset's settings of one method, under ``sets``
 
     def size(self) -> int:
         return (len(self.datasets) * len(self.backbones) * len(self.pretrained) * len(self.methods)
@@ -37,5 +38,5 @@ def expand(axes: Axes) -> list[dict]:
                                                                axes.methods, axes.variants, axes.seeds):
         root = axes.data_roots.get(ds, axes.data_roots.get("*"))
         specs.append(config.resolve(ds, bb, method, seed=seed, pretrained=pt, data_root=root,
-                                    overrides={**axes.sets, **variant}))
+                                    overrides={**axes.method_sets.get(method, {}), **axes.sets, **variant}))
     return specs

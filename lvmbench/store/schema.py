@@ -21,8 +21,10 @@ TABLES = {
     "metrics": "run_id VARCHAR, step BIGINT, key VARCHAR, value DOUBLE, ts TIMESTAMP",
     "system": "run_id VARCHAR, ts TIMESTAMP, gpu_index BIGINT, mem_mib DOUBLE, power_w DOUBLE, "
               "util_pct DOUBLE, energy_j DOUBLE",
+    # n_test, n_correct: the class's test images and how many were right (a confusion matrix's row sum and
+    # diagonal), what the bootstrap intervals of lvmbench.intervals resample.
     "per_class": "run_id VARCHAR, split VARCHAR, class_id BIGINT, class_name VARCHAR, n_train BIGINT, "
-                 "accuracy DOUBLE",
+                 "accuracy DOUBLE, n_test BIGINT, n_correct BIGINT",
     # Bookkeeping: what each stored run was built from (per file: size, mtime, inode, bytes read), so
     # that ingest skips unchanged runs and reads only the new lines of a running run.
     "run_sources": "run_id VARCHAR PRIMARY KEY, files JSON",

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from .. import catalog, paths
 from ..data import build_dataset
 from ..data.summary import class_summary, describe_classes
-from ..data.transforms import study_transforms
+from ..data.transforms import lift_transforms, study_transforms
 from ..errors import UserError
 from ..evaluate import compute_metrics
 from ..methods.build import build_task
@@ -64,6 +64,21 @@ def lr_factor(step: int, warmup: int, total: int, cycles: float = 7 / 16) -> flo
         return step / max(1, warmup)
     progress = (step - warmup) / max(1, total - warmup)
     return max(0.0, math.cos(math.pi * cycles * progress))
+
+
+def lift_lr_factor(step: int, total: int, epochs: int) -> float:
+    """LIFT's schedule (shijxcs/LIFT ``trainer.py``: ``CosineAnnealingLR(optim, num_epochs)``, stepped after
+    each epoch): every step of epoch ``e`` runs at ``(1 + cos(pi * e / epochs)) / 2``; the ``total`` steps
+    split into ``epochs`` epochs of equal length, step ``step`` (0-based) lies in epoch ``step * epochs // total``."""
+    epoch = step * epochs // max(1, total)
+    return 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+
+
+def schedule(spec: dict):
+    """The run's lr factor of step ``s`` (0-based), as ``train.schedule`` names it."""
+    if spec.get("train.schedule", "study") == "lift":
+        return lambda s: lift_lr_factor(s, spec["train.iters"], spec["train.epochs"])
+    return lambda s: lr_factor(s, spec["train.warmup_iters"], spec["train.iters"], spec["train.cosine_cycles"])
 
 
 def build_optimizer(spec: dict, params: list[torch.nn.Parameter], device: torch.device):
@@ -261,10 +276,15 @@ class Trainer:
         return self.spec.get("data.decode", "pil")
 
     def transforms(self, train: bool):
-        """``data.transform``: the study's transforms (``recipe=paper``) or open_clip's preprocessing."""
-        if self.spec.get("data.transform", "open_clip") == "study":
+        """``data.transform``: the study's transforms (``recipe=paper``), LIFT's (its PEFT methods) or open_clip's
+        preprocessing."""
+        kind = self.spec.get("data.transform", "open_clip")
+        if kind == "study":
             return study_transforms(self.spec["dataset"], self.backbone.image_size, train, self.hflip,
                                     self.dataset.crop_scale, self.decode)
+        if kind == "lift":
+            return lift_transforms(self.backbone.image_size, train, self.backbone.mean, self.backbone.std, self.hflip,
+                                   self.dataset.crop_scale, self.decode)
         return self.backbone.transforms(train, hflip=self.hflip, crop_scale=self.dataset.crop_scale,
                                         decode=self.decode)
 
@@ -354,8 +374,7 @@ class Trainer:
             self.optimizer = build_optimizer(spec, self.task.trainable(), self.device)
             if self.dist.main:
                 self.run.note(optimizer=optimizer_summary(self.task.model, self.optimizer))
-            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(
-                s, spec["train.warmup_iters"], spec["train.iters"], spec["train.cosine_cycles"]))
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule(spec))
             last = self.run.checkpoint_file
             resumed = checkpoint.load(last, model=self.task.model, optimizer=self.optimizer,
                                       scheduler=self.scheduler, loss=self.task.loss)
@@ -593,6 +612,9 @@ def finish_run(member: Trainer) -> None:
     if member.task.trainable():
         run.ckpt_dir.mkdir(exist_ok=True)
         checkpoint.atomic_save(member.task.model.state_dict(), run.model_file)
+    for module in member.task.model.modules():  # e.g. MARC's norms under marc.eval_norm=fresh
+        if hasattr(module, "final_evaluation"):
+            module.final_evaluation()
     for split in ("val", "test"):
         if getattr(member.dataset, split) is not None and len(getattr(member.dataset, split)):
             result = member.evaluate(split)
