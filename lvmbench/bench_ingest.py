@@ -60,11 +60,13 @@ def make_run(runs_dir: Path, index: int, rows: int, classes: int, system_lines: 
         f'"power_w": {250 + i % 30}.25, "util_pct": 97.0, "energy_j": {500.0 * i:.1f}}}\n'
         for i in range(system_lines)))
     for split in ("val", "test"):
+        accuracies = [2.0 * ((c * 37 + index) % 50) for c in range(classes)]
         atomic_write_json(run.eval_file(split), {"split": split, "n_samples": 50 * classes,
-                                                **{k: 40.0 + index % 20 for k in VAL_KEYS}})
+                                                **{k: 40.0 + index % 20 for k in VAL_KEYS},
+                                                "worst_class": float(min(accuracies, default=0))})
         atomic_write_json(run.per_class_file(split), [
             {"class_id": c, "class_name": f"class {c}", "n_train": (1280, 60, 8)[c % 3],  # many, medium, few
-             "accuracy": 2.0 * ((c * 37 + index) % 50), "n_test": 50, "n_correct": (c * 37 + index) % 50}
+             "accuracy": accuracies[c], "n_test": 50, "n_correct": (c * 37 + index) % 50}
             for c in range(classes)])
     run.mark_finished(**{
         "run_id": run.run_id, "created_at": T0 + index, "started_at": T0 + index,

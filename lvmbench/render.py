@@ -8,6 +8,8 @@ full; the paper-style tables round to two decimals, costs to three significant d
 """
 from __future__ import annotations
 
+import unicodedata
+
 import csv
 import datetime
 import decimal
@@ -210,8 +212,28 @@ LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", 
                  "±": r"$\pm$", "†": r"$^\dagger$"}
 
 
+# Greek capitals that LaTeX names; the others look like Latin letters and are written as them.
+GREEK_CAPITALS = ("Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Upsilon", "Phi", "Psi", "Omega")
+GREEK_AS_LATIN = {"Alpha": "A", "Beta": "B", "Epsilon": "E", "Zeta": "Z", "Eta": "H", "Iota": "I", "Kappa": "K",
+                  "Mu": "M", "Nu": "N", "Omicron": "O", "Rho": "P", "Tau": "T", "Chi": "X"}
+
+
+def _latex_char(ch: str) -> str:
+    r"""One character as pdflatex takes it: escaped when special, a Greek letter in math mode
+    (``Δ`` → ``$\Delta$``; pdflatex rejects Greek text without extra packages), else as it is."""
+    if ch in LATEX_SPECIAL:
+        return LATEX_SPECIAL[ch]
+    name = unicodedata.name(ch, "") if ord(ch) > 127 else ""
+    if name.startswith(("GREEK CAPITAL LETTER ", "GREEK SMALL LETTER ")) and len(name.split()) == 4:
+        letter = name.split()[-1].capitalize()
+        if name.startswith("GREEK SMALL"):
+            return "o" if letter == "Omicron" else rf"$\{letter.lower()}$"
+        return rf"$\{letter}$" if letter in GREEK_CAPITALS else GREEK_AS_LATIN.get(letter, ch)
+    return ch
+
+
 def latex_escape(text: str) -> str:
-    return "".join(LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+    return "".join(map(_latex_char, str(text)))
 
 
 def latex_cell(value, best: bool, digits: str | None = None) -> str:

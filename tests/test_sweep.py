@@ -233,7 +233,7 @@ def test_the_plan_shows_which_runs_train_as_fused_groups(tmp_path):
 def test_dry_run_names_the_fused_groups_for_every_executor(store, capsys):
     from lvmbench import cli
 
-    groups = ("5 of them train in 2 fused group(s), one tower pass per step for each group (g1: 3 runs, g2: 2 runs); "
+    groups = ("5 of them train in 2 fused group(s) of at most 16 runs, one tower pass per step for each group (g1: 3 runs, g2: 2 runs); "
               "--no-fuse trains every run alone")
     for executor in ("local", "slurm"):  # one scheduler forms the groups: Slurm jobs fuse too
         assert cli.main(["sweep", "--preset", "embedded", "--dry-run", "--executor", executor]) == 0

@@ -32,7 +32,7 @@ from ..methods.stage2 import count_trainable
 from ..models.backbone import Backbone
 from ..models.decoder import Decoder
 from ..runs.rundir import RunDir, now
-from ..runs.segments import total_cost
+from ..runs.segments import group_cost, total_cost
 from . import cache, checkpoint, encoder, tte
 from .batches import ImageDataset, StepBatchSampler, collate
 from .distributed import Dist
@@ -601,7 +601,7 @@ def train_group(runs: list[RunDir], dist: Dist | None = None, on_failure=None) -
             iters=m.spec["train.iters"] if m in trained else 0, batch_size=m.spec["train.batch_size"],
             peak_mem_mib=peak, stage=m.info.stage, parent_run_id=m.spec.get("stage1.run_id"),
             skipped_images=m.run.skipped_images(), weights=m.backbone.weights.describe(),
-            fused_size=len(runs), group_wall_s=wall, group_energy_kwh=power["energy_kwh"], group_peak_mem_mib=peak,
+            fused_size=len(runs), group_peak_mem_mib=peak, **group_cost(m.run, wall, power["energy_kwh"]),
             **timing[id(m)], **cost))
     return statuses
 
