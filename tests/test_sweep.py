@@ -250,7 +250,7 @@ def test_a_sweep_over_what_the_tower_sees_trains_each_value_in_its_own_group(tmp
     encoder differ never share a group, however the sweep lists them; the methods of one value do."""
     from lvmbench.sweep import fused_groups
 
-    specs = expand(Axes(["mnist-lt"], ["tiny-clip"], ["ce", "focal"], [0], variants=[{key: v} for v in values]))
+    specs = expand(Axes(["mnist-lt"], ["tiny-clip"], ["ce", "focal"], [0], swept={key: list(values)}))
     jobs = plan(specs, tmp_path)
     named = {}
     for i, name in fused_groups(jobs).items():
