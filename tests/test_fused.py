@@ -285,7 +285,6 @@ def test_a_resumed_groups_earlier_segment_counts_once_over_its_members(resumed_g
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="group_wall_s holds the last segment only (issue 27, item 2)")
 def test_a_resumed_groups_member_shares_add_up_to_its_group_wall_time(resumed_group):
     """The README's promise: the members' shares add up to ``group_wall_s``."""
     _, group, _ = resumed_group
