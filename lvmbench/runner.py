@@ -14,7 +14,7 @@ from rich.text import Text
 from . import catalog, config, paths
 from .data.summary import class_summary, describe_classes
 from .errors import UserError
-from .runs import process
+from .runs import devices, process
 from .runs.plan import SKIPPED, Job, plan, prepare, prepare_group, ready, settle, start_spec, take
 from .runs.rundir import Lock, RunDir, check_run_id
 
@@ -61,6 +61,14 @@ def preflight(spec: dict) -> dict:
     if summary["classes.with_train"] < summary["classes.total"]:
         console.print(f"[yellow]warning:[/] {spec['dataset']}: {describe_classes(summary)}", soft_wrap=True)
     return summary
+
+
+def check_device(want: str) -> None:
+    """Refuse, before anything is created, to train on the CPU when NVML shows GPUs that torch cannot
+    use (a torch build for a newer driver); ``train.device=cpu`` trains on the CPU on purpose."""
+    from .train.gpus import check_usable
+
+    check_usable(want)
 
 
 def check_decoder_heads(spec: dict) -> None:
@@ -137,8 +145,13 @@ def execute_group(runs: list[RunDir], results: Path, debug: bool = False, labels
         for run in runs:
             run.note(stored_by="caller")
     owners = list(owners)
-    proc = process.spawn(runs[0], debug=debug, nproc=nproc, owner=owners[0] if owners else None,
-                         members=runs[1:], member_owners=owners[1:])
+    env, claims = devices.place(runs[0].spec().get("train.device", "auto"), nproc, say=console.print)
+    try:
+        proc = process.spawn(runs[0], env, debug=debug, nproc=nproc, owner=owners[0] if owners else None,
+                             members=runs[1:], member_owners=owners[1:], claims=claims)
+    except BaseException:
+        process.release_owners(claims)
+        raise
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=False) as progress:
@@ -187,6 +200,7 @@ def run_headless(dataset: str, backbone: str, method: str, seed: int, data_root:
                             overrides={**(overrides or {}), **config.parse_sets(sets)}) for m in methods]
     for spec in specs:
         config.check_nproc(spec, nproc)
+    check_device(specs[0]["train.device"])
     summaries = {}  # one preflight per set of class names the runs need
     for spec in specs:
         key = config.class_names_needed(spec)
@@ -256,6 +270,7 @@ def resume_headless(run_id: str, runs_dir: Path, results: Path, debug: bool = Fa
             owners.append(process.own(member))
         for member in runs:
             config.check_nproc(member.spec(), nproc)
+        check_device(run.spec().get("train.device", "auto"))
         preflight(run.spec())
     except BaseException:
         process.release_owners(owners)

@@ -222,6 +222,11 @@ def run_sweep(axes: Axes, runs_dir: Path, results: Path, *, executor: str = "loc
     check_is_duckdb(results)
     for job in jobs:
         config.check_nproc(job.spec, nproc)
+    device = jobs[0].spec["train.device"] if jobs else "auto"
+    if executor == "local":
+        from .runner import check_device
+
+        check_device(device)  # a Slurm task checks its own node
     preflight_all(jobs)
     skipped = [j for j in jobs if j.state == SKIPPED]
     todo = len(jobs) - len(skipped)
@@ -229,7 +234,8 @@ def run_sweep(axes: Axes, runs_dir: Path, results: Path, *, executor: str = "loc
     out.print(f"sweep: {len(jobs)} runs, {todo} to start, {len(skipped)} already finished")
     sweep_id = new_sweep_id()
     if todo:
-        runner = _executor(executor, runs_dir, results, sweep_id, gpus, max_parallel, nproc, slurm, debug, fuse)
+        runner = _executor(executor, runs_dir, results, sweep_id, gpus, max_parallel, nproc, slurm, debug, fuse,
+                           device)
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
         with Progress(*columns, console=console) as progress:
             reporter = RichReporter(progress, todo)
@@ -242,12 +248,12 @@ def run_sweep(axes: Axes, runs_dir: Path, results: Path, *, executor: str = "loc
     return outcome
 
 
-def _executor(kind, runs_dir, results, sweep_id, gpus, max_parallel, nproc, slurm, debug, fuse=True):
+def _executor(kind, runs_dir, results, sweep_id, gpus, max_parallel, nproc, slurm, debug, fuse=True, device="auto"):
     if kind == "local":
         from .exec.local import LocalExecutor, local_slots
 
-        return LocalExecutor(local_slots(gpus, max_parallel, nproc), runs_dir, results, sweep_id, nproc, debug,
-                             fuse=fuse)
+        return LocalExecutor(local_slots(gpus, max_parallel, nproc, device=device), runs_dir, results, sweep_id,
+                             nproc, debug, fuse=fuse)
     if kind == "slurm":
         from .exec.slurm import SlurmExecutor, SlurmOptions
 

@@ -8,13 +8,14 @@ cluster runs the same arrays as local processes, the second after the first has 
 """
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from ..runs import process
+from ..runs import devices, process
 from ..runs.plan import PENDING, RUNNING, Job, block, ready, start_or_continue, start_spec
 from ..runs.rundir import DONE, INTERRUPTED, RunDir
 from .local import Reporter
@@ -29,17 +30,37 @@ class RunJob:
     Checkpointable in submitit's sense: when Slurm preempts the job or its time runs out, submitit
     calls :meth:`checkpoint`, which stops the child (its run keeps ``ckpt/last.pt``, written every
     ``ckpt.every`` steps) and hands submitit the same task to requeue; the requeued task continues
-    the run in its directory from that checkpoint."""
+    the run in its directory from that checkpoint.
 
-    def __init__(self, run_dir: str, nproc: int = 1, debug: bool = False):
-        self.run_dir, self.nproc, self.debug = run_dir, nproc, debug
+    ``visible``: on submitit's ``local`` and ``debug`` clusters, which run tasks on this machine, the
+    ``CUDA_VISIBLE_DEVICES`` of the submitting process (None: unset). submitit's local cluster gives
+    every task ``CUDA_VISIBLE_DEVICES=0``; the task instead claims free GPUs among these, as
+    ``lvmbench run`` does. On Slurm the task takes the GPUs Slurm gave it. Either way its ranks divide
+    the task's cores (see :mod:`lvmbench.runs.devices`)."""
+
+    def __init__(self, run_dir: str, nproc: int = 1, debug: bool = False, local: bool = False,
+                 visible: str | None = None):
+        self.run_dir, self.nproc, self.debug, self.local, self.visible = run_dir, nproc, debug, local, visible
         self.proc = None
 
     def __call__(self) -> dict:
         run = RunDir(self.run_dir)
         if process.recover(run).get("status") in INTERRUPTED:
             run.reopen()  # a requeued task
-        self.proc = process.spawn(run, debug=self.debug, nproc=self.nproc)
+        want = run.spec().get("train.device", "auto")
+        if self.local:
+            if self.visible is None:
+                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+            else:
+                os.environ["CUDA_VISIBLE_DEVICES"] = self.visible
+            env, claims = devices.place(want, self.nproc)
+        else:
+            env, claims = devices.cpu_env(devices.own_cores(), self.nproc), []
+        try:
+            self.proc = process.spawn(run, env, debug=self.debug, nproc=self.nproc, claims=claims)
+        except BaseException:
+            process.release_owners(claims)
+            raise
         self.proc.wait()
         return process.reap(run, self.proc)
 
@@ -50,7 +71,7 @@ class RunJob:
 
         if self.proc is not None and process.stop_child(self.proc.pid):
             RunDir(self.run_dir).mark_killed("preempted or out of time on Slurm: requeued")
-        return DelayedSubmission(RunJob(self.run_dir, self.nproc, self.debug))
+        return DelayedSubmission(RunJob(self.run_dir, self.nproc, self.debug, self.local, self.visible))
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "proc": None}  # a process handle does not travel
@@ -111,7 +132,9 @@ class SlurmExecutor:
         if after:
             self.executor.update_parameters(slurm_additional_parameters={"dependency": f"afterany:{after}"})
         with self.executor.batch():
-            handles = [self.executor.submit(RunJob(str(job.run.path), self.nproc, self.debug)) for job in wave]
+            local, visible = self.options.cluster != "slurm", os.environ.get("CUDA_VISIBLE_DEVICES")
+            handles = [self.executor.submit(RunJob(str(job.run.path), self.nproc, self.debug, local, visible))
+                       for job in wave]
         for job, handle in zip(wave, handles):
             job.state = RUNNING
             job.run.note(slurm_job_id=str(handle.job_id))

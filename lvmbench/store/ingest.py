@@ -60,6 +60,8 @@ def run_row(run: RunDir, carbon_kg_per_kwh: float = CARBON_KG_PER_KWH) -> dict:
         "group_wall_s": status.get("group_wall_s", status.get("wall_s")),
         "group_energy_kwh": status.get("group_energy_kwh", energy),
         "group_peak_mem_mib": status.get("group_peak_mem_mib", status.get("peak_mem_mib")),
+        # its GPU also ran other processes: power and energy are the device's, not the run's alone
+        "gpu_shared": status.get("gpu_shared"),
     }
 
 
