@@ -217,8 +217,8 @@ def cmd_run(args) -> int:
     runs_dir, results = paths.runs_dir(args.runs_dir), paths.results_path(args.results)
     flags = {"dataset": args.dataset, "backbone": args.backbone, "method": args.method, "seed": args.seed,
              "pretrained": args.pretrained, "data_root": args.data_root}
-    request = runspec.compose(flags, args.set + device_set(args), config_file=args.config, from_id=args.from_run, runs_dir=runs_dir,
-                             results=results)
+    request = runspec.compose(flags, args.set + device_set(args), config_file=args.config, from_id=args.from_run,
+                              runs_dir=runs_dir, results=results)
     with cancel_on_sigterm():
         status = run_headless(**request.identity, sets=[], overrides=request.overrides, runs_dir=runs_dir,
                               results=results, debug=args.debug, run_id=args.run_id, ingest=not args.no_ingest,
@@ -255,7 +255,7 @@ def cmd_demo(args) -> int:
 
     if args.full and args.method:
         raise UserError("demo: --full adds LIFT to the embedded preset's methods; with --method, name the methods yourself")
-    sets, variants = sweep.parse_set_grid(args.set + device_set(args))
+    sets, variants = sweep.parse_set_grid(args.set)
     methods = list(EMBEDDED_FULL_METHODS) if args.full else sweep.split_list(args.method)
     axes = sweep.build_axes("embedded", methods=methods, seeds=sweep.parse_seeds(args.seed),
                             sets=sets, variants=variants)

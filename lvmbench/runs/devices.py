@@ -224,13 +224,10 @@ def own_cores() -> list[int]:
     return list(range(os.cpu_count() or 1))
 
 
-def cpu_env(cores: list[int], ranks: int = 1, limit: str | None = None) -> dict:
+def cpu_env(cores: list[int], ranks: int = 1) -> dict:
     """A child's environment for its share of the cores: the list (each rank narrows it to its part,
-    :func:`take_rank_share`) and one OpenMP/MKL thread per core of a rank's part (at most ``limit``,
-    a thread count the caller was already given, e.g. its own ``OMP_NUM_THREADS``)."""
+    :func:`take_rank_share`) and one OpenMP/MKL thread per core of a rank's part."""
     threads = max(1, len(cores) // max(1, ranks))
-    if limit and limit.strip().isdigit() and int(limit) > 0:
-        threads = min(threads, int(limit))
     return {CPUS_ENV: format_cpus(cores), "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
 
@@ -246,7 +243,7 @@ def take_rank_share(env: dict | None = None, rank: int = 0, ranks: int = 1) -> l
             os.sched_setaffinity(0, mine)
         except OSError:
             pass  # cores outside this process's cgroup: keep what it has
-    env.update({k: v for k, v in cpu_env(mine, 1, env.get("OMP_NUM_THREADS")).items() if k != CPUS_ENV})
+    env.update({k: v for k, v in cpu_env(mine).items() if k != CPUS_ENV})
     return mine
 
 
@@ -311,13 +308,13 @@ def place(want: str, nproc: int = 1, machine: Machine | None = None, say=print,
     """Where a child of ``lvmbench run`` trains: its environment (its GPUs by UUID, its cores) and the
     claims it holds on its GPUs (see :func:`claim`; waits, saying so once, while every visible GPU is
     claimed). ``want``: ``train.device``; ``cpu``, or a machine without visible GPUs: a CPU child."""
-    cores, limit = own_cores(), os.environ.get("OMP_NUM_THREADS")
+    cores = own_cores()
     if want == "cpu":
-        return {"CUDA_VISIBLE_DEVICES": "", **cpu_env(cores, nproc, limit)}, []
+        return {"CUDA_VISIBLE_DEVICES": "", **cpu_env(cores, nproc)}, []
     machine = query() if machine is None else machine
     seen = visible(machine.gpus, visible_entries(os.environ.get("CUDA_VISIBLE_DEVICES")))
     if not seen:
-        return cpu_env(cores, nproc, limit), []
+        return cpu_env(cores, nproc), []
     check_gpu_count(seen, nproc)
     said = False
     while (got := claim(seen, nproc)) is None:
@@ -326,4 +323,4 @@ def place(want: str, nproc: int = 1, machine: Machine | None = None, say=print,
             said = True
         time.sleep(poll_s)
     chosen, locks = got
-    return {**gpu_env(chosen), **cpu_env(cores, nproc, limit)}, locks
+    return {**gpu_env(chosen), **cpu_env(cores, nproc)}, locks
