@@ -192,7 +192,8 @@ def _bench_ingest(args, fmt_name: str, log) -> int:
 
 def cmd_bench(args) -> int:
     fmt_name = "json" if args.json else args.format
-    log = (lambda text: None) if fmt_name == "json" else (lambda text: print(f"  {text}", file=sys.stderr, flush=True))
+    # progress on stderr, also with --json (stdout holds the report): a killed bench leaves its timings
+    log = lambda text: print(f"  {text}", file=sys.stderr, flush=True)  # noqa: E731
     if args.ingest is not None:
         return _bench_ingest(args, fmt_name, log)
     from . import bench

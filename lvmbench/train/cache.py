@@ -405,9 +405,13 @@ class FeatureCache:
         parts = []
         for s in range(self._n_shards(manifest)):
             n = len(self._range(manifest, s))
-            mm = np.memmap(self.dir / manifest["shards"][str(s)]["file"], dtype=np.int16, mode="c", shape=(n, *shape))
-            parts.append(torch.from_numpy(mm).view(STORE_DTYPE))
+            parts.append(memmap_rows(self.dir / manifest["shards"][str(s)]["file"], n, shape))
         return CachedFeatures(parts, manifest["rows_per_shard"], on_suspect=self._verify_on_read)
+
+
+def memmap_rows(path: Path, rows: int, shape: tuple) -> torch.Tensor:
+    """``rows`` stored rows of ``shape`` in the file ``path``, memory-mapped (copy on write) as a tensor."""
+    return torch.from_numpy(np.memmap(path, dtype=np.int16, mode="c", shape=(rows, *shape))).view(STORE_DTYPE)
 
 
 class _ShardWriter:
