@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,9 +15,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from lvmbench import cli
+from lvmbench import cli, config
+from lvmbench.exec.local import LocalExecutor, Reporter, claim_slot, local_slots
 from lvmbench.runs import devices, process
-from lvmbench.runs.plan import prepare
+from lvmbench.runs.plan import plan, prepare, take
 from lvmbench.train import cache, checkpoint, gpus
 from lvmbench.train.distributed import Dist
 from lvmbench.train.monitor import SystemMonitor
@@ -164,18 +166,15 @@ def test_claims_pick_idle_unclaimed_gpus_first():
 
 def test_sweep_slots_are_gpus_by_uuid_each_with_its_share_of_the_cores(gpu_box, monkeypatch):
     machine = devices.machine_from(gpu_box)
-    slots = __import__("lvmbench.exec.local", fromlist=["local_slots"]).local_slots(
-        max_parallel=4, nproc=1, cpus=16, machine=machine)
+    slots = local_slots(max_parallel=4, nproc=1, cpus=16, machine=machine)
     assert [s.env["CUDA_VISIBLE_DEVICES"] for s in slots] == [g.uuid for g in machine.gpus[:4]]
     assert [s.env[devices.CPUS_ENV] for s in slots] == ["0-3", "4-7", "8-11", "12-15"]
     assert all(s.threads == 4 and s.env["OMP_NUM_THREADS"] == "4" for s in slots)
-    pairs = __import__("lvmbench.exec.local", fromlist=["local_slots"]).local_slots(nproc=2, cpus=16, machine=machine)
+    pairs = local_slots(nproc=2, cpus=16, machine=machine)
     assert [s.env["OMP_NUM_THREADS"] for s in pairs] == ["4", "4"] and pairs[0].threads == 4  # 8 cores, 2 ranks
 
 
 def test_a_slot_whose_gpu_another_run_holds_is_passed_over(gpu_box, monkeypatch):
-    from lvmbench.exec.local import claim_slot, local_slots
-
     free = local_slots(cpus=4, machine=devices.machine_from(gpu_box))
     elsewhere = devices.gpu_lock(free[0].gpus[0])
     assert elsewhere.acquire()  # e.g. an `lvmbench run` training on it
@@ -234,16 +233,10 @@ def test_a_fused_group_is_capped_so_every_free_slot_gets_work(ready, free, cap):
 
 
 def test_the_local_executor_splits_ready_decoder_losses_over_free_slots(tmp_path):
-    from lvmbench import config
-    from lvmbench.exec.local import LocalExecutor, Reporter, local_slots
-    from lvmbench.runs.plan import plan
-
     methods = ["ce", "focal", "ldam", "balanced_softmax", "lade", "cbw", "logit_adjust", "grw"]
     specs = [config.resolve("mnist-lt", "tiny-clip", m, overrides=config.parse_sets(TINY)) for m in methods]
     jobs = plan(specs, tmp_path / "runs")
     executor = LocalExecutor(local_slots([], max_parallel=4), tmp_path / "runs", tmp_path / "r.duckdb")
-    from lvmbench.runs.plan import take
-
     assert take(jobs[0], tmp_path / "runs")
     group = executor._group(jobs[0], jobs, {j.hash: j for j in jobs}, 1, Reporter(), free_slots=4)
     assert len(group) == 2  # ⌈8 / 4⌉: the other three slots get the other six
@@ -348,8 +341,6 @@ def _agree_worker(rank: int, port: int, out) -> None:
 
 
 def test_ranks_agree_on_a_failed_member_step_in_one_collective():
-    import socket
-
     import torch.multiprocessing as mp
 
     with socket.socket() as s:
@@ -380,7 +371,7 @@ def test_cancel_signals_the_group_of_every_rank(tmp_path):
     launcher = process.start(sleeper, tmp_path / "launcher.log")  # torchrun: its own session
     rank0 = process.start(sleeper, tmp_path / "rank0.log")  # a worker in a session of its own
     try:
-        run.mark_running(pid=rank0.pid, host=__import__("socket").gethostname(), group_pid=launcher.pid)
+        run.mark_running(pid=rank0.pid, host=socket.gethostname(), group_pid=launcher.pid)
         assert process.request_cancel(run) is None
         assert launcher.wait(timeout=30) == -signal.SIGTERM
         time.sleep(0.2)

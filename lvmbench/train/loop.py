@@ -33,10 +33,9 @@ from ..models.backbone import Backbone
 from ..models.decoder import Decoder
 from ..runs.rundir import RunDir, now
 from ..runs.segments import total_cost
-from . import cache, checkpoint, encoder, tte
+from . import cache, checkpoint, encoder, gpus, tte
 from .batches import ImageDataset, StepBatchSampler, collate
 from .distributed import Dist
-from . import gpus
 from .gpus import run_device
 from .monitor import SystemMonitor, peak_rss_mib
 
