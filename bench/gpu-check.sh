@@ -97,11 +97,11 @@ def check(name, needs_gpus=0):
     def wrap(fn):
         t0 = time.monotonic()
         left = BUDGET_S - (t0 - START)
-        if left < 30:
-            checks.append({"name": name, "ok": None, "detail": "skipped: out of time"})
-            return fn
-        if needs_gpus and gpu_count() < needs_gpus:
-            checks.append({"name": name, "ok": None, "detail": f"skipped: needs {needs_gpus} GPUs"})
+        skip = ("out of time" if left < 30 else
+                f"needs {needs_gpus} GPUs" if needs_gpus and gpu_count() < needs_gpus else None)
+        if skip:
+            checks.append({"name": name, "ok": None, "detail": f"skipped: {skip}"})
+            print(f"{name:10s} skipped: {skip}", flush=True)
             return fn
         runs = WORK / name
         runs.mkdir()

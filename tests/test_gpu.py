@@ -293,20 +293,32 @@ def test_prefetch_raises_a_reader_error_where_it_happened():
     assert got == [1, 2]
 
 
-def test_rows_bound_for_a_gpu_are_checked_after_the_copy_not_on_the_cpu():
-    seen = []
+def test_rows_bound_for_a_gpu_are_pinned_copied_then_checked_there(monkeypatch):
+    events = []
 
     class Rows(cache.CachedFeatures):
         def check(self, x):
-            seen.append(x.device.type)
+            events.append(("check", getattr(x, "placed_on", "host")))
             return x
 
-    feats = Rows([torch.zeros(4, 2, dtype=torch.bfloat16)], 4)
+    def pin(x):
+        events.append(("pin",))
+        return x.clone()
+
+    def copy(x, device):
+        events.append(("copy", device.type))
+        y = x.clone()
+        y.placed_on = device.type
+        return y
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", pin)
+    monkeypatch.setattr(cache, "to_device", copy)
+    feats = Rows([torch.zeros(4, 2, dtype=torch.bfloat16)], 4)  # rows in host memory (a memory map)
+    list(cache.stream(feats, [torch.tensor([1])], torch.device("cuda")))
+    assert events == [("pin",), ("copy", "cuda"), ("check", "cuda")]  # no finiteness check on the CPU
+    events.clear()
     list(cache.stream(feats, [torch.tensor([1])], torch.device("cpu")))
-    assert seen == ["cpu"]  # read from host memory for the CPU: checked as read
-    seen.clear()
-    feats.gather(torch.tensor([1]), check=False)
-    assert seen == []
+    assert events == [("check", "host"), ("copy", "cpu")]  # for a CPU run: checked as read, nothing pinned
 
 
 # -- 9. timing on a GPU --------------------------------------------------------------------------------

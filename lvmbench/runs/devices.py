@@ -271,7 +271,7 @@ def pick(gpus: list[Gpu], claimed: set[str], n: int, own_pids: set[int] = frozen
 def claim(gpus: list[Gpu], n: int, folder: Path | None = None) -> tuple[list[Gpu], list[Lock]] | None:
     """Claim ``n`` of ``gpus`` (see :func:`pick`) for a child: their locks, held by this process until
     released (the child inherits them). None when fewer than ``n`` are unclaimed."""
-    claimed = {g.uuid for g in gpus if gpu_lock(g, folder).held_elsewhere()}
+    claimed: set[str] = set()
     while True:
         chosen = pick(gpus, claimed, n, {os.getpid()})
         if chosen is None:

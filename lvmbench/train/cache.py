@@ -228,8 +228,13 @@ def stream(feats: CachedFeatures, batches: Iterable, device: torch.device) -> It
 
     source = prefetch(map(read, batches)) if host else map(read, batches)
     for x, rows in source:
-        x = x.to(device, non_blocking=True)
+        x = to_device(x, device)
         yield (feats.check(x) if host and to_gpu else x), rows
+
+
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``x`` on ``device``, asynchronously where it can be (from pinned memory to a GPU)."""
+    return x.to(device, non_blocking=True)
 
 
 def fits_on(device: torch.device, nbytes: int, share: float = 0.5) -> bool:

@@ -129,7 +129,7 @@ class SystemMonitor:
         if self.nvml and self.nvml.devices:
             records = [{"ts": ts, **self.nvml.sample(*device)} for device in self.nvml.devices]
         else:
-            records = [{"ts": ts, "gpu_index": None, "mem_mib": rss_mib(), "power_w": None,
+            records = [{"ts": ts, "gpu_index": None, "mem_mib": rss_mib(), "mem_scope": "host", "power_w": None,
                         "util_pct": None, "energy_j": None}]
         for r in records:
             self.samples.append(r)
