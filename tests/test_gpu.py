@@ -261,6 +261,21 @@ def test_each_rank_takes_its_part_of_the_child_cores(monkeypatch):
     assert devices.take_rank_share({}, 0, 1) is None
 
 
+def test_a_slurm_task_divides_its_allocation_not_the_node(tmp_path, monkeypatch):
+    from lvmbench.exec.slurm import RunJob
+
+    started = []
+    monkeypatch.setattr(devices, "own_cores", lambda: list(range(64)))  # no task affinity on this cluster
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "8")
+    monkeypatch.setattr(process, "spawn", lambda run, env=None, **kw: started.append(env) or
+                        SimpleNamespace(wait=lambda: 0, returncode=0))
+    monkeypatch.setattr(process, "reap", lambda run, proc: {"status": "finished"})
+    run = prepare({"dataset": "mnist-lt", "method": "ce", "seed": 0}, tmp_path / "runs")
+    RunJob(str(run.path), nproc=2)()
+    assert started[0][devices.CPUS_ENV] == "0-7" and started[0]["OMP_NUM_THREADS"] == "4"
+    assert "CUDA_VISIBLE_DEVICES" not in started[0]  # Slurm's own GPUs
+
+
 def test_the_auto_loader_workers_follow_the_rank_share(monkeypatch):
     from lvmbench.train.loop import data_workers
 

@@ -55,7 +55,7 @@ class RunJob:
                 os.environ["CUDA_VISIBLE_DEVICES"] = self.visible
             env, claims = devices.place(want, self.nproc)
         else:
-            env, claims = devices.cpu_env(devices.own_cores(), self.nproc), []
+            env, claims = devices.cpu_env(devices.task_cores(devices.own_cores(), os.environ), self.nproc), []
         try:
             self.proc = process.spawn(run, env, debug=self.debug, nproc=self.nproc, claims=claims)
         except BaseException:

@@ -224,6 +224,13 @@ def own_cores() -> list[int]:
     return list(range(os.cpu_count() or 1))
 
 
+def task_cores(cores: list[int], env: dict) -> list[int]:
+    """A Slurm task's cores: its affinity, at most ``SLURM_CPUS_PER_TASK`` of them (a cluster without
+    task affinity leaves a task every core of the node)."""
+    allotted = env.get("SLURM_CPUS_PER_TASK", "")
+    return cores[:int(allotted)] if allotted.isdigit() and int(allotted) > 0 else cores
+
+
 def cpu_env(cores: list[int], ranks: int = 1) -> dict:
     """A child's environment for its share of the cores: the list (each rank narrows it to its part,
     :func:`take_rank_share`) and one OpenMP/MKL thread per core of a rank's part."""
