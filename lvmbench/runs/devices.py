@@ -168,8 +168,8 @@ def refusal(machine: Machine, seen: list[Gpu], torch_cuda: str | None, usable: b
     build = f"a CUDA {torch_cuda} build" if torch_cuda else "a CPU-only build"
     need = f" for CUDA {machine.cuda} or older" if machine.cuda else ""
     return (f"{len(seen)} GPU(s) visible (NVIDIA driver {machine.driver or '?'}, supports CUDA {machine.cuda or '?'}) "
-            f"but torch {torch_version} ({build}) cannot use them: install a torch build{need} (README, 'GPU "
-            f"driver and torch build'), or train on the CPU on purpose with --device cpu")
+            f"but torch {torch_version} ({build}) cannot use them: install a torch build{need} (README, "
+            f"section GPUs), or train on the CPU on purpose with --device cpu")
 
 
 def group_cap(ready: int, free_slots: int) -> int:
@@ -298,10 +298,6 @@ def claim(gpus: list[Gpu], n: int, folder: Path | None = None) -> tuple[list[Gpu
 
 def gpu_env(chosen: list[Gpu]) -> dict:
     return {"CUDA_VISIBLE_DEVICES": ",".join(g.uuid for g in chosen)}
-
-
-def describe(chosen: list[Gpu]) -> str:
-    return ", ".join(f"{g.name or 'GPU'} {g.uuid}" for g in chosen)
 
 
 def check_gpu_count(seen: list[Gpu], nproc: int) -> None:
