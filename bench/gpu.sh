@@ -2,7 +2,9 @@
 # GPU figures for BENCHMARKS.md: `lvmbench bench` (every mode, and --fused 8: eight decoders on one
 # tower pass against eight separate steps) for ViT-B/16 and ViT-L/14 at batch 256 on one
 # CUDA GPU (random weights, synthetic inputs: no data, no download), written to one JSON file with
-# the GPU's name and the library versions.
+# the GPU's name and the library versions; then `lvmbench bench --loader`: images/s per CPU core of
+# the PIL and the fast (torchvision) decode path, with the machine's loader workers, against what
+# the GPU's tower takes by FLOPs.
 #
 #   bench/gpu.sh [OUT.json]        default: bench/results/gpu-<UTC time>.json
 #
@@ -30,6 +32,10 @@ for spec in "ViT-B-16 75 150" "ViT-L-14 120 210"; do
     echo "$?" >"$TMP/$1.rc"
     tail -n 3 "$TMP/$1.err" >&2
 done
+
+echo "== loader" >&2
+timeout 240 "$PY" -m lvmbench bench --loader --json >"$TMP/loader.json" 2>"$TMP/loader.err"
+echo "$?" >"$TMP/loader.rc"
 
 "$PY" - "$OUT" "$TMP" <<'PYEOF'
 import json, pathlib, platform, subprocess, sys
@@ -62,12 +68,18 @@ for name in ("ViT-B-16", "ViT-L-14"):
         report = {"backbone": name, "error": f"exit {rc}: {err[-1] if err else 'no output'}"}
     runs.append(report)
 
+try:
+    loader = json.loads((tmp / "loader.json").read_text())
+except ValueError:
+    err = (tmp / "loader.err").read_text().strip().splitlines()
+    loader = {"error": f"exit {(tmp / 'loader.rc').read_text().strip()}: {err[-1] if err else 'no output'}"}
+
 result = {
     "gpu": torch.cuda.get_device_name(0), "gpu_count": torch.cuda.device_count(),
     "versions": {"torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
                  "open_clip_torch": version("open_clip_torch"), "timm": version("timm"),
                  "lvmbench": version("lvmbench"), "git": git_sha(), "python": platform.python_version()},
-    "command": "bench/gpu.sh", "runs": runs,
+    "command": "bench/gpu.sh", "runs": runs, "loader": loader,
 }
 out.write_text(json.dumps(result, indent=1))
 print(f"wrote {out}")
@@ -88,4 +100,14 @@ for r in runs:
         print(f"target: cached ViT-L/14 training {best:.0f} img/s = {best / PAPER_IMAGES_PER_S:.1f}x the paper's "
               f"{PAPER_IMAGES_PER_S} (goal >= 5x); one ImageNet-LT run with encoding "
               f"{r['sweep_estimate']['one_cached_run_minutes']:.1f} min (goal < 15)")
+if "error" in loader:
+    print(f"loader: {loader['error']}")
+else:
+    lo = loader["loader"]
+    print(f"loader: PIL {lo['pil_img_s_per_core']:.0f}, fast {lo['fast_img_s_per_core']:.0f} img/s per core "
+          f"({lo['ratio']:.2f}x), {lo['measured_workers']} workers, load average {loader['load_avg'][0]:.2f}")
+    for t in loader["towers"]:
+        print(f"  {t['backbone']:9s} tower {t['tower_img_s']:7.0f} img/s by FLOPs; loader PIL {t['pil_loader_img_s']:6.0f} "
+              f"({t['pil_bound']} bound, {t['pil_cores_needed']} cores needed), fast {t['fast_loader_img_s']:6.0f} "
+              f"({t['fast_bound']} bound, {t['fast_cores_needed']} cores needed)")
 PYEOF

@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"kg CO2 per kWh (default {catalog.CARBON_KG_PER_KWH})")
     table.add_argument("--format", choices=("table", "csv", "json", "markdown", "latex"), default="table",
                        help="latex: a booktabs table (\\usepackage{booktabs})")
+    table.add_argument("--published", action="store_true",
+                       help="main, cost: below each row, the published figures (the study's Tables 1-6 and 8, "
+                            "LIFT's main results) and the difference, yours - published")
+    table.add_argument("--wide", action="store_true", help="main: Precision and Recall even when they do not fit")
     _add_store_args(table, runs=False)
 
     ingest = sub.add_parser("ingest", help="ingest run directories into the results database")
@@ -176,6 +180,15 @@ def _add_bench_parser(sub) -> None:
     b.add_argument("--ingest-classes", type=int, default=100, help="--ingest: classes (per-class rows per split)")
     b.add_argument("--ingest-dir", help="--ingest: build the runs and the database here and keep them "
                                         "(default: a temporary folder, removed)")
+    b.add_argument("--loader", action="store_true",
+                   help="instead: images/s per core of each decode and transform path on generated JPEGs, and "
+                        "whether the loader or the tower bounds a step of ViT-B/16 and ViT-L/14 on a GPU")
+    b.add_argument("--target", help="--loader: the GPU to predict for (h100, h200, a100, l40s, rtx4090; "
+                                    "default: the CUDA device here, else h100)")
+    b.add_argument("--cores", type=int, help="--loader: the cores of the GPU machine (default: the cores this "
+                                             "process may use)")
+    b.add_argument("--loader-images", type=int, default=96, help="--loader: JPEGs per round")
+    b.add_argument("--loader-rounds", type=int, default=3, help="--loader: rounds per path (the median is kept)")
 
 
 def _bench_ingest(args, fmt_name: str, log) -> int:
@@ -196,6 +209,12 @@ def cmd_bench(args) -> int:
     log = lambda text: print(f"  {text}", file=sys.stderr, flush=True)  # noqa: E731
     if args.ingest is not None:
         return _bench_ingest(args, fmt_name, log)
+    if args.loader:
+        from . import bench_loader
+
+        report = bench_loader.run(args.loader_images, args.loader_rounds, args.target, args.cores, log=log)
+        bench_loader.print_report(report, fmt_name)
+        return 0
     from . import bench
 
     report = bench.run(args.backbone, args.batch_size, args.iters, args.max_seconds, args.compile, args.threads,
@@ -299,11 +318,18 @@ def cmd_sql(args) -> int:
     return 0
 
 
+PUBLISHED_TABLES = ("main", "cost")
+
+
 def cmd_table(args) -> int:
     from .render import print_table
 
+    if args.published and args.kind not in PUBLISHED_TABLES:
+        raise UserError(f"--published: table {args.kind} has no published counterpart; "
+                        f"use it with {' or '.join(PUBLISHED_TABLES)}")
     print_table(paths.results_path(args.results), args.kind, dataset=args.dataset, backbone=args.backbone,
-                carbon_kg_per_kwh=args.carbon_intensity, fmt_name=args.format)
+                carbon_kg_per_kwh=args.carbon_intensity, fmt_name=args.format, published=args.published,
+                wide=args.wide)
     return 0
 
 

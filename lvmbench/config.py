@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import catalog
+from .hparams import OFF_VALUES, loss_defaults
 from .errors import UserError, unknown
 from .weights import looks_like_path, resolve_pretrained, weights_identity
 
@@ -62,7 +63,7 @@ SCHEMA: dict[str, Param] = {
     "train.decay_params": Param("matrices", str, choices=("matrices", "all")),
     "train.eval_every": Param(256, int, _pos, "> 0"),
     "train.optimizer": Param("sgd", str, choices=("sgd", "adamw")),
-    "train.num_workers": Param(-1, int, lambda v: v >= -1, ">= 0, or -1 for auto (GPU: up to 8, CPU: 0)"),
+    "train.num_workers": Param(-1, int, lambda v: v >= -1, ">= 0, or -1 for auto (GPU: the usable cores but one, CPU: 0)"),
     "train.log_every": Param(10, int, _pos, "> 0"),
     "train.threads": Param(0, int, _nonneg, ">= 0 (0 = torch's default)"),
     # auto: a GPU when there is one (refusing GPUs that torch cannot use), else the CPU; cpu: the CPU on purpose.
@@ -87,6 +88,9 @@ SCHEMA: dict[str, Param] = {
     "data.allow_missing_classes": Param(False, bool),  # a fixed-class-count dataset whose train split lacks some
     # Image preprocessing: the study's transforms (ImageNet statistics, bilinear) or open_clip's (CLIP's, bicubic).
     "data.transform": Param("study", str, choices=("study", "open_clip")),
+    # How images are decoded and transformed: PIL (the study's code) or torchvision's decoder and
+    # transforms.v2 on uint8 tensors (2.5x+ the images/s per core; see README, "Data loading").
+    "data.decode": Param("pil", str, choices=("pil", "torchvision")),
     "stage1.run_id": Param(None, str),
     # Class-balanced sampling: the study's weighted draws without replacement, or a class drawn uniformly.
     "sampler.balanced": Param("study", str, choices=("study", "uniform")),
@@ -122,14 +126,15 @@ NOT_HASHED = {"train.num_workers", "train.log_every", "train.threads", "train.de
 RECIPE_PROFILES: dict[str, dict[str, Any]] = {
     "paper": {},  # the schema's defaults are the study's code
     "reference": {"sampler.balanced": "uniform", "crt.reinit": "always", "disalign.confidence_init": "authors",
-                  "data.transform": "open_clip"},
+                  "data.transform": "open_clip", "data.decode": "torchvision"},
 }
 STAGE2_METHODS = ("crt", "lws", "disalign", "marc")
 RECIPE_METHOD_PROFILES: dict[tuple[str, str], dict[str, Any]] = {
-    # The study's LDAM: linear head, CE(z - m_y), no scale, no DRW.
-    ("paper", "ldam"): {"head.kind": "linear", "loss.s": 1.0, "loss.drw_start": None},
-    # Cao et al.'s LDAM-DRW: cosine classifier, s = 30, re-weighting from 80 % of training (epoch 160 of 200).
-    ("reference", "ldam"): {"head.kind": "cosine", "head.scale": 1.0, "loss.s": 30.0, "loss.drw_start": 0.8},
+    # The study's LDAM: linear head, CE(z - m_y), no scale, no DRW (the loss's defaults: lvmbench.hparams).
+    ("paper", "ldam"): {"head.kind": "linear"},
+    # Cao et al.'s LDAM-DRW: cosine classifier, s = 30, re-weighting from 80 % of training (epoch 160 of 200;
+    # the loss's reference defaults: lvmbench.hparams).
+    ("reference", "ldam"): {"head.kind": "cosine", "head.scale": 1.0},
     # The authors' stage-2 optimizers (classifier-balancing, DisAlign's cvpods) decay every parameter.
     **{("reference", m): {"train.decay_params": "all"} for m in STAGE2_METHODS},
 }
@@ -241,6 +246,7 @@ def parse_sets(pairs: list[str] | None) -> dict[str, Any]:
 
 
 def _parse_loss_hparam(key: str, raw: str) -> Any:
+    """A loss hyper-parameter as typed: a number, or off (:func:`effective` makes every number a float)."""
     text = raw.strip()
     if text.lower() in ("none", "null", "off"):
         return None
@@ -250,6 +256,25 @@ def _parse_loss_hparam(key: str, raw: str) -> Any:
         except ValueError:
             pass
     raise UserError(f"--set {key}={raw}: expected a number")
+
+
+def effective(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec with the value every loss hyper-parameter takes: the loss's defaults under the spec's
+    recipe filled in where none is set, numbers as floats, a value that means off (``hparams.OFF_VALUES``)
+    as None. An explicit default and an omitted one are then one configuration (one config hash, one
+    result group, one table row)."""
+    out = dict(spec)
+    for hp, value in loss_defaults(spec.get("loss"), spec.get("recipe")).items():
+        out.setdefault(f"loss.{hp}", value)
+    off = OFF_VALUES.get(spec.get("loss"), {}) if isinstance(spec.get("loss"), str) else {}
+    for key, value in out.items():
+        if not key.startswith("loss."):
+            continue
+        if isinstance(value, int) and not isinstance(value, bool):
+            out[key] = float(value)
+        if key[5:] in off and out[key] == off[key[5:]]:
+            out[key] = None
+    return out
 
 
 def defaults(dataset: str, method: str, recipe: str | None = None) -> dict[str, Any]:
@@ -287,7 +312,7 @@ def resolve(dataset: str, backbone: str, method: str, *, seed: int = 0, pretrain
     for key in DATA_FILES:
         spec[key] = data_file(spec[key], spec["data_root"])
     validate(spec)
-    return spec
+    return effective(spec)
 
 
 # Files a dataset reads, given relative to --data-root (as its loader reads them) or absolute.
@@ -383,11 +408,22 @@ def _digest(body: dict[str, Any]) -> str:
 
 
 def config_hash(spec: dict[str, Any]) -> str:
-    """A short content hash of everything that changes what a run computes."""
-    return _digest(hashed_body(spec))
+    """A short content hash of everything that changes what a run computes, every default resolved
+    (:func:`effective`): a spec stored before loss defaults were filled in hashes as its run computed."""
+    return _digest(hashed_body(effective(spec)))
 
 
 def result_group(spec: dict[str, Any]) -> str:
     """The config hash without the seed: runs that share it differ only by their seed, so a table
     cell may average them (and must not average anything else)."""
-    return _digest(hashed_body(spec, ignore=("seed",)))
+    return _digest(hashed_body(effective(spec), ignore=("seed",)))
+
+
+def regrouped(spec: dict[str, Any]) -> dict[str, Any]:
+    """A stored run's spec as this version resolves it: defaults filled in and, where that changed
+    anything, its config hash and result group recomputed (otherwise kept as stored, so that a run
+    whose weights file moved away keeps the identity it was made with)."""
+    full = effective(spec)
+    if full == spec and spec.get("config_hash") and spec.get("result_group"):
+        return spec
+    return {**full, "config_hash": config_hash(full), "result_group": result_group(full)}

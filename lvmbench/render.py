@@ -4,7 +4,7 @@ Every format prints the data as it is: no value is read as Rich markup or an emo
 column is dropped for want of width (a table wider than the output wraps its text columns, or is
 printed at full width when piped), JSON is valid JSON (NaN and infinities are ``null``) and
 Markdown escapes ``|`` and line breaks. ``exact=True`` (``lvmbench sql``) prints every value in
-full; the paper-style tables round to two decimals.
+full; the paper-style tables round to two decimals, costs to three significant digits (``digits``).
 """
 from __future__ import annotations
 
@@ -29,14 +29,20 @@ FORMATS = ("table", "csv", "json", "markdown", "latex")
 NULL = "NULL"  # how ``exact`` output shows a missing value
 
 
-def fmt(value) -> str:
-    """A value as the paper-style tables show it: two decimals (more below 0.01), '–' for missing."""
+SIG3 = "sig3"  # a column's values to three significant digits (the cost table's)
+
+
+def fmt(value, digits: str | None = None) -> str:
+    """A value as the paper-style tables show it: two decimals (``digits=SIG3``: three significant
+    digits, never in exponent form), '–' for missing."""
     if value is None:
         return "–"
     if isinstance(value, MeanStd) and value.std is not None:
-        return f"{fmt(float(value))} ± {fmt(value.std)}"
+        return f"{fmt(float(value), digits)} ± {fmt(value.std, digits)}"
     if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 0.01 and value != 0 else f"{value:.2f}"
+        if digits == SIG3 and math.isfinite(value) and value != 0:
+            return f"{value:.{max(0, 2 - math.floor(math.log10(abs(value))))}f}"
+        return f"{value:.2f}"
     return str(value)
 
 
@@ -49,9 +55,17 @@ def exact_text(value) -> str:
     return str(value)
 
 
+def shows(columns: list[str], exact: bool = False, digits: dict | None = None) -> list:
+    """How each column shows a value: in full (``exact``), else as :func:`fmt` with the column's ``digits``."""
+    digits = digits or {}
+    return [exact_text if exact else (lambda v, d=digits.get(c): fmt(v, d)) for c in columns]
+
+
 def render(columns: list[str], rows: list, fmt_name: str = "table", title: str | None = None,
-           best: dict | None = None, console: Console | None = None, exact: bool = False) -> None:
-    """Print ``rows`` under ``columns``; in table form the best value per column is bold green."""
+           best: dict | None = None, console: Console | None = None, exact: bool = False,
+           digits: dict | None = None) -> None:
+    """Print ``rows`` under ``columns``; in table form the best value per column is bold green; a
+    column named in ``digits`` (``SIG3``) shows three significant digits."""
     console = console or Console()
     if fmt_name in ("json", "csv"):  # a mean ± std cell becomes two numbers: <column> and <column> std
         columns, rows = split_columns(columns, rows)
@@ -60,11 +74,11 @@ def render(columns: list[str], rows: list, fmt_name: str = "table", title: str |
     elif fmt_name == "csv":
         _write(console, to_csv(columns, rows))
     elif fmt_name == "markdown":
-        _write(console, to_markdown(columns, rows, title, exact) + "\n")
+        _write(console, to_markdown(columns, rows, title, exact, digits) + "\n")
     elif fmt_name == "latex":
-        _write(console, to_latex(columns, rows, title, best or {}) + "\n")
+        _write(console, to_latex(columns, rows, title, best or {}, digits=digits) + "\n")
     else:
-        print_rich_table(console, rich_table(columns, rows, title, best or {}, exact))
+        print_rich_table(console, rich_table(columns, rows, title, best or {}, exact, digits))
 
 
 def _write(console: Console, text: str) -> None:
@@ -108,12 +122,13 @@ def _jsonable(value):
     return str(value)
 
 
-def to_markdown(columns: list[str], rows: list, title: str | None = None, exact: bool = False) -> str:
-    show = exact_text if exact else fmt
+def to_markdown(columns: list[str], rows: list, title: str | None = None, exact: bool = False,
+                digits: dict | None = None) -> str:
+    show = shows(columns, exact, digits)
     lines = [f"**{_md(title)}**", ""] if title else []
     lines.append("| " + " | ".join(_md(c) for c in columns) + " |")
     lines.append("|" + "|".join("---" for _ in columns) + "|")
-    lines += ["| " + " | ".join(_md(show(v)) for v in r) + " |" for r in rows]
+    lines += ["| " + " | ".join(_md(s(v)) for s, v in zip(show, r)) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -123,25 +138,26 @@ def _md(text: str) -> str:
     return text.replace("\r\n", "<br>").replace("\n", "<br>").replace("\r", "<br>")
 
 
-def rich_table(columns: list[str], rows: list, title: str | None, best: dict, exact: bool = False) -> RichTable:
+def rich_table(columns: list[str], rows: list, title: str | None, best: dict, exact: bool = False,
+               digits: dict | None = None) -> RichTable:
     """A compact rich table; a Backbone column with one value moves into the title, and a mean's
     ± std goes on a second line of its cell (fits 80 columns). Numbers never wrap; text columns
     wrap (folding long words) when the output is too narrow. Every cell is text, never markup."""
-    show = exact_text if exact else fmt
     if "Backbone" in columns and len(rows) and len({r[columns.index("Backbone")] for r in rows}) == 1:
         j = columns.index("Backbone")
         title = f"{title or ''} · {rows[0][j]}".lstrip(" ·")
         columns, rows = columns[:j] + columns[j + 1:], [list(r[:j]) + list(r[j + 1:]) for r in rows]
     table = RichTable(title=Text(title) if title else None, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
                       show_edge=False, collapse_padding=True)
+    show = shows(columns, exact, digits)
     for j, c in enumerate(columns):
         if all(_is_number(r[j]) or r[j] is None for r in rows):
-            width = max([cell_width(r[j], show) for r in rows] + [0])
+            width = max([cell_width(r[j], show[j]) for r in rows] + [0])
             table.add_column(Text(str(c)), justify="right", min_width=width, no_wrap=True)
         else:
             table.add_column(Text(str(c)), justify="left", overflow="fold")
     for row in rows:
-        table.add_row(*[rich_cell(v, c in best and v == best[c], show) for c, v in zip(columns, row)])
+        table.add_row(*[rich_cell(v, c in best and v == best[c], s) for c, v, s in zip(columns, row, show)])
     return table
 
 
@@ -193,21 +209,21 @@ def latex_escape(text: str) -> str:
     return "".join(LATEX_SPECIAL.get(ch, ch) for ch in str(text))
 
 
-def latex_cell(value, best: bool) -> str:
+def latex_cell(value, best: bool, digits: str | None = None) -> str:
     """A number (bold when best), or mean and std joined by ``$\\pm$``, the mean bold when best."""
     def bold(text: str) -> str:
         return rf"\textbf{{{text}}}" if best else text
 
     if isinstance(value, MeanStd) and value.std is not None:
-        return bold(fmt(float(value))) + r" $\pm$ " + fmt(value.std)
-    return bold(latex_escape(fmt(value)) if value is not None else "--")
+        return bold(fmt(float(value), digits)) + r" $\pm$ " + fmt(value.std, digits)
+    return bold(latex_escape(fmt(value, digits)) if value is not None else "--")
 
 
 def to_latex(columns: list[str], rows: list, title: str | None = None, best: dict | None = None,
-             notes: list[str] | None = None) -> str:
+             notes: list[str] | None = None, digits: dict | None = None) -> str:
     """A booktabs table (``\\usepackage{booktabs}``) that pastes into a paper: text columns left,
     numbers right, the best value per column in bold."""
-    best = best or {}
+    best, digits = best or {}, digits or {}
     align = "".join("r" if all(isinstance(r[j], (int, float)) or r[j] is None for r in rows) else "l"
                     for j in range(len(columns)))
     lines = [r"\begin{table}[t]", r"\centering"]
@@ -215,7 +231,8 @@ def to_latex(columns: list[str], rows: list, title: str | None = None, best: dic
         lines.append(rf"\caption{{{latex_escape(title)}}}")
     lines += [rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(latex_escape(c) for c in columns) + r" \\",
               r"\midrule"]
-    lines += [" & ".join(latex_cell(v, c in best and v is not None and v == best[c]) for c, v in zip(columns, r))
+    lines += [" & ".join(latex_cell(v, c in best and v is not None and v == best[c], digits.get(c))
+                         for c, v in zip(columns, r))
               + r" \\" for r in rows]
     lines += [r"\bottomrule", r"\end{tabular}"]
     lines += [rf"\par\footnotesize {latex_escape(note)}" for note in notes or []]
@@ -224,22 +241,36 @@ def to_latex(columns: list[str], rows: list, title: str | None = None, best: dic
 
 
 def print_table(results, kind: str, dataset: str | None = None, backbone: str | None = None,
-                carbon_kg_per_kwh: float = CARBON_KG_PER_KWH, fmt_name: str = "table", console: Console | None = None) -> None:
-    """Print one of the study's table layouts from the results database (``lvmbench table``)."""
+                carbon_kg_per_kwh: float = CARBON_KG_PER_KWH, fmt_name: str = "table", console: Console | None = None,
+                published: bool = False, wide: bool = False) -> None:
+    """Print one of the study's table layouts from the results database (``lvmbench table``): with
+    ``published``, each row's published counterpart and the difference; in table form, the columns
+    a table marks ``wide_only`` only when they fit the output or with ``wide``."""
     from .store import open_readonly, tables
 
     console = console or Console()
     with open_readonly(results) as con:
-        table = tables.build(con, kind, dataset=dataset, backbone=backbone, carbon_kg_per_kwh=carbon_kg_per_kwh)
+        table = tables.build(con, kind, dataset=dataset, backbone=backbone, carbon_kg_per_kwh=carbon_kg_per_kwh,
+                             published=published)
     if not table.rows:
         console.print(f"no finished runs{' for ' + dataset if dataset else ''} in the results database",
                       markup=False, emoji=False, highlight=False)
         return
     best = tables.best_per_column(table)
     if fmt_name == "latex":  # notes go inside the table environment
-        _write(console, to_latex(table.columns, table.rows, table.title, best, table.notes) + "\n")
+        _write(console, to_latex(table.columns, table.rows, table.title, best, table.notes, table.digits) + "\n")
         return
-    render(table.columns, table.rows, fmt_name, title=table.title, best=best, console=console)
+    columns, rows = table.columns, table.rows
+    if fmt_name == "table" and not wide and table.wide_only and not fits(console, table):
+        keep = [j for j, c in enumerate(columns) if c not in table.wide_only]
+        columns, rows = [columns[j] for j in keep], [[r[j] for j in keep] for r in rows]
+    render(columns, rows, fmt_name, title=table.title, best=best, console=console, digits=table.digits)
     if fmt_name in ("table", "markdown"):
         for note in table.notes:
             console.print(note, markup=False, emoji=False, highlight=False, soft_wrap=True)
+
+
+def fits(console: Console, table) -> bool:
+    """Whether ``table`` (a ``tables.Table``) prints on one line per row within the output's width."""
+    rich = rich_table(table.columns, table.rows, table.title, {}, digits=table.digits)
+    return console.measure(rich, options=console.options.update_width(1_000_000)).maximum <= console.width

@@ -131,12 +131,13 @@ def describe(job: Job) -> str:
 def dry_run(jobs: list[Job], out: Console, fuse: bool = True) -> None:
     """List the planned runs: what each waits for, which train together, and which are already finished."""
     from .render import render
+    from .store.variants import text
 
     index = {j.hash: i for i, j in enumerate(jobs, 1)}
     varied = varied_settings(jobs)
     groups = fused_groups(jobs) if fuse else {}
     rows = [[i, j.spec["dataset"], j.spec["backbone"], j.spec["pretrained"], j.spec["method"], j.spec["seed"],
-             *([" ".join(f"{k}={j.spec.get(k)}" for k in varied)] if varied else []),
+             *([" ".join(f"{k}={text(k, j.spec.get(k))}" for k in varied)] if varied else []),
              f"#{index[j.needs]}" if j.needs else "", *([groups.get(i - 1, "")] if groups else []), state_word(j),
              j.hash + (" (stage 1)" if j.implicit else "")] for i, j in enumerate(jobs, 1)]
     render(["#", "dataset", "backbone", "pretrained", "method", "seed", *(["settings"] if varied else []), "after",

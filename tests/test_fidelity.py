@@ -49,7 +49,8 @@ def test_every_key_a_recipe_sets_is_a_spec_key_in_the_hash():
     assert paper["recipe"] == "paper" and reference["recipe"] == "reference"
     assert config.config_hash(paper) != config.config_hash(reference)
     differ = {k for k in paper if paper[k] != reference[k]}
-    assert differ == {"recipe", "sampler.balanced", "crt.reinit", "disalign.confidence_init", "train.decay_params"}
+    assert differ == {"recipe", "sampler.balanced", "crt.reinit", "disalign.confidence_init", "train.decay_params",
+                      "data.decode"}
 
 
 def test_recipe_profiles_resolve_per_method_and_dataset():
@@ -417,11 +418,11 @@ def test_recipes_are_stored_and_never_averaged_together(tmp_path):
         stored = con.execute("SELECT method, recipe, selected_on FROM runs ORDER BY method, recipe").fetchall()
         assert stored == [("ce", "paper", "val"), ("lade", "paper", "val"), ("lade", "reference", "val")]
         main = tables.build(con, "main")
-        assert [(r[0], r[3]) for r in main.rows] == [("ce", 50.0), ("lade", 60.0), ("lade (reference)", 64.0)]
+        assert [(r[0], r[4]) for r in main.rows] == [("ce", 50.0), ("lade", 60.0), ("lade (reference)", 64.0)]
         assert main.notes == []
         recipes = tables.build(con, "recipes")
-    assert recipes.columns[2:] == ["Overall paper", "Overall ref.", "Δ overall", "Few paper", "Few ref.", "Δ few"]
-    by_method = {r[0]: r[2:] for r in recipes.rows}
+    assert recipes.columns[3:] == ["Overall paper", "Overall ref.", "Δ overall", "Few paper", "Few ref.", "Δ few"]
+    by_method = {r[0]: r[3:] for r in recipes.rows}
     assert by_method["lade"] == pytest.approx([60.0, 64.0, 4.0, 20.0, 30.0, 10.0])
     assert by_method["ce"][:2] == [50.0, None] and by_method["ce"][2] is None
 

@@ -280,7 +280,7 @@ def test_the_auto_loader_workers_follow_the_rank_share(monkeypatch):
     from lvmbench.train.loop import data_workers
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {4, 5, 6}, raising=False)
-    assert data_workers(-1, torch.device("cuda")) == 2  # 3 cores: 2 workers and the training process
+    assert data_workers(-1, "cuda") == 2  # 3 cores: 2 workers and the training process
 
 
 # -- 8. the cached path on a GPU ---------------------------------------------------------------------

@@ -130,6 +130,8 @@ def test_the_cache_key_changes_with_weights_backbone_preprocessing_split_and_pre
                             cache_keys),
         "precision": val_key(trainer(tmp_path, random_tiny_clip, **{"encoder.precision": "bf16"}), cache_keys),
         "views": val_key(base, cache_keys, views=2),
+        "decode": val_key(trainer(tmp_path, random_tiny_clip, **{"encoder.precision": "fp32",
+                                                                 "data.decode": "torchvision"}), cache_keys),
     }
     base.cached("test", base.dataset.test)
     variants["split"] = cache_keys[-1]

@@ -166,10 +166,10 @@ def test_main_table_shows_the_sample_std_over_three_seeds(tmp_path):
         table = tables.build(con, "main")
     ce, focal = table.rows
     # by hand: mean 63, deviations -3, -1, 4, sum of squares 26, sample variance 26 / 2 = 13
-    assert ce[2] == 3 and ce[3] == pytest.approx(63.0) and ce[3].std == pytest.approx(13 ** 0.5)
-    assert ce[3].n == 3 and fmt(ce[3]) == "63.00 ± 3.61"
+    assert ce[3] == 3 and ce[4] == pytest.approx(63.0) and ce[4].std == pytest.approx(13 ** 0.5)
+    assert ce[4].n == 3 and fmt(ce[4]) == "63.00 ± 3.61"
     assert ce[6].std == pytest.approx(0.0)  # few is 10.0 for every seed
-    assert focal[2] == 1 and focal[3].std is None and fmt(focal[3]) == "58.00"
+    assert focal[3] == 1 and focal[4].std is None and fmt(focal[4]) == "58.00"
     assert tables.best_per_column(table)["Overall"] == pytest.approx(63.0)
 
 
@@ -180,8 +180,8 @@ def test_backbones_table_shows_spread_and_costs_do_not(tmp_path):
     with open_readonly(db) as con:
         by_backbone = tables.build(con, "backbones")
         memory = tables.build(con, "memory")
-    assert by_backbone.rows[0][1].std == pytest.approx(8 ** 0.5)
-    assert not hasattr(memory.rows[0][1], "std")
+    assert by_backbone.rows[0][2].std == pytest.approx(8 ** 0.5)
+    assert not hasattr(memory.rows[0][2], "std")
 
 
 def test_csv_and_json_give_the_std_its_own_column(tmp_path):
@@ -200,7 +200,7 @@ def test_csv_and_json_give_the_std_its_own_column(tmp_path):
     buf = io.StringIO()
     print_table(db, "main", fmt_name="csv", console=Console(file=buf, width=400))
     header = buf.getvalue().splitlines()[0].split(",")
-    assert header[:6] == ["Method", "Backbone", "Seeds", "Overall", "Overall std", "Many"]
+    assert header[:7] == ["Method", "Variant", "Backbone", "Seeds", "Overall", "Overall std", "Many"]
 
 
 def test_latex_table_is_booktabs_with_one_row_per_method(tmp_path, capsys):
@@ -218,7 +218,7 @@ def test_latex_table_is_booktabs_with_one_row_per_method(tmp_path, capsys):
     body = lines[lines.index(r"\midrule") + 1:lines.index(r"\bottomrule")]
     assert lines.index(r"\toprule") < lines.index(r"\midrule")
     assert [row.split(" & ")[0] for row in body] == ["zeroshot", "ce", r"balanced\_softmax"]
-    assert all(row.endswith(r" \\") and row.count(" & ") == 9 for row in body)
+    assert all(row.endswith(r" \\") and row.count(" & ") == 10 for row in body)
     assert r"61.00 $\pm$ 1.41" in body[1] and r"\textbf{66.00}" in body[2]
     assert tex.count("{") == tex.count("}") and "%" not in tex.replace(r"\%", "")
 

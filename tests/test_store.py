@@ -75,7 +75,7 @@ def test_main_table_orders_baselines_first_and_averages_seeds(tmp_path):
         table = tables.build(con, "main", dataset="mnist-lt")
     assert [r[0] for r in table.rows] == ["zeroshot", "ce", "balanced_softmax"]
     bsm = table.rows[2]
-    assert bsm[2] == 2 and bsm[3] == pytest.approx(61) and bsm[6] == pytest.approx(32)
+    assert bsm[3] == 2 and bsm[4] == pytest.approx(61) and bsm[7] == pytest.approx(32)
     assert tables.best_per_column(table)["Few"] == 40
 
 
@@ -87,10 +87,10 @@ def test_cost_and_memory_tables(tmp_path):
     with open_readonly(db) as con:
         cost = tables.build(con, "cost", carbon_kg_per_kwh=0.5)
         memory = tables.build(con, "memory")
-    assert cost.columns[3] == "Trainable" and cost.rows[0][3] == 1000  # the run's trainable parameters
-    assert cost.rows[0][4:] == [pytest.approx(0.2), pytest.approx(60 / 3600), pytest.approx(120.0),
-                                pytest.approx(0.01), pytest.approx(0.005)]
-    assert memory.columns == ["Method", "tiny-clip"] and memory.rows == [["ce", 900.0]]
+    assert cost.columns[4] == "Trainable" and cost.rows[0][4] == 1000  # the run's trainable parameters
+    assert cost.rows[0][5:] == [pytest.approx(0.2), None, pytest.approx(60 / 3600), pytest.approx(120.0),
+                                pytest.approx(0.01), pytest.approx(0.005)]  # None: no loader wait recorded
+    assert memory.columns == ["Method", "Variant", "tiny-clip"] and memory.rows == [["ce", "", 900.0]]
 
 
 def test_readonly_needs_an_existing_database(tmp_path):
@@ -148,7 +148,7 @@ def test_main_table_keeps_weights_apart(tmp_path):
         ingest_dir(con, runs)
     with open_readonly(db) as con:
         rows = tables.build(con, "main").rows
-    assert sorted((r[1], r[3]) for r in rows) == [("ViT-L-14", 70.0), ("ViT-L-14 (laion2b_s32b_b82k)", 74.0)]
+    assert sorted((r[2], r[4]) for r in rows) == [("ViT-L-14", 70.0), ("ViT-L-14 (laion2b_s32b_b82k)", 74.0)]
 
 
 def stored_runs_row(db, run_id):
@@ -175,7 +175,7 @@ def test_every_runs_column_holds_the_field_of_the_run_files_it_names(tmp_path, m
                      trainable_params=1234, total_params=56789, iters=299, started_at=1_700_000_000,
                      ended_at=1_700_000_090, wall_s=90.5, s_per_iter=0.25, peak_mem_mib=901.5, avg_power_w=210.5,
                      energy_kwh=0.5, error="a note", skipped_images=4, selected_on="val", group_wall_s=270.5,
-                     group_energy_kwh=1.5, group_peak_mem_mib=2701.5, gpu_shared=True)
+                     group_energy_kwh=1.5, group_peak_mem_mib=2701.5, loader_wait_s=0.0125, gpu_shared=True)
     db = tmp_path / "results.duckdb"
     monkeypatch.setenv("TZ", "America/New_York")
     time.tzset()
@@ -197,7 +197,7 @@ def test_every_runs_column_holds_the_field_of_the_run_files_it_names(tmp_path, m
         "peak_mem_mib": 901.5, "avg_power_w": 210.5, "energy_kwh": 0.5, "co2_kg": pytest.approx(0.5 * 0.544),
         "error": "a note", "skipped_images": 4, "recipe": spec["recipe"], "selected_on": "val",
         "fused_group": "group-1", "fused_size": 4, "group_wall_s": 270.5, "group_energy_kwh": 1.5,
-        "group_peak_mem_mib": 2701.5, "gpu_shared": True}
+        "group_peak_mem_mib": 2701.5, "loader_wait_s": 0.0125, "gpu_shared": True}
     assert json.loads(stored["config"]) == written  # the hash a run was made with is kept: sweeps match it
 
 

@@ -14,7 +14,7 @@ EXPECTED = {
         **dict.fromkeys(["stage", "seed", "trainable_params", "total_params", "iters", "batch_size",
                          "skipped_images", "fused_size"], INTEGRAL),
         **dict.fromkeys(["wall_s", "s_per_iter", "peak_mem_mib", "avg_power_w", "energy_kwh", "co2_kg",
-                         "group_wall_s", "group_energy_kwh", "group_peak_mem_mib"], FLOAT),
+                         "group_wall_s", "group_energy_kwh", "group_peak_mem_mib", "loader_wait_s"], FLOAT),
         "config": JSON, "started_at": TIME, "ended_at": TIME, "gpu_shared": BOOL},
     "evals": {"run_id": TEXT, "split": TEXT, "n_samples": INTEGRAL,
               **dict.fromkeys(["overall", "many", "medium", "few", "precision", "recall", "f1", "worst_class"],

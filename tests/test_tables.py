@@ -35,8 +35,8 @@ def test_without_dataset_rows_are_per_dataset_and_seeds_count_seeds(tmp_path):
     finished(runs, "mnist-lt", overall=80.0)
     finished(runs, "folder", overall=40.0, data_root=str(tmp_path))
     table = build(tmp_path)
-    assert table.columns[:4] == ["Dataset", "Method", "Backbone", "Seeds"]
-    assert sorted((r[0], r[3], r[4]) for r in table.rows) == [("folder", 1, 40.0), ("mnist-lt", 1, 80.0)]
+    assert table.columns[:5] == ["Dataset", "Method", "Variant", "Backbone", "Seeds"]
+    assert sorted((r[0], r[4], r[5]) for r in table.rows) == [("folder", 1, 40.0), ("mnist-lt", 1, 80.0)]
     for kind in ("backbones", "memory", "cost"):
         assert {r[0] for r in build(tmp_path, kind).rows} == {"folder", "mnist-lt"}
     assert "Device hours" in build(tmp_path, "cost").columns
@@ -51,9 +51,9 @@ def test_a_cell_averages_seeds_of_one_config_only(tmp_path):
     finished(runs, "folder", seed=1, overall=20.0, data_root=root, ended=6, sets=["data.subsample_lt=true"])
     finished(runs, "folder", seed=1, overall=30.0, data_root=root, ended=9, sets=["data.subsample_lt=true"])  # rerun
     table = build(tmp_path, dataset="folder")
-    got = sorted((r[0], r[2], r[3]) for r in table.rows)
-    assert got == [("ce [data.subsample_lt=False]", 2, pytest.approx(42.0)),
-                   ("ce [data.subsample_lt=True]", 2, pytest.approx(20.0))]  # latest of seed 1 counts
+    got = sorted((r[0], r[1], r[3], r[4]) for r in table.rows)
+    assert got == [("ce", "subsample_lt=off", 2, pytest.approx(42.0)),
+                   ("ce", "subsample_lt=on", 2, pytest.approx(20.0))]  # latest of seed 1 counts
 
 
 def test_cost_points_are_the_few_shot_and_cost_figures_of_each_cell_of_one_dataset(tmp_path):
@@ -79,3 +79,18 @@ def test_cost_points_are_the_few_shot_and_cost_figures_of_each_cell_of_one_datas
     assert (points["zeroshot"].few, points["zeroshot"].hours, points["zeroshot"].params) == (
         10.0, pytest.approx(0.01), 0)
     assert points["ce"].backbone == "tiny-clip"
+
+
+def test_the_cost_table_shows_each_cells_mean_loader_wait_per_step(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, wait in ((0, 0.02), (1, 0.04)):
+        finished(runs, seed=seed).write_status(loader_wait_s=wait)
+    finished(runs, method="focal")  # no loader wait recorded (e.g. cached training views): blank
+    with open_writer(tmp_path / "r.duckdb") as con:
+        ingest_dir(con, runs)
+        assert sorted(con.execute("SELECT loader_wait_s FROM runs").fetchall(), key=str) == \
+            [(0.02,), (0.04,), (None,)]
+    table = build(tmp_path, "cost")
+    column = table.columns.index("Loader wait s/iter")
+    assert table.columns[column - 1] == "s/iter"
+    assert {r[0]: r[column] for r in table.rows} == {"ce": pytest.approx(0.03), "focal": None}

@@ -144,6 +144,8 @@ class LiveData:
     _t0: float | None = None
     _first: tuple[int, float] | None = None  # (step, ts) of the first training record
     _last: tuple[int, float] | None = None
+    _previous: tuple[int, float] | None = None  # the training record before the last
+    loader_wait_s: float | None = None  # the last record's mean wait per step for the training images
 
     def apply(self, update: RunUpdate) -> None:
         if update.spec:
@@ -158,8 +160,9 @@ class LiveData:
                 self.loss.add(step, rec["loss"])
                 self.lr.add(step, rec.get("lr"))
                 if isinstance(rec.get("ts"), (int, float)):
-                    self._last = (int(step), float(rec["ts"]))
+                    self._previous, self._last = self._last, (int(step), float(rec["ts"]))
                     self._first = self._first or self._last
+                self.loader_wait_s = rec.get("loader_wait_s")
             self.val_overall.add(step, rec.get("val/overall"))
             self.val_few.add(step, rec.get("val/few"))
         for ts, mem, power, gpu in _per_sample(update.system):
@@ -179,6 +182,16 @@ class LiveData:
             return None
         rate = (self._last[1] - self._first[1]) / (self._last[0] - self._first[0])
         return max(0, self.iters - self._last[0]) * rate
+
+
+    def loader_wait(self) -> tuple[float, float | None] | None:
+        """(seconds a step waited for its images, that wait's share of a step between the last two
+        training records or None), from the last record; None when the run logs no loader wait."""
+        if not isinstance(self.loader_wait_s, (int, float)):
+            return None
+        (s0, t0), (s1, t1) = self._previous or (0, 0.0), self._last or (0, 0.0)
+        step_s = (t1 - t0) / (s1 - s0) if self._previous and s1 > s0 else None
+        return self.loader_wait_s, min(1.0, self.loader_wait_s / step_s) if step_s else None
 
 
 def _per_sample(records: list[dict]):

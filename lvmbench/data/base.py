@@ -31,19 +31,17 @@ class Split:
         samples = self.samples[idx] if isinstance(self.samples, np.ndarray) else [self.samples[i] for i in idx]
         return Split(samples, self.labels[idx], self.root, [self.where[i] for i in idx] if self.where else [])
 
-    def load(self, i: int):
-        """Return sample ``i`` as an RGB PIL image."""
-        from PIL import Image
-
+    def load(self, i: int, decode: str = "pil"):
+        """Sample ``i`` as an RGB PIL image (``decode="pil"``) or an RGB uint8 tensor ``[3, H, W]``
+        decoded by ``torchvision.io.decode_image`` (libjpeg-turbo for JPEGs; ``"torchvision"``)."""
         item = self.samples[i]
         if isinstance(self.samples, np.ndarray):
-            return Image.fromarray(item).convert("RGB")
+            return _array_image(item, decode)
         path = self.path(i)
         if not path.exists():
             raise MissingImage(f"image file missing: {self.describe(i)}")
         try:
-            with Image.open(path) as img:
-                return img.convert("RGB")
+            return _decode_file(path, decode)
         except (OSError, ValueError) as exc:
             raise BadImage(f"cannot decode image {self.describe(i)}: {exc}") from None
 
@@ -53,6 +51,38 @@ class Split:
     def describe(self, i: int) -> str:
         """Sample ``i``'s file and, when a split file lists it, where: for error messages."""
         return f"{self.path(i)}" + (f" (listed at {self.where[i]})" if self.where else "")
+
+
+def _array_image(item: np.ndarray, decode: str):
+    """An in-memory ``[H, W]`` or ``[H, W, 3]`` uint8 image as RGB."""
+    if decode == "pil":
+        from PIL import Image
+
+        return Image.fromarray(item).convert("RGB")
+    import torch
+
+    image = torch.from_numpy(np.ascontiguousarray(item))
+    return image.expand(3, *image.shape) if image.ndim == 2 else image.permute(2, 0, 1)
+
+
+def _decode_file(path: Path, decode: str):
+    """A file as RGB: PIL, or torchvision's decoders (a format they lack, e.g. BMP or TIFF, goes through PIL)."""
+    if decode != "pil":
+        from torchvision.io import ImageReadMode, decode_image
+
+        try:
+            return decode_image(str(path), mode=ImageReadMode.RGB)
+        except RuntimeError:
+            pass  # not a format torchvision decodes, or broken: PIL decides
+    from PIL import Image
+
+    with Image.open(path) as img:
+        image = img.convert("RGB")
+    if decode == "pil":
+        return image
+    import torch
+
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
 
 
 class BadImage(UserError):

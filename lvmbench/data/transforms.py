@@ -1,26 +1,66 @@
-"""The study's image transforms (Imbalance-VLM, ``imblearn/datasets/cv_datasets/*.py``), for ``data.transform=study``.
+"""Image transforms: the study's (``data.transform=study``) and open_clip's (``data.transform=open_clip``),
+each on PIL images (``data.decode=pil``) or on uint8 tensors (``data.decode=torchvision``).
 
-Training: a random resized crop (area 8-100 %, bilinear, as timm's ``RandomResizedCropAndInterpolation``
-does by default), a horizontal flip, then normalisation with ImageNet's statistics (iNaturalist 2018: its
-own). Evaluation: resize the short side to 256/224 of the crop, bilinear, then a centre crop. Not CLIP's
-preprocessing: CLIP's own statistics and bicubic resizing are ``data.transform=open_clip``.
+The study's (Imbalance-VLM, ``imblearn/datasets/cv_datasets/*.py``): training takes a random resized crop
+(area 8-100 %, bilinear, as timm's ``RandomResizedCropAndInterpolation`` does by default), a horizontal
+flip, then normalisation with ImageNet's statistics (iNaturalist 2018: its own); evaluation resizes the
+short side to 256/224 of the crop, bilinear, then takes a centre crop. open_clip's: the same crops with
+CLIP's statistics and bicubic resizing, the evaluation resize to the crop size itself.
+
+``decode=torchvision``: the same operations from ``torchvision.transforms.v2`` on the uint8 tensor that
+``torchvision.io.decode_image`` (libjpeg-turbo) returns, converted to float and normalised last. The
+random draws are the same (a seeded item gets the same crop box and flip on either path); only the
+resampling differs (torchvision's antialiased uint8 kernels against PIL's): ``lvmbench bench --loader``
+measures the difference and the speed.
 """
 from __future__ import annotations
+
+import torch
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # The study's RGB_statistics per dataset; every other dataset gets its 'default' (ImageNet's).
 STATS = {"inat18": ((0.466, 0.471, 0.380), (0.195, 0.194, 0.192))}
+DECODES = ("pil", "torchvision")
+
+
+def ops(decode: str):
+    """The transforms module of a decode path: ``torchvision.transforms`` (PIL) or its ``v2`` (tensors)."""
+    if decode == "pil":
+        from torchvision import transforms
+    else:
+        from torchvision.transforms import v2 as transforms
+    return transforms
+
+
+def to_float(decode: str) -> list:
+    """PIL image or uint8 tensor -> float tensor in [0, 1]."""
+    T = ops(decode)
+    return [T.ToTensor()] if decode == "pil" else [T.ToDtype(torch.float32, scale=True)]
+
+
+def pipeline(size: int, train: bool, mean, std, interpolation: str, eval_resize: int, hflip: bool = True,
+             crop_scale: tuple[float, float] = (0.08, 1.0), decode: str = "pil"):
+    """Random resized crop (+ flip) for training, resize then centre crop for evaluation; then float
+    and normalisation. ``interpolation``: ``bilinear`` or ``bicubic``."""
+    from torchvision.transforms import InterpolationMode
+
+    T, mode = ops(decode), InterpolationMode(interpolation)
+    if train:
+        head = [T.RandomResizedCrop(size, scale=crop_scale, interpolation=mode)]
+        head += [T.RandomHorizontalFlip()] if hflip else []
+    else:
+        head = [T.Resize(eval_resize, interpolation=mode), T.CenterCrop(size)]
+    return T.Compose([*head, *to_float(decode), T.Normalize(mean, std)])
+
+
+def open_clip_transforms(size: int, train: bool, mean, std, hflip: bool = True,
+                         crop_scale: tuple[float, float] = (0.08, 1.0), decode: str = "pil"):
+    """The study's crops with open_clip's preprocessing: the backbone's statistics, bicubic, resize to the crop."""
+    return pipeline(size, train, mean, std, "bicubic", size, hflip, crop_scale, decode)
 
 
 def study_transforms(dataset: str, size: int, train: bool, hflip: bool = True,
-                     crop_scale: tuple[float, float] = (0.08, 1.0)):
-    from torchvision import transforms as T
-
+                     crop_scale: tuple[float, float] = (0.08, 1.0), decode: str = "pil"):
+    """The study's transforms for ``dataset`` (its statistics, bilinear, evaluation resize 256/224)."""
     mean, std = STATS.get(dataset, (IMAGENET_MEAN, IMAGENET_STD))
-    bilinear = T.InterpolationMode.BILINEAR
-    if train:
-        head = [T.RandomResizedCrop(size, scale=crop_scale, interpolation=bilinear)]
-        head += [T.RandomHorizontalFlip()] if hflip else []
-    else:
-        head = [T.Resize(round(size * 256 / 224), interpolation=bilinear), T.CenterCrop(size)]
-    return T.Compose([*head, T.ToTensor(), T.Normalize(mean, std)])
+    return pipeline(size, train, mean, std, "bilinear", round(size * 256 / 224), hflip, crop_scale, decode)

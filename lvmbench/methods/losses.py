@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..hparams import LOSS_DEFAULTS, RECIPE_LOSS_DEFAULTS
+
 RECIPES = ("paper", "reference")
 
 __all__ = [
@@ -379,20 +381,20 @@ LOSSES: dict[str, LossInfo] = {
     "ce": LossInfo(CrossEntropyLoss, "plain cross-entropy"),
     "cbw": LossInfo(ClassBalancedWeightedLoss,
                     "class-balanced re-weighting: inverse frequency, or effective number with beta",
-                    {"beta": None}, ranges={"beta": Range(0.0, 1.0, hi_open=True)}),  # 0 = off, as None
-    "focal": LossInfo(FocalLoss, "focal loss (Lin et al. 2017)", {"gamma": 2.0}, ranges={"gamma": NON_NEGATIVE}),
+                    LOSS_DEFAULTS["cbw"], ranges={"beta": Range(0.0, 1.0, hi_open=True)}),  # 0 = off, as None
+    "focal": LossInfo(FocalLoss, "focal loss (Lin et al. 2017)", LOSS_DEFAULTS["focal"], ranges={"gamma": NON_NEGATIVE}),
     "ldam": LossInfo(LDAMLoss, "label-distribution-aware margin loss, optional DRW (Cao et al. 2019)",
-                     {"max_m": 0.5, "s": 1.0, "drw_start": None},
-                     recipe_defaults={"reference": {"s": 30.0, "drw_start": 0.8}}, optional=frozenset({"drw_start"}),
+                     LOSS_DEFAULTS["ldam"],
+                     recipe_defaults={r: d["ldam"] for r, d in RECIPE_LOSS_DEFAULTS.items()}, optional=frozenset({"drw_start"}),
                      ranges={"max_m": NON_NEGATIVE, "s": POSITIVE, "drw_start": FRACTION}),
     "balanced_softmax": LossInfo(BalancedSoftmaxLoss, "balanced softmax CE(z + log prior) (Ren et al. 2020)"),
     "lade": LossInfo(LADELoss, "balanced softmax + LADE regulariser (Hong et al. 2021)",
-                     {"alpha": 0.1, "remine_lambda": 0.1}, takes_recipe=True,
+                     LOSS_DEFAULTS["lade"], takes_recipe=True,
                      ranges={"alpha": NON_NEGATIVE, "remine_lambda": NON_NEGATIVE}),
-    "grw": LossInfo(GRWLoss, "generalised re-weighting prior^-rho (Zhang et al. 2021)", {"rho": 1.2},
+    "grw": LossInfo(GRWLoss, "generalised re-weighting prior^-rho (Zhang et al. 2021)", LOSS_DEFAULTS["grw"],
                     ranges={"rho": NON_NEGATIVE}),
     "logit_adjust": LossInfo(LogitAdjustedLoss, "logit-adjusted CE(z + tau log prior) (Menon et al. 2021)",
-                             {"tau": 1.0}, ranges={"tau": NON_NEGATIVE}),
+                             LOSS_DEFAULTS["logit_adjust"], ranges={"tau": NON_NEGATIVE}),
 }
 
 

@@ -322,15 +322,12 @@ class Backbone(nn.Module):
         pooled, _ = visual._pool(tokens)
         return pooled @ visual.proj if visual.proj is not None else pooled
 
-    def transforms(self, train: bool, hflip: bool = True, crop_scale: tuple[float, float] = (0.08, 1.0)):
-        """The study's transforms with the backbone's own normalisation."""
-        from torchvision import transforms as T
+    def transforms(self, train: bool, hflip: bool = True, crop_scale: tuple[float, float] = (0.08, 1.0),
+                   decode: str = "pil"):
+        """The study's crops with open_clip's preprocessing: the backbone's own normalisation, bicubic."""
+        from ..data.transforms import open_clip_transforms
 
-        bicubic = T.InterpolationMode.BICUBIC
-        head = ([T.RandomResizedCrop(self.image_size, scale=crop_scale, interpolation=bicubic)]
-                + ([T.RandomHorizontalFlip()] if hflip else [])) if train else \
-            [T.Resize(self.image_size, interpolation=bicubic), T.CenterCrop(self.image_size)]
-        return T.Compose([*head, T.ToTensor(), T.Normalize(self.mean, self.std)])
+        return open_clip_transforms(self.image_size, train, self.mean, self.std, hflip, crop_scale, decode)
 
     def tokenizer(self):
         import open_clip

@@ -56,8 +56,9 @@ def prepare_group(specs: list[dict], runs_dir: Path, sweep_id: str | None = None
 
 
 def finished_runs(runs_dir: Path) -> dict[str, RunDir]:
-    """The latest finished run of each config hash (lets sweeps skip done work)."""
-    return {spec.get("config_hash"): r for r in list_runs(runs_dir)
+    """The latest finished run of each config hash (lets sweeps skip done work), a run made before
+    some default was resolved into specs by the hash of what it computed (``config.regrouped``)."""
+    return {config.regrouped(spec)["config_hash"]: r for r in list_runs(runs_dir)
             if r.state() == "finished" and (spec := r.spec_or_none()) is not None}
 
 
@@ -71,7 +72,7 @@ def interrupted_runs(runs_dir: Path) -> dict[str, RunDir]:
         if recover(run).get("status") in INTERRUPTED and run.checkpoint_file.exists():
             spec = run.spec_or_none()
             if spec is not None:
-                out[spec.get("config_hash")] = run
+                out[config.regrouped(spec)["config_hash"]] = run
     return out
 
 

@@ -33,10 +33,10 @@ def _ts(value):
 
 
 def run_row(run: RunDir, carbon_kg_per_kwh: float = CARBON_KG_PER_KWH) -> dict:
-    """The ``runs`` row of a run directory."""
-    from ..config import config_hash
+    """The ``runs`` row of a run directory, its spec as this version resolves it (``config.regrouped``)."""
+    from ..config import regrouped
 
-    spec, status = run.spec(), run.status()
+    spec, status = regrouped(run.spec()), run.status()
     energy = status.get("energy_kwh")
     return {
         "run_id": run.run_id, "sweep_id": spec.get("sweep_id"), "dataset": spec["dataset"],
@@ -44,7 +44,7 @@ def run_row(run: RunDir, carbon_kg_per_kwh: float = CARBON_KG_PER_KWH) -> dict:
         "stage": status.get("stage", 2 if spec.get("stage1.run_id") else 1),
         "parent_run_id": status.get("parent_run_id") or spec.get("stage1.run_id"), "seed": spec["seed"],
         "status": status.get("status", "queued"), "config": json.dumps(spec, sort_keys=True, default=str),
-        "config_hash": spec.get("config_hash") or config_hash(spec), "git_sha": spec.get("git_sha"),
+        "config_hash": spec["config_hash"], "git_sha": spec.get("git_sha"),
         "device": status.get("device"), "gpu_name": status.get("gpu_name"),
         "trainable_params": status.get("trainable_params"), "total_params": status.get("total_params"),
         "iters": status.get("iters", spec.get("train.iters")), "batch_size": spec.get("train.batch_size"),
@@ -60,6 +60,8 @@ def run_row(run: RunDir, carbon_kg_per_kwh: float = CARBON_KG_PER_KWH) -> dict:
         "group_wall_s": status.get("group_wall_s", status.get("wall_s")),
         "group_energy_kwh": status.get("group_energy_kwh", energy),
         "group_peak_mem_mib": status.get("group_peak_mem_mib", status.get("peak_mem_mib")),
+        # Mean seconds a training step waited for its images (none: no loader, e.g. cache.mode=train).
+        "loader_wait_s": status.get("loader_wait_s"),
         # its GPU also ran other processes: power and energy are the device's, not the run's alone
         "gpu_shared": status.get("gpu_shared"),
     }
@@ -271,7 +273,28 @@ def ingest_runs(con, runs: list[RunDir], report: IngestReport | None = None) -> 
                 report.skipped.append((run.path, f"cannot read {exc.filename or 'it'}: {exc.strerror}"))
         if batch:
             _store_batch(con, batch, report)
+    regroup(con, report.unchanged)
     return report
+
+
+def regroup(con, run_ids: list[str]) -> int:
+    """Give stored runs the identity this version resolves from their specs (``config.regrouped``):
+    a run stored before a default was filled into specs joins the runs that computed the same, without
+    being read again or retrained. Returns how many runs changed."""
+    from ..config import regrouped
+
+    rows = con.execute("SELECT run_id, config FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+                       [run_ids]).fetchall()
+    changed = []
+    for run_id, text in rows:
+        spec = json.loads(text) if text else {}
+        new = regrouped(spec) if isinstance(spec, dict) else spec
+        if new is not spec:
+            changed.append((json.dumps(new, sort_keys=True, default=str), new["config_hash"], run_id))
+    if changed:
+        with transaction(con):
+            con.executemany("UPDATE runs SET config = ?, config_hash = ? WHERE run_id = ?", changed)
+    return len(changed)
 
 
 def ingest_run(con, run: RunDir) -> IngestReport:

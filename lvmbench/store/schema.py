@@ -14,7 +14,7 @@ TABLES = {
         wall_s DOUBLE, s_per_iter DOUBLE, peak_mem_mib DOUBLE, avg_power_w DOUBLE, energy_kwh DOUBLE,
         co2_kg DOUBLE, error VARCHAR, skipped_images BIGINT, recipe VARCHAR, selected_on VARCHAR,
         fused_group VARCHAR, fused_size BIGINT, group_wall_s DOUBLE, group_energy_kwh DOUBLE,
-        group_peak_mem_mib DOUBLE, gpu_shared BOOLEAN""",
+        group_peak_mem_mib DOUBLE, loader_wait_s DOUBLE, gpu_shared BOOLEAN""",
     "evals": """
         run_id VARCHAR, split VARCHAR, overall DOUBLE, many DOUBLE, medium DOUBLE, few DOUBLE,
         precision DOUBLE, recall DOUBLE, f1 DOUBLE, worst_class DOUBLE, n_samples BIGINT""",

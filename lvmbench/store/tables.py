@@ -9,10 +9,13 @@ rule, in one place; each table only chooses the figures it shows of every cell.
 
 A table never pools datasets: without ``--dataset`` its rows carry a ``Dataset`` column when the
 store holds several. Runs of different recipes are never averaged together: a method under a recipe
-other than ``paper`` is its own row, e.g. "lade (reference)". Other settings that tell two groups of
-one (dataset, method, recipe, backbone) apart are named next to the method, e.g.
-``ce [data.subsample_lt=True]``. A row whose weights were selected on the test split is marked with a
-dagger and the table says so in a note.
+other than ``paper`` is its own row, e.g. "lade (reference)". What else tells the rows of a table
+apart goes into its ``Variant`` column (:mod:`.variants`), e.g. ``iters=30`` or ``γ=1 lr=0.01``. A row
+whose weights were selected on the test split is marked with a dagger and the table says so in a note.
+
+With ``published=True`` the main, backbone and cost tables follow each row that has a published
+counterpart (:func:`lvmbench.published.counterpart`) with that row (``↳ published``) and the
+difference (``↳ Δ``, yours − published), and name in a note the rows that have none.
 """
 from __future__ import annotations
 
@@ -21,10 +24,13 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
+from .. import published as pub
 from ..catalog import CARBON_KG_PER_KWH, METHODS
-from ..config import result_group
+from ..config import regrouped
+from ..render import SIG3
 from ..spread import spread
 from ..weights import looks_like_path
+from . import variants
 
 KINDS = ("main", "backbones", "memory", "cost", "recipes")
 METHOD_ORDER = {name: i for i, name in enumerate(METHODS)}
@@ -33,8 +39,16 @@ TEST_SELECTED_NOTE = f"{TEST_SELECTED} selected on the test split, as the study'
 EVAL_FIELDS = ("overall", "many", "medium", "few", "precision", "recall", "f1")
 RUN_FIELDS = ("run_id", "dataset", "backbone", "pretrained", "method", "recipe", "selected_on", "seed", "config",
               "ended_at", "s_per_iter", "wall_s", "avg_power_w", "energy_kwh", "peak_mem_mib", "device",
-              "trainable_params", "gpu_shared")
+              "trainable_params", "loader_wait_s", "gpu_shared")
 DEFAULT_WEIGHTS = ("openai", "embedded")
+
+
+# Row kinds: a table's own rows, and (``published=True``) a published row and its difference below one.
+OURS, PUBLISHED, DELTA = "ours", "published", "delta"
+WIDE_ONLY = ["Precision", "Recall"]  # the main table's columns a narrow terminal leaves out (``--wide`` keeps them)
+# column -> published field (the study publishes no loader wait: its published row leaves it blank)
+COST_FIELDS = {"s/iter": "s_per_iter", "Loader wait s/iter": "loader_wait_s", "Device hours": "gpu_hours",
+               "Avg W": "avg_power_w", "kWh": "kwh", "kg CO2": "co2_kg"}
 
 
 @dataclass
@@ -44,6 +58,9 @@ class Table:
     rows: list[list]
     higher_is_better: dict[str, bool]
     notes: list[str] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)  # per row: OURS, PUBLISHED or DELTA (empty: all OURS)
+    wide_only: list[str] = field(default_factory=list)  # columns a narrow terminal may leave out
+    digits: dict[str, str] = field(default_factory=dict)  # column → SIG3 (default: two decimals)
 
 
 @dataclass
@@ -56,7 +73,7 @@ class Cell:
     backbone: str  # as tables name it: weights other than the default ones shown, e.g. "ViT-L-14 (laion2b…)"
     group: str
     runs: list[dict] = field(default_factory=list)
-    variant: str = ""  # the settings that tell this group apart from others of its (dataset, method, recipe, backbone)
+    variant: str = ""  # the settings that tell this row apart from the others of its table (.variants)
 
     @property
     def seeds(self) -> int:
@@ -69,10 +86,19 @@ class Cell:
 
     @property
     def label(self) -> str:
-        """The method as a table names it: its recipe unless ``paper``, its variant, a dagger if selected on test."""
+        """The method as a table names it: its recipe unless ``paper``, a dagger if selected on test."""
         name = self.method if self.recipe == "paper" else f"{self.method} ({self.recipe or 'no recipe'})"
-        name += f" [{self.variant}]" if self.variant else ""
         return name + (f" {TEST_SELECTED}" if self.on_test else "")
+
+    @property
+    def spec(self) -> dict:
+        return self.runs[0]["spec"]
+
+    def counterpart(self, kind: str = "accuracy") -> pub.Published | None:
+        """The published row this cell compares with (``accuracy`` or ``cost``), if any."""
+        run = self.runs[0]
+        return pub.counterpart(kind, self.dataset, self.method, run["backbone"], run["pretrained"], self.recipe,
+                               self.spec)
 
     def mean(self, key: str) -> float | None:
         values = [r[key] for r in self.runs if r.get(key) is not None]
@@ -107,35 +133,64 @@ def cells(con, dataset: str | None = None, backbone: str | None = None) -> list[
     latest: dict[tuple, dict] = {}
     for values in rows:  # oldest first: the latest run of a (group, seed) wins
         run = dict(zip(RUN_FIELDS + EVAL_FIELDS, values))
-        spec = json.loads(run["config"]) if run["config"] else {}
+        spec = regrouped(json.loads(run["config"]) if run["config"] else {})  # a store not ingested since
         run["spec"] = spec
-        run["group"] = spec.get("result_group") or result_group(spec)
+        run["group"] = spec["result_group"]
         latest[(run["group"], run["seed"])] = run
     found: dict[str, Cell] = {}
     for run in latest.values():
         cell = found.setdefault(run["group"], Cell(run["dataset"], run["method"], run["recipe"],
                                                    backbone_label(run["backbone"], run["pretrained"]), run["group"]))
         cell.runs.append(run)
-    return _name_variants(sorted(found.values(), key=lambda c: (
+    return sorted(found.values(), key=lambda c: (
         c.dataset, METHOD_ORDER.get(c.method, len(METHOD_ORDER)), c.method, c.recipe != "paper", c.recipe or "",
-        c.backbone)))
+        c.backbone))
 
 
-def _name_variants(found: list[Cell]) -> list[Cell]:
-    """Give cells that share (dataset, method, recipe, backbone) the settings that differ between them."""
-    from ..config import hashed_body
+def _shown(found: list[Cell]) -> tuple[list[Cell], list[str]]:
+    """The cells a table shows, each with its variant (over all of them of its dataset: a table never pools
+    datasets), and the notes that go with them."""
+    notes = []
+    for dataset in sorted({c.dataset for c in found}):
+        same = [c for c in found if c.dataset == dataset]
+        names, shared = variants.name([c.spec for c in same])
+        for cell, variant in zip(same, names):
+            cell.variant = variant
+        several = len({c.dataset for c in found}) > 1
+        notes += [f"{dataset}: {note}" if several else note for note in shared]
+    return found, notes + _notes(found)
 
-    by_name: dict[tuple, list[Cell]] = {}
-    for cell in found:
-        by_name.setdefault((cell.dataset, cell.method, cell.recipe, cell.backbone), []).append(cell)
-    for same in by_name.values():
-        if len(same) < 2:
+
+def _compare(found: list[Cell], rows: list[list], kind: str, columns: list[str],
+             fields: dict[str, str]) -> tuple[list[list], list[str], list[str]]:
+    """The rows with each cell's published row and difference (yours − published) below it
+    (``fields``: column → published field), the row kinds, and notes on the sources and on the rows
+    without a counterpart."""
+    out, kinds, missing, cited = [], [], [], set()
+    for cell, row in zip(found, rows):
+        out.append(row)
+        kinds.append(OURS)
+        match = cell.counterpart(kind)
+        if match is None:
+            missing.append(" ".join(p for p in (cell.label, cell.variant, f"({cell.backbone})") if p))
             continue
-        bodies = [hashed_body(c.runs[0]["spec"], ignore=("seed",)) for c in same]
-        keys = sorted({k for b in bodies for k in b if len({json.dumps(x.get(k), default=str) for x in bodies}) > 1})
-        for cell, body in zip(same, bodies):
-            cell.variant = ", ".join(f"{k}={body.get(k)}" for k in keys)
-    return found
+        cited.add(f"{match.source}: {match.cite}")
+        theirs = {c: match.values.get(f) for c, f in fields.items()}
+        ours = dict(zip(columns, row))
+        out.append(_below(row, columns, "↳ published", match.source, theirs))
+        out.append(_below(row, columns, "↳ Δ", "", {c: _diff(ours.get(c), v) for c, v in theirs.items()}))
+        kinds += [PUBLISHED, DELTA]
+    notes = [f"↳ published: {'; '.join(sorted(cited))}", "↳ Δ: yours − published"] if cited else []
+    if missing:
+        notes.append(f"no published counterpart (published: {', '.join(pub.datasets())}): {'; '.join(missing)}")
+    return out, kinds, notes
+
+
+def _below(row: list, columns: list[str], label: str, source: str, values: dict) -> list:
+    """A row under ``row``: its dataset and backbone, ``label`` as its method, ``source`` as its variant."""
+    fixed = {"Method": label, "Variant": source}
+    return [fixed[c] if c in fixed else v if c in ("Dataset", "Backbone") else values.get(c)
+            for c, v in zip(columns, row)]
 
 
 def _layout(found: list[Cell], dataset: str | None) -> tuple[list[str], callable]:
@@ -144,31 +199,39 @@ def _layout(found: list[Cell], dataset: str | None) -> tuple[list[str], callable
     return (["Dataset"] if several else []), (lambda c: [c.dataset] if several else [])
 
 
-def main_table(con, dataset=None, backbone=None, **_) -> Table:
-    """Methods × Overall / Many / Medium / Few / Precision / Recall / F1 (test split)."""
-    found = [c for c in cells(con, dataset, backbone) if c.mean("overall") is not None]
+METRIC_COLUMNS = ["Overall", "Many", "Medium", "Few", "Precision", "Recall", "F1"]
+
+
+def main_table(con, dataset=None, backbone=None, published: bool = False, **_) -> Table:
+    """Methods × Overall / Many / Medium / Few / Precision / Recall / F1 (test split); with
+    ``published``, each row's published counterpart and the difference below it."""
+    found, notes = _shown([c for c in cells(con, dataset, backbone) if c.mean("overall") is not None])
     lead, prefix = _layout(found, dataset)
-    rows = [prefix(c) + [c.label, c.backbone, c.seeds] + [c.stat(k) for k in EVAL_FIELDS] for c in found]
-    cols = lead + ["Method", "Backbone", "Seeds", "Overall", "Many", "Medium", "Few", "Precision", "Recall", "F1"]
+    rows = [prefix(c) + [c.label, c.variant, c.backbone, c.seeds] + [c.stat(k) for k in EVAL_FIELDS] for c in found]
+    cols = lead + ["Method", "Variant", "Backbone", "Seeds", *METRIC_COLUMNS]
+    kinds = []
+    if published:
+        rows, kinds, more = _compare(found, rows, "accuracy", cols, dict(zip(METRIC_COLUMNS, EVAL_FIELDS)))
+        notes += more
     return Table(f"Main results{_title(dataset, backbone, found)} (test, %)", cols, rows,
-                 {c: True for c in cols[len(lead) + 3:]}, _notes(found))
+                 {c: True for c in METRIC_COLUMNS}, notes, kinds, wide_only=WIDE_ONLY)
 
 
 def _pivot(con, key: str, title: str, better: bool, dataset) -> Table:
     """Method × backbone of one figure: accuracies carry their spread over seeds, costs stay plain means."""
-    found = [c for c in cells(con, dataset) if c.mean(key) is not None]
+    found, notes = _shown([c for c in cells(con, dataset) if c.mean(key) is not None])
     lead, prefix = _layout(found, dataset)
     backbones = sorted({c.backbone for c in found})
     value = Cell.stat if key in EVAL_FIELDS else Cell.mean
-    values = {(tuple(prefix(c)), c.label, c.backbone): value(c, key) for c in found}
+    values = {(tuple(prefix(c)), c.label, c.variant, c.backbone): value(c, key) for c in found}
     rows, seen = [], set()
     for c in found:
-        row_key = (tuple(prefix(c)), c.label)
+        row_key = (tuple(prefix(c)), c.label, c.variant)
         if row_key not in seen:
             seen.add(row_key)
-            rows.append(prefix(c) + [c.label] + [values.get((*row_key, bb)) for bb in backbones])
-    return Table(title + _title(dataset, None, found), lead + ["Method", *backbones], rows,
-                 {bb: better for bb in backbones}, _notes(found))
+            rows.append(prefix(c) + [c.label, c.variant] + [values.get((*row_key, bb)) for bb in backbones])
+    return Table(title + _title(dataset, None, found), lead + ["Method", "Variant", *backbones], rows,
+                 {bb: better for bb in backbones}, notes)
 
 
 def backbones_table(con, dataset=None, **_) -> Table:
@@ -181,21 +244,30 @@ def memory_table(con, dataset=None, **_) -> Table:
     return _pivot(con, "peak_mem_mib", "Peak memory (MiB) by backbone", False, dataset)
 
 
-def cost_table(con, dataset=None, backbone=None, carbon_kg_per_kwh: float = CARBON_KG_PER_KWH, **_) -> Table:
-    """Trainable parameters, s/iter, device hours, average W, kWh, kg CO2 per method (the study's
-    Table 8, with what each method tunes: a decoder, a stage-2 adjuster or modules inside the tower).
-    Energy and power are measured on GPUs only: a CPU run leaves them blank."""
-    found = cells(con, dataset, backbone)
+def cost_table(con, dataset=None, backbone=None, carbon_kg_per_kwh: float = CARBON_KG_PER_KWH,
+               published: bool = False, **_) -> Table:
+    """Trainable parameters, s/iter, loader wait, device hours, average W, kWh, kg CO2 per method (the
+    study's Table 8, with what each method tunes: a decoder, a stage-2 adjuster or modules inside the
+    tower). ``Loader wait`` is the seconds per step a step waited for its images (a loader that bounds
+    training waits a large part of s/iter; blank without a loader, and never published). Energy and
+    power are measured on GPUs only: a CPU run leaves them blank. With ``published``,
+    Table 8's figures for the row's kind of method and backbone, and the difference, below it."""
+    found, notes = _shown(cells(con, dataset, backbone))
     lead, prefix = _layout(found, dataset)
     rows = []
     for c in found:
         kwh = c.mean("energy_kwh")
-        rows.append(prefix(c) + [c.label, c.backbone, c.seeds, trainable(c), c.mean("s_per_iter"),
-                                 device_hours(c), c.mean("avg_power_w"), kwh,
+        rows.append(prefix(c) + [c.label, c.variant, c.backbone, c.seeds, trainable(c), c.mean("s_per_iter"),
+                                 c.mean("loader_wait_s"), device_hours(c), c.mean("avg_power_w"), kwh,
                                  kwh * carbon_kg_per_kwh if kwh is not None else None])
-    cols = lead + ["Method", "Backbone", "Seeds", "Trainable", "s/iter", "Device hours", "Avg W", "kWh", "kg CO2"]
+    cols = lead + ["Method", "Variant", "Backbone", "Seeds", "Trainable", *COST_FIELDS]
+    kinds = []
+    if published:
+        rows, kinds, more = _compare(found, rows, "cost", cols, COST_FIELDS)
+        notes += more
     return Table(f"Cost{_title(dataset, backbone, found)} ({carbon_kg_per_kwh} kg CO2/kWh)", cols, rows,
-                 {c: False for c in cols[len(lead) + 3:]}, _notes(found) + _shared_gpu_note(found))
+                 {c: False for c in ["Trainable", *COST_FIELDS]}, notes + _shared_gpu_note(found), kinds,
+                 digits=dict.fromkeys(COST_FIELDS, SIG3))
 
 
 def _shared_gpu_note(found: list[Cell]) -> list[str]:
@@ -223,7 +295,7 @@ def trainable(cell: Cell) -> int | None:
 class CostPoint:
     """One table cell as a point of few-shot accuracy against cost; a missing figure is None."""
 
-    label: str  # the method as the tables name it (``Cell.label``)
+    label: str  # the method as the tables name it (``Cell.label``) and its variant
     backbone: str
     few: float | None  # test few-shot accuracy (%), mean over seeds, as the main table's ``Few``
     hours: float | None  # as the cost table's ``Device hours``
@@ -234,15 +306,16 @@ def cost_points(con, dataset: str, backbone: str | None = None) -> list[CostPoin
     """Few-shot accuracy against device hours and trainable parameters, one point per table cell of one
     dataset: the main and cost tables' figures, side by side as the study's Table 7 and LIFT's Figure 1
     (Shi et al., ICML 2024) argue from them."""
-    return [CostPoint(c.label, c.backbone, c.mean("few"), device_hours(c), trainable(c))
-            for c in cells(con, dataset, backbone)]
+    found, _ = _shown(cells(con, dataset, backbone))
+    return [CostPoint(" ".join(p for p in (c.label, c.variant) if p), c.backbone, c.mean("few"), device_hours(c),
+                      trainable(c)) for c in found]
 
 
 def recipes_table(con, dataset=None, backbone=None, **_) -> Table:
     """Per method: test overall and few-shot accuracy under ``paper`` and ``reference`` and their
     difference (reference - paper): what the study's quirks cost each method."""
-    found = [c for c in cells(con, dataset, backbone) if c.recipe in ("paper", "reference")
-             and c.mean("overall") is not None]
+    found, notes = _shown([c for c in cells(con, dataset, backbone) if c.recipe in ("paper", "reference")
+                           and c.mean("overall") is not None])
     lead, prefix = _layout(found, dataset)
     pairs: dict[tuple, dict[str, Cell]] = {}
     for c in found:
@@ -251,18 +324,19 @@ def recipes_table(con, dataset=None, backbone=None, **_) -> Table:
     for (key, method, variant, bb), pair in pairs.items():
         p, f = pair.get("paper"), pair.get("reference")
         on_test = any(c.on_test for c in pair.values())
-        label = method + (f" [{variant}]" if variant else "") + (f" {TEST_SELECTED}" if on_test else "")
+        label = method + (f" {TEST_SELECTED}" if on_test else "")
         values = [(c.mean("overall"), c.mean("few")) if c else (None, None) for c in (p, f)]
-        rows.append(list(key) + [label, bb, values[0][0], values[1][0], _diff(values[1][0], values[0][0]),
+        rows.append(list(key) + [label, variant, bb, values[0][0], values[1][0], _diff(values[1][0], values[0][0]),
                                  values[0][1], values[1][1], _diff(values[1][1], values[0][1])])
-    cols = lead + ["Method", "Backbone", "Overall paper", "Overall ref.", "Δ overall", "Few paper", "Few ref.", "Δ few"]
+    cols = lead + ["Method", "Variant", "Backbone", "Overall paper", "Overall ref.", "Δ overall", "Few paper",
+                   "Few ref.", "Δ few"]
     better = {"Overall paper": True, "Overall ref.": True, "Few paper": True, "Few ref.": True}
     return Table(f"Recipes: paper vs reference{_title(dataset, backbone, found)} (test, %)", cols, rows, better,
-                 _notes(found) + ["Δ = reference - paper"])
+                 notes + ["Δ = reference - paper"])
 
 
 def _diff(a, b):
-    return a - b if a is not None and b is not None else None
+    return float(a) - float(b) if isinstance(a, (int, float)) and isinstance(b, (int, float)) else None
 
 
 def _notes(found: list[Cell]) -> list[str]:
@@ -285,12 +359,13 @@ def build(con, kind: str, **kwargs) -> Table:
 
 
 def best_per_column(table: Table) -> dict[str, float]:
-    """The best value of every numeric column (highest, or lowest for costs)."""
+    """The best value of every numeric column (highest, or lowest for costs) among the table's own rows."""
     best = {}
+    own = [r for i, r in enumerate(table.rows) if not table.kinds or table.kinds[i] == OURS]
     for j, col in enumerate(table.columns):
         if col not in table.higher_is_better:
             continue
-        values = [r[j] for r in table.rows if isinstance(r[j], (int, float))]
+        values = [r[j] for r in own if isinstance(r[j], (int, float))]
         if values:
             best[col] = max(values) if table.higher_is_better[col] else min(values)
     return best

@@ -19,11 +19,12 @@ class ImageDataset(Dataset):
     from that seed alone, so augmentation does not depend on worker processes or on what ran
     before (a resumed run sees the same views). With ``on_bad`` (a callable), an image that is
     missing or cannot be decoded is reported to it as ``{image, error}`` and the item is dropped
-    (``data.on_bad_image=skip``); ``collate`` leaves it out of its batch.
+    (``data.on_bad_image=skip``); ``collate`` leaves it out of its batch. ``decode``: ``data.decode``,
+    how images are read (PIL images, or uint8 tensors for a ``transforms.v2`` transform).
     """
 
-    def __init__(self, split, transform, on_bad=None):
-        self.split, self.transform, self.on_bad = split, transform, on_bad
+    def __init__(self, split, transform, on_bad=None, decode: str = "pil"):
+        self.split, self.transform, self.on_bad, self.decode = split, transform, on_bad, decode
 
     def __len__(self) -> int:
         return len(self.split)
@@ -31,7 +32,7 @@ class ImageDataset(Dataset):
     def __getitem__(self, item):
         i, seed = item if isinstance(item, tuple) else (item, None)
         try:
-            image = self.split.load(i)
+            image = self.split.load(i, self.decode)
         except (BadImage, MissingImage) as exc:
             if self.on_bad is None:
                 raise

@@ -37,6 +37,7 @@ from . import cache, checkpoint, encoder, gpus, tte
 from .batches import ImageDataset, StepBatchSampler, collate
 from .distributed import Dist
 from .gpus import run_device
+from .loader import WaitLog, data_workers, loader_options, timed
 from .monitor import SystemMonitor, peak_rss_mib
 
 EVAL_BATCH = 256
@@ -89,17 +90,6 @@ def optimizer_summary(model: torch.nn.Module, optimizer) -> list[dict]:
     return [{"weight_decay": group["weight_decay"],
              "params": {names[id(p)]: list(p.shape) for p in group["params"]}}
             for group in optimizer.param_groups]
-
-
-def data_workers(setting: int, device: torch.device) -> int:
-    """DataLoader workers: ``-1`` (auto) feeds a GPU with up to 8 processes; on a CPU the
-    frozen encoder needs the cores itself, so images load in the training process."""
-    if setting >= 0:
-        return setting
-    if device.type != "cuda":
-        return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(8, cores - 1))
 
 
 # What the runs of a group share: built once from the first run's spec (they agree on all of it).
@@ -255,35 +245,41 @@ class Trainer:
         return feats
 
     def train_inputs(self, split, sampler):
-        """(inputs, labels) of each training step: cached views (``cache.mode=train``) or images encoded
-        on the fly with the study's augmentation."""
+        """(inputs, labels, loader wait) of each training step: cached views (``cache.mode=train``; no
+        loader, wait None) or images encoded on the fly with the study's augmentation (the seconds the
+        step waited for its batch of images)."""
         if self.task.feature == "images" or self.spec["cache.mode"] != "train":
-            for images, labels, _ in self.loader(split, True, sampler):
-                yield self.encode(images, for_training=True), labels.to(self.device, non_blocking=True)
+            for (images, labels, _), waited in timed(self.loader(split, True, sampler)):
+                yield self.encode(images, for_training=True), labels.to(self.device, non_blocking=True), waited
             return
         views = self.spec["cache.views"]
         feats, labels = self.cached("train", split, views), torch.as_tensor(split.labels)
         batches = (cache.train_rows(items, len(split), views) for items in sampler)
         for x, rows in cache.stream(feats, batches, self.device):
             x, y = self.readable(split, "train", x, labels[rows % len(split)], rows % len(split))
-            yield encoder.model_input(x), y.to(self.device, non_blocking=True)
+            yield encoder.model_input(x), y.to(self.device, non_blocking=True), None
+
+    @property
+    def decode(self) -> str:
+        """``data.decode``: images read as PIL images (the study's path) or as uint8 tensors by torchvision."""
+        return self.spec.get("data.decode", "pil")
 
     def transforms(self, train: bool):
         """``data.transform``: the study's transforms (``recipe=paper``) or open_clip's preprocessing."""
         if self.spec.get("data.transform", "open_clip") == "study":
             return study_transforms(self.spec["dataset"], self.backbone.image_size, train, self.hflip,
-                                    self.dataset.crop_scale)
-        return self.backbone.transforms(train, hflip=self.hflip, crop_scale=self.dataset.crop_scale)
+                                    self.dataset.crop_scale, self.decode)
+        return self.backbone.transforms(train, hflip=self.hflip, crop_scale=self.dataset.crop_scale,
+                                        decode=self.decode)
 
     def loader(self, split, train: bool, batch_sampler=None, report: bool = True, transform=None) -> DataLoader:
         """``report=False``: skipped images are not recorded here (the cache's readers record them);
         ``transform``: instead of the split's own (test-time ensembling's crops)."""
         on_bad = self.on_bad if report or self.on_bad is None else _ignore
-        dataset = ImageDataset(split, transform or self.transforms(train), on_bad=on_bad)
-        workers = data_workers(self.spec["train.num_workers"], self.device)
+        dataset = ImageDataset(split, transform or self.transforms(train), on_bad=on_bad, decode=self.decode)
+        workers = data_workers(self.spec["train.num_workers"], self.device.type)
         # Its own generator: a loader never draws from the global RNG (a resumed run stays exact).
-        kwargs = dict(num_workers=workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
-                      persistent_workers=workers > 0, generator=torch.Generator())
+        kwargs = dict(collate_fn=collate, generator=torch.Generator(), **loader_options(workers, self.device.type))
         if batch_sampler is not None:
             return DataLoader(dataset, batch_sampler=batch_sampler, **kwargs)
         return DataLoader(dataset, batch_size=EVAL_BATCH, shuffle=False, **kwargs)
@@ -294,8 +290,9 @@ class Trainer:
         ``cache.mode=off`` (or the task reads images)."""
         split = self.dataset.split(split_name)
         if self.spec["eval.tte"]:  # every crop through the encoder or the model's tower: no feature cache
-            transform = tte.tte_transform(self.backbone.image_size, self.spec["eval.tte_expand"],
-                                          self.spec["eval.tte_mode"], self.backbone.mean, self.backbone.std)
+            transform = tte.CropsTransform(self.backbone.image_size, self.spec["eval.tte_expand"],
+                                          self.spec["eval.tte_mode"], self.backbone.mean, self.backbone.std,
+                                          self.decode)
             for images, labels, _ in self.loader(split, train=False, transform=transform):
                 yield self.encode(images.flatten(0, 1)), labels
             return
@@ -397,7 +394,9 @@ class Trainer:
         self.scheduler.step()
         done = step + 1
         if done % spec["train.log_every"] == 0 or done == spec["train.iters"]:
-            self.log({"step": done, "loss": seen.item(), "lr": optimizer.param_groups[0]["lr"]})
+            waited = self.waits.window()
+            self.log({"step": done, "loss": seen.item(), "lr": optimizer.param_groups[0]["lr"],
+                      **({"loader_wait_s": waited} if waited is not None else {})})
 
     def after_step(self, done: int) -> None:
         """Model selection (keeping the best weights) and the checkpoint, when due after ``done`` steps."""
@@ -417,7 +416,8 @@ class Trainer:
             checkpoint.load_model_state(self.task.model, self.best["state"])
         iters = self.spec["train.iters"]
         return {"train_s": self.train_s, "s_per_iter": self.train_s / max(iters, 1), "best_step": self.best["step"],
-                "selected_on": self.selection_split() if self.best["state"] is not None else "final"}
+                "selected_on": self.selection_split() if self.best["state"] is not None else "final",
+                "loader_wait_s": self.waits.mean}
 
     def selection_split(self) -> str:
         """The split whose best overall accuracy chooses the evaluated weights (``train.select``), or
@@ -442,12 +442,14 @@ def fit_group(members: list[Trainer], on_failure=None) -> list[dict]:
                                balanced=spec.get("sampler.balanced", "uniform"))
     active = list(members)
     for m in members:
-        m.own_s, m.failed = 0.0, False
+        m.own_s, m.failed, m.waits = 0.0, False, WaitLog()
     t_in = clock(leader.device)
-    for step, (x, labels) in enumerate(leader.train_inputs(train, sampler), start):
+    for step, (x, labels, waited) in enumerate(leader.train_inputs(train, sampler), start):
         due = [m for m in active if step >= m.start_step]
         shared = (clock(leader.device) - t_in) / max(len(due), 1)
         for m in due:
+            if waited is not None:
+                m.waits.add(waited)
             t0 = clock(leader.device)
             try:
                 with m.own_rng():

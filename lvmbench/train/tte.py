@@ -12,14 +12,21 @@ import torch
 CROPS = {"fivecrop": 5, "tencrop": 10}
 
 
-def tte_transform(size: int, expand: int, mode: str, mean, std):
-    """PIL image -> [crops, 3, size, size] tensor, normalised (LIFT's ``transform_test`` with ``tte``)."""
-    from torchvision import transforms as T
+class CropsTransform:
+    """Image -> [crops, 3, size, size] tensor, normalised (LIFT's ``transform_test`` with ``tte``): the
+    image resized (shorter side), cut into crops, each crop made float and normalised. A PIL image, or a
+    uint8 tensor with ``decode="torchvision"`` (see :mod:`lvmbench.data.transforms`)."""
 
-    crop = T.FiveCrop(size) if mode == "fivecrop" else T.TenCrop(size)
-    to_tensor = T.ToTensor()
-    return T.Compose([T.Resize(size + expand), crop,
-                      T.Lambda(lambda crops: torch.stack([to_tensor(c) for c in crops])), T.Normalize(mean, std)])
+    def __init__(self, size: int, expand: int, mode: str, mean, std, decode: str = "pil"):
+        from ..data.transforms import ops, to_float
+
+        T = ops(decode)
+        self.resize = T.Resize(size + expand)
+        self.crop = T.FiveCrop(size) if mode == "fivecrop" else T.TenCrop(size)
+        self.tail = T.Compose([*to_float(decode), T.Normalize(mean, std)])
+
+    def __call__(self, image) -> torch.Tensor:
+        return torch.stack([self.tail(c) for c in self.crop(self.resize(image))])
 
 
 def average_logits(logits: torch.Tensor, crops: int) -> torch.Tensor:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from lvmbench.runs.rundir import RunDir
 from lvmbench.tui.follow import LiveData, RunFollower, RunUpdate, Tail, format_seconds
 
@@ -116,3 +118,19 @@ def test_a_long_series_is_thinned_evenly_to_a_few_thousand_points():
     for step in range(10):
         short.add(step, 1.0)
     assert short.x == list(range(10))
+
+
+def test_live_shows_the_loader_wait_of_the_last_record_and_its_share_of_a_step():
+    from lvmbench.tui.screens.live import loader_wait_text
+
+    data = LiveData("r")
+    data.apply(RunUpdate("r", metrics=[{"step": 10, "loss": 2.0, "lr": 0.1, "ts": 100.0}]))
+    assert data.loader_wait() is None and loader_wait_text(data) == ""  # no loader (cached views): nothing shown
+    data.apply(RunUpdate("r", metrics=[{"step": 20, "loss": 1.5, "lr": 0.1, "ts": 104.0, "loader_wait_s": 0.3}]))
+    assert data.loader_wait() == (0.3, pytest.approx(0.75))  # 10 steps in 4 s: 0.4 s a step, 0.3 s of it waiting
+    assert loader_wait_text(data) == " · loader wait 300 ms/step (75%)"
+    data.apply(RunUpdate("r", metrics=[{"step": 20, "val/overall": 50.0, "ts": 105.0}]))
+    assert data.loader_wait_s == 0.3  # a validation record keeps it
+    first = LiveData("r")
+    first.apply(RunUpdate("r", metrics=[{"step": 10, "loss": 2.0, "lr": 0.1, "ts": 1.0, "loader_wait_s": 0.02}]))
+    assert loader_wait_text(first) == " · loader wait 20 ms/step"  # one record: no step time yet

@@ -94,6 +94,7 @@ async def test_launch_watch_finish_fail_cancel(tmp_path, monkeypatch, pretrained
         await wait_for(pilot, lambda: app.jobs[good].ended and app.jobs[failing].ended, "both children to end")
         await wait_for(pilot, lambda: live.state[0] == "finished", "the Live screen to show the run finished")
         assert live.data.step == 40 and live.data.val_overall.x == [20, 40]
+        assert "loader wait" in str(live.query_one("#progress-text").render())  # the run logs its loader wait
         assert any("test: overall" in line for line in live.data.log)
 
         live.select(failing)

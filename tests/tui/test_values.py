@@ -110,3 +110,20 @@ async def test_compare_screen_shows_the_main_table_with_the_best_in_green(store)
             "1", *(f"{v:.2f}" for v in (overall, many, medium, few, precision, recall, f1))]
     assert {m for m, s in overall_style.items() if "green" in s} == {"balanced_softmax"}  # 91.2
     assert {m for m, s in few_style.items() if "green" in s} == {"balanced_softmax"}  # 87.6
+
+
+async def test_compare_toggles_the_published_numbers_with_u(store):
+    from textual.widgets import Static
+
+    async with on_screen(store, "f4") as (app, pilot):
+        await pilot.press("u")
+        await settle(pilot)
+        title = str(app.screen.query_one("#compare-title", Static).render())
+        rows = shown(app, "compare-table")
+        await pilot.press("u")
+        await settle(pilot)
+        again = str(app.screen.query_one("#compare-title", Static).render())
+    # the fixture store is mnist-lt's: nothing was published for it, and the table says so
+    assert "no published counterpart" in title and "ce (tiny-clip)" in title
+    assert [r["Method"] for r in rows] == ["zeroshot", "ce", "balanced_softmax", "lade"]
+    assert "no published counterpart" not in again

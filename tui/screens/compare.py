@@ -1,6 +1,8 @@
 """Compare: the study's tables for one dataset (main, backbones, memory, cost), the best value of
 each column highlighted, exported to Markdown or CSV next to the database; in place of the table, a
-scatter of few-shot accuracy against device hours or trainable parameters (``p``, ``x``)."""
+scatter of few-shot accuracy against device hours or trainable parameters (``p``, ``x``); ``u``
+puts the published figures and the difference under each row of the main and cost tables
+(``tables.build(..., published=True)``)."""
 from __future__ import annotations
 
 import io
@@ -52,6 +54,7 @@ class CompareScreen(Screen):
     TITLE = "Compare"
     BINDINGS = [Binding("m", "export('markdown')", "Markdown"), Binding("v", "export('csv')", "CSV"),
                 Binding("p", "toggle_plot", "Plot"), Binding("x", "toggle_axis", "Hours/params"),
+                Binding("u", "toggle_published", "Published figures and Δ (main, cost)", show=False),
                 Binding("r", "reload", "Reload", show=False)]
 
     def __init__(self, **kwargs):
@@ -62,6 +65,7 @@ class CompareScreen(Screen):
         self.plotted: str | None = None  # the dataset of ``points``
         self.axis = "hours"  # the scatter's x: a CostPoint field
         self.showing_plot = False
+        self.published = False  # the published rows and Δ under each row (``u``)
         self.error: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -89,10 +93,14 @@ class CompareScreen(Screen):
         self.action_reload()
 
     def action_reload(self) -> None:
-        self.load(*self.choice())
+        self.load(*self.choice(), self.published)
+
+    def action_toggle_published(self) -> None:
+        self.published = not self.published
+        self.action_reload()
 
     @work(thread=True, exclusive=True, group="compare-load")
-    def load(self, kind: str, dataset: str | None) -> None:
+    def load(self, kind: str, dataset: str | None, published: bool = False) -> None:
         results = self.app.results
         if not results.exists():
             self.post_message(CompareLoaded(None, []))
@@ -100,7 +108,7 @@ class CompareScreen(Screen):
         try:
             found = datasets(results)
             plotted = dataset or (found[0] if len(found) == 1 else None)  # a scatter never pools datasets
-            table, points = results.read(lambda con: (tables.build(con, kind, dataset=dataset),
+            table, points = results.read(lambda con: (tables.build(con, kind, dataset=dataset, published=published),
                                                       tables.cost_points(con, plotted) if plotted else []))
         except UserError as exc:
             self.post_message(CompareLoaded(None, [], str(exc)))

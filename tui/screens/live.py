@@ -42,6 +42,16 @@ def discovered_state(run: RunDir) -> tuple[str, str | None]:
     return status.get("status", "queued"), status.get("error")
 
 
+def loader_wait_text(data: LiveData) -> str:
+    """`` · loader wait 12 ms/step (40%)``: how long each step waits for its images (``table cost``'s
+    figure, live); empty when the run logs none (no loader: cached training views)."""
+    wait = data.loader_wait()
+    if wait is None:
+        return ""
+    seconds, share = wait
+    return f" · loader wait {seconds * 1000:.0f} ms/step" + (f" ({share:.0%})" if share is not None else "")
+
+
 class LiveScreen(Screen):
     TITLE = "Live"
     BINDINGS = [Binding("c", "cancel", "Cancel"), Binding("n", "cycle(1)", "Next"),
@@ -172,7 +182,7 @@ class LiveScreen(Screen):
         if data.iters:
             eta = data.eta_s() if status == "running" else None
             self.query_one("#progress-text", Static).update(
-                f"step {data.step}/{data.iters} · ETA {format_seconds(eta)}")
+                f"step {data.step}/{data.iters} · ETA {format_seconds(eta)}{loader_wait_text(data)}")
         self.query_one("#run-error", Static).update(Text(f"{status}: {error}" if error else "", style="red"))
         self.query_one("#run-error").display = bool(error)
         if not full:

@@ -1,0 +1,156 @@
+"""The data path: the fast decode path against PIL's, loader workers, the loader-wait metric, and
+``lvmbench bench --loader``."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from lvmbench import bench_loader, config
+from lvmbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD, STATS, open_clip_transforms, study_transforms
+from lvmbench.train import tte
+from lvmbench.train.batches import ImageDataset
+from lvmbench.train.loader import WaitLog, data_workers, loader_options, timed
+
+CLIP = (bench_loader.CLIP_MEAN, bench_loader.CLIP_STD)
+# The fast path's tolerance against PIL's on the same crops, in levels of 255 (measured on the generated
+# JPEGs: mean 0.03-0.04, at most 2 levels; README, "Data loading").
+MEAN_LEVELS, MAX_LEVELS = 0.1, 3.0
+
+
+@pytest.fixture(scope="module")
+def jpegs(tmp_path_factory):
+    return bench_loader.make_images(tmp_path_factory.mktemp("jpegs"), 8)
+
+
+def levels(split, transform_pil, transform_fast, std, train=True) -> torch.Tensor:
+    """|fast - PIL| in levels of 255 over the split, the same augmentation seed per image on both paths."""
+    pil, fast = ImageDataset(split, transform_pil, decode="pil"), ImageDataset(split, transform_fast, decode="torchvision")
+    std = torch.tensor(std).view(-1, 1, 1)
+    items = [(i, 7 + i) if train else i for i in range(len(split))]
+    return torch.stack([((pil[item][0] - fast[item][0]) * std * 255).abs() for item in items])
+
+
+TRANSFORMS = {  # every data.transform, with every dataset statistics it uses
+    **{f"study/{ds}": (lambda train, decode, ds=ds: study_transforms(ds, 64, train, decode=decode),
+                       STATS.get(ds, (IMAGENET_MEAN, IMAGENET_STD))[1]) for ds in ("imagenet-lt", "inat18")},
+    "open_clip": (lambda train, decode: open_clip_transforms(64, train, *CLIP, decode=decode), CLIP[1]),
+}
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("name", list(TRANSFORMS))
+def test_the_fast_path_matches_pil_within_the_stated_tolerance(jpegs, name, train):
+    build, std = TRANSFORMS[name]
+    fast = build(train, "torchvision")
+    assert type(fast).__module__.startswith("torchvision.transforms.v2")  # really the tensor path
+    diff = levels(jpegs, build(train, "pil"), fast, std, train)
+    assert diff.shape == (len(jpegs), 3, 64, 64)
+    assert diff.mean() <= MEAN_LEVELS and diff.max() <= MAX_LEVELS, (diff.mean(), diff.max())
+
+
+def test_the_fast_path_on_in_memory_images_and_test_time_crops(jpegs):
+    """mnist-lt's grey 28 px digits (open_clip's crops at 28 px); LIFT's five crops of a JPEG."""
+    from lvmbench.data.base import Split
+
+    digits = Split(np.random.default_rng(0).integers(0, 256, (6, 28, 28), dtype=np.uint8), np.zeros(6, np.int64))
+    assert digits.load(0, "torchvision").shape == (3, 28, 28) and digits.load(0, "torchvision").dtype == torch.uint8
+    for train in (True, False):
+        diff = levels(digits, *(open_clip_transforms(28, train, *CLIP, crop_scale=(0.8, 1.0), decode=d)
+                                for d in ("pil", "torchvision")), CLIP[1], train)
+        assert diff.mean() <= MEAN_LEVELS and diff.max() <= MAX_LEVELS
+    crops = [tte.CropsTransform(48, 8, "tencrop", *CLIP, decode=d) for d in ("pil", "torchvision")]
+    diff = levels(jpegs, *crops, std=CLIP[1], train=False)
+    assert diff.shape[1:] == (10, 3, 48, 48) and diff.mean() <= MEAN_LEVELS and diff.max() <= MAX_LEVELS
+
+
+def test_a_file_torchvision_cannot_decode_goes_through_pil(tmp_path):
+    from PIL import Image
+
+    from lvmbench.data.base import BadImage, Split
+
+    Image.new("RGB", (20, 10), (10, 200, 30)).save(tmp_path / "a.bmp")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    split = Split(["a.bmp", "broken.jpg"], np.zeros(2, np.int64), root=tmp_path)
+    image = split.load(0, "torchvision")
+    assert image.dtype == torch.uint8 and image[:, 0, 0].tolist() == [10, 200, 30]
+    with pytest.raises(BadImage, match="broken.jpg"):
+        split.load(1, "torchvision")
+
+
+def test_the_decode_setting_reaches_the_loader_and_defaults_per_recipe(tmp_path, random_tiny_clip):
+    from .test_identity import trainer
+
+    t = trainer(tmp_path, random_tiny_clip, **{"data.decode": "torchvision"})
+    loader = t.loader(t.dataset.val, train=True, batch_sampler=[[(0, 1), (1, 2)]])
+    assert loader.dataset.decode == "torchvision"
+    assert type(loader.dataset.transform).__module__.startswith("torchvision.transforms.v2")
+    images, _, _ = next(iter(loader))
+    assert images.dtype == torch.float32 and images.shape == (2, 3, 28, 28)
+    assert config.resolve("imagenet-lt", "ViT-B-16", "ce")["data.decode"] == "pil"  # the study's code
+    assert config.resolve("imagenet-lt", "ViT-B-16", "ce", overrides={"recipe": "reference"})["data.decode"] \
+        == "torchvision"
+
+
+def test_auto_workers_take_every_usable_core_but_one_on_a_gpu_machine(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert data_workers(-1, "cuda") == 15  # a 16-core GPU machine: no cap at 8
+    assert data_workers(-1, "cpu") == 0  # the tower needs the cores itself
+    assert data_workers(3, "cuda") == 3 and data_workers(0, "cuda") == 0
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {4, 5, 6, 7}, raising=False)
+    assert data_workers(-1, "cuda") == 3  # a slot of a machine divided between runs: its own cores
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert data_workers(-1, "cuda") == 1
+    assert loader_options(15, "cuda") == {"num_workers": 15, "pin_memory": True, "persistent_workers": True,
+                                          "prefetch_factor": 4}
+    assert loader_options(0, "cpu") == {"num_workers": 0, "pin_memory": False, "persistent_workers": False}
+
+
+def test_wait_log_means_per_window_and_per_run():
+    waits = WaitLog()
+    assert waits.window() is None and waits.mean is None
+    for seconds in (0.1, 0.3):
+        waits.add(seconds)
+    assert waits.window() == pytest.approx(0.2) and waits.window() is None
+    waits.add(0.8)
+    assert waits.window() == pytest.approx(0.8) and waits.mean == pytest.approx(0.4)
+    assert [item for item, _ in timed(iter([1, 2]))] == [1, 2] and all(w >= 0 for _, w in timed([1]))
+
+
+def test_tower_flops_and_which_side_bounds_a_step():
+    assert bench_loader.tower_gflop("ViT-B-16") == pytest.approx(35.1, abs=0.1)
+    assert bench_loader.tower_gflop("ViT-L-14") == pytest.approx(162.0, abs=0.1)
+    rows = {r["backbone"]: r for r in bench_loader.predict({"pil": 200.0, "fast": 500.0}, 15, 989.4)}
+    b16 = rows["ViT-B-16"]
+    assert b16["tower_img_s"] == pytest.approx(0.5 * 989.4e12 / 35.13e9, rel=1e-3)  # about 14,000 img/s
+    assert b16["fast_loader_img_s"] == 7500 and b16["fast_bound"] == "loader"
+    assert b16["fast_cores_needed"] == int(np.ceil(b16["tower_img_s"] / 500)) + 1
+    l14 = rows["ViT-L-14"]
+    assert l14["fast_bound"] == "tower" and l14["pil_bound"] == "loader"  # 3,053 img/s: 7,500 vs 3,000
+
+
+def test_bench_loader_json(capsys):
+    from lvmbench.cli import main
+
+    assert main(["bench", "--loader", "--loader-images", "8", "--loader-rounds", "1", "--target", "h100",
+                 "--cores", "16", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    loader = report["loader"]
+    assert loader["ratio"] == pytest.approx(loader["fast_img_s_per_core"] / loader["pil_img_s_per_core"])
+    assert loader["workers"] == 15 and loader["measured_workers"] >= 1
+    assert {(p["transform"], p["decode"]) for p in loader["paths"]} == {
+        (t, d) for t in ("study", "open_clip") for d in ("pil", "torchvision")}
+    assert all(p["img_s_per_core"] > 0 and p["workers_img_s"] > 0 for p in loader["paths"])
+    assert all(d["max_abs_255"] <= MAX_LEVELS for d in loader["difference"]) and len(loader["difference"]) == 4
+    assert [t["backbone"] for t in report["towers"]] == ["ViT-B-16", "ViT-L-14"]
+    assert report["target"]["gpu"] == "H100" and len(report["load_avg"]) == 3
+
+
+def test_bench_loader_refuses_an_unknown_target(capsys):
+    from lvmbench.cli import main
+
+    assert main(["bench", "--loader", "--target", "tpu"]) == 2
+    assert capsys.readouterr().err.strip() == "error: unknown --target 'tpu'; choose from: a100, h100, h200, l40s, rtx4090"
