@@ -277,7 +277,7 @@ def test_a_slurm_task_divides_its_allocation_not_the_node(tmp_path, monkeypatch)
 
 
 def test_the_auto_loader_workers_follow_the_rank_share(monkeypatch):
-    from lvmbench.train.loop import data_workers
+    from lvmbench.train.loader import data_workers
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {4, 5, 6}, raising=False)
     assert data_workers(-1, "cuda") == 2  # 3 cores: 2 workers and the training process
