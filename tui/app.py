@@ -27,6 +27,10 @@ SCREENS = {"launch": ("F1", "Launch", "pick and start a run"),
            "sql": ("F5", "SQL", "read-only queries")}
 
 
+EVERYWHERE = [Binding("ctrl+p", "command_palette", "Command palette: every screen and action"),
+              Binding("tab", "focus_next", "Next field or table (shift+tab: previous)")]
+
+
 def _lazy(module: str, name: str):
     """A screen factory that imports its module on first use (plotext and DuckDB load after startup)."""
     def make():
@@ -35,6 +39,14 @@ def _lazy(module: str, name: str):
         return getattr(importlib.import_module(f".screens.{module}", __package__), name)()
 
     return make
+
+
+# the help's sections after Launch: (title, module, class holding the keys)
+HELP_SECTIONS = [("Live", "screens.live", "LiveScreen"), ("Runs", "screens.runs", "RunsScreen"),
+                 ("Compare", "screens.compare", "CompareScreen"), ("SQL", "screens.sql", "SqlScreen"),
+                 ("SQL editor", "screens.sql", "SqlEditor"), ("Run details", "screens.detail", "RunDetailScreen"),
+                 ("A question (cancel, start over)", "widgets.dialogs", "Confirm"),
+                 ("A list (sort by)", "widgets.dialogs", "Choose")]
 
 
 class JobFinished(Message):
@@ -49,9 +61,17 @@ class LvmbenchApp(App):
     MODES = {"launch": LaunchScreen, "live": _lazy("live", "LiveScreen"), "runs": _lazy("runs", "RunsScreen"),
              "compare": _lazy("compare", "CompareScreen"), "sql": _lazy("sql", "SqlScreen")}
     DEFAULT_MODE = "launch"
-    BINDINGS = [Binding(key.lower(), f"switch_mode('{mode}')", label, priority=True)
-                for mode, (key, label, _) in SCREENS.items()] + [
-        Binding("question_mark", "help", "Help"), Binding("q", "quit", "Quit", show=False)]
+    # Below WIDE columns the footer names the screens' keys as one "F1-F5 Screens" (the same keys): every
+    # footer fits 80 columns; ``?`` and the command palette name each screen.
+    BINDINGS = [Binding(key.lower(), f"go('{mode}')", "Screens", key_display="F1-F5", priority=True,
+                        show=i == 0, tooltip="F1 Launch, F2 Live, F3 Runs, F4 Compare, F5 SQL")
+                for i, (mode, (key, _, _)) in enumerate(SCREENS.items())] + [
+        Binding(key.lower(), f"switch_mode('{mode}')", label, priority=True)
+        for mode, (key, label, _) in SCREENS.items()] + [
+        Binding("question_mark", "help", "Help"), Binding("q", "quit", "Quit"),
+        Binding("ctrl+q", "quit_typing", "Quit", key_display="^q", priority=True,
+                tooltip="Quit, from a text field too (where q types a q)")]
+    WIDE = 120
 
     data_version: reactive[int] = reactive(0)  # bumped whenever the database changed
 
@@ -78,8 +98,31 @@ class LvmbenchApp(App):
             yield SystemCommand(f"Go to {label}", f"{help_text} ({key})", lambda m=mode: self.switch_mode(m))
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        """The footer leaves out the key of the screen shown (so every footer fits 80 columns)."""
-        return not (action == "switch_mode" and parameters == (self.current_mode,))
+        """The footer leaves out the key of the screen shown, and names the screens' keys as one below
+        :attr:`WIDE` columns (so every footer fits 80 columns)."""
+        if action == "go":
+            return self.size.width < self.WIDE
+        if action == "switch_mode":
+            return self.size.width >= self.WIDE and parameters != (self.current_mode,)
+        if action == "quit_typing":  # shown while q would type: elsewhere ctrl+q is Textual's own, unlisted
+            return self.typing()
+        return True
+
+    def typing(self) -> bool:
+        """Whether the focused widget takes printable keys as text (then ``?`` and ``q`` type)."""
+        from textual.widgets import Input, TextArea
+
+        return isinstance(self.focused, (Input, TextArea))
+
+    async def action_quit_typing(self) -> None:
+        await self.action_quit()
+
+    def on_resize(self) -> None:
+        self.refresh_bindings()
+
+    def action_go(self, mode: str) -> None:
+        """F1…F5 below :attr:`WIDE` columns, where the footer names them as one entry."""
+        self.switch_mode(mode)
 
     def action_help(self) -> None:
         """Every screen's keys (``?``)."""
@@ -89,12 +132,11 @@ class LvmbenchApp(App):
 
         if isinstance(self.screen, HelpScreen):
             return
-        sections = [("Everywhere", [b for b in self.BINDINGS]), ("Launch", LaunchScreen.BINDINGS)]
-        for mode, module, name in (("live", "live", "LiveScreen"), ("runs", "runs", "RunsScreen"),
-                                   ("compare", "compare", "CompareScreen"), ("sql", "sql", "SqlScreen"),
-                                   ("run details", "detail", "RunDetailScreen")):
-            screen = getattr(importlib.import_module(f".screens.{module}", __package__), name)
-            sections.append((SCREENS.get(mode, ("", mode.capitalize()))[1], screen.BINDINGS))
+        everywhere = [b for b in self.BINDINGS if not b.action.startswith("go(")] + EVERYWHERE
+        sections = [("Everywhere", everywhere), ("Launch", LaunchScreen.BINDINGS)]
+        for title, module, name in HELP_SECTIONS:
+            holder = getattr(importlib.import_module(f".{module}", __package__), name)
+            sections.append((title, holder.BINDINGS))
         self.push_screen(HelpScreen([(title, list(b)) for title, b in sections if b]))
 
     def bump_data(self) -> None:
@@ -134,6 +176,20 @@ class LvmbenchApp(App):
             self.notify(f"cannot cancel: {refused}", severity="warning", markup=False)
         else:
             self.notify(f"cancelling {run_id}…", markup=False)
+
+    def confirm_cancel(self, run_id: str) -> None:
+        """Cancel ``run_id`` once the user says yes (``c`` on Runs and Live, as htop asks before a kill)."""
+        from lvmbench.runs.rundir import DONE, RunDir
+
+        from .widgets.dialogs import Confirm
+
+        status = RunDir(self.runs_dir / run_id).status().get("status")
+        if status in DONE:
+            self.notify(f"{run_id} has already ended ({status}): nothing to cancel", severity="warning", markup=False)
+            return
+        self.push_screen(Confirm(f"Cancel {run_id}? Its training process stops and the run is recorded "
+                                 f"cancelled (resumable from its last checkpoint)."),
+                         lambda yes: yes and self.cancel_run(run_id))
 
     def running_jobs(self) -> list[str]:
         return [run_id for run_id, job in self.jobs.items() if job.proc.poll() is None]

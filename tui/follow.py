@@ -47,15 +47,20 @@ class Tail:
 
     def read_records(self) -> list[dict]:
         """The new lines parsed as JSON objects (a corrupt line is skipped)."""
-        out = []
-        for line in self.read_lines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict):
-                out.append(record)
-        return out
+        return json_lines(self.read_lines(), dict)
+
+
+def json_lines(lines: list[str], kind: type) -> list:
+    """The lines that parse as JSON values of ``kind``; the others (a corrupt or cut line) are skipped."""
+    out = []
+    for line in lines:
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, kind):
+            out.append(value)
+    return out
 
 
 @dataclass
@@ -101,6 +106,7 @@ class RunFollower:
         return update
 
 
+RATE_WINDOW = 20  # the ETA's rate: over the last RATE_WINDOW logged training steps
 MAX_POINTS = 2000  # a plotted series keeps between MAX_POINTS and 2 * MAX_POINTS points, evenly spaced
 
 
@@ -142,7 +148,7 @@ class LiveData:
     gpu: bool = False
     log: deque = field(default_factory=lambda: deque(maxlen=LOG_LINES))
     _t0: float | None = None
-    _first: tuple[int, float] | None = None  # (step, ts) of the first training record
+    _recent: deque = field(default_factory=lambda: deque(maxlen=RATE_WINDOW))  # (step, ts) of this segment
     _last: tuple[int, float] | None = None
     _previous: tuple[int, float] | None = None  # the training record before the last
     loader_wait_s: float | None = None  # the last record's mean wait per step for the training images
@@ -160,8 +166,7 @@ class LiveData:
                 self.loss.add(step, rec["loss"])
                 self.lr.add(step, rec.get("lr"))
                 if isinstance(rec.get("ts"), (int, float)):
-                    self._previous, self._last = self._last, (int(step), float(rec["ts"]))
-                    self._first = self._first or self._last
+                    self._step_at(int(step), float(rec["ts"]))
                 self.loader_wait_s = rec.get("loader_wait_s")
             self.val_overall.add(step, rec.get("val/overall"))
             self.val_few.add(step, rec.get("val/few"))
@@ -172,17 +177,35 @@ class LiveData:
             self.power.add(ts - self._t0, power)
         self.log.extend(update.log)
 
+    def _step_at(self, step: int, ts: float) -> None:
+        """A training step logged at ``ts``. The rate is read from the last steps of the run's current
+        segment: a step back (a resumed run redoing steps after its checkpoint) or a record older than
+        the segment's start (``started_at``) starts the window again."""
+        started = self.status.get("started_at")
+        earlier = isinstance(started, (int, float)) and ts < started
+        if earlier or (self._last and step <= self._last[0]):
+            self._recent.clear()
+        self._previous, self._last = self._last, (step, ts)
+        if not earlier:
+            self._recent.append(self._last)
+
     @property
     def step(self) -> int:
         return self._last[0] if self._last else 0
 
     def eta_s(self) -> float | None:
-        """Seconds left at the rate between the first and the last logged training step."""
-        if not (self.iters and self._first and self._last) or self._last[0] <= self._first[0]:
+        """Seconds left at the step rate of the last :data:`RATE_WINDOW` steps of the current segment; with one
+        step logged, at the rate since the segment started (a run that was never resumed: it starts at step 0)."""
+        if not (self.iters and self._recent):
             return None
-        rate = (self._last[1] - self._first[1]) / (self._last[0] - self._first[0])
-        return max(0, self.iters - self._last[0]) * rate
-
+        (first_step, first_ts), (step, ts) = self._recent[0], self._recent[-1]
+        if step > first_step:
+            rate = (ts - first_ts) / (step - first_step)
+        elif isinstance(self.status.get("started_at"), (int, float)) and not self.status.get("resumes") and step:
+            rate = max(0.0, ts - self.status["started_at"]) / step
+        else:
+            return None
+        return max(0, self.iters - step) * rate
 
     def loader_wait(self) -> tuple[float, float | None] | None:
         """(seconds a step waited for its images, that wait's share of a step between the last two

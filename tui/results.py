@@ -5,6 +5,7 @@ access takes one lock. Reads are read-only; the UI writes only by ingesting run 
 """
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,13 +79,26 @@ class Results:
         return self.read(run)
 
 
+def export_text(columns: list[str], rows: list[list], fmt_name: str, title: str | None = None) -> str:
+    """Rows as Markdown or CSV text (the CLI's renderer, written to a string)."""
+    import io
+
+    from rich.console import Console
+
+    from lvmbench.render import render
+
+    buf = io.StringIO()
+    render(columns, rows, fmt_name, title=title, console=Console(file=buf, width=10_000, color_system=None))
+    return buf.getvalue()
+
+
 RUNS_SQL = """
-    SELECT r.status, r.dataset, r.backbone, r.method, r.seed, e.overall, e.few,
+    SELECT r.status, r.method, r.seed, e.overall, e.few, r.dataset, r.backbone,
            r.s_per_iter, r.peak_mem_mib, r.energy_kwh, r.run_id
     FROM runs r LEFT JOIN evals e ON e.run_id = r.run_id AND e.split = 'test'
     ORDER BY coalesce(r.started_at, r.ended_at) DESC NULLS LAST, r.run_id DESC"""
-RUNS_COLUMNS = ["status", "dataset", "backbone", "method", "seed", "overall", "few", "s/iter", "peak MiB", "kWh",
-                "run"]  # the id last: the figures fit in 80 columns
+RUNS_COLUMNS = ["status", "method", "seed", "overall", "few", "dataset", "backbone", "s/iter", "peak MiB", "kWh",
+                "run"]  # the full id last: the figures fit in 80 columns (the Runs screen shows a short id first)
 
 
 def live_rows(runs_dir: Path, watched: set[str]) -> dict[str, list]:
@@ -107,10 +121,19 @@ def live_rows(runs_dir: Path, watched: set[str]) -> dict[str, list]:
         state = status.get("status", "queued")
         if state == "running":
             state = f"running {run.last_step()}/{spec.get('train.iters')}"
-        rows[run.run_id] = [state, spec.get("dataset"), spec.get("backbone"), spec.get("method"), spec.get("seed"),
-                            None, None, status.get("s_per_iter"), status.get("peak_mem_mib"), status.get("energy_kwh"),
-                            run.run_id]
+        rows[run.run_id] = [state, spec.get("method"), spec.get("seed"), None, None, spec.get("dataset"),
+                            spec.get("backbone"), status.get("s_per_iter"), status.get("peak_mem_mib"),
+                            status.get("energy_kwh"), run.run_id]
     return rows
+
+
+def short_id(run_id: str, dataset, method, seed) -> str:
+    """What tells a run apart from others of its dataset, method and seed: the random tail of an id that
+    ``lvmbench`` made (``<dataset>-<method>-s<seed>-<date>-<time>-<hex>``), else the id less that prefix."""
+    prefix = f"{dataset}-{method}-s{seed}-"
+    rest = run_id[len(prefix):] if run_id.startswith(prefix) else run_id
+    made = re.fullmatch(r"\d{8}-\d{6}-([0-9a-f]+)", rest)
+    return made[1] if made else rest
 
 
 def runs_table(results: Results) -> Result:

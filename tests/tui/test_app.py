@@ -37,15 +37,15 @@ async def test_sql_errors_are_shown_inline_and_writes_are_refused(fixture_store,
     app = LvmbenchApp(results=results, runs_dir=runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("f5")
-        box = app.screen.query_one("#sql-input")
+        box = app.screen.query_one("#sql-editor")
         for sql, expected in [("SELEC 1", "SQL error: Parser Error"), ("DELETE FROM runs", "read-only"),
                               (f"COPY runs TO '{tmp_path}/leak.csv'", "refused COPY"),
                               (f"ATTACH '{tmp_path}/new.duckdb' AS n", "refused ATTACH"),
                               ("SET enable_external_access = true", "refused SET"),
                               ("SELECT count(*) AS n FROM runs", "1 row(s)"),
                               ("SELECT '[/]' AS \"[red]x[/red]\"", "1 row(s)")]:
-            box.value = sql
-            await pilot.press("enter")
+            box.text = sql
+            await pilot.press("ctrl+r")
             await settle(pilot)
             note = str(app.screen.query_one("#sql-note").render())
             assert expected in note, (sql, note)
@@ -87,6 +87,12 @@ async def test_resume_key_relaunches_only_an_interrupted_run(fixture_store):
         await pilot.press("R")  # finished: nothing to resume
         table.move_cursor(row=ids.index("mnist-lt-focal-s0-fixture"))
         await pilot.press("R")
+        await settle(pilot)
+        # no checkpoint: it starts over, and says so before anything starts
+        assert "starts it over from step 0" in str(app.screen.query_one("#question").render())
+        await pilot.press("n")
+        assert launched == []
+        await pilot.press("R", "y")
         await settle(pilot)
     assert launched == [jobs.LaunchRequest(resume="mnist-lt-focal-s0-fixture")]
     argv = launched[0].argv("ignored", runs_dir, results)

@@ -32,12 +32,12 @@ async def test_p_plots_few_shot_accuracy_against_hours_and_x_switches_to_paramet
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("f4")
         await settle(pilot)
-        plot = app.screen.query_one(CostScatter)
-        assert not plot.display
+        plot, box = app.screen.query_one(CostScatter), app.screen.query_one("#compare-plot-box")
+        assert not box.display
         await pilot.press("p")
         await settle(pilot)
-        assert plot.display and not app.screen.query_one("#compare-table").display
-        few = {m: v[3] for m, v in METHODS.items()}
+        assert box.display and not app.screen.query_one("#compare-table").display
+        few = {m: METHODS[m][3] for m in COSTS}
         assert sorted(plot.plotted) == sorted((m, wall / 3600, few[m]) for m, (wall, _) in COSTS.items())
         assert plot.left_out == []
         assert "device hours" in str(app.screen.query_one("#compare-title").render())
@@ -51,17 +51,20 @@ async def test_p_plots_few_shot_accuracy_against_hours_and_x_switches_to_paramet
         assert "trainable parameters" in title and "not plotted" in title and "zeroshot" in title
         picture = re.sub(r"\x1b\[[0-9;]*m", "", plot.plt.build())
         assert picture == re.sub(r"\x1b\[[0-9;]*m", "", plot.plt.build())  # a redraw draws the same
-        assert all(f"● {m}" in picture or f"{m} ●" in picture for m in ("ce", "lade"))  # labelled on the picture
+        # numbered on the picture, named in the legend beside it
+        assert sorted(text for text, _, _ in plot.marks) == ["1", "2", "3"] and all(f"●{n}" in picture for n in "123")
+        legend = str(app.screen.query_one("#compare-legend").render()).splitlines()
+        assert [line.split()[:2] for line in legend] == [[str(i), name] for i, (name, _, _) in enumerate(plot.plotted, 1)]
 
         await pilot.press("x", "p")
         await settle(pilot)
-        assert not plot.display and app.screen.query_one("#compare-table").display
+        assert not box.display and app.screen.query_one("#compare-table").display
         assert plot.plotted[0][1] == COSTS[plot.plotted[0][0]][0] / 3600  # back on hours
 
         await pilot.press("question_mark")
         await settle(pilot)
         compare = dict(app.screen.sections)["Compare"]
-        assert {(b.key, b.description) for b in compare} >= {("p", "Plot"), ("x", "Hours/params")}
+        assert {(b.key, b.description) for b in compare} >= {("p", "Plot"), ("x", "Axis")}
 
 
 def test_log_ticks_are_powers_of_ten_spanning_the_points():
@@ -80,9 +83,20 @@ async def test_the_scatter_never_pools_datasets(store):
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("f4", "p")
         await settle(pilot)
-        plot = app.screen.query_one(CostScatter)
-        assert not plot.display
+        plot, box = app.screen.query_one(CostScatter), app.screen.query_one("#compare-plot-box")
+        assert not box.display
         assert "Choose a dataset" in str(app.screen.query_one("#compare-title").render())
         app.screen.query_one("#compare-dataset").value = "mnist-lt"
         await settle(pilot)
-        assert plot.display and sorted(label for label, _, _ in plot.plotted) == ["balanced_softmax", "ce", "zeroshot"]
+        assert box.display and sorted(label for label, _, _ in plot.plotted) == ["balanced_softmax", "ce", "zeroshot"]
+
+
+def test_marks_of_crowded_points_never_overlap():
+    from lvmbench.tui.widgets.plots import crowd_marks
+
+    # a 40 x 10 canvas over x 0..4, y 0..90: points 1 and 3 on one cell, 2 two cells right of them on the same
+    # row (its mark would touch theirs), 4 far right on that row, 5 on another row
+    xs, ys = [1.0, 1.2, 1.0, 3.0, 1.0], [0.0, 0.0, 0.0, 0.0, 90.0]
+    marks = crowd_marks(xs, ys, (0.0, 4.0), (40, 10))
+    assert sorted(text for text, _, _ in marks) == ["1,2,3", "4", "5"]
+    assert ("4", 3.0, 0.0) in marks and ("5", 1.0, 90.0) in marks

@@ -69,11 +69,34 @@ def test_live_data_series_and_eta_by_hand():
     assert data.eta_s() == 35.0
 
 
-def test_eta_unknown_until_two_steps():
+def test_eta_from_the_first_step_at_the_rate_since_the_run_started():
     data = LiveData("r", iters=100)
     assert data.eta_s() is None
     data.apply(RunUpdate("r", metrics=[{"step": 10, "loss": 2.0, "lr": 0.1, "ts": 1.0}]))
-    assert data.eta_s() is None
+    assert data.eta_s() is None  # neither a start nor a second step: no rate
+    data.apply(RunUpdate("r", status={"status": "running", "started_at": -4.0}))
+    assert data.eta_s() == 90 * 0.5  # 10 steps in 5 s since it started
+    resumed = LiveData("r", iters=100)  # a resumed segment does not start at step 0: wait for a second step
+    resumed.apply(RunUpdate("r", status={"status": "running", "started_at": 0.0, "resumes": 1},
+                            metrics=[{"step": 60, "loss": 1.0, "lr": 0.1, "ts": 5.0}]))
+    assert resumed.eta_s() is None
+
+
+def test_eta_reads_the_rate_of_the_recent_steps_of_the_current_segment():
+    """A UI that starts while a resumed run trains reads the whole metrics file: the first segment, a pause,
+    the steps redone after the checkpoint. The rate is that of the last steps since the segment started."""
+    data = LiveData("r")
+    first = [{"step": s, "loss": 1.0, "lr": 0.1, "ts": float(s)} for s in range(10, 60, 10)]  # 1 s/step
+    again = [{"step": s, "loss": 1.0, "lr": 0.1, "ts": 1000.0 + (s - 40) * 0.1} for s in range(40, 80, 10)]
+    data.apply(RunUpdate("r", spec={"train.iters": 100}, status={"status": "running", "started_at": 999.0,
+                                                                 "resumes": 1}, metrics=first + again))
+    assert data.step == 70
+    assert abs(data.eta_s() - 30 * 0.1) < 1e-9  # 0.1 s/step now, not the average over the pause
+    slow = [{"step": s, "loss": 1.0, "lr": 0.1, "ts": float(s)} for s in range(1, 40)]  # 1 s/step early on
+    fast = [{"step": s, "loss": 1.0, "lr": 0.1, "ts": 39.0 + (s - 39) * 0.2} for s in range(40, 61)]
+    recent = LiveData("r", iters=100)
+    recent.apply(RunUpdate("r", metrics=slow + fast))
+    assert abs(recent.eta_s() - 40 * 0.2) < 1e-9  # the last RATE_WINDOW steps, not since step 1
 
 
 def test_system_samples_sum_gpus_sampled_together_and_time_from_first_sample():

@@ -107,7 +107,7 @@ async def test_launch_watch_finish_fail_cancel(tmp_path, monkeypatch, pretrained
         run = app.jobs[long].run
         await wait_for(pilot, lambda: live.data.run_id == long and live.data.loss.x, "the long run to train")
         child_pid = run.status()["pid"]
-        await pilot.press("c")
+        await pilot.press("c", "y")  # cancel, once confirmed
         await wait_for(pilot, lambda: app.jobs[long].ended, "the cancelled child to exit", timeout=60)
         assert run.status()["status"] == "cancelled"
         assert not _alive(child_pid), "the training process outlived the cancel"

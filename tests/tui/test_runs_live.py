@@ -37,7 +37,10 @@ async def wait_until(pilot, predicate, timeout: float, what: str) -> float:
 def shown(app) -> dict[str, str]:
     """Run id -> status cell of the Runs screen's rows."""
     screen = app.screen
-    return {row[-1]: row[0] for row in screen.rows()[1]} if hasattr(screen, "rows") else {}
+    if not hasattr(screen, "rows"):
+        return {}
+    columns, rows = screen.rows()
+    return {row[-1]: row[columns.index("status")] for row in rows}
 
 
 def training(run_id_holder: list) -> bool:
@@ -72,7 +75,7 @@ async def test_a_shell_run_shows_live_finishes_and_a_second_is_cancelled_from_th
         table = app.screen.query_one("#runs-table")
         table.focus()
         table.move_cursor(row=list(shown(app)).index(other))
-        await pilot.press("c")
+        await pilot.press("c", "y")  # cancel, once confirmed
         await wait_until(pilot, lambda: long.poll() is not None, 60, "the cancelled shell run to end")
         assert long.returncode == 1
         (run,) = [r for r in list_runs("runs") if r.run_id == other]

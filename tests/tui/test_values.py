@@ -9,7 +9,7 @@ from textual.widgets import DataTable
 
 from lvmbench.tui.app import LvmbenchApp
 
-from .conftest import METHODS
+from .conftest import FIXTURE_METHODS, METHODS
 from .test_snapshots import settle
 
 
@@ -44,10 +44,13 @@ def styles(app, widget_id: str, column: str) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def on_screen(store, key: str, size=(160, 40)):
-    """The app on the fixture store, switched to a screen by its function key, workers done."""
+async def on_screen(store, key: str, size=(160, 40), prepare=None):
+    """The app on the fixture store (``prepare(app)`` first, if given), switched to a screen by its function
+    key, workers done."""
     results, runs_dir = store
     app = LvmbenchApp(results=results, runs_dir=runs_dir)
+    if prepare:
+        prepare(app)
     async with app.run_test(size=size) as pilot:
         await pilot.press(key)
         await settle(pilot)
@@ -62,7 +65,8 @@ async def test_runs_screen_shows_each_stored_run_and_its_test_figures(store):
         f"mnist-lt-{m}-s0-fixture" for m in ("focal", "lade", "balanced_softmax", "ce", "zeroshot")]
     assert rows[0]["status"].startswith("running") and (rows[0]["method"], rows[0]["seed"]) == ("ce", "1")
     by_method = {r["method"]: r for r in rows[1:]}
-    for method, (overall, _, _, few, _, _, _, s_iter, peak) in METHODS.items():
+    for method in FIXTURE_METHODS:
+        overall, _, _, few, _, _, _, s_iter, peak = METHODS[method]
         row = by_method[method]
         assert (row["status"], row["dataset"], row["backbone"], row["seed"]) == ("finished", "mnist-lt", "tiny-clip", "0")
         assert (row["overall"], row["few"], row["peak MiB"]) == (f"{overall:.2f}", f"{few:.2f}", f"{peak:.2f}")
@@ -101,12 +105,13 @@ async def test_detail_screen_shows_the_runs_evaluation_groups_and_cost(store):
 async def test_compare_screen_shows_the_main_table_with_the_best_in_green(store):
     async with on_screen(store, "f4") as (app, _):
         rows = shown(app, "compare-table")
-        overall_style, few_style = styles(app, "compare-table", "Overall"), styles(app, "compare-table", "Few")
+        overall_style, few_style = styles(app, "compare-table", "Overall ↑"), styles(app, "compare-table", "Few ↑")
     # baselines first, then the imbalanced methods; the failed run is not a result
     assert [r["Method"] for r in rows] == ["zeroshot", "ce", "balanced_softmax", "lade"]
     for row in rows:
         overall, many, medium, few, precision, recall, f1 = METHODS[row["Method"]][:7]
-        assert [row[c] for c in ("Seeds", "Overall", "Many", "Medium", "Few", "Precision", "Recall", "F1")] == [
+        assert [row[c] for c in ("Seeds", "Overall ↑", "Many ↑", "Medium ↑", "Few ↑", "Precision ↑", "Recall ↑",
+                                 "F1 ↑")] == [
             "1", *(f"{v:.2f}" for v in (overall, many, medium, few, precision, recall, f1))]
     assert {m for m, s in overall_style.items() if "green" in s} == {"balanced_softmax"}  # 91.2
     assert {m for m, s in few_style.items() if "green" in s} == {"balanced_softmax"}  # 87.6

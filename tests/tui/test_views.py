@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from lvmbench.store.tables import Table
-from lvmbench.tui.screens.compare import export_path, export_text
+from lvmbench.tui.results import export_text
+from lvmbench.tui.screens.compare import export_path
 from lvmbench.tui.screens.detail import shot_group_rows
 from lvmbench.tui.screens.runs import filter_rows, sort_rows
 from lvmbench.tui.widgets.table import cell
@@ -47,10 +48,10 @@ def test_shot_group_summary_skips_empty_groups():
 def test_exports_use_the_clis_renderer():
     table = Table("Main results — mnist-lt (test, %)", ["Method", "Overall"], [["ce", 88.5], ["lade", None]],
                   {"Overall": True})
-    assert export_text(table, "markdown").splitlines() == [
+    assert export_text(table.columns, table.rows, "markdown", title=table.title).splitlines() == [
         "**Main results — mnist-lt (test, %)**", "", "| Method | Overall |", "|---|---|", "| ce | 88.50 |",
         "| lade | – |"]
-    assert export_text(table, "csv").splitlines() == ["Method,Overall", "ce,88.5", "lade,"]
+    assert export_text(table.columns, table.rows, "csv").splitlines() == ["Method,Overall", "ce,88.5", "lade,"]
     assert export_path(Path("res/results.duckdb"), "main", "mnist-lt", "markdown") == Path("res/table-main-mnist-lt.md")
     assert export_path(Path("results.duckdb"), "cost", None, "csv") == Path("table-cost-all.csv")
 

@@ -19,12 +19,13 @@ def key_name(key: str) -> str:
 
 def help_table(sections: list[tuple[str, list[Binding]]]) -> Table:
     table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold", no_wrap=True)
+    table.add_column(style="bold", max_width=18)
     table.add_column()
     for title, bindings in sections:
         table.add_row(Text(title, style="bold underline"), "")
         for b in bindings:
-            table.add_row(", ".join(key_name(k) for k in b.key.split(",")), b.description or b.action)
+            text = b.tooltip or b.description or b.action
+            table.add_row(", ".join(key_name(k) for k in b.key.split(",")), text[:1].upper() + text[1:])
     return table
 
 

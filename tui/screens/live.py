@@ -1,5 +1,9 @@
 """Live: plots that update while a run trains, read from its run directory by a worker thread
-(loss and lr, val accuracy, memory and power), a progress bar with ETA, the log tail, cancel."""
+(loss and lr, val accuracy, memory and power), a progress bar with ETA, the log tail, cancel.
+
+Each plot gets at least :data:`MIN_PLOT_ROWS` rows: where the four do not fit as a 2×2 grid (80×24)
+one shows at a time and ``v`` shows the next; on a tall terminal ``v`` also enlarges one of them.
+Each plot's legend is a line under it, never over the curves."""
 from __future__ import annotations
 
 import threading
@@ -19,6 +23,11 @@ from lvmbench.runs.rundir import ACTIVE, RunDir, list_runs
 from .. import jobs
 from ..follow import LiveData, RunFollower, RunUpdate, format_seconds
 from ..widgets.plots import SeriesPlot
+
+
+PLOTS = [("loss", "loss · lr", "step"), ("val", "val accuracy (%)", "step"), ("mem", "memory (MiB)", "seconds"),
+         ("power", "GPU power (W)", "seconds")]
+MIN_PLOT_ROWS = 8  # a plot's canvas below this is unreadable
 
 
 class LiveUpdate(Message):
@@ -54,8 +63,9 @@ def loader_wait_text(data: LiveData) -> str:
 
 class LiveScreen(Screen):
     TITLE = "Live"
-    BINDINGS = [Binding("c", "cancel", "Cancel"), Binding("n", "cycle(1)", "Next"),
-                Binding("p", "cycle(-1)", "Prev")]
+    BINDINGS = [Binding("c", "cancel", "Cancel", tooltip="cancel the run shown (asks first)"),
+                Binding("n", "cycle(1)", "Next run"), Binding("p", "cycle(-1)", "Prev run"),
+                Binding("v", "next_view", "Next plot", tooltip="the next plot (or all four, where they fit)")]
 
     def __init__(self, poll_s: float = 0.5, scan_s: float = 2.0, **kwargs):
         super().__init__(**kwargs)
@@ -66,6 +76,8 @@ class LiveScreen(Screen):
         self.data: LiveData | None = None
         self.state: tuple[str, str | None] = ("", None)
         self._poll_lock = threading.Lock()  # one poll at a time: a follower keeps file offsets
+        self.view: int | None = None  # the index in PLOTS of the one plot shown; None: all four
+        self.chosen_view = False  # ``v`` was pressed: a resize keeps the user's choice
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -79,15 +91,16 @@ class LiveScreen(Screen):
                 yield Static("", id="progress-text")
             yield Static("", id="run-error")
             with Grid(id="plots"):
-                yield SeriesPlot("loss · lr", "step", id="plot-loss")
-                yield SeriesPlot("val accuracy (%)", "step", id="plot-val")
-                yield SeriesPlot("memory (MiB)", "seconds", id="plot-mem")
-                yield SeriesPlot("GPU power (W)", "seconds", id="plot-power")
+                for key, title, xlabel in PLOTS:
+                    with Vertical(classes="plot-panel", id=f"panel-{key}"):
+                        yield SeriesPlot(title, xlabel, id=f"plot-{key}")
+                        yield Static("", classes="legend", id=f"legend-{key}")
             yield Log(max_lines=500, id="log")
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.query_one("#live-body").display = False
+        self.fit_view()
         self.set_interval(self.poll_s, self.poll)
         self.set_interval(self.scan_s, self.scan)
         self.scan()
@@ -99,6 +112,38 @@ class LiveScreen(Screen):
             self.add_runs([target])
             self.select(target)
         self.scan()
+
+    # -- which plots ------------------------------------------------------------------------------------
+    def grid_fits(self) -> bool:
+        """Whether four plots in a 2×2 grid get :data:`MIN_PLOT_ROWS` rows each (title, axes and legend
+        take 5 more rows per plot) next to the header, progress row and log."""
+        return (self.size.height - 11) // 2 - 5 >= MIN_PLOT_ROWS
+
+    def on_resize(self) -> None:
+        self.fit_view()
+
+    def fit_view(self) -> None:
+        if self.view is None and not self.grid_fits():
+            self.view = 0
+        elif self.view is not None and not self.chosen_view and self.grid_fits():
+            self.view = None
+        self.show_view()
+
+    def show_view(self) -> None:
+        self.query_one("#plots").set_class(self.view is not None, "single")
+        for i, (key, _, _) in enumerate(PLOTS):
+            self.query_one(f"#panel-{key}").display = self.view in (None, i)
+
+    def action_next_view(self) -> None:
+        """``v``: the next plot; after the last, all four where they fit, else the first again."""
+        self.chosen_view = True
+        if self.view is None:
+            self.view = 0
+        elif self.view + 1 < len(PLOTS):
+            self.view += 1
+        else:
+            self.view = None if self.grid_fits() else 0
+        self.show_view()
 
     # -- which runs ---------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="live-scan")
@@ -178,26 +223,31 @@ class LiveScreen(Screen):
             return
         self.query_one("#run-state", Static).update(Text(status or "…", style="bold"))
         bar = self.query_one(ProgressBar)
-        bar.update(total=data.iters, progress=data.step)
-        if data.iters:
-            eta = data.eta_s() if status == "running" else None
-            self.query_one("#progress-text", Static).update(
-                f"step {data.step}/{data.iters} · ETA {format_seconds(eta)}{loader_wait_text(data)}")
+        bar.update(total=data.iters, progress=data.step)  # no length yet: an indeterminate bar
+        eta = data.eta_s() if status == "running" else None
+        self.query_one("#progress-text", Static).update(
+            f"step {data.step}/{data.iters} · ETA {format_seconds(eta)}{loader_wait_text(data)}" if data.iters
+            else f"{status or 'starting'}… (no step yet)")
         self.query_one("#run-error", Static).update(Text(f"{status}: {error}" if error else "", style="red"))
         self.query_one("#run-error").display = bool(error)
+        self.query_one("#live-body").set_class(bool(error), "has-error")  # a shorter log: the plot keeps its rows
         if not full:
             return
-        self.query_one("#plot-loss", SeriesPlot).show([("loss", data.loss, "left"), ("lr", data.lr, "right")])
+        steps = (0, data.iters) if data.iters else None
+        self.query_one("#plot-loss", SeriesPlot).show([("loss", data.loss, "left"), ("lr", data.lr, "right")],
+                                                      xlim=steps)
         self.query_one("#plot-val", SeriesPlot).show([("overall", data.val_overall, "left"),
-                                                      ("few", data.val_few, "left")])
+                                                      ("few", data.val_few, "left")], xlim=steps)
         mem_title = "GPU memory (MiB)" if data.gpu else "process memory (MiB)"
         self.query_one("#plot-mem", SeriesPlot).show([("MiB", data.mem, "left")], title=mem_title)
         on_cpu = data.mem.x and not data.gpu
         self.query_one("#plot-power", SeriesPlot).show(
             [("W", data.power, "left")], title="power (W): no GPU, not measured" if on_cpu else "GPU power (W)",
             empty="" if on_cpu else "waiting for data")
+        for key, _, _ in PLOTS:
+            self.query_one(f"#legend-{key}", Static).update(self.query_one(f"#plot-{key}", SeriesPlot).legend())
 
     # -- cancel -------------------------------------------------------------------------------------
     def action_cancel(self) -> None:
         if self.current:
-            self.app.cancel_run(self.current)
+            self.app.confirm_cancel(self.current)

@@ -1,5 +1,7 @@
 """Runs: every run in the store, filtered and sorted; Enter opens one (config, evaluation,
-per-class accuracy by shot group, cost)."""
+per-class accuracy by shot group, cost). A short id comes first and stays put while the table
+scrolls sideways, so that runs that look alike can be told apart at 80 columns; status is coloured;
+cancelling asks first, and resuming a run with no checkpoint says that it starts over."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,7 +17,8 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from lvmbench.errors import UserError
 from lvmbench.runs.rundir import RESUMABLE, RunDir
 from ..jobs import LaunchRequest
-from ..results import RUNS_COLUMNS, Result, live_rows, runs_table
+from ..results import RUNS_COLUMNS, Result, live_rows, runs_table, short_id
+from ..widgets.dialogs import Choose, Confirm
 from ..widgets.table import ResultTable
 from .detail import RunDetailScreen
 
@@ -71,10 +74,15 @@ def sort_rows(rows: list[list], column: int, reverse: bool = False) -> list[list
 class RunsScreen(Screen):
     TITLE = "Runs"
     AUTO_FOCUS = "#runs-table"
-    BINDINGS = [Binding("enter", "open", "Open", show=False), Binding("s", "sort_next", "Sort"),
-                Binding("S", "sort_reverse", "Reverse sort", show=False), Binding("c", "cancel", "Cancel"),
-                Binding("R", "resume", "Resume"), Binding("i", "ingest", "Ingest runs dir", show=False),
-                Binding("r", "reload", "Reload", show=False), Binding("slash", "focus_filter", "Filter")]
+    BINDINGS = [Binding("enter", "open", "Open", show=False),
+                Binding("o", "choose_sort", "Sort by", tooltip="sort by a column you choose (or click its header)"),
+                Binding("s", "sort_reverse", "Reverse", tooltip="reverse the sort"),
+                Binding("c", "cancel", "Cancel", tooltip="cancel the highlighted run (asks first)"),
+                Binding("R", "resume", "Resume", tooltip="resume the highlighted killed, failed or cancelled run"),
+                Binding("i", "ingest", "Ingest runs dir", show=False), Binding("r", "reload", "Reload", show=False),
+                Binding("slash", "focus_filter", "Filter", tooltip="filter: words or column=value"),
+                Binding("escape", "leave_filter", "To the list", key_display="esc",
+                        tooltip="leave the filter for the list (the filter keeps its words)")]
 
     def __init__(self, scan_s: float = 1.0, **kwargs):
         super().__init__(**kwargs)
@@ -126,11 +134,15 @@ class RunsScreen(Screen):
             self.load()
 
     def rows(self) -> tuple[list[str], list[list]]:
-        """The stored runs, each replaced by what its directory says while it is live, newest first."""
+        """The stored runs, each replaced by what its directory says while it is live, newest first, each
+        with its short id first."""
         stored = self.result.rows if self.result else []
         ids = {row[-1] for row in stored}
         fresh = [row for run_id, row in reversed(self.live.items()) if run_id not in ids]
-        return RUNS_COLUMNS, fresh + [self.live.get(row[-1], row) for row in stored]
+        every = fresh + [self.live.get(row[-1], row) for row in stored]
+        at = {c: RUNS_COLUMNS.index(c) for c in ("dataset", "method", "seed")}
+        return ["id"] + RUNS_COLUMNS, [[short_id(r[-1], *(r[at[c]] for c in ("dataset", "method", "seed")))] + r
+                                       for r in every]
 
     def on_runs_loaded(self, message: RunsLoaded) -> None:
         self.result = message.result
@@ -148,15 +160,17 @@ class RunsScreen(Screen):
         rows = filter_rows(columns, every, self.query_one("#runs-filter", Input).value)
         if self.sort_column is not None:
             rows = sort_rows(rows, self.sort_column, self.sort_reverse)
+        elif self.sort_reverse:  # ``s`` before a column is chosen: oldest first
+            rows = rows[::-1]
         first = not table.display
         table.display = True
         if first and self.query_one("#runs-filter", Input).has_focus and not self.query_one("#runs-filter", Input).value:
             table.focus()  # Enter opens the highlighted run at once
         cursor = table.cursor_row
-        table.show(columns, rows, key_index=-1)
+        table.show(columns, rows, key_index=-1, fixed=1, caps={"id": 10})
         table.move_cursor(row=min(cursor, max(0, len(rows) - 1)), animate=False)
         sort = (f" · sorted by {columns[self.sort_column]}{' ↓' if self.sort_reverse else ' ↑'}"
-                if self.sort_column is not None else "")
+                if self.sort_column is not None else " · oldest first" if self.sort_reverse else "")
         more = " (first rows only)" if self.result and self.result.truncated else ""
         note.update(f"{len(rows)} of {len(every)} runs{more}{sort} · Enter: open · ?: help")
 
@@ -169,10 +183,27 @@ class RunsScreen(Screen):
     def action_focus_filter(self) -> None:
         self.query_one("#runs-filter", Input).focus()
 
-    def action_sort_next(self) -> None:
-        if self.result:
-            self.sort_column = 0 if self.sort_column is None else (self.sort_column + 1) % len(RUNS_COLUMNS)
-            self.refill()
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        """Esc acts (and shows) while the filter has the keys."""
+        return action != "leave_filter" or self.query_one("#runs-filter", Input).has_focus
+
+    def on_descendant_focus(self) -> None:
+        self.refresh_bindings()
+
+    def action_leave_filter(self) -> None:
+        """Esc: back to the table (the filter keeps its words)."""
+        self.query_one(ResultTable).focus()
+
+    def action_choose_sort(self) -> None:
+        """``o``: sort by the column picked from a list (htop's "Sort by")."""
+        columns = self.rows()[0]
+
+        def chosen(index: int | None) -> None:
+            if index is not None:
+                self.sort_column, self.sort_reverse = index, False
+                self.refill()
+
+        self.app.push_screen(Choose("Sort by", columns, self.sort_column), chosen)
 
     def action_sort_reverse(self) -> None:
         self.sort_reverse = not self.sort_reverse
@@ -207,22 +238,29 @@ class RunsScreen(Screen):
         return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
 
     def action_cancel(self) -> None:
-        """Cancel the highlighted run, whoever started it (a local run of this user)."""
+        """Cancel the highlighted run, whoever started it (a local run of this user), once confirmed."""
         run_id = self.highlighted()
         if run_id:
-            self.app.cancel_run(run_id)
+            self.app.confirm_cancel(run_id)
 
     def action_resume(self) -> None:
-        """Continue the highlighted killed, failed or cancelled run from its last checkpoint."""
+        """Continue the highlighted killed, failed or cancelled run from its last checkpoint; a run that
+        holds none starts over from step 0, and is resumed only once that is confirmed."""
         run_id = self.highlighted()
         if not run_id:
             return
-        status = RunDir(Path(self.app.runs_dir) / run_id).status().get("status")
+        run = RunDir(Path(self.app.runs_dir) / run_id)
+        status = run.status().get("status")
         if status not in RESUMABLE:
             self.notify(f"{run_id} is {status}: only killed, failed or cancelled runs resume", severity="warning",
                         markup=False)
             return
-        self.app.launch(LaunchRequest(resume=run_id))
+        if run.checkpoint_file.exists():
+            self.app.launch(LaunchRequest(resume=run_id))
+            return
+        self.app.push_screen(
+            Confirm(f"{run_id} has no checkpoint: resuming starts it over from step 0. Start it over?"),
+            lambda yes: yes and self.app.launch(LaunchRequest(resume=run_id)))
 
     @work(thread=True, exclusive=True, group="ingest-all")
     def action_ingest(self) -> None:
