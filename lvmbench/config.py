@@ -74,6 +74,8 @@ SCHEMA: dict[str, Param] = {
     "train.num_workers": Param(-1, int, lambda v: v >= -1, ">= 0, or -1 for auto (GPU: the usable cores but one, CPU: 0)"),
     "train.log_every": Param(10, int, _pos, "> 0"),
     "train.threads": Param(0, int, _nonneg, ">= 0 (0 = torch's default)"),
+    # auto: a GPU when there is one (refusing GPUs that torch cannot use), else the CPU; cpu: the CPU on purpose.
+    "train.device": Param("auto", str, choices=("auto", "cuda", "cpu")),
     "decoder.depth": Param(3, int, _nonneg, ">= 0"),
     "decoder.heads": Param(4, int, _pos, "> 0"),
     "decoder.mlp_ratio": Param(0.5, float, _pos, "> 0"),
@@ -125,7 +127,7 @@ SCHEMA: dict[str, Param] = {
 }
 
 # Settings that change how fast or where a run goes, not what it computes.
-NOT_HASHED = {"train.num_workers", "train.log_every", "train.threads", "ckpt.every", "data.on_bad_image",
+NOT_HASHED = {"train.num_workers", "train.log_every", "train.threads", "train.device", "ckpt.every", "data.on_bad_image",
               "train.compile", "data.allow_missing_classes"}
 
 RECIPE_DIR = Path(__file__).resolve().parent / "recipes"

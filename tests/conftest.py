@@ -1,7 +1,12 @@
 """Shared test fixtures: tiny training budgets and isolated results/runs locations."""
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# The suite never touches a GPU, whatever the machine has (set before torch is imported; children inherit it).
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 from lvmbench import config
 from lvmbench.runs.plan import prepare

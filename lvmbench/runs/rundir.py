@@ -300,11 +300,14 @@ class RunDir:
         return self.write_status(status="queued", resumed_at=now(), resumes=self.status().get("resumes", 0) + 1,
                            ended_at=None, error=None, user_error=None, log_tail=None)
 
-    def mark_running(self, pid: int, host: str) -> dict:
-        """The child starts a segment (a run resumed n times has n + 1 segments)."""
+    def mark_running(self, pid: int, host: str, group_pid: int | None = None) -> dict:
+        """The child starts a segment (a run resumed n times has n + 1 segments). ``group_pid``: the
+        process whose group holds every process of the run (torchrun's, whose workers each lead a
+        session of their own): what a cancel signals."""
         started = now()
         segments = list(self.status().get("segment_starts") or []) + [started]
-        return self.write_status(status="running", started_at=started, pid=pid, host=host, segment_starts=segments)
+        return self.write_status(status="running", started_at=started, pid=pid, host=host, segment_starts=segments,
+                                 group_pid=group_pid or pid)
 
     def mark_finished(self, **fields: Any) -> dict:
         return self.write_status(**{"ended_at": now(), **fields, "status": "finished"})
