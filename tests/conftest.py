@@ -10,6 +10,7 @@ os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 from lvmbench import config
 from lvmbench.runs.plan import prepare
+from lvmbench.runs.rundir import TIMING_KEYS, RunDir
 
 # A budget that exercises every code path of a run in a few seconds on a CPU.
 TINY = ["train.iters=6", "train.batch_size=16", "train.eval_every=3", "train.warmup_iters=2",
@@ -54,6 +55,12 @@ def random_tiny_clip(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "tiny-random.pt"
     torch.save(open_clip.create_model("tiny-clip").state_dict(), path)
     return str(path)
+
+
+def trained_metrics(run: RunDir) -> dict:
+    """``{(step, key): value}`` of a run's logged metrics, its timing keys left out: what training
+    computed, which runs that train alike share bit for bit (the last record of a step wins)."""
+    return {(m["step"], k): v for m in run.metrics() for k, v in m.items() if k not in ("step", *TIMING_KEYS)}
 
 
 def make_run(runs, method, ckpt, **extra):

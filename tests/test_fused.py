@@ -14,12 +14,7 @@ from lvmbench.store import open_readonly
 from lvmbench.train.__main__ import main as child_main
 from lvmbench.train.loop import train_group, train_run
 
-from .conftest import TINY
-from .conftest import make_run
-
-
-def metrics_by_step(run: RunDir) -> dict:
-    return {(m["step"], k): v for m in run.metrics() for k, v in m.items() if k not in ("step", "ts")}
+from .conftest import TINY, make_run, trained_metrics
 
 
 def assert_same_run(a: RunDir, b: RunDir) -> None:
@@ -27,7 +22,7 @@ def assert_same_run(a: RunDir, b: RunDir) -> None:
     for split in ("val", "test"):
         assert a.evaluation(split) == b.evaluation(split)
         assert a.per_class(split) == b.per_class(split)
-    assert metrics_by_step(a) == metrics_by_step(b)
+    assert trained_metrics(a) == trained_metrics(b)
     wa, wb = (torch.load(r.ckpt_dir / "model.pt", weights_only=True) for r in (a, b))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     assert a.status()["best_step"] == b.status()["best_step"]

@@ -44,6 +44,10 @@ INTERRUPTED = ("killed", "cancelled")  # stopped from outside: a sweep run again
 
 # The files of a run directory, relative to it (RunDir gives their paths).
 SPEC, STATUS, METRICS, SYSTEM, LOG = "spec.json", "status.json", "metrics.jsonl", "system.jsonl", "stdout.log"
+# Keys of a metrics.jsonl record that time it (when it was written, how long its steps waited for data)
+# rather than record what training computed: runs that train bit for bit alike differ in these alone.
+TIMESTAMP, LOADER_WAIT = "ts", "loader_wait_s"
+TIMING_KEYS = (TIMESTAMP, LOADER_WAIT)
 
 
 def eval_name(split: str) -> str:

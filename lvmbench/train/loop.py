@@ -31,7 +31,7 @@ from ..methods.build import build_task
 from ..methods.stage2 import count_trainable
 from ..models.backbone import Backbone
 from ..models.decoder import Decoder
-from ..runs.rundir import RunDir, now
+from ..runs.rundir import LOADER_WAIT, TIMESTAMP, RunDir, now
 from ..runs.segments import total_cost
 from . import cache, checkpoint, encoder, gpus, tte
 from .batches import ImageDataset, StepBatchSampler, collate
@@ -396,7 +396,7 @@ class Trainer:
         if done % spec["train.log_every"] == 0 or done == spec["train.iters"]:
             waited = self.waits.window()
             self.log({"step": done, "loss": seen.item(), "lr": optimizer.param_groups[0]["lr"],
-                      **({"loader_wait_s": waited} if waited is not None else {})})
+                      **({LOADER_WAIT: waited} if waited is not None else {})})
 
     def after_step(self, done: int) -> None:
         """Model selection (keeping the best weights) and the checkpoint, when due after ``done`` steps."""
@@ -513,7 +513,7 @@ def _logger(member: Trainer):
     run, iters = member.run, member.spec["train.iters"]
 
     def log(record: dict) -> None:
-        record["ts"] = now()
+        record[TIMESTAMP] = now()
         run.append(run.metrics_file, record)
         if "loss" in record:
             member.say(f"step {record['step']}/{iters} loss {record['loss']:.4f} lr {record['lr']:.3g}")
