@@ -5,7 +5,7 @@ its database only through its adapter. Torch-free; DuckDB loads on first use, in
 from __future__ import annotations
 
 from .catalog import BACKBONES, DATASETS, DEFAULT_PRETRAINED, METHODS  # noqa: F401 - what the Launch form offers
-from .config import SCHEMA, defaults, parse_sets, parse_value  # noqa: F401 - the form's settings
+from .config import IDENTITY, SCHEMA, check_identity, defaults, parse_sets, parse_value  # noqa: F401 - the form's settings
 from .errors import UserError  # noqa: F401
 from .paths import results_path, runs_dir  # noqa: F401
 from .render import fmt, render  # noqa: F401 - numbers and exports as the CLI prints them

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 from . import catalog, paths
-from .errors import UserError
+from .errors import UserError, one_line
+from .exec.grid import MAX_RUNS
 
 
 def _add_store_args(p: argparse.ArgumentParser, runs: bool = True) -> None:
@@ -73,7 +74,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="main, cost: below each row, the published figures (the study's Tables 1-6 and 8, "
                             "LIFT's main results) and the difference, yours - published")
     table.add_argument("--wide", action="store_true", help="main: Precision and Recall even when they do not fit")
+    table.add_argument("--ci", action="store_true",
+                       help="main: a 95%% bootstrap interval under every accuracy (test classes within each shot "
+                            "group, and seeds)")
     _add_store_args(table, runs=False)
+
+    compare = sub.add_parser("compare", help="paired difference of two methods or runs on each shared test set, "
+                                             "with its 95% interval and p-value")
+    compare.add_argument("a", help="a method as the tables name it (e.g. lade, 'lade (reference)') or a run id")
+    compare.add_argument("b")
+    compare.add_argument("--dataset")
+    compare.add_argument("--backbone")
+    compare.add_argument("--resamples", type=int, default=2000, help="bootstrap draws (default 2000)")
+    compare.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table")
+    _add_store_args(compare, runs=False)
 
     ingest = sub.add_parser("ingest", help="ingest run directories into the results database")
     ingest.add_argument("dir", nargs="?", help="a run directory or a folder of them (default: the runs dir)")
@@ -143,6 +157,8 @@ def _add_sweep_parser(sub) -> None:
     sw.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                     help="settings for every run; a comma list (train.lr=0.01,0.03) is an axis of the grid")
     sw.add_argument("--dry-run", action="store_true", help="list the planned runs and stop (needs no data)")
+    sw.add_argument("--max-runs", type=int, default=MAX_RUNS,
+                    help=f"refuse a grid of more runs than this (default {MAX_RUNS:,})")
     sw.add_argument("--executor", choices=("local", "slurm"), default="local")
     sw.add_argument("--gpus", help="local GPUs to use, e.g. 0,1,2,3 (default: every visible GPU)")
     sw.add_argument("--max-parallel", type=int, help="runs at a time (default: one per GPU, or 1 on a CPU)")
@@ -232,7 +248,7 @@ def cmd_run(args) -> int:
     from . import runspec
     from .runner import cancel_on_sigterm, run_headless
 
-    if args.resume:
+    if args.resume is not None:  # an empty id (a script's unset $ID) is refused, never a fresh run
         return cmd_resume(args)
     runs_dir, results = paths.runs_dir(args.runs_dir), paths.results_path(args.results)
     flags = {"dataset": args.dataset, "backbone": args.backbone, "method": args.method, "seed": args.seed,
@@ -253,7 +269,7 @@ def cmd_run(args) -> int:
 def cmd_resume(args) -> int:
     from .runner import cancel_on_sigterm, resume_headless
 
-    if args.set or args.run_id or args.config or args.from_run or args.device:
+    if args.set or args.run_id is not None or args.config or args.from_run is not None or args.device:
         raise UserError("--resume continues a run with the settings it was started with; "
                         "drop --set, --config, --from, --run-id and --device")
     with cancel_on_sigterm():
@@ -275,10 +291,10 @@ def cmd_demo(args) -> int:
 
     if args.full and args.method:
         raise UserError("demo: --full adds LIFT to the embedded preset's methods; with --method, name the methods yourself")
-    sets, variants = sweep.parse_set_grid(args.set)
-    methods = list(EMBEDDED_FULL_METHODS) if args.full else sweep.split_list(args.method)
+    sets, swept = sweep.parse_set_grid(args.set)
+    methods = list(EMBEDDED_FULL_METHODS) if args.full else sweep.split_list(args.method, "--method")
     axes = sweep.build_axes("embedded", methods=methods, seeds=sweep.parse_seeds(args.seed),
-                            sets=sets, variants=variants)
+                            sets=sets, swept=swept)
     check_store(paths.runs_dir(args.runs_dir), paths.results_path(args.results))
     with cancel_on_sigterm():
         outcome = sweep.run_sweep(axes, paths.runs_dir(args.runs_dir), paths.results_path(args.results),
@@ -288,14 +304,20 @@ def cmd_demo(args) -> int:
 
 def cmd_sweep(args) -> int:
     from . import sweep
+    from .exec.grid import check_size
     from .exec.slurm import SlurmOptions
     from .runner import cancel_on_sigterm, check_store
 
-    sets, variants = sweep.parse_set_grid(args.set + device_set(args))
-    axes = sweep.build_axes(args.preset, datasets=sweep.split_list(args.dataset),
-                            backbones=sweep.split_list(args.backbone), methods=sweep.split_list(args.method),
-                            seeds=sweep.parse_seeds(args.seed), pretrained=sweep.split_list(args.pretrained),
-                            sets=sets, data_roots=sweep.parse_data_roots(args.data_root), variants=variants)
+    sets, swept = sweep.parse_set_grid(args.set + device_set(args))
+    axes = sweep.build_axes(args.preset, datasets=sweep.split_list(args.dataset, "--dataset"),
+                            backbones=sweep.split_list(args.backbone, "--backbone"),
+                            methods=sweep.split_list(args.method, "--method"), seeds=sweep.parse_seeds(args.seed),
+                            pretrained=sweep.split_list(args.pretrained, "--pretrained"),
+                            sets=sets, data_roots=sweep.parse_data_roots(args.data_root), swept=swept)
+    if args.max_runs < 1:
+        raise UserError(f"--max-runs {args.max_runs}: must be >= 1")
+    check_size(axes, args.max_runs)  # before anything is expanded, planned or checked
+    gpus = sweep.parse_gpus(args.gpus)
     slurm = SlurmOptions(partition=args.slurm_partition, gpus_per_job=args.slurm_gpus_per_job,
                          cpus_per_job=args.slurm_cpus_per_job, time=args.slurm_time,
                          array_parallelism=args.slurm_array_parallelism, cluster=args.slurm_cluster)
@@ -303,9 +325,10 @@ def cmd_sweep(args) -> int:
         check_store(paths.runs_dir(args.runs_dir), paths.results_path(args.results), ingest=not args.no_wait)
     with cancel_on_sigterm():
         outcome = sweep.run_sweep(axes, paths.runs_dir(args.runs_dir), paths.results_path(args.results),
-                                  executor=args.executor, gpus=sweep.split_list(args.gpus),
+                                  executor=args.executor, gpus=gpus,
                                   max_parallel=args.max_parallel, nproc=args.nproc, slurm=slurm,
-                                  wait=not args.no_wait, dry=args.dry_run, debug=args.debug, fuse=not args.no_fuse)
+                                  wait=not args.no_wait, dry=args.dry_run, debug=args.debug, fuse=not args.no_fuse,
+                                  max_runs=args.max_runs)
     return 0 if outcome.ok else 1
 
 
@@ -327,21 +350,36 @@ def cmd_table(args) -> int:
     if args.published and args.kind not in PUBLISHED_TABLES:
         raise UserError(f"--published: table {args.kind} has no published counterpart; "
                         f"use it with {' or '.join(PUBLISHED_TABLES)}")
+    if args.ci and args.kind != "main":
+        raise UserError(f"--ci applies to table main, not {args.kind}")
     print_table(paths.results_path(args.results), args.kind, dataset=args.dataset, backbone=args.backbone,
                 carbon_kg_per_kwh=args.carbon_intensity, fmt_name=args.format, published=args.published,
-                wide=args.wide)
+                wide=args.wide, ci=args.ci)
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .render import print_built
+    from .store import open_readonly
+    from .store.compare import compare_table
+
+    if args.resamples < 100:
+        raise UserError(f"--resamples {args.resamples}: must be at least 100")
+    with open_readonly(paths.results_path(args.results)) as con:
+        table = compare_table(con, args.a, args.b, args.dataset, args.backbone, args.resamples)
+    print_built(table, args.format)
     return 0
 
 
 def cmd_ingest(args) -> int:
     from .runs.scheduler import recover_all
-    from .runs.rundir import find_runs
+    from .runs.rundir import RunDir, find_runs
     from .store import open_writer, pending
     from .store.ingest import ingest_runs
 
     target = Path(args.dir) if args.dir else paths.runs_dir(args.runs_dir)
-    if not target.exists():
-        raise UserError(f"run directory not found: {target}")
+    if not RunDir(target).exists():
+        paths.check_folder(target, "ingest" if args.dir else "--runs-dir")
     recover_all(find_runs(target))  # a run whose owner died is still marked running: it is killed
     results = paths.results_path(args.results)
     with open_writer(results) as con:
@@ -416,6 +454,7 @@ def cmd_export(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "demo": cmd_demo, "sweep": cmd_sweep, "sql": cmd_sql, "table": cmd_table,
+            "compare": cmd_compare,
             "ingest": cmd_ingest, "list": cmd_list, "bench": cmd_bench, "export": cmd_export, "cache": cmd_cache}
 
 
@@ -430,11 +469,16 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk anywhere this process writes: the cause in one line
+        if args.debug or not paths.is_no_space(exc):
+            raise
+        print(f"error: {paths.no_space(exc.filename or '.')}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

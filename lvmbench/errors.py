@@ -20,3 +20,11 @@ def unknown(kind: str, name: str, choices) -> UserError:
     """The error for an unknown dataset, backbone, method or key, with the closest names."""
     choices = sorted(choices)
     return UserError(f"unknown {kind} '{name}'{suggest(name, choices)}; choose from: {', '.join(choices)}")
+
+
+LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines breaks on
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: line breaks a value carried into a message are shown escaped (``\\n``)."""
+    return "".join(ch.encode("unicode_escape").decode() if ch in LINE_BREAKS else ch for ch in str(text))

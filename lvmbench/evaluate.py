@@ -111,6 +111,7 @@ def compute_metrics(preds, targets, train_counts,
             "n_train": int(train_counts[c]),
             "accuracy": float(accuracy[c]) if present[c] else None,
             "n_test": int(n_test[c]),
+            "n_correct": int(confusion[c, c]),
         }
         for c in range(num_classes)
     ]

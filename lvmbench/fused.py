@@ -31,6 +31,9 @@ MEMBER_KEYS = frozenset({
 MEMBER_PREFIXES = ("loss.",)
 # Methods whose model reads the frozen tower's tokens and trains on the whole training split.
 FUSABLE_KINDS = ("decoder", "stage2")
+# The most runs one process trains together (each member keeps its own model and optimizer in memory,
+# and a member's failure ends none of the others, but a crash of the process ends them all).
+MAX_MEMBERS = 16
 
 
 def group_key(spec: dict) -> str | None:
@@ -44,20 +47,20 @@ def group_key(spec: dict) -> str | None:
 
 
 def partition(specs: list[dict], fuse: bool = True, free_slots: int | None = None) -> list[list[int]]:
-    """The indices of ``specs`` grouped into fused groups, in order of first appearance; runs that
-    cannot fuse (or all of them, with ``fuse=False``) are groups of one. ``free_slots``: a group takes
-    at most ⌈its runs / free slots⌉ (``lvmbench.runs.devices.group_cap``), so that every free slot
-    gets work; the rest form further groups."""
+    """The indices of ``specs`` grouped into fused groups of at most :data:`MAX_MEMBERS`, in order of
+    first appearance; runs that cannot fuse (or all of them, with ``fuse=False``) are groups of one.
+    ``free_slots``: a group takes at most ⌈its runs / free slots⌉ (``lvmbench.runs.devices.group_cap``),
+    so that every free slot gets work; the rest form further groups."""
     groups: dict[str, list[int]] = {}
     out: list[list[int]] = []
     for i, spec in enumerate(specs):
         key = group_key(spec) if fuse else None
         if key is None:
             out.append([i])
-        elif key in groups:
+        elif key in groups and len(groups[key]) < MAX_MEMBERS:
             groups[key].append(i)
         else:
-            groups[key] = [i]
+            groups[key] = [i]  # a full group leaves its key to the next one
             out.append(groups[key])
     if free_slots is None:
         return out

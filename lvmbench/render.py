@@ -8,6 +8,8 @@ full; the paper-style tables round to two decimals, costs to three significant d
 """
 from __future__ import annotations
 
+import unicodedata
+
 import csv
 import datetime
 import decimal
@@ -23,7 +25,7 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from .catalog import CARBON_KG_PER_KWH
-from .spread import SIG3, MeanStd, split_columns  # noqa: F401 - SIG3 re-exported
+from .spread import SIG3, extras, split_columns  # noqa: F401 - SIG3 re-exported
 
 FORMATS = ("table", "csv", "json", "markdown", "latex")
 NULL = "NULL"  # how ``exact`` output shows a missing value
@@ -34,13 +36,20 @@ def fmt(value, digits: str | None = None) -> str:
     digits, never in exponent form), '–' for missing."""
     if value is None:
         return "–"
-    if isinstance(value, MeanStd) and value.std is not None:
-        return f"{fmt(float(value), digits)} ± {fmt(value.std, digits)}"
+    if extras(value):
+        return " ".join([fmt(float(value), digits), *_extra_text(value, lambda v: fmt(v, digits))])
     if isinstance(value, float):
         if digits == SIG3 and math.isfinite(value) and value != 0:
             return f"{value:.{max(0, 2 - math.floor(math.log10(abs(value))))}f}"
         return f"{value:.2f}"
     return str(value)
+
+
+def _extra_text(value, show=None, gap: str = " ") -> list[str]:
+    """A cell's spread (``± std``; ``gap`` after the sign) and interval (``[low, high]``), as text."""
+    show = show or fmt
+    texts = {"std": lambda: f"±{gap}{show(value.std)}", "ci": lambda: f"[{show(value.ci[0])}, {show(value.ci[1])}]"}
+    return [texts[k]() for k in extras(value)]
 
 
 def exact_text(value) -> str:
@@ -163,16 +172,17 @@ def _is_number(value) -> bool:
 
 
 def cell_width(value, show=fmt) -> int:
-    if isinstance(value, MeanStd) and value.std is not None:
-        return max(len(show(float(value))), 1 + len(show(value.std)))
+    if extras(value):
+        return max(len(line) for line in [show(float(value)), *_extra_text(value, show, gap="")])
     return len(show(value))
 
 
 def rich_cell(value, best: bool, show=fmt) -> Text:
     """A cell as text: the best value bold green; a spread under its mean, dimmed."""
     style = "bold green" if best else ""
-    if isinstance(value, MeanStd) and value.std is not None:
-        return Text.assemble((show(float(value)), style), "\n", (f"±{show(value.std)}", "dim"))
+    if extras(value):
+        lines = [(f"\n{line}", "dim") for line in _extra_text(value, show, gap="")]
+        return Text.assemble((show(float(value)), style), *lines)
     return Text(show(value), style=style)
 
 
@@ -202,8 +212,28 @@ LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", 
                  "±": r"$\pm$", "†": r"$^\dagger$"}
 
 
+# Greek capitals that LaTeX names; the others look like Latin letters and are written as them.
+GREEK_CAPITALS = ("Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Upsilon", "Phi", "Psi", "Omega")
+GREEK_AS_LATIN = {"Alpha": "A", "Beta": "B", "Epsilon": "E", "Zeta": "Z", "Eta": "H", "Iota": "I", "Kappa": "K",
+                  "Mu": "M", "Nu": "N", "Omicron": "O", "Rho": "P", "Tau": "T", "Chi": "X"}
+
+
+def _latex_char(ch: str) -> str:
+    r"""One character as pdflatex takes it: escaped when special, a Greek letter in math mode
+    (``Δ`` → ``$\Delta$``; pdflatex rejects Greek text without extra packages), else as it is."""
+    if ch in LATEX_SPECIAL:
+        return LATEX_SPECIAL[ch]
+    name = unicodedata.name(ch, "") if ord(ch) > 127 else ""
+    if name.startswith(("GREEK CAPITAL LETTER ", "GREEK SMALL LETTER ")) and len(name.split()) == 4:
+        letter = name.split()[-1].capitalize()
+        if name.startswith("GREEK SMALL"):
+            return "o" if letter == "Omicron" else rf"$\{letter.lower()}$"
+        return rf"$\{letter}$" if letter in GREEK_CAPITALS else GREEK_AS_LATIN.get(letter, ch)
+    return ch
+
+
 def latex_escape(text: str) -> str:
-    return "".join(LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+    return "".join(map(_latex_char, str(text)))
 
 
 def latex_cell(value, best: bool, digits: str | None = None) -> str:
@@ -211,8 +241,9 @@ def latex_cell(value, best: bool, digits: str | None = None) -> str:
     def bold(text: str) -> str:
         return rf"\textbf{{{text}}}" if best else text
 
-    if isinstance(value, MeanStd) and value.std is not None:
-        return bold(fmt(float(value), digits)) + r" $\pm$ " + fmt(value.std, digits)
+    if extras(value):
+        shown = _extra_text(value, lambda v: fmt(v, digits))
+        return " ".join([bold(fmt(float(value), digits)), *(latex_escape(t) for t in shown)])
     return bold(latex_escape(fmt(value, digits)) if value is not None else "--")
 
 
@@ -239,20 +270,28 @@ def to_latex(columns: list[str], rows: list, title: str | None = None, best: dic
 
 def print_table(results, kind: str, dataset: str | None = None, backbone: str | None = None,
                 carbon_kg_per_kwh: float = CARBON_KG_PER_KWH, fmt_name: str = "table", console: Console | None = None,
-                published: bool = False, wide: bool = False) -> None:
+                published: bool = False, wide: bool = False, ci: bool = False) -> None:
     """Print one of the study's table layouts from the results database (``lvmbench table``): with
     ``published``, each row's published counterpart and the difference; in table form, the columns
-    a table marks ``wide_only`` only when they fit the output or with ``wide``."""
+    a table marks ``wide_only`` only when they fit the output or with ``wide``; ``ci``: intervals (main)."""
     from .store import open_readonly, tables
 
     console = console or Console()
     with open_readonly(results) as con:
         table = tables.build(con, kind, dataset=dataset, backbone=backbone, carbon_kg_per_kwh=carbon_kg_per_kwh,
-                             published=published)
+                             published=published, ci=ci)
     if not table.rows:
         console.print(f"no finished runs{' for ' + dataset if dataset else ''} in the results database",
                       markup=False, emoji=False, highlight=False)
         return
+    print_built(table, fmt_name, console, wide)
+
+
+def print_built(table, fmt_name: str = "table", console: Console | None = None, wide: bool = False) -> None:
+    """Print a built :class:`lvmbench.store.tables.Table`: its rows, then its notes (not in csv or json)."""
+    from .store import tables
+
+    console = console or Console()
     best = tables.best_per_column(table)
     if fmt_name == "latex":  # notes go inside the table environment
         _write(console, to_latex(table.columns, table.rows, table.title, best, table.notes, table.digits) + "\n")

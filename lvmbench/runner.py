@@ -158,9 +158,9 @@ def run_headless(dataset: str, backbone: str, method: str, seed: int, data_root:
     ``show=False`` prints nothing on stdout. Returns the status of the run, or of the first of several
     that did not finish."""
     methods = [m.strip() for m in method.split(",") if m.strip()] or [method]
-    if run_id and len(methods) > 1:
+    if run_id is not None and len(methods) > 1:
         raise UserError("--run-id names one run; drop it to train several methods")
-    if run_id:
+    if run_id is not None:
         check_run_id(runs_dir, run_id)
     check_store(runs_dir, results, ingest)
     specs = [config.resolve(dataset, backbone, m, seed=seed, pretrained=pretrained, data_root=data_root,

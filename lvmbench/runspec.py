@@ -20,8 +20,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-DEFAULTS: dict[str, Any] = {"dataset": "mnist-lt", "backbone": "tiny-clip", "method": "ce", "seed": 0,
-                            "pretrained": None, "data_root": None}
+DEFAULTS: dict[str, Any] = {k: p.default for k, p in config.IDENTITY.items()}
 # Written by lvmbench into a run's spec.json, not chosen by the user.
 BOOKKEEPING = ("config_hash", "git_sha", "sweep_id")
 
@@ -37,14 +36,18 @@ class Request:
         return config.resolve(overrides=dict(self.overrides), **self.identity)
 
 
-def _flatten(table: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
+def _flatten(table: dict, where: str, prefix: str = "", seen: dict[str, str] | None = None) -> dict[str, Any]:
+    """``{"train": {"lr": 1}}`` → ``{"train.lr": 1}``; a key written twice (flat and in a table) is refused."""
+    out, seen = {}, {} if seen is None else seen
     for key, value in table.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            out.update(_flatten(value, name + "."))
-        else:
-            out[name] = value
+            out.update(_flatten(value, where, name + ".", seen))
+            continue
+        spelled = f'"{name}"' if "." in key else (f"{key} in [{prefix[:-1]}]" if prefix else name)
+        if name in seen:
+            raise UserError(f"{where}: {name} is given twice ({seen[name]} and {spelled}); give each key once")
+        seen[name], out[name] = spelled, value
     return out
 
 
@@ -55,14 +58,17 @@ def _text(value: Any) -> str:
 def split_identity(values: dict[str, Any], where: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Separate identity keys from ``--set`` keys and parse the latter (errors name ``where``)."""
     identity = {k: values.pop(k) for k in list(values) if k in DEFAULTS}
-    if "seed" in identity and (isinstance(identity["seed"], bool) or not isinstance(identity["seed"], int)):
-        raise UserError(f"{where}: seed = {identity['seed']!r}: expected an integer")
+    try:
+        config.check_identity(identity)
+    except UserError as exc:
+        raise UserError(f"{where}: {str(exc).replace('--seed ', 'seed=')}") from None
     for key, value in values.items():
         if isinstance(value, list):
             raise UserError(f"{where}: {key} is a list; a run takes one value (sweep over lists with "
                             f"lvmbench sweep --set {key}=a,b)")
     try:
-        overrides = config.parse_sets([f"{k}={_text(v)}" for k, v in values.items()])
+        overrides = {k: config.typed_value(k, v) for k, v in values.items() if k in config.SCHEMA}
+        overrides.update(config.parse_sets([f"{k}={_text(v)}" for k, v in values.items() if k not in config.SCHEMA]))
     except UserError as exc:
         raise UserError(f"{where}: {str(exc).replace('--set ', '')}") from None
     return identity, overrides
@@ -80,16 +86,15 @@ def load_file(path: str | Path) -> Request:
         raise UserError(f"--config {path}: is a folder, not a TOML file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"--config {path}: not valid TOML: {str(exc).splitlines()[0]}") from None
-    identity, overrides = split_identity(_flatten(data), str(path))
+    identity, overrides = split_identity(_flatten(data, str(path)), str(path))
     return Request(identity, overrides)
 
 
 def stored_spec(run_id: str, runs_dir: Path, results: Path) -> dict[str, Any]:
     """A run's spec: from its directory, else from the results database."""
-    from .runs.rundir import RUN_ID_RE
+    from .runs.rundir import check_id_form
 
-    if not RUN_ID_RE.fullmatch(run_id):
-        raise UserError(f"--from {run_id!r}: not a run id")
+    check_id_form(run_id, "--from")
     spec_file = Path(runs_dir) / run_id / "spec.json"
     if spec_file.exists():
         return json.loads(spec_file.read_text())
@@ -128,7 +133,7 @@ def compose(flags: dict[str, Any], sets: list[str], config_file: str | None = No
             runs_dir: Path | None = None, results: Path | None = None) -> Request:
     """Layer the stored run, the settings file and the command line (flags left None were not given)."""
     request, chosen = Request(), {}
-    if from_id:
+    if from_id is not None:  # an empty id is refused, never a fresh run
         request, chosen = from_run(from_id, runs_dir, results)
     layer = load_file(config_file) if config_file else Request({}, {})
     given_sets = config.parse_sets(sets)
@@ -136,9 +141,9 @@ def compose(flags: dict[str, Any], sets: list[str], config_file: str | None = No
     changed = {k for k, v in new_identity.items() if v != request.identity.get(k)}
     changed |= {k for k in ("recipe",) if k in {**layer.overrides, **given_sets}
                 and {**layer.overrides, **given_sets}[k] != request.overrides.get(k)}
-    if from_id and changed & set(PROFILE_KEYS):
+    if from_id is not None and changed & set(PROFILE_KEYS):
         request.overrides = dict(chosen)  # the new method's (dataset's, recipe's) defaults apply
-    if from_id and (changed or config_file or given_sets) and "stage1.run_id" not in given_sets:
+    if from_id is not None and (changed or config_file or given_sets) and "stage1.run_id" not in given_sets:
         # a changed run trains on (or finds) the stage-1 run that matches it, not the stored run's parent
         request.overrides["stage1.run_id"] = None
     request.identity.update(new_identity)

@@ -2,7 +2,6 @@
 by the local or the Slurm executor, ingested run by run, then the paper-style tables."""
 from __future__ import annotations
 
-import itertools
 import secrets
 import time
 from collections import Counter
@@ -14,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import config
 from .errors import UserError
-from .exec.grid import Axes, expand
+from .exec.grid import MAX_RUNS, Axes, expand
 from .exec.presets import preset
 from .runs.plan import BLOCKED, PENDING, SKIPPED, Job, plan
 from .runs.scheduler import Reporter, Scheduler, ingest_quietly
@@ -22,19 +21,34 @@ from .runs.scheduler import Reporter, Scheduler, ingest_quietly
 console = Console(stderr=True)
 
 
-def split_list(text: str | None) -> list[str] | None:
-    """``a,b,c`` → ``[a, b, c]`` (None when the option was not given)."""
+def split_list(text: str | None, flag: str = "") -> list[str] | None:
+    """``a,b,c`` → ``[a, b, c]`` (None when the option was not given; a list of no names is refused)."""
     if text is None:
         return None
-    return [t.strip() for t in text.split(",") if t.strip()]
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise UserError(f"{flag or 'a list'} {text!r}: names nothing; give comma-separated values")
+    return items
 
 
 def parse_seeds(text: str | None) -> list[int] | None:
-    items = split_list(text)
+    items = split_list(text, "--seed")
     try:
         return None if items is None else [int(s) for s in items]
     except ValueError:
         raise UserError(f"--seed {text}: expected integers, e.g. 0,1,2") from None
+
+
+def parse_gpus(text: str | None) -> list[str] | None:
+    """``--gpus 0,1`` → ``["0", "1"]``: GPU indices (or NVIDIA UUIDs, ``GPU-…``/``MIG-…``), each once."""
+    gpus = split_list(text, "--gpus")
+    for gpu in gpus or []:
+        if not (gpu.isdigit() or gpu.startswith(("GPU-", "MIG-"))):
+            raise UserError(f"--gpus {text}: {gpu!r} is not a GPU index; give indices such as 0,1 "
+                            "(nvidia-smi -L lists them)")
+    if gpus and len(set(gpus)) < len(gpus):
+        raise UserError(f"--gpus {text}: a GPU is named twice")
+    return gpus
 
 
 def parse_data_roots(values: list[str] | None) -> dict[str, str]:
@@ -46,28 +60,26 @@ def parse_data_roots(values: list[str] | None) -> dict[str, str]:
     return roots
 
 
-def parse_set_grid(pairs: list[str] | None) -> tuple[dict, list[dict]]:
-    """``--set`` pairs for a sweep: ``key=v`` holds for every run, ``key=v1,v2`` is an axis of the grid.
-    Return the fixed settings and every combination of the axes (the grid's settings variants)."""
-    fixed, axes = [], {}
-    for pair in pairs or []:
-        key, sep, raw = pair.partition("=")
-        if not sep or "," not in raw:
-            fixed.append(pair)
+def parse_set_grid(pairs: list[str] | None) -> tuple[dict, dict[str, list]]:
+    """``--set`` pairs for a sweep: ``key=v`` holds for every run, ``key=v1,v2`` is an axis of the grid
+    (each key once). Return the fixed settings and the swept ones (key -> values), not yet crossed."""
+    fixed, axes = {}, {}
+    for key, raw in config.split_pairs(pairs).items():
+        if "," not in raw:
+            fixed[key] = raw
             continue
         values = [v.strip() for v in raw.split(",")]
         if not all(values):
-            raise UserError(f"--set {pair}: an empty value in the list")
-        axes[key.strip()] = [config.parse_sets([f"{key}={v}"])[key.strip()] for v in values]
-    variants = [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
-    return config.parse_sets(fixed), variants or [{}]
+            raise UserError(f"--set {key}={raw}: an empty value in the list")
+        axes[key] = [config.parse_sets([f"{key}={v}"])[key] for v in values]
+    return config.parse_sets([f"{k}={v}" for k, v in fixed.items()]), axes
 
 
 def build_axes(preset_name: str | None, datasets=None, backbones=None, methods=None, seeds=None,
                pretrained=None, sets: dict | None = None, data_roots: dict | None = None,
-               variants: list[dict] | None = None) -> Axes:
-    """The grid's axes: the preset's, each replaced by the one given on the command line; ``variants``
-    (from :func:`parse_set_grid`) cross the grid with lists of settings."""
+               swept: dict[str, list] | None = None) -> Axes:
+    """The grid's axes: the preset's, each replaced by the one given on the command line; ``swept``
+    (from :func:`parse_set_grid`) crosses the grid with lists of settings."""
     base = preset(preset_name) if preset_name else None
     if base is None and not methods:
         raise UserError("give --preset NAME or at least --method m1,m2,... (see `lvmbench list presets`)")
@@ -81,7 +93,7 @@ def build_axes(preset_name: str | None, datasets=None, backbones=None, methods=N
                 seeds=pick(seeds, base and base.seeds, [0]),
                 pretrained=pick(pretrained, base and base.pretrained, [None]),
                 sets={**(base.sets if base else {}), **(sets or {})}, data_roots=dict(data_roots or {}),
-                variants=list(variants or [{}]))
+                swept=dict(swept or {}), method_sets=dict(base.method_sets if base else {}))
 
 
 @dataclass
@@ -128,13 +140,14 @@ def describe(job: Job) -> str:
     return f"[red]✗[/] {job.label} {job.state}: {job.error}{where}"
 
 
-def dry_run(jobs: list[Job], out: Console, fuse: bool = True) -> None:
-    """List the planned runs: what each waits for, which train together, and which are already finished."""
+def dry_run(jobs: list[Job], out: Console, fuse: bool = True, shown: tuple[str, ...] = ()) -> None:
+    """List the planned runs: what each waits for, which train together, and which are already finished;
+    the settings column holds the swept keys and ``shown`` (a preset's per-method keys)."""
     from .render import render
     from .store.variants import text
 
     index = {j.hash: i for i, j in enumerate(jobs, 1)}
-    varied = varied_settings(jobs)
+    varied = list(dict.fromkeys([*varied_settings(jobs), *shown]))
     groups = fused_groups(jobs) if fuse else {}
     rows = [[i, j.spec["dataset"], j.spec["backbone"], j.spec["pretrained"], j.spec["method"], j.spec["seed"],
              *([" ".join(f"{k}={text(k, j.spec.get(k))}" for k in varied)] if varied else []),
@@ -144,10 +157,16 @@ def dry_run(jobs: list[Job], out: Console, fuse: bool = True) -> None:
             *(["fused"] if groups else []), "state", "config"], rows, title="sweep plan", console=out)
     todo = sum(j.state == PENDING for j in jobs)
     out.print(f"{len(jobs)} runs: {todo} to start, {len(jobs) - todo} already finished", soft_wrap=True)
+    seeds = sorted({j.spec["seed"] for j in jobs})
+    cells = len({config.result_group(j.spec) for j in jobs})
+    out.print(f"{cells} table cells of {len(seeds)} seed(s) each ({', '.join(map(str, seeds))}; --seed replaces them)",
+              soft_wrap=True)
     if groups:
+        from .fused import MAX_MEMBERS
+
         sizes = Counter(groups.values())  # g1, g2, … in order: groups are numbered by their first run
-        out.print(f"{len(groups)} of them train in {len(sizes)} fused group(s), one tower pass per step for each "
-                  f"group ({', '.join(f'{g}: {n} runs' for g, n in sizes.items())}); "
+        out.print(f"{len(groups)} of them train in {len(sizes)} fused group(s) of at most {MAX_MEMBERS} runs, one "
+                  f"tower pass per step for each group ({', '.join(f'{g}: {n} runs' for g, n in sizes.items())}); "
                   "--no-fuse trains every run alone", soft_wrap=True)
 
 
@@ -209,15 +228,17 @@ def new_sweep_id() -> str:
 
 def run_sweep(axes: Axes, runs_dir: Path, results: Path, *, executor: str = "local", gpus: list[str] | None = None,
               max_parallel: int | None = None, nproc: int = 1, slurm=None, wait: bool = True,
-              dry: bool = False, debug: bool = False, out: Console | None = None, fuse: bool = True) -> Outcome:
+              dry: bool = False, debug: bool = False, out: Console | None = None, fuse: bool = True,
+              max_runs: int = MAX_RUNS) -> Outcome:
     """Plan and run a sweep through the scheduler; print progress, a line per run, and the tables at the
     end. With ``fuse`` runs that share their inputs train as fused groups (one tower pass a step)."""
     from .store.db import check_is_duckdb
 
     out = out or Console()
-    jobs = plan(expand(axes), runs_dir)
+    jobs = plan(expand(axes, max_runs), runs_dir)
     if dry:
-        dry_run(jobs, out, fuse=fuse)
+        shown = tuple(dict.fromkeys(k for sets in axes.method_sets.values() for k in sets))
+        dry_run(jobs, out, fuse=fuse, shown=shown)
         return Outcome(jobs)
     check_is_duckdb(results)
     for job in jobs:

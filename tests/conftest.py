@@ -17,6 +17,12 @@ TINY = ["train.iters=6", "train.batch_size=16", "train.eval_every=3", "train.war
         "train.log_every=2", "train.threads=1"]
 
 
+def tiny(*changes: str) -> list[str]:
+    """TINY with some of its settings changed or added (``--set`` takes each key once)."""
+    given = {c.split("=", 1)[0] for c in changes}
+    return [s for s in TINY if s.split("=", 1)[0] not in given] + list(changes)
+
+
 @pytest.fixture
 def store(tmp_path, monkeypatch):
     """Results database and runs directory under tmp_path (also via the environment variables)."""

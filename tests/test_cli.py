@@ -64,10 +64,10 @@ def test_run_headless_then_query(store, tmp_path):
     t = lvmbench("table", "main", "--dataset", "mnist-lt", "--format", "csv")
     header, row = t.stdout.strip().splitlines()
     means = ["Overall", "Many", "Medium", "Few", "Precision", "Recall", "F1"]
-    assert header.split(",")[:3] == ["Method", "Backbone", "Seeds"]
+    assert header.split(",")[:4] == ["Method", "Variant", "Backbone", "Seeds"]
     assert [c for c in header.split(",") if c in means] == means  # each accuracy column, in the paper's order
     assert all(f"{c} std" in header.split(",") for c in means)  # and its spread over seeds (empty for one seed)
-    assert row.startswith("ce,tiny-clip,1,")
+    assert row.startswith("ce,,tiny-clip,1,")  # one run: nothing tells it apart, its Variant is empty
     md = lvmbench("sql", "SELECT count(*) AS n FROM evals", "--format", "markdown")
     assert "| n |" in md.stdout and "| 2 |" in md.stdout  # val and test
     bad = lvmbench("sql", "SELECT nope FROM runs")

@@ -103,3 +103,23 @@ def test_recipe_paths_train_end_to_end(tmp_path, random_tiny_clip, method, extra
     assert status["selected_on"] == ("final" if extra.get("train.select") == "final" else "val")
     assert (status["best_step"] is None) == (status["selected_on"] == "final")
     assert 0 <= run.evaluation("test")["overall"] <= 100
+
+
+@pytest.mark.parametrize("eval_norm", ["fresh", "stage1"])
+def test_marc_final_evaluation_reads_the_norms_marc_eval_norm_names(stage1, random_tiny_clip, eval_norm):
+    """finish_run saves the trained model (the stage-1 norms it trained with), then evaluates with the norms
+    of marc.eval_norm: a freshly initialised classifier's (the study's eval.py) or the stage-1 classifier's."""
+    from lvmbench.methods.stage2 import fresh_row_norms
+    from lvmbench.train.loop import finish_run
+
+    run = make_run(stage1.path.parent, "marc", random_tiny_clip, **{"stage1.run_id": stage1.run_id,
+                                                                   "marc.eval_norm": eval_norm})
+    trainer = Trainer(run)
+    trainer.fit(lambda record: None)
+    trained_norms = trainer.task.model.stage1.head.weight.norm(dim=1)
+    finish_run(trainer)
+    saved = torch.load(run.model_file, weights_only=True)["adjuster.weight_norm"]
+    torch.testing.assert_close(saved, trained_norms)
+    expected = fresh_row_norms(10, 64, run.spec()["seed"]) if eval_norm == "fresh" else trained_norms
+    torch.testing.assert_close(trainer.task.model.adjuster.weight_norm, expected)
+    assert run.evaluation("test") is not None

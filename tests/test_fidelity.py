@@ -51,7 +51,7 @@ def test_every_key_a_recipe_sets_is_a_spec_key_in_the_hash():
     assert config.config_hash(paper) != config.config_hash(reference)
     differ = {k for k in paper if paper[k] != reference[k]}
     assert differ == {"recipe", "sampler.balanced", "crt.reinit", "disalign.confidence_init", "train.decay_params",
-                      "data.decode"}
+                      "marc.eval_norm", "data.decode"}
 
 
 def test_recipe_profiles_resolve_per_method_and_dataset():
@@ -390,12 +390,12 @@ def test_cbs_row_is_in_every_paper_preset():
 # --------------------------------------------------------------------------- store and tables
 
 
-def _stored_run(runs, method, recipe, overall, few, dataset="mnist-lt", selected_on="val", seed=0):
+def _stored_run(runs, method, recipe, overall, few, dataset="mnist-lt", selected_on="val", seed=0, **sets):
     import json
 
     from lvmbench.runs import plan
 
-    spec = config.resolve(dataset, "tiny-clip", method, seed=seed, overrides={"recipe": recipe})
+    spec = config.resolve(dataset, "tiny-clip", method, seed=seed, overrides={"recipe": recipe, **sets})
     run = plan.prepare(spec, runs)
     run.write_status(status="finished", started_at=1_700_000_000, ended_at=1_700_000_060, stage=1,
                      selected_on=selected_on, best_step=100)
@@ -422,10 +422,30 @@ def test_recipes_are_stored_and_never_averaged_together(tmp_path):
         assert [(r[0], r[4]) for r in main.rows] == [("ce", 50.0), ("lade", 60.0), ("lade (reference)", 64.0)]
         assert main.notes == []
         recipes = tables.build(con, "recipes")
-    assert recipes.columns[3:] == ["Overall paper", "Overall ref.", "Δ overall", "Few paper", "Few ref.", "Δ few"]
+    assert recipes.columns[3:] == ["Overall paper", "Overall ref.", "Δ overall", "Δ method", "Δ preproc.",
+                                   "Few paper", "Few ref.", "Δ few", "Δ few method", "Δ few preproc."]
     by_method = {r[0]: r[3:] for r in recipes.rows}
-    assert by_method["lade"] == pytest.approx([60.0, 64.0, 4.0, 20.0, 30.0, 10.0])
+    # mnist-lt reads open_clip's preprocessing under both recipes: the whole difference is the method's
+    assert by_method["lade"] == pytest.approx([60.0, 64.0, 4.0, 4.0, 0.0, 20.0, 30.0, 10.0, 10.0, 0.0])
     assert by_method["ce"][:2] == [50.0, None] and by_method["ce"][2] is None
+
+
+def test_table_recipes_splits_the_difference_into_method_and_preprocessing(tmp_path):
+    """reference switches ImageNet-LT to open_clip's preprocessing; a reference run with the study's shows
+    how much of the difference is the method's."""
+    from lvmbench.store import open_readonly, open_writer, tables
+    from lvmbench.store.ingest import ingest_dir
+
+    runs, db = tmp_path / "runs", tmp_path / "r.duckdb"
+    _stored_run(runs, "lade", "paper", 60.0, 20.0, dataset="imagenet-lt")
+    _stored_run(runs, "lade", "reference", 64.0, 30.0, dataset="imagenet-lt")
+    _stored_run(runs, "lade", "reference", 61.0, 26.0, dataset="imagenet-lt", **{"data.transform": "study"})
+    with open_writer(db) as con:
+        ingest_dir(con, runs)
+    with open_readonly(db) as con:
+        recipes = tables.build(con, "recipes")
+    assert [r[0] for r in recipes.rows] == ["lade"]
+    assert recipes.rows[0][3:] == pytest.approx([60.0, 64.0, 4.0, 1.0, 3.0, 20.0, 30.0, 10.0, 6.0, 4.0])
 
 
 def test_runs_selected_on_test_are_marked(tmp_path):
@@ -504,3 +524,79 @@ def test_decoder_and_head_init_are_the_studys():
             assert torch.all(m.weight == 1) and torch.all(m.bias == 0)
     timm = DecoderClassifier(64, 10, depth=2, heads=4, init="timm")
     assert timm.head.weight.std().item() == pytest.approx(0.02, rel=0.15)
+
+
+# --------------------------------------------------------------------------- MARC's final evaluation
+
+
+class StudyMarcNet(torch.nn.Module):
+    """The study's ``MARC_Net`` (imblearn/algorithms/supervised/utils.py) on a bare classifier: ``w_norm`` is a
+    plain tensor read from the classifier the net holds when it is built (not a buffer: load_state_dict
+    leaves it alone)."""
+
+    def __init__(self, classifier: torch.nn.Linear, num_classes: int):
+        super().__init__()
+        self.backbone = classifier
+        self.a = torch.nn.Parameter(torch.ones(1, num_classes))
+        self.b = torch.nn.Parameter(torch.zeros(1, num_classes))
+        self.w_norm = torch.norm(self.backbone.weight.data, dim=1)
+
+    def forward(self, x):
+        return self.a * self.backbone(x) + self.b * self.w_norm
+
+
+def study_eval_py_logits(trained: StudyMarcNet, x: torch.Tensor, seed: int) -> torch.Tensor:
+    """eval.py: build a fresh net (get_net_builder: a new classifier, PyTorch's default init), wrap it in
+    MARC_Net, then load the trained checkpoint; the logits it scores."""
+    width, classes = trained.backbone.in_features, trained.backbone.out_features
+    torch.manual_seed(seed)
+    net = StudyMarcNet(torch.nn.Linear(width, classes), classes)
+    net.load_state_dict(trained.state_dict())
+    return net(x)
+
+
+@pytest.mark.parametrize("recipe", config.RECIPES)
+def test_marc_final_evaluation_reads_the_norms_the_studys_eval_py_reads(recipe):
+    from lvmbench.methods import stage2
+
+    spec = config.resolve("imagenet-lt", "ViT-B-16", "marc", overrides={"recipe": recipe})
+    assert spec["marc.eval_norm"] == {"paper": "fresh", "reference": "stage1"}[recipe]
+    torch.manual_seed(0)
+    classifier = torch.nn.Linear(16, 6)
+    with torch.no_grad():
+        classifier.weight.mul_(torch.linspace(0.5, 3.0, 6)[:, None])  # trained rows of unequal norms
+    study = StudyMarcNet(classifier, 6)  # training: the stage-1 classifier's norms, in both codes
+    ours = stage2.MARC(classifier.weight, spec["marc.eval_norm"], seed=5)
+    with torch.no_grad():
+        for net in (study, ours):
+            net.a.copy_(torch.linspace(0.8, 1.2, 6)[None])
+            net.b.copy_(torch.linspace(-2.0, 2.0, 6)[None])
+    x = torch.randn(4, 16)
+    torch.testing.assert_close(ours(x, classifier(x)), study(x))
+    ours.final_evaluation()
+    expected = study_eval_py_logits(study, x, seed=5) if recipe == "paper" else study(x)
+    torch.testing.assert_close(ours(x, classifier(x)), expected)
+    if recipe == "paper":  # the fresh norms are all about 1/sqrt(3), far from the trained ones
+        assert ours.weight_norm.std() < 0.1 and not torch.allclose(ours.weight_norm, study.w_norm)
+
+
+def test_lade_on_inaturalist_under_reference_takes_the_authors_inaturalist_config():
+    """hyperconnect/LADE config/iNaturalist18/lade.yaml: RouteWeightLoss weight 0.05, remine_lambda 0.5;
+    config/ImageNet_LT and config/Places_LT/lade.yaml: 0.1 and 0.1."""
+    def hparams(dataset, recipe):
+        spec = config.resolve(dataset, "ViT-B-16", "lade", overrides={"recipe": recipe})
+        return spec.get("loss.alpha", 0.1), spec.get("loss.remine_lambda", 0.1)
+
+    assert hparams("inat18", "reference") == (0.05, 0.5)
+    assert hparams("imagenet-lt", "reference") == hparams("places-lt", "reference") == (0.1, 0.1)
+    assert hparams("inat18", "paper") == (0.1, 0.1)  # the study's generator sets no per-dataset value
+
+
+def test_a_marc_run_stored_before_the_setting_counts_as_stage1_norms():
+    """A spec written before marc.eval_norm (or train.schedule) existed is the run it was: the stage-1 norms
+    and the study's schedule, one identity with a new run that asks for them, not with today's default."""
+    now = config.resolve("mnist-lt", "tiny-clip", "marc")
+    old = {k: v for k, v in now.items() if k not in ("marc.eval_norm", "train.schedule", "train.epochs")}
+    asked = config.resolve("mnist-lt", "tiny-clip", "marc", overrides={"marc.eval_norm": "stage1"})
+    assert config.config_hash(old) == config.config_hash(asked) != config.config_hash(now)
+    assert config.result_group(old) == config.result_group(asked)

@@ -57,8 +57,8 @@ def test_a_fused_group_is_bit_identical_to_its_runs_alone(tmp_path, random_tiny_
 
 def test_partition_by_what_members_share():
     def spec(method, **sets):
-        return config.resolve("mnist-lt", "tiny-clip", method, overrides=config.parse_sets(
-            TINY + [f"{k}={v}" for k, v in sets.items()]))
+        return config.resolve("mnist-lt", "tiny-clip", method, overrides={
+            **config.parse_sets(TINY), **config.parse_sets([f"{k}={v}" for k, v in sets.items()])})
 
     specs = [spec("ce"), spec("focal", **{"train.lr": 0.1}), spec("crt", **{"stage1.run_id": "s1"}),
              spec("zeroshot"), spec("lws", **{"stage1.run_id": "s1"}), spec("ldam", **{"train.batch_size": 8}),
@@ -113,6 +113,9 @@ def test_a_killed_fused_group_resumes_exactly(store, random_tiny_clip):
     proc.wait()
     killed = scheduler.reap(group, LocalChild(proc))
     assert [s["status"] for s in killed] == ["killed", "killed"]
+    for r in group:  # the killed segment, sampled from its start to now (it may have ended before its 2nd sample)
+        for ts in (r.status()["segment_starts"][0], time.time()):
+            r.append(r.system_file, {"ts": ts, "gpu_index": None, "mem_mib": 1.0, "power_w": None, "energy_j": None})
     status = runner.resume_headless(group[1].run_id, runs, results)  # either member brings back the group
     assert status["status"] == "finished"
     for a, b in zip(reference, group):
@@ -120,6 +123,9 @@ def test_a_killed_fused_group_resumes_exactly(store, random_tiny_clip):
         assert b.status()["segments"] == 2  # the killed segment's cost counts too (the member's share of it)
         assert_same_run(a, b)
     assert "resuming from step 5" in group[1].log_file.read_text()  # the second member's own log
+    # the group's cost adds its killed segment too: the members' shares add up to it (README, runs table)
+    statuses = [r.status() for r in group]
+    assert sum(s["wall_s"] for s in statuses) == pytest.approx(statuses[0]["group_wall_s"], rel=1e-3)
 
 
 @pytest.mark.slow

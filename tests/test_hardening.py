@@ -335,7 +335,8 @@ def test_every_loss_hyper_parameter_has_its_range_next_to_its_default():
 
 
 def test_in_range_edges_are_accepted():
-    config.resolve("mnist-lt", "tiny-clip", "cbw", overrides=config.parse_sets(["loss.beta=0", "loss.beta=0.9999"]))
+    for beta in ("0", "0.9999"):
+        config.resolve("mnist-lt", "tiny-clip", "cbw", overrides=config.parse_sets([f"loss.beta={beta}"]))
     config.resolve("mnist-lt", "tiny-clip", "ldam", overrides=config.parse_sets(["loss.drw_start=1", "loss.max_m=0"]))
     config.resolve("mnist-lt", "tiny-clip", "focal", overrides=config.parse_sets(["loss.gamma=0"]))
 

@@ -229,7 +229,7 @@ def test_bad_folders_are_named_and_skipped_and_the_good_runs_stored(store, capsy
     assert sorted(lines) == sorted([
         f"skipped {broken.path}: spec.json is not valid JSON (Expecting property name enclosed in double quotes: "
         "line 1 column 25 (char 24))",
-        f"skipped {too_big.path}: runs.seed = {2 ** 64} is out of range for the store (a 64-bit integer)",
+        f"skipped {too_big.path}: spec.json: seed={2 ** 64}: must be between 0 and {2 ** 32 - 1}",
         f"skipped {bad_eval.path}: eval/test.json is not valid JSON (Expecting property name enclosed in double "
         "quotes: line 1 column 2 (char 1))"])
     assert out.startswith("stored 2 run(s), 0 unchanged, 3 skipped in ")
@@ -306,7 +306,7 @@ def test_bench_ingest_reports_what_it_stored(capsys):
     assert cli.main(["bench", "--ingest", "3", "--ingest-rows", "40", "--ingest-classes", "3", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["rows"] == {"metrics": 120, "system": 3 * 256, "per_class": 18, "evals": 6, "runs": 3}
-    assert set(report["cpu_s"]) == {"first_ingest", "reingest_unchanged", "one_new_run", "table_main"}
+    assert set(report["cpu_s"]) == {"first_ingest", "reingest_unchanged", "one_new_run", "table_main", "table_main_ci"}
     assert cli.main(["bench", "--ingest", "0"]) == 2
 
 
@@ -328,14 +328,16 @@ def test_an_unreadable_run_folder_is_named_and_the_others_stored(tmp_path, monke
 
     runs_dir = tmp_path / "runs"
     locked, good = fake_run(runs_dir, "ce"), fake_run(runs_dir, "focal")
-    read_text = Path.read_text
+    from lvmbench.runs import rundir
 
-    def denied(self, *args, **kwargs):  # as a file without read permission (tests may run as root)
-        if self == locked.status_file:
-            raise PermissionError(13, "Permission denied", str(self))
-        return read_text(self, *args, **kwargs)
+    open_file = rundir.open_file
 
-    monkeypatch.setattr(Path, "read_text", denied)
+    def denied(path):  # as a file without read permission (tests may run as root)
+        if Path(path) == locked.status_file:
+            raise PermissionError(13, "Permission denied", str(path))
+        return open_file(path)
+
+    monkeypatch.setattr(rundir, "open_file", denied)
     report = ingest_all(tmp_path / "r.duckdb", runs_dir)
     assert report.stored == [good.run_id]
     assert report.skipped == [(locked.path, f"cannot read {locked.status_file}: Permission denied")]

@@ -30,11 +30,12 @@ def test_lift_defaults_come_from_lifts_configs():
     assert (spec["train.optimizer"], spec["train.lr"], spec["train.momentum"], spec["train.nesterov"]) == \
         ("sgd", 0.01, 0.9, False)
     assert (spec["train.weight_decay"], spec["train.decay_params"], spec["train.batch_size"]) == (5e-4, "all", 128)
-    assert (spec["train.warmup_iters"], spec["train.cosine_cycles"]) == (0, 0.5)
+    assert (spec["train.warmup_iters"], spec["train.schedule"], spec["train.epochs"]) == (0, "lift", 10)
     assert (spec["head.kind"], spec["head.scale"], spec["head.init"]) == ("cosine", 25.0, "text")
     assert spec["loss"] == "logit_adjust" and spec["zeroshot.templates"] == "simple"
     assert spec["train.iters"] == 9060  # 10 epochs of ceil(115,846 / 128)
-    assert config.resolve("inat18", "ViT-B-16", "vpt_deep")["train.iters"] == 20 * 3419
+    inat = config.resolve("inat18", "ViT-B-16", "vpt_deep")
+    assert (inat["train.iters"], inat["train.epochs"]) == (20 * 3419, 20)
     short = config.resolve("mnist-lt", "tiny-clip", "lift")
     assert short["train.iters"] == 300 and short["train.lr"] == 0.01  # the embedded default's short budget
 

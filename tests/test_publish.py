@@ -356,9 +356,9 @@ def test_a_list_sweep_plans_the_full_grid(tmp_path, capsys):
     from lvmbench.exec.grid import expand
     from lvmbench.runs.plan import plan
 
-    sets, variants = sweep.parse_set_grid(["train.lr=0.01,0.03", "loss.gamma=1,2", "train.iters=20"])
-    assert sets == {"train.iters": 20} and len(variants) == 4
-    axes = sweep.build_axes(None, methods=["focal"], seeds=[0, 1], sets=sets, variants=variants)
+    sets, swept = sweep.parse_set_grid(["train.lr=0.01,0.03", "loss.gamma=1,2", "train.iters=20"])
+    assert sets == {"train.iters": 20} and swept == {"train.lr": [0.01, 0.03], "loss.gamma": [1, 2]}
+    axes = sweep.build_axes(None, methods=["focal"], seeds=[0, 1], sets=sets, swept=swept)
     jobs = plan(expand(axes), tmp_path / "runs")
     combos = sorted((j.spec["train.lr"], j.spec["loss.gamma"], j.spec["seed"]) for j in jobs)
     assert combos == sorted(itertools.product([0.01, 0.03], [1, 2], [0, 1]))
@@ -449,10 +449,10 @@ def ppid(pid: int) -> int:
 
 def long_enough_spec():
     from lvmbench import config
-    from tests.conftest import TINY
+    from tests.conftest import tiny
 
     return config.resolve("mnist-lt", "tiny-clip", "ce", overrides=config.parse_sets(
-        [*TINY, "train.iters=120", "ckpt.every=20", "train.eval_every=40"]))
+        tiny("train.iters=120", "ckpt.every=20", "train.eval_every=40")))
 
 
 @pytest.mark.slow

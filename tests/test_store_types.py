@@ -23,7 +23,7 @@ EXPECTED = {
     "system": {"run_id": TEXT, "ts": TIME, "gpu_index": INTEGRAL, "gpu_uuid": TEXT, "shared": BOOL,
                **dict.fromkeys(["mem_mib", "power_w", "util_pct", "energy_j"], FLOAT)},
     "per_class": {"run_id": TEXT, "split": TEXT, "class_id": INTEGRAL, "class_name": TEXT, "n_train": INTEGRAL,
-                  "accuracy": FLOAT},
+                  "accuracy": FLOAT, "n_test": INTEGRAL, "n_correct": INTEGRAL},
 }
 
 

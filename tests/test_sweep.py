@@ -91,7 +91,7 @@ def test_presets_cover_the_papers_tables():
     assert set(PAPER_METHODS) == {name for name, m in methods.items() if m.kind != "peft"}
     lift = PRESETS["paper-lift"]
     assert set(lift.methods) == {"zeroshot"} | {name for name, m in methods.items() if m.kind == "peft"}
-    assert lift.backbones == ("ViT-B-16",) and lift.sets == {"eval.tte": True}
+    assert lift.backbones == ("ViT-B-16",) and lift.sets == {}  # tte per method: tests/test_lift_fidelity.py
     assert PRESETS["paper-table1"].datasets == ("imagenet-lt",) and PRESETS["paper-table1"].backbones == ("ViT-L-14",)
     assert PRESETS["paper-table2"].datasets == ("inat18",)  # the study's Table 2 is iNaturalist 2018
     assert PRESETS["paper-table3"].datasets == ("places-lt",)
@@ -233,10 +233,25 @@ def test_the_plan_shows_which_runs_train_as_fused_groups(tmp_path):
 def test_dry_run_names_the_fused_groups_for_every_executor(store, capsys):
     from lvmbench import cli
 
-    groups = ("5 of them train in 2 fused group(s), one tower pass per step for each group (g1: 3 runs, g2: 2 runs); "
+    groups = ("5 of them train in 2 fused group(s) of at most 16 runs, one tower pass per step for each group (g1: 3 runs, g2: 2 runs); "
               "--no-fuse trains every run alone")
     for executor in ("local", "slurm"):  # one scheduler forms the groups: Slurm jobs fuse too
         assert cli.main(["sweep", "--preset", "embedded", "--dry-run", "--executor", executor]) == 0
         assert groups in capsys.readouterr().out
     assert cli.main(["sweep", "--preset", "embedded", "--dry-run", "--no-fuse"]) == 0
     assert "fused" not in capsys.readouterr().out
+
+
+def test_the_studys_presets_run_its_three_seeds_and_dry_run_says_so(tmp_path, capsys):
+    """Imbalance-VLM scripts/cal_eval.py averages three runs per cell; LIFT and the embedded grid run one."""
+    from lvmbench.cli import main
+
+    for name, p in PRESETS.items():
+        assert p.seeds == ((0,) if name in ("paper-lift", "embedded") else (0, 1, 2)), name
+    assert main(["sweep", "--preset", "paper-resnet", "--method", "ce,focal", "--dry-run",
+                 "--runs-dir", str(tmp_path)]) == 0
+    assert "6 runs: 6 to start" in capsys.readouterr().out
+    assert main(["sweep", "--preset", "paper-resnet", "--method", "ce,focal", "--seed", "4", "--dry-run",
+                 "--runs-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "2 runs: 2 to start" in out and "2 table cells of 1 seed(s) each (4;" in out

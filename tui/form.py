@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lvmbench.api import DEFAULT_PRETRAINED, SCHEMA, UserError, defaults, parse_sets, parse_value
+from lvmbench.api import DEFAULT_PRETRAINED, IDENTITY, SCHEMA, UserError, check_identity, defaults, parse_sets, parse_value
 from .jobs import LaunchRequest
 
 # The main hyper-parameters the form shows (every other key goes through "more settings").
@@ -36,7 +36,13 @@ def check(field: str, text: str) -> str | None:
     if not text:
         return "required" if field == "backbone" else None
     if field == "seed":
-        return None if text.isdigit() else "an integer >= 0"
+        if not text.isdigit():
+            return f"an integer {IDENTITY['seed'].rule}"
+        try:
+            check_identity({"seed": int(text)})
+        except UserError as exc:
+            return str(exc).removeprefix("--seed ")
+        return None
     if field == "pretrained" and looks_like_path(text) and not Path(text).expanduser().is_file():
         return f"checkpoint file not found: {text}"
     if field == "data_root" and not Path(text).expanduser().is_dir():
@@ -54,9 +60,13 @@ def check(field: str, text: str) -> str | None:
 def build_request(values: dict[str, str]) -> tuple[LaunchRequest | None, dict[str, str]]:
     """The request the form describes, or None and the error of each bad field."""
     errors = {f: e for f, text in values.items() if (e := check(f, text))}
+    text = {f: v.strip() for f, v in values.items()}
+    set_keys = {pair.split("=", 1)[0].strip() for pair in text.get("sets", "").split()}
+    twice = [k for k in HPARAMS if text.get(k) and k in set_keys]
+    if twice and "sets" not in errors:
+        errors["sets"] = f"{twice[0]} is given twice (in its field and here); give each key once"
     if errors:
         return None, errors
-    text = {f: v.strip() for f, v in values.items()}
     sets = [f"{k}={text[k]}" for k in HPARAMS if text.get(k)] + text.get("sets", "").split()
     return LaunchRequest(dataset=text["dataset"], backbone=text["backbone"], method=text["method"],
                          seed=int(text.get("seed") or 0), pretrained=text.get("pretrained") or None,

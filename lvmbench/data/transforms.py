@@ -1,5 +1,6 @@
-"""Image transforms: the study's (``data.transform=study``) and open_clip's (``data.transform=open_clip``),
-each on PIL images (``data.decode=pil``) or on uint8 tensors (``data.decode=torchvision``).
+"""Image transforms: the study's (``data.transform=study``), open_clip's (``data.transform=open_clip``) and
+LIFT's (``data.transform=lift``), each on PIL images (``data.decode=pil``) or on uint8 tensors
+(``data.decode=torchvision``).
 
 The study's (Imbalance-VLM, ``imblearn/datasets/cv_datasets/*.py``): training takes a random resized crop
 (area 8-100 %, bilinear, as timm's ``RandomResizedCropAndInterpolation`` does by default), a horizontal
@@ -64,3 +65,11 @@ def study_transforms(dataset: str, size: int, train: bool, hflip: bool = True,
     """The study's transforms for ``dataset`` (its statistics, bilinear, evaluation resize 256/224)."""
     mean, std = STATS.get(dataset, (IMAGENET_MEAN, IMAGENET_STD))
     return pipeline(size, train, mean, std, "bilinear", round(size * 256 / 224), hflip, crop_scale, decode)
+
+
+def lift_transforms(size: int, train: bool, mean, std, hflip: bool = True,
+                    crop_scale: tuple[float, float] = (0.08, 1.0), decode: str = "pil"):
+    """LIFT's ``transform_train`` and (without test-time ensembling) ``transform_test`` (shijxcs/LIFT
+    ``trainer.py``, ``build_data_loader``): torchvision's default interpolation (bilinear) throughout, the
+    evaluation resize to ``size * 8 // 7`` (256 for 224), the backbone's mean and std (CLIP's)."""
+    return pipeline(size, train, mean, std, "bilinear", size * 8 // 7, hflip, crop_scale, decode)

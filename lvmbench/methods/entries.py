@@ -33,17 +33,19 @@ register_method("coop", "coop", "CoOp prompt tuning: learnable context vectors, 
 # LIFT (Shi et al. 2024): a few parameters tuned inside the image tower, text-initialised cosine classifier,
 # logit-adjusted loss. ResNet towers take bitfit and ssf only. LIFT's configs (shijxcs/LIFT utils/config.py,
 # configs/model/clip_vit_b16.yaml, trainer.py): SGD lr 0.01, momentum 0.9, weight decay 5e-4 on every tuned
-# parameter, batch 128, cosine to 0 with no warm-up (LIFT steps it per epoch, here per step), cosine classifier
-# with scale 25 started from "a photo of a {}." text features, logit-adjusted loss with tau 1, CLIP's
-# preprocessing; 10 epochs (20 on iNaturalist 2018) of batch 128 over each training split (ImageNet-LT 115,846
-# images, Places-LT 62,500, iNaturalist 2018 437,513).
+# parameter, batch 128, CosineAnnealingLR(T_max=epochs) stepped once per epoch with no warm-up, cosine classifier
+# with scale 25 started from "a photo of a {}." text features, logit-adjusted loss with tau 1, LIFT's
+# preprocessing on PIL images, the final weights tested (no split selects them); 10 epochs (20 on iNaturalist
+# 2018) of batch 128 over each training split (ImageNet-LT 115,846 images, Places-LT 62,500, iNaturalist 2018
+# 437,513).
 LIFT_DEFAULTS = {
     "train.optimizer": "sgd", "train.lr": 0.01, "train.momentum": 0.9, "train.nesterov": False,
     "train.weight_decay": 5e-4, "train.decay_params": "all", "train.batch_size": 128, "train.warmup_iters": 0,
-    "train.cosine_cycles": 0.5, "head.kind": "cosine", "head.scale": 25.0, "head.init": "text",
-    "zeroshot.templates": "simple", "data.transform": "open_clip",
+    "train.schedule": "lift", "train.epochs": 10, "train.select": "final", "head.kind": "cosine",
+    "head.scale": 25.0, "head.init": "text", "zeroshot.templates": "simple", "data.transform": "lift",
+    "data.decode": "pil",
 }
-LIFT_ITERS = {"imagenet-lt": 10 * 906, "places-lt": 10 * 489, "inat18": 20 * 3419}
+LIFT_EPOCHS = {"imagenet-lt": (10, 906), "places-lt": (10, 489), "inat18": (20, 3419)}  # (epochs, steps each)
 for _name, _description, _reference in [
     ("lift", "LIFT: AdaptFormer bottlenecks parallel to each MLP of the image tower", "Shi et al. 2024"),
     ("adapter", "LIFT with Adapters after each MLP of the image tower", "Houlsby et al. 2019"),
@@ -55,7 +57,8 @@ for _name, _description, _reference in [
 ]:
     register_method(_name, "peft", _description, builder=f"{_PKG}.lift:peft_task", loss="logit_adjust",
                     defaults=LIFT_DEFAULTS, reference=_reference,
-                    dataset_defaults={d: {"train.iters": iters} for d, iters in LIFT_ITERS.items()})
+                    dataset_defaults={d: {"train.iters": epochs * steps, "train.epochs": epochs}
+                                      for d, (epochs, steps) in LIFT_EPOCHS.items()})
 
 # Frozen CLIP + decoder trained with an imbalanced-learning loss (one stage).
 for _name, _description, _loss, _reference in [

@@ -11,6 +11,7 @@ optimizer (weight decay on tensors of 2 or more dimensions) decays them and not 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Callable
 
@@ -75,9 +76,14 @@ class MARC(nn.Module):
     ACML 2022. ||w_c|| is the L2 norm of row c of the stage-1 classifier
     weight, computed once and kept as a (non-trainable) buffer.
     Trainable parameters: 2C.
+
+    ``eval_norm="fresh"`` (``marc.eval_norm``, the study's final evaluation): after training,
+    :meth:`final_evaluation` swaps ||w_c|| for the row norms of a freshly initialised classifier, as
+    the study's ``eval.py`` computes them (its ``MARC_Net`` reads the norms of the net it has just built,
+    before ``load_state_dict``); ``seed`` draws that classifier.
     """
 
-    def __init__(self, classifier_weight: torch.Tensor):
+    def __init__(self, classifier_weight: torch.Tensor, eval_norm: str = "stage1", seed: int = 0):
         super().__init__()
         if isinstance(classifier_weight, nn.Linear):
             classifier_weight = classifier_weight.weight
@@ -88,9 +94,23 @@ class MARC(nn.Module):
         self.register_buffer("weight_norm", weight.norm(dim=1).clone())
         self.a = nn.Parameter(torch.ones(1, num_classes))
         self.b = nn.Parameter(torch.zeros(1, num_classes))
+        self.eval_norm, self.seed, self.width = eval_norm, seed, weight.size(1)
+
+    def final_evaluation(self) -> None:
+        """The norms the final evaluation reads (``marc.eval_norm``); the training's stay in the checkpoint."""
+        if self.eval_norm == "fresh":
+            self.weight_norm = fresh_row_norms(len(self.weight_norm), self.width, self.seed).to(self.weight_norm.device)
 
     def forward(self, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         return self.a * logits.float() + self.b * self.weight_norm
+
+
+def fresh_row_norms(num_classes: int, width: int, seed: int) -> torch.Tensor:
+    """The row norms of a new ``nn.Linear(width, num_classes)`` under PyTorch's default init (Kaiming uniform
+    with a = sqrt(5): U(-1/sqrt(width), 1/sqrt(width))), drawn from a generator seeded with ``seed``."""
+    bound = 1.0 / math.sqrt(width)
+    generator = torch.Generator().manual_seed(seed)
+    return torch.empty(num_classes, width).uniform_(-bound, bound, generator=generator).norm(dim=1)
 
 
 def count_trainable(module: nn.Module) -> int:
@@ -145,4 +165,5 @@ def disalign(b: Build) -> Task:
 
 
 def marc(b: Build) -> Task:
-    return stage2_task(b, lambda stage1: MARC(stage1.head.weight.detach()))
+    eval_norm = b.spec.get("marc.eval_norm", "stage1")  # a run made before the setting: the stage-1 norms
+    return stage2_task(b, lambda stage1: MARC(stage1.head.weight.detach(), eval_norm, b.spec["seed"]))

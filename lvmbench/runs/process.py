@@ -107,9 +107,22 @@ def own(run: RunDir) -> Lock:
     """Take the run's owner lock; refuse (one line) when another process owns it."""
     lock = run.lock()
     if not lock.acquire():
-        status = run.status()
-        raise UserError(f"run {run.run_id} is still running (pid {status.get('pid')}); cancel it first")
+        raise UserError(f"run {run.run_id} is still running (pid {live_owner(run, lock)}); cancel it first")
     return lock
+
+
+def live_owner(run: RunDir, lock: Lock) -> int | str:
+    """The live process that owns ``run``: the one that took its lock, else its training child."""
+    for pid in (lock.holder(), run.status().get("pid")):
+        if isinstance(pid, int) and pid > 0:
+            try:
+                os.kill(pid, 0)
+                return pid
+            except ProcessLookupError:
+                continue
+            except PermissionError:
+                return pid
+    return "unknown"
 
 
 def signal_group(pid: int, sig: int) -> bool:

@@ -26,14 +26,17 @@ Pure standard library: the UI imports it.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
+import io
 import json
 import os
 import re
 import secrets
+import stat
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 from ..errors import UserError
 
@@ -76,11 +79,41 @@ def atomic_write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def open_file(path: Path | str) -> BinaryIO:
+    """Open a run's file for reading, binary, without ever blocking: a FIFO, a device or a folder in its
+    place raises ``OSError`` ("not a regular file (a FIFO)"), as a symlink loop does ("Too many levels
+    of symbolic links"), instead of being waited on or followed."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, f"not a regular file ({_file_kind(mode)})", str(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _file_kind(mode: int) -> str:
+    kinds = {stat.S_ISFIFO: "a FIFO", stat.S_ISDIR: "a folder", stat.S_ISCHR: "a device", stat.S_ISBLK: "a device",
+             stat.S_ISSOCK: "a socket"}
+    return next((word for test, word in kinds.items() if test(mode)), "not a file")
+
+
+def read_text(path: Path | str, errors: str = "strict") -> str:
+    """A run file's text (UTF-8), read with :func:`open_file`."""
+    with open_file(path) as f:
+        return f.read().decode("utf-8", errors)
+
+
 def read_jsonl(path: Path) -> Iterator[dict]:
     """Yield the complete JSON lines of a file being appended to (a torn last line is skipped)."""
-    if not path.exists():
+    try:
+        f = io.TextIOWrapper(open_file(path), encoding="utf-8", errors="replace")
+    except FileNotFoundError:
         return
-    with open(path) as f:
+    with f:
         for line in f:
             if line.endswith("\n"):
                 try:
@@ -98,7 +131,9 @@ def new_run_id(dataset: str, method: str, seed: int) -> str:
 
 
 def check_id_form(run_id: str, flag: str = "--run-id") -> None:
-    """Refuse a run id that is not a plain folder name (no path: the folder is --runs-dir's)."""
+    """Refuse a run id that is empty or not a plain folder name (no path: the folder is --runs-dir's)."""
+    if not run_id.strip():
+        raise UserError(f"{flag} is empty: give a run id (see `lvmbench sql \"SELECT run_id FROM runs\"`)")
     if not RUN_ID_RE.fullmatch(run_id):
         raise UserError(f"{flag} {run_id!r}: use letters, digits, '.', '_' and '-' (at most 128)"
                         + ("; a run in another folder: --runs-dir DIR" if flag == "--resume" and "/" in run_id else ""))
@@ -129,8 +164,21 @@ class Lock:
         except BlockingIOError:
             os.close(fd)
             return False
+        try:  # who holds it, for the message of whoever finds it held
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass  # a full disk: the lock holds all the same
         self.fd = fd
         return True
+
+    def holder(self) -> int | None:
+        """The pid that took the lock last (it, or a child it handed the lock to, holds it while alive)."""
+        try:
+            with open(self.path, "rb") as f:
+                return int(f.read(32).split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
 
     def release(self) -> None:
         if self.fd is not None:
@@ -191,13 +239,15 @@ class RunDir:
 
     # -- reading --------------------------------------------------------------------------------
     def exists(self) -> bool:
-        return self.spec_file.exists()
+        """Whether the folder holds a run: a ``spec.json`` of any kind (one that cannot be read, a
+        symlink loop or a FIFO included, so that ingest names it as skipped)."""
+        return os.path.lexists(self.spec_file)
 
     def unreadable(self) -> str | None:
         """Why the run's spec.json or status.json cannot be read as a JSON object, or None."""
         for file in (self.spec_file, self.status_file):
             try:
-                data = json.loads(file.read_text())
+                data = json.loads(read_text(file))
             except FileNotFoundError:
                 if file == self.spec_file:
                     return "spec.json is missing"
@@ -213,7 +263,7 @@ class RunDir:
         return None
 
     def spec(self) -> dict:
-        return json.loads(self.spec_file.read_text())
+        return json.loads(read_text(self.spec_file))
 
     def spec_or_none(self) -> dict | None:
         """The spec, or None when spec.json is missing or not a JSON object (a scan skips such a folder)."""
@@ -226,7 +276,7 @@ class RunDir:
     def status(self) -> dict:
         """The run's status; ``queued`` while status.json is missing, unreadable, empty or not a JSON object."""
         try:
-            status = json.loads(self.status_file.read_text())
+            status = json.loads(read_text(self.status_file))
         except (OSError, json.JSONDecodeError, UnicodeDecodeError):
             status = None
         return status if isinstance(status, dict) else {"status": "queued", "run_id": self.run_id}
@@ -246,18 +296,19 @@ class RunDir:
 
     def evaluation(self, split: str) -> dict | None:
         path = self.eval_file(split)
-        return json.loads(path.read_text()) if path.exists() else None
+        return json.loads(read_text(path)) if path.exists() else None
 
     def per_class(self, split: str) -> list[dict]:
         path = self.per_class_file(split)
-        return json.loads(path.read_text()) if path.exists() else []
+        return json.loads(read_text(path)) if path.exists() else []
 
     def last_step(self) -> int:
         """The last training step the run has logged (cheap: reads the file's tail)."""
-        path = self.metrics_file
-        if not path.exists():
+        try:
+            f = open_file(self.metrics_file)
+        except OSError:
             return 0
-        with open(path, "rb") as f:
+        with f:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - 4096))
             lines = f.read().decode(errors="replace").splitlines()
@@ -269,9 +320,11 @@ class RunDir:
         return 0
 
     def log_tail(self, lines: int = 50) -> str:
-        if not self.log_file.exists():
+        try:
+            f = open_file(self.log_file)
+        except OSError:
             return ""
-        with open(self.log_file, "rb") as f:
+        with f:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - 64 * 1024))
             text = f.read().decode(errors="replace")

@@ -72,3 +72,11 @@ def total_cost(run: RunDir, wall_s: float, energy_kwh: float | None, part: float
     energies = [e for e in [energy_kwh, *(s["energy_kwh"] for s in earlier)] if e is not None]
     return {"wall_s": wall_s + sum(s["wall_s"] for s in earlier),
             "energy_kwh": sum(energies) if energies else None, "segments": len(earlier) + 1}
+
+
+def group_cost(run: RunDir, wall_s: float, energy_kwh: float | None) -> dict:
+    """A fused group's ``group_wall_s`` and ``group_energy_kwh``: its process's cost in this segment
+    plus every earlier one (read from a member's samples, which are the whole process's), so that they
+    equal the sum of the members' shares after a resume as without one."""
+    total = total_cost(run, wall_s, energy_kwh)
+    return {"group_wall_s": total["wall_s"], "group_energy_kwh": total["energy_kwh"]}

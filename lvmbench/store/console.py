@@ -17,6 +17,8 @@ Reading other files for analysis stays allowed (``read_csv``, ``read_parquet``, 
 """
 from __future__ import annotations
 
+import re
+
 import threading
 import time
 from dataclasses import dataclass
@@ -66,8 +68,7 @@ def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> list:
         raise UserError("empty query: " + READ_ONLY_HINT)
     for statement in statements:
         if _kind(statement) != duckdb.StatementType.SELECT:
-            words = statement.query.split()
-            raise UserError(f"refused {words[0].upper() if words else 'statement'}: {READ_ONLY_HINT}")
+            raise UserError(f"refused {first_keyword(statement.query)}: {READ_ONLY_HINT}")
     return statements
 
 
@@ -119,6 +120,15 @@ def query(path: Path | str, sql: str, limit: int | None = None) -> QueryResult:
     """Open the store read-only with the console's settings and run one console query."""
     with open_console(path) as con:
         return run_query(con, sql, limit)
+
+
+COMMENTS = re.compile(r"(\s+|--[^\n]*(\n|$)|/\*.*?(\*/|$))+", re.S)
+
+
+def first_keyword(sql: str) -> str:
+    """A statement's first word, after any leading comments (``-- …`` lines and ``/* … */`` blocks)."""
+    words = COMMENTS.sub(" ", sql, count=1).split() if COMMENTS.match(sql) else sql.split()
+    return words[0].upper() if words else "statement"
 
 
 def _kind(statement):

@@ -17,14 +17,13 @@ from pathlib import Path
 import duckdb
 
 from ..catalog import CARBON_KG_PER_KWH
-from ..errors import UserError
-from ..runs.rundir import STATUS, RunDir, eval_name, find_runs, per_class_name
-from . import parse, sources
+from ..errors import UserError, one_line
+from ..runs.rundir import STATUS, RunDir, eval_name, find_runs, per_class_name, read_text
+from . import parse, sources, validate
 from .db import transaction
 from .schema import TYPES
 
 BATCH_RUNS = 64  # runs read and stored per transaction
-BIGINT = (-2 ** 63, 2 ** 63 - 1)
 
 
 def _ts(value):
@@ -78,8 +77,8 @@ class IngestReport:
 
     def messages(self) -> list[str]:
         """One line per skipped folder and per warning."""
-        return ([f"skipped {path}: {why}" for path, why in self.skipped]
-                + [f"warning: {run_id}: {what}" for run_id, what in self.warnings])
+        return ([one_line(f"skipped {path}: {why}") for path, why in self.skipped]
+                + [one_line(f"warning: {run_id}: {what}") for run_id, what in self.warnings])
 
     def summary(self) -> str:
         parts = [f"stored {len(self.stored)} run(s)", f"{len(self.unchanged)} unchanged"]
@@ -113,7 +112,7 @@ class _Staged:
 
 def _read_spec(run: RunDir) -> dict:
     try:
-        spec = json.loads(run.spec_file.read_text())
+        spec = json.loads(read_text(run.spec_file))
     except json.JSONDecodeError as exc:
         raise BadRun(f"spec.json is not valid JSON ({exc})") from None
     except UnicodeDecodeError:
@@ -129,33 +128,28 @@ def _status_warning(run: RunDir, states: dict) -> str | None:
     if states[STATUS][0] == 0:
         return "status.json is empty: stored as queued"
     try:
-        if isinstance(json.loads(run.status_file.read_text()), dict):
+        if isinstance(json.loads(read_text(run.status_file)), dict):
             return None
     except (json.JSONDecodeError, UnicodeDecodeError):
         pass
     return "status.json is not a JSON object: stored as queued"
 
 
-def _check_row(row: dict) -> None:
-    """Refuse a value no column can hold, naming it (rather than DuckDB's conversion error)."""
-    for col, value in row.items():
-        if isinstance(value, int) and not isinstance(value, bool) and not BIGINT[0] <= value <= BIGINT[1]:
-            raise BadRun(f"runs.{col} = {value} is out of range for the store (a 64-bit integer)")
-
-
 def _stage(run: RunDir, states: dict, stored: dict | None) -> _Staged:
     """Read what of ``run`` has to be stored (raises :class:`BadRun`, :class:`LeftOut`)."""
     if run.status().get("user_error"):
         raise LeftOut
-    _read_spec(run)
-    warnings = [w for w in [_status_warning(run, states)] if w]
     try:
+        validate.check_identity_fields(_read_spec(run))
         row = run_row(run)
+        validate.check_row(row)
+    except validate.Invalid as exc:
+        raise BadRun(str(exc)) from None
     except KeyError as exc:
         raise BadRun(f"spec.json has no {exc}") from None
     except (TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise BadRun(f"spec.json or status.json holds a value of the wrong kind ({exc})") from None
-    _check_row(row)
+    warnings = [w for w in [_status_warning(run, states)] if w]
     files = {name: sources.entry(state) for name, state in states.items()}
     texts, replace = {}, {}
     appendable = stored is not None and stored.get("status") in sources.LIVE
@@ -169,12 +163,24 @@ def _stage(run: RunDir, states: dict, stored: dict | None) -> _Staged:
             warnings.append(f"{name} ends in an incomplete line ({chunk.torn} bytes not stored)")
     for split in sources.EVAL_SPLITS:
         if eval_name(split) in states:
-            texts[split] = run.eval_file(split).read_text(errors="replace")
+            texts[split] = read_text(run.eval_file(split), errors="replace")
             if per_class_name(split) in states:
-                texts[f"per_class_{split}"] = run.per_class_file(split).read_text(errors="replace")
+                texts[f"per_class_{split}"] = read_text(run.per_class_file(split), errors="replace")
+    _check_evaluations(texts)
     if row["status"] == "finished" and "test" not in texts:
         warnings.append("finished but has no eval/test.json: stored without test results")
     return _Staged(run, row, texts, replace, {"status": row["status"], "files": files}, warnings, stored is not None)
+
+
+def _check_evaluations(texts: dict[str, str]) -> None:
+    """Every evaluation and per-class file staged: what a run writes, or the run is skipped."""
+    try:
+        for split in sources.EVAL_SPLITS:
+            evaluation = validate.check_evaluation(eval_name(split), texts[split]) if split in texts else None
+            if f"per_class_{split}" in texts:
+                validate.check_per_class(per_class_name(split), texts[f"per_class_{split}"], evaluation)
+    except validate.Invalid as exc:
+        raise BadRun(str(exc)) from None
 
 
 def _insert_columns(con, table: str, types: dict[str, str], rows: list[list]) -> None:

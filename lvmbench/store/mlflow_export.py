@@ -13,6 +13,9 @@ import csv
 import hashlib
 import io
 import json
+import os
+import socket
+import urllib.parse
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -107,6 +110,27 @@ def _mlflow():
     return mlflow
 
 
+CONNECT_TIMEOUT_S = 10  # a tracking server that does not answer within this is named, not waited on
+
+
+def check_reachable(uri: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse (one line, naming the server) an HTTP tracking server that takes no connection within
+    ``timeout_s``; bound each later request to it the same way (MLflow's own default retries for minutes)."""
+    url = urllib.parse.urlsplit(uri)
+    if url.scheme not in ("http", "https"):
+        return
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(timeout_s)))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    try:
+        port = url.port or (443 if url.scheme == "https" else 80)
+        with socket.create_connection((url.hostname or "localhost", port), timeout=timeout_s):
+            pass
+    except (OSError, ValueError) as exc:
+        why = "no answer" if isinstance(exc, TimeoutError) else (getattr(exc, "strerror", None) or str(exc))
+        raise UserError(f"mlflow: cannot reach the tracking server {url.scheme}://{url.netloc} within "
+                        f"{timeout_s:g} s ({why})") from None
+
+
 def _database_hint(uri: str) -> str:
     """mlflow-skinny lacks what database stores need (SQLAlchemy, Alembic)."""
     import importlib.util
@@ -124,6 +148,7 @@ def export_mlflow(results: Path, tracking_uri: str | None = None, experiment: st
     from mlflow.exceptions import MlflowException
 
     uri = tracking_uri or mlflow.get_tracking_uri()
+    check_reachable(uri)
     done = Exported(uri)
     try:
         client = mlflow.MlflowClient(tracking_uri=tracking_uri)

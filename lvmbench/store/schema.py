@@ -1,18 +1,29 @@
 """The schema of ``results.duckdb`` (accuracies in percent, as in the study's tables).
 
 Every integer column is a BIGINT: the store holds every value the CLI accepts (a seed of
-3,000,000,000 included), so a finished run can always be stored.
+3,000,000,000 included), so a finished run can always be stored. The columns that hold a setting
+take their type from the settings schema (``config.SCHEMA``, ``config.IDENTITY``), which refuses
+any value such a column cannot hold.
 """
 from __future__ import annotations
 
+from ..config import IDENTITY, SCHEMA
+
+# runs column -> the setting it holds
+SETTING_COLUMNS = {"dataset": IDENTITY["dataset"], "backbone": IDENTITY["backbone"],
+                   "pretrained": IDENTITY["pretrained"], "method": IDENTITY["method"], "seed": IDENTITY["seed"],
+                   "iters": SCHEMA["train.iters"], "batch_size": SCHEMA["train.batch_size"], "recipe": SCHEMA["recipe"]}
+_T = {col: param.store_type for col, param in SETTING_COLUMNS.items()}
+
 TABLES = {
-    "runs": """
-        run_id VARCHAR PRIMARY KEY, sweep_id VARCHAR, dataset VARCHAR, backbone VARCHAR, pretrained VARCHAR,
-        method VARCHAR, stage BIGINT, parent_run_id VARCHAR, seed BIGINT, status VARCHAR, config JSON,
+    "runs": f"""
+        run_id VARCHAR PRIMARY KEY, sweep_id VARCHAR, dataset {_T['dataset']}, backbone {_T['backbone']},
+        pretrained {_T['pretrained']}, method {_T['method']}, stage BIGINT, parent_run_id VARCHAR,
+        seed {_T['seed']}, status VARCHAR, config JSON,
         config_hash VARCHAR, git_sha VARCHAR, device VARCHAR, gpu_name VARCHAR, trainable_params BIGINT,
-        total_params BIGINT, iters BIGINT, batch_size BIGINT, started_at TIMESTAMP, ended_at TIMESTAMP,
-        wall_s DOUBLE, s_per_iter DOUBLE, peak_mem_mib DOUBLE, avg_power_w DOUBLE, energy_kwh DOUBLE,
-        co2_kg DOUBLE, error VARCHAR, skipped_images BIGINT, recipe VARCHAR, selected_on VARCHAR,
+        total_params BIGINT, iters {_T['iters']}, batch_size {_T['batch_size']}, started_at TIMESTAMP,
+        ended_at TIMESTAMP, wall_s DOUBLE, s_per_iter DOUBLE, peak_mem_mib DOUBLE, avg_power_w DOUBLE,
+        energy_kwh DOUBLE, co2_kg DOUBLE, error VARCHAR, skipped_images BIGINT, recipe {_T['recipe']}, selected_on VARCHAR,
         fused_group VARCHAR, fused_size BIGINT, group_wall_s DOUBLE, group_energy_kwh DOUBLE,
         group_peak_mem_mib DOUBLE, loader_wait_s DOUBLE, gpu_shared BOOLEAN""",
     "evals": """
@@ -22,8 +33,10 @@ TABLES = {
     # mem_mib: the run's processes' (per process); power_w, util_pct, energy_j: the device's (see ``shared``)
     "system": "run_id VARCHAR, ts TIMESTAMP, gpu_index BIGINT, mem_mib DOUBLE, power_w DOUBLE, "
               "util_pct DOUBLE, energy_j DOUBLE, gpu_uuid VARCHAR, shared BOOLEAN",
+    # n_test, n_correct: the class's test images and how many were right (a confusion matrix's row sum and
+    # diagonal), what the bootstrap intervals of lvmbench.intervals resample.
     "per_class": "run_id VARCHAR, split VARCHAR, class_id BIGINT, class_name VARCHAR, n_train BIGINT, "
-                 "accuracy DOUBLE",
+                 "accuracy DOUBLE, n_test BIGINT, n_correct BIGINT",
     # Bookkeeping: what each stored run was built from (per file: size, mtime, inode, bytes read), so
     # that ingest skips unchanged runs and reads only the new lines of a running run.
     "run_sources": "run_id VARCHAR PRIMARY KEY, files JSON",

@@ -7,11 +7,13 @@ inode, the bytes before that point unchanged); any other change re-reads the who
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 
-from ..runs.rundir import METRICS, SPEC, STATUS, SYSTEM, RunDir, eval_name, per_class_name
+from ..runs.rundir import METRICS, SPEC, STATUS, SYSTEM, RunDir, eval_name, open_file, per_class_name
 
 EVAL_SPLITS = ("val", "test")
 TRACKED = (SPEC, STATUS, METRICS, SYSTEM, *map(eval_name, EVAL_SPLITS), *map(per_class_name, EVAL_SPLITS))
@@ -26,8 +28,13 @@ def file_states(run: RunDir) -> dict[str, list[int]]:
     for name in TRACKED:
         try:
             st = os.stat(f"{folder}/{name}")
-        except OSError:
+        except (FileNotFoundError, NotADirectoryError):
+            if os.path.islink(f"{folder}/{name}"):
+                raise OSError(errno.ENOENT, "a dangling symlink", f"{folder}/{name}") from None
             continue
+        if not stat.S_ISREG(st.st_mode):  # never read (a FIFO would block): the run is skipped, named
+            with open_file(f"{folder}/{name}"):
+                pass
         states[name] = [st.st_size, st.st_mtime_ns, st.st_ino]
     return states
 
@@ -57,7 +64,7 @@ def read_log(path, stored: dict | None, state: list[int] | None, appendable: boo
     and the file only grew since, else all of them."""
     if state is None:
         return LogChunk("", True, 0, "", 0)
-    with open(path, "rb") as f:
+    with open_file(path) as f:
         begin = 0
         if appendable and stored and stored["state"][2] == state[2] and state[0] >= stored["read_to"]:
             begin = max(0, stored["read_to"] - CHECK_BYTES)

@@ -206,19 +206,59 @@ def _layout(found: list[Cell], dataset: str | None) -> tuple[list[str], callable
 METRIC_COLUMNS = ["Overall", "Many", "Medium", "Few", "Precision", "Recall", "F1"]
 
 
-def main_table(con, dataset=None, backbone=None, published: bool = False, **_) -> Table:
+def main_table(con, dataset=None, backbone=None, published: bool = False, ci: bool = False, resamples: int = 2000,
+               **_) -> Table:
     """Methods × Overall / Many / Medium / Few / Precision / Recall / F1 (test split); with
-    ``published``, each row's published counterpart and the difference below it."""
+    ``published``, each row's published counterpart and the difference below it; ``ci``: each accuracy cell
+    with its 95 % bootstrap interval (:mod:`lvmbench.intervals`) from the stored per-class counts."""
     found, notes = _shown([c for c in cells(con, dataset, backbone) if c.mean("overall") is not None])
     lead, prefix = _layout(found, dataset)
-    rows = [prefix(c) + [c.label, c.variant, c.backbone, c.seeds] + [c.stat(k) for k in EVAL_FIELDS] for c in found]
+    bounds = cell_intervals(con, found, resamples) if ci else {}
+    rows = [prefix(c) + [c.label, c.variant, c.backbone, c.seeds]
+            + [_with_ci(c.stat(k), bounds.get(c.group, {}).get(k)) for k in EVAL_FIELDS] for c in found]
     cols = lead + ["Method", "Variant", "Backbone", "Seeds", *METRIC_COLUMNS]
     kinds = []
     if published:
         rows, kinds, more = _compare(found, rows, "accuracy", cols, dict(zip(METRIC_COLUMNS, EVAL_FIELDS)))
         notes += more
+    if ci:
+        notes.append(f"[low, high]: 95 % bootstrap interval over test classes within each shot group, and over "
+                     f"seeds for a cell of several ({resamples:,} draws, seeded)"
+                     + ("; – : a run without per-class test counts" if len(bounds) < len(found) else ""))
     return Table(f"Main results{_title(dataset, backbone, found)} (test, %)", cols, rows,
                  {c: True for c in METRIC_COLUMNS}, notes, kinds, wide_only=WIDE_ONLY)
+
+
+def _with_ci(value, ci):
+    return value if value is None or ci is None else spread(float(value), value.std, value.n, ci)
+
+
+def class_counts(con, found: list[Cell]) -> dict[str, "ClassCounts"]:
+    """Each cell's per-class test counts (:class:`lvmbench.intervals.ClassCounts`) from the store, by result
+    group; a cell with a run stored without them (made before lvmbench kept them) is left out."""
+    from ..intervals import ClassCounts
+
+    ids = [r["run_id"] for c in found for r in c.runs]
+    if not ids:
+        return {}
+    rows = con.execute("""
+        SELECT run_id, list(n_train ORDER BY class_id), list(n_test ORDER BY class_id),
+               list(n_correct ORDER BY class_id), bool_and(n_test IS NOT NULL AND n_correct IS NOT NULL)
+        FROM per_class WHERE split = 'test' AND run_id IN (SELECT unnest(?)) GROUP BY run_id""", [ids]).fetchall()
+    per_run = {run_id: list(zip(train, test, correct)) for run_id, train, test, correct, whole in rows if whole}
+    out = {}
+    for cell in found:
+        runs = [per_run.get(r["run_id"]) for r in cell.runs]
+        if runs and all(runs):
+            out[cell.group] = ClassCounts.from_runs(runs)
+    return out
+
+
+def cell_intervals(con, found: list[Cell], resamples: int = 2000) -> dict[str, dict]:
+    """Per result group: metric -> (low, high), the 95 % bootstrap interval."""
+    from ..intervals import intervals
+
+    return {group: intervals(counts, resamples) for group, counts in class_counts(con, found).items()}
 
 
 def _pivot(con, key: str, title: str, better: bool, dataset) -> Table:
@@ -317,26 +357,47 @@ def cost_points(con, dataset: str, backbone: str | None = None) -> list[CostPoin
 
 def recipes_table(con, dataset=None, backbone=None, **_) -> Table:
     """Per method: test overall and few-shot accuracy under ``paper`` and ``reference`` and their
-    difference (reference - paper): what the study's quirks cost each method."""
+    difference (reference - paper): what the study's quirks cost each method. ``reference`` also changes
+    the preprocessing (``data.transform``), so the difference is split when the store holds a reference
+    run with the paper's preprocessing (``--set recipe=reference data.transform=study``): Δ method =
+    that run - paper, Δ preproc. = reference - that run."""
+    from ..config import defaults
+
     found, notes = _shown([c for c in cells(con, dataset, backbone) if c.recipe in ("paper", "reference")
                            and c.mean("overall") is not None])
     lead, prefix = _layout(found, dataset)
-    pairs: dict[tuple, dict[str, Cell]] = {}
+    groups: dict[tuple, dict[str, list[Cell]]] = {}
     for c in found:
-        pairs.setdefault((tuple(prefix(c)), c.method, c.variant, c.backbone), {})[c.recipe] = c
+        key = (tuple(prefix(c)), c.method, _without_transform(c.variant), c.backbone)
+        groups.setdefault(key, {}).setdefault(c.recipe, []).append(c)
     rows = []
-    for (key, method, variant, bb), pair in pairs.items():
-        p, f = pair.get("paper"), pair.get("reference")
-        on_test = any(c.on_test for c in pair.values())
-        label = method + (f" {TEST_SELECTED}" if on_test else "")
-        values = [(c.mean("overall"), c.mean("few")) if c else (None, None) for c in (p, f)]
-        rows.append(list(key) + [label, variant, bb, values[0][0], values[1][0], _diff(values[1][0], values[0][0]),
-                                 values[0][1], values[1][1], _diff(values[1][1], values[0][1])])
-    cols = lead + ["Method", "Variant", "Backbone", "Overall paper", "Overall ref.", "Δ overall", "Few paper",
-                   "Few ref.", "Δ few"]
+    for (key, method, variant, bb), by_recipe in groups.items():
+        p = (by_recipe.get("paper") or [None])[0]
+        refs = by_recipe.get("reference", [])
+        own = defaults(refs[0].dataset, method, "reference")["data.transform"] if refs else None
+        f = next((c for c in refs if _transform(c) == own), None)
+        same = next((c for c in refs if p is not None and _transform(c) == _transform(p)), None)
+        on_test = any(c.on_test for c in [p, *refs] if c)
+        row = list(key) + [method + (f" {TEST_SELECTED}" if on_test else ""), variant, bb]
+        for k in ("overall", "few"):
+            v_p, v_f, v_same = (c.mean(k) if c else None for c in (p, f, same))
+            row += [v_p, v_f, _diff(v_f, v_p), _diff(v_same, v_p), _diff(v_f, v_same)]
+        rows.append(row)
+    cols = lead + ["Method", "Variant", "Backbone", "Overall paper", "Overall ref.", "Δ overall", "Δ method",
+                   "Δ preproc.", "Few paper", "Few ref.", "Δ few", "Δ few method", "Δ few preproc."]
     better = {"Overall paper": True, "Overall ref.": True, "Few paper": True, "Few ref.": True}
     return Table(f"Recipes: paper vs reference{_title(dataset, backbone, found)} (test, %)", cols, rows, better,
-                 notes + ["Δ = reference - paper"])
+                 notes + ["Δ = reference - paper = Δ method + Δ preproc.; Δ method: a reference run with the "
+                          "paper's preprocessing (--set recipe=reference data.transform=...) - paper"])
+
+
+def _transform(cell: Cell) -> str | None:
+    return cell.spec.get("data.transform")
+
+
+def _without_transform(variant: str) -> str:
+    """A row's variant without its preprocessing (``transform=…``): how the recipes table pairs its runs."""
+    return " ".join(p for p in variant.split(" ") if p and not p.startswith(("transform=", "data.transform=")))
 
 
 def _diff(a, b):

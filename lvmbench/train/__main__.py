@@ -7,6 +7,7 @@ import sys
 import traceback
 
 from ..errors import UserError
+from ..paths import is_no_space, no_space
 from ..runs.devices import take_rank_share
 from ..runs.rundir import DONE, RunDir
 
@@ -28,6 +29,14 @@ def out_of_memory(run: RunDir, exc: BaseException) -> str:
     return f"out of {where} memory: {', '.join(hints)}, or use a smaller backbone"
 
 
+def no_space_line(run: RunDir, exc: BaseException) -> str:
+    """The one line of a write that found its disk full: the device and the file (the run's folder
+    when the error does not name one)."""
+    if isinstance(exc, OSError) and (exc.strerror or "").startswith("no space left on"):
+        return exc.strerror  # already names them (``checkpoint.atomic_save``)
+    return no_space(exc.filename if isinstance(exc, OSError) and exc.filename else run.path)
+
+
 def one_line(error: str) -> str:
     """The first line of an error; for one re-raised from a DataLoader worker, the original's message."""
     lines = [line for line in error.splitlines() if line.strip()]
@@ -43,8 +52,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
 def failure_fields(run: RunDir, exc: BaseException, debug: bool = False) -> dict:
     """The ``failed`` status of a run that raised ``exc`` (printed first: one line for a user error)."""
     user_error = isinstance(exc, UserError)
-    if user_error:
-        error = one_line(str(exc))
+    if user_error or is_no_space(exc):  # one line: the cause, not a traceback
+        error = one_line(str(exc)) if user_error else no_space_line(run, exc)
         print(f"error: {error}", file=sys.stderr, flush=True)
         if debug:
             traceback.print_exception(exc)

@@ -9,6 +9,7 @@ kill at any moment leaves either the previous checkpoint or the new one, never h
 """
 from __future__ import annotations
 
+import errno
 import os
 import random
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..paths import is_no_space, no_space
 
 FORMAT = 1
 
@@ -34,6 +36,10 @@ def atomic_save(obj: Any, path: Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        if is_no_space(exc):  # torch's own words for it are "unexpected pos"
+            raise OSError(errno.ENOSPC, no_space(path)) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     fd = os.open(path.parent, os.O_RDONLY)

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from .. import catalog, paths
 from ..data import build_dataset
 from ..data.summary import class_summary, describe_classes
-from ..data.transforms import study_transforms
+from ..data.transforms import lift_transforms, study_transforms
 from ..errors import UserError
 from ..evaluate import compute_metrics
 from ..methods.build import build_task
@@ -32,7 +32,7 @@ from ..methods.stage2 import count_trainable
 from ..models.backbone import Backbone
 from ..models.decoder import Decoder
 from ..runs.rundir import LOADER_WAIT, TIMESTAMP, RunDir, now
-from ..runs.segments import total_cost
+from ..runs.segments import group_cost, total_cost
 from . import cache, checkpoint, encoder, gpus, tte
 from .batches import ImageDataset, StepBatchSampler, collate
 from .distributed import Dist
@@ -65,6 +65,21 @@ def lr_factor(step: int, warmup: int, total: int, cycles: float = 7 / 16) -> flo
         return step / max(1, warmup)
     progress = (step - warmup) / max(1, total - warmup)
     return max(0.0, math.cos(math.pi * cycles * progress))
+
+
+def lift_lr_factor(step: int, total: int, epochs: int) -> float:
+    """LIFT's schedule (shijxcs/LIFT ``trainer.py``: ``CosineAnnealingLR(optim, num_epochs)``, stepped after
+    each epoch): every step of epoch ``e`` runs at ``(1 + cos(pi * e / epochs)) / 2``; the ``total`` steps
+    split into ``epochs`` epochs of equal length, step ``step`` (0-based) lies in epoch ``step * epochs // total``."""
+    epoch = step * epochs // max(1, total)
+    return 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+
+
+def schedule(spec: dict):
+    """The run's lr factor of step ``s`` (0-based), as ``train.schedule`` names it."""
+    if spec.get("train.schedule", "study") == "lift":
+        return lambda s: lift_lr_factor(s, spec["train.iters"], spec["train.epochs"])
+    return lambda s: lr_factor(s, spec["train.warmup_iters"], spec["train.iters"], spec["train.cosine_cycles"])
 
 
 def build_optimizer(spec: dict, params: list[torch.nn.Parameter], device: torch.device):
@@ -265,10 +280,15 @@ class Trainer:
         return self.spec.get("data.decode", "pil")
 
     def transforms(self, train: bool):
-        """``data.transform``: the study's transforms (``recipe=paper``) or open_clip's preprocessing."""
-        if self.spec.get("data.transform", "open_clip") == "study":
+        """``data.transform``: the study's transforms (``recipe=paper``), LIFT's (its PEFT methods) or open_clip's
+        preprocessing."""
+        kind = self.spec.get("data.transform", "open_clip")
+        if kind == "study":
             return study_transforms(self.spec["dataset"], self.backbone.image_size, train, self.hflip,
                                     self.dataset.crop_scale, self.decode)
+        if kind == "lift":
+            return lift_transforms(self.backbone.image_size, train, self.backbone.mean, self.backbone.std, self.hflip,
+                                   self.dataset.crop_scale, self.decode)
         return self.backbone.transforms(train, hflip=self.hflip, crop_scale=self.dataset.crop_scale,
                                         decode=self.decode)
 
@@ -358,8 +378,7 @@ class Trainer:
             self.optimizer = build_optimizer(spec, self.task.trainable(), self.device)
             if self.dist.main:
                 self.run.note(optimizer=optimizer_summary(self.task.model, self.optimizer))
-            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(
-                s, spec["train.warmup_iters"], spec["train.iters"], spec["train.cosine_cycles"]))
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule(spec))
             last = self.run.checkpoint_file
             resumed = checkpoint.load(last, model=self.task.model, optimizer=self.optimizer,
                                       scheduler=self.scheduler, loss=self.task.loss)
@@ -602,7 +621,7 @@ def train_group(runs: list[RunDir], dist: Dist | None = None, on_failure=None) -
             iters=m.spec["train.iters"] if m in trained else 0, batch_size=m.spec["train.batch_size"],
             peak_mem_mib=peak, stage=m.info.stage, parent_run_id=m.spec.get("stage1.run_id"),
             skipped_images=m.run.skipped_images(), weights=m.backbone.weights.describe(),
-            fused_size=len(runs), group_wall_s=wall, group_energy_kwh=power["energy_kwh"], group_peak_mem_mib=peak,
+            fused_size=len(runs), group_peak_mem_mib=peak, **group_cost(m.run, wall, power["energy_kwh"]),
             **timing[id(m)], **cost))
     return statuses
 
@@ -613,6 +632,9 @@ def finish_run(member: Trainer) -> None:
     if member.task.trainable():
         run.ckpt_dir.mkdir(exist_ok=True)
         checkpoint.atomic_save(member.task.model.state_dict(), run.model_file)
+    for module in member.task.model.modules():  # e.g. MARC's norms under marc.eval_norm=fresh
+        if hasattr(module, "final_evaluation"):
+            module.final_evaluation()
     for split in ("val", "test"):
         if getattr(member.dataset, split) is not None and len(getattr(member.dataset, split)):
             result = member.evaluate(split)

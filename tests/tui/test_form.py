@@ -28,8 +28,12 @@ def test_the_forms_defaults_are_what_a_run_gets_for_every_method(dataset):
 
 
 @pytest.mark.parametrize("field,text,message", [
-    ("seed", "-1", "an integer >= 0"),
-    ("seed", "x", "an integer >= 0"),
+    ("seed", "-1", "an integer between 0 and 4294967295"),
+    ("seed", "x", "an integer between 0 and 4294967295"),
+    ("seed", "99999999999999999999", "99999999999999999999: must be between 0 and 4294967295"),
+    ("train.iters", "99999999999999999999", "train.iters=99999999999999999999: out of range for the results store "
+                                            "(a 64-bit integer, -9223372036854775808 to 9223372036854775807)"),
+    ("sets", "train.lr=0.1 train.lr=0.2", "train.lr is given twice (train.lr=0.1 and train.lr=0.2); give each key once"),
     ("backbone", "  ", "required"),
     ("train.iters", "abc", "train.iters=abc: expected int"),
     ("train.iters", "0", "train.iters=0: must be > 0"),
@@ -74,3 +78,9 @@ def test_no_request_while_any_field_is_bad():
 def test_empty_form_is_the_embedded_default():
     request, _ = form.build_request(VALID)
     assert request == LaunchRequest()
+
+
+def test_a_setting_in_its_field_and_in_more_settings_is_refused():
+    request, errors = form.build_request({**VALID, "train.iters": "20", "sets": "train.threads=1 train.iters=30"})
+    assert request is None
+    assert errors == {"sets": "train.iters is given twice (in its field and here); give each key once"}

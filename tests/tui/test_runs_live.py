@@ -11,7 +11,7 @@ import pytest
 from lvmbench.runs.rundir import list_runs
 from lvmbench.tui.app import LvmbenchApp
 
-from ..conftest import TINY
+from ..conftest import tiny
 from .conftest import OWNERS
 
 LONG = ["train.iters=100000", "train.batch_size=8", "train.threads=1", "train.eval_every=100000", "train.log_every=1"]
@@ -58,7 +58,7 @@ async def test_a_shell_run_shows_live_finishes_and_a_second_is_cancelled_from_th
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("f3")
         # long enough (a few seconds) that it still trains when the UI next refreshes, short enough to wait for
-        quick = shell_run(*TINY, "train.iters=200", "train.eval_every=100")
+        quick = shell_run(*tiny("train.iters=200", "train.eval_every=100"))
         found: list = []
         await wait_until(pilot, lambda: training(found), 300, "the shell run to train")
         run_id = found[0]
