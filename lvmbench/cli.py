@@ -413,8 +413,7 @@ def cmd_cache(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from rich.console import Console
-    from rich.table import Table
+    from .render import output, render
 
     if args.what == "presets":
         from .exec.presets import PRESETS
@@ -429,10 +428,7 @@ def cmd_list(args) -> int:
     else:
         rows, cols = list(catalog.BACKBONES.items()), ("backbone", "description")
         rows.append(("<any open_clip model>", "e.g. ViT-H-14, convnext_base_w; see open_clip.list_models()"))
-    table = Table(*cols)
-    for r in rows:
-        table.add_row(*r)
-    Console().print(table)
+    render(list(cols), rows, console=output())
     return 0
 
 

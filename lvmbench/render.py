@@ -31,6 +31,15 @@ FORMATS = ("table", "csv", "json", "markdown", "latex")
 NULL = "NULL"  # how ``exact`` output shows a missing value
 
 
+def output(stderr: bool = False) -> Console:
+    """The console every command prints through: on a terminal it wraps to the terminal's width; to a
+    pipe or a file, text is never hard-wrapped (a line stays one line) and tables print at full width
+    (:func:`print_rich_table`)."""
+    console = Console(stderr=stderr)
+    console.soft_wrap = not console.is_terminal
+    return console
+
+
 def fmt(value, digits: str | None = None) -> str:
     """A value as the paper-style tables show it: two decimals (``digits=SIG3``: three significant
     digits, never in exponent form), '–' for missing."""
@@ -69,10 +78,11 @@ def shows(columns: list[str], exact: bool = False, digits: dict | None = None) -
 
 def render(columns: list[str], rows: list, fmt_name: str = "table", title: str | None = None,
            best: dict | None = None, console: Console | None = None, exact: bool = False,
-           digits: dict | None = None) -> None:
-    """Print ``rows`` under ``columns``; in table form the best value per column is bold green; a
-    column named in ``digits`` (``SIG3``) shows three significant digits."""
-    console = console or Console()
+           digits: dict | None = None, ranked: list[bool] | None = None) -> None:
+    """Print ``rows`` under ``columns``; in table form the best value per column is bold green (only in
+    the rows ``ranked`` allows, default all); a column named in ``digits`` (``SIG3``) shows three
+    significant digits."""
+    console = console or output()
     if fmt_name in ("json", "csv"):  # a mean ± std cell becomes two numbers: <column> and <column> std
         columns, rows = split_columns(columns, rows)
     if fmt_name == "json":
@@ -82,9 +92,9 @@ def render(columns: list[str], rows: list, fmt_name: str = "table", title: str |
     elif fmt_name == "markdown":
         _write(console, to_markdown(columns, rows, title, exact, digits) + "\n")
     elif fmt_name == "latex":
-        _write(console, to_latex(columns, rows, title, best or {}, digits=digits) + "\n")
+        _write(console, to_latex(columns, rows, title, best or {}, digits=digits, ranked=ranked) + "\n")
     else:
-        print_rich_table(console, rich_table(columns, rows, title, best or {}, exact, digits))
+        print_rich_table(console, rich_table(columns, rows, title, best or {}, exact, digits, ranked))
 
 
 def _write(console: Console, text: str) -> None:
@@ -145,7 +155,7 @@ def _md(text: str) -> str:
 
 
 def rich_table(columns: list[str], rows: list, title: str | None, best: dict, exact: bool = False,
-               digits: dict | None = None) -> RichTable:
+               digits: dict | None = None, ranked: list[bool] | None = None) -> RichTable:
     """A compact rich table; a Backbone column with one value moves into the title, and a mean's
     ± std goes on a second line of its cell (fits 80 columns). Numbers never wrap; text columns
     wrap (folding long words) when the output is too narrow. Every cell is text, never markup."""
@@ -162,8 +172,8 @@ def rich_table(columns: list[str], rows: list, title: str | None, best: dict, ex
             table.add_column(Text(str(c)), justify="right", min_width=width, no_wrap=True)
         else:
             table.add_column(Text(str(c)), justify="left", overflow="fold")
-    for row in rows:
-        table.add_row(*[rich_cell(v, c in best and v == best[c], s) for c, v, s in zip(columns, row, show)])
+    for row, may in zip(rows, ranked or [True] * len(rows)):
+        table.add_row(*[rich_cell(v, may and c in best and v == best[c], s) for c, v, s in zip(columns, row, show)])
     return table
 
 
@@ -248,7 +258,7 @@ def latex_cell(value, best: bool, digits: str | None = None) -> str:
 
 
 def to_latex(columns: list[str], rows: list, title: str | None = None, best: dict | None = None,
-             notes: list[str] | None = None, digits: dict | None = None) -> str:
+             notes: list[str] | None = None, digits: dict | None = None, ranked: list[bool] | None = None) -> str:
     """A booktabs table (``\\usepackage{booktabs}``) that pastes into a paper: text columns left,
     numbers right, the best value per column in bold."""
     best, digits = best or {}, digits or {}
@@ -259,9 +269,9 @@ def to_latex(columns: list[str], rows: list, title: str | None = None, best: dic
         lines.append(rf"\caption{{{latex_escape(title)}}}")
     lines += [rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(latex_escape(c) for c in columns) + r" \\",
               r"\midrule"]
-    lines += [" & ".join(latex_cell(v, c in best and v is not None and v == best[c], digits.get(c))
+    lines += [" & ".join(latex_cell(v, may and c in best and v is not None and v == best[c], digits.get(c))
                          for c, v in zip(columns, r))
-              + r" \\" for r in rows]
+              + r" \\" for r, may in zip(rows, ranked or [True] * len(rows))]
     lines += [r"\bottomrule", r"\end{tabular}"]
     lines += [rf"\par\footnotesize {latex_escape(note)}" for note in notes or []]
     lines.append(r"\end{table}")
@@ -276,7 +286,7 @@ def print_table(results, kind: str, dataset: str | None = None, backbone: str | 
     a table marks ``wide_only`` only when they fit the output or with ``wide``; ``ci``: intervals (main)."""
     from .store import open_readonly, tables
 
-    console = console or Console()
+    console = console or output()
     with open_readonly(results) as con:
         table = tables.build(con, kind, dataset=dataset, backbone=backbone, carbon_kg_per_kwh=carbon_kg_per_kwh,
                              published=published, ci=ci)
@@ -291,16 +301,18 @@ def print_built(table, fmt_name: str = "table", console: Console | None = None, 
     """Print a built :class:`lvmbench.store.tables.Table`: its rows, then its notes (not in csv or json)."""
     from .store import tables
 
-    console = console or Console()
+    console = console or output()
     best = tables.best_per_column(table)
     if fmt_name == "latex":  # notes go inside the table environment
-        _write(console, to_latex(table.columns, table.rows, table.title, best, table.notes, table.digits) + "\n")
+        _write(console, to_latex(table.columns, table.rows, table.title, best, table.notes, table.digits,
+                                 tables.ranked(table)) + "\n")
         return
     columns, rows = table.columns, table.rows
     if fmt_name == "table" and not wide and table.wide_only and not fits(console, table):
         keep = [j for j, c in enumerate(columns) if c not in table.wide_only]
         columns, rows = [columns[j] for j in keep], [[r[j] for j in keep] for r in rows]
-    render(columns, rows, fmt_name, title=table.title, best=best, console=console, digits=table.digits)
+    render(columns, rows, fmt_name, title=table.title, best=best, console=console, digits=table.digits,
+           ranked=tables.ranked(table))
     if fmt_name in ("table", "markdown"):
         for note in table.notes:
             console.print(note, markup=False, emoji=False, highlight=False, soft_wrap=True)

@@ -13,13 +13,14 @@ from rich.text import Text
 from . import catalog, config, paths
 from .data.summary import class_summary, describe_classes
 from .errors import UserError
+from .render import output
 from .exec.local import LocalExecutor, Slot
 from .runs import process
 from .runs.plan import SKIPPED, Job, plan
 from .runs.rundir import RunDir, check_run_id
 from .runs.scheduler import Reporter, Scheduler, group_members, ingest_quietly, resumable  # noqa: F401
 
-console = Console(stderr=True)
+console = output(stderr=True)
 
 
 class Terminated(UserError):
@@ -251,7 +252,7 @@ def print_outcome(run: RunDir, status: dict, results: Path | None = None) -> Non
     """The run's test figures, or why it stopped and how to continue it."""
     from .render import render
 
-    out = Console()
+    out = output()
     if status.get("status") != "finished":
         out.print(Text.assemble((f"run {run.run_id} {status.get('status')}:", "red"), f" {status.get('error')}"),
                   soft_wrap=True)

@@ -14,11 +14,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import config
 from .errors import UserError
 from .exec.grid import MAX_RUNS, Axes, expand
+from .render import output
 from .exec.presets import preset
 from .runs.plan import BLOCKED, PENDING, SKIPPED, Job, plan
 from .runs.scheduler import Reporter, Scheduler, ingest_quietly
 
-console = Console(stderr=True)
+console = output(stderr=True)
 
 
 def split_list(text: str | None, flag: str = "") -> list[str] | None:
@@ -234,7 +235,7 @@ def run_sweep(axes: Axes, runs_dir: Path, results: Path, *, executor: str = "loc
     end. With ``fuse`` runs that share their inputs train as fused groups (one tower pass a step)."""
     from .store.db import check_is_duckdb
 
-    out = out or Console()
+    out = out or output()
     jobs = plan(expand(axes, max_runs), runs_dir)
     if dry:
         shown = tuple(dict.fromkeys(k for sets in axes.method_sets.values() for k in sets))

@@ -27,6 +27,7 @@ SELECTION = [WIRING + "test_the_evaluated_weights_are_the_best_on_validation"]
 RESUME = [WIRING + "test_a_resumed_run_keeps_the_best_it_had_before_the_kill"]
 BALANCED = [WIRING + "test_a_class_balanced_run_trains_on_class_balanced_batches"]
 IDENTITY = ["tests/test_identity.py::test_every_setting_that_changes_results_changes_the_config_hash"]
+FUSED = "tests/test_fused.py::"
 HASH_BODY = "k not in NOT_HASHED and k not in NOT_CONFIG and k not in ignore}"
 
 
@@ -82,6 +83,33 @@ BUGS = {
     "runs_screen_shows_val": Bug("tui/results.py", "LEFT JOIN evals e ON e.run_id = r.run_id AND e.split = 'test'",
                                  "LEFT JOIN evals e ON e.run_id = r.run_id AND e.split = 'val'",
                                  ["tests/tui/test_values.py"], "the Runs screen shows validation figures"),
+    # issue 26: one replayed bug per group of the second audit
+    "fused_input_time_charged_whole": Bug("lvmbench/train/loop.py",
+                                          "shared = (time.perf_counter() - t_in) / max(len(due), 1)",
+                                          "shared = time.perf_counter() - t_in",
+                                          [FUSED + "test_a_members_training_time_holds_its_part_of_the_shared_input_time"],
+                                          "every member of a fused group charged the whole shared input time"),
+    "recipe_dropped_before_build_loss": Bug("lvmbench/methods/build.py",
+                                            'build_loss(spec["loss"], dataset.train_counts, recipe, **',
+                                            'build_loss(spec["loss"], dataset.train_counts, **',
+                                            ["tests/test_engine.py::test_a_runs_recipe_reaches_its_loss"],
+                                            "the run's recipe dropped between the registry and build_loss"),
+    "adaptformer_in_series": Bug("lvmbench/models/peft.py", 'out = out + mods["adaptformer"](x)',
+                                 'out = out + mods["adaptformer"](out)',
+                                 ["tests/test_lift.py::test_a_trained_peft_tower_computes_what_its_method_defines"],
+                                 "AdaptFormer placed in series after the MLP instead of parallel to it"),
+    "rerun_seed_averaged_twice": Bug("lvmbench/store/tables.py", 'latest[(run["group"], run["seed"])] = run',
+                                     'latest[run["run_id"]] = run',
+                                     ["tests/test_tables.py::test_a_cell_averages_seeds_of_one_config_only"],
+                                     "a re-run seed averaged with the run it replaces"),
+    "append_deletes_earlier_lines": Bug("lvmbench/store/ingest.py", 'f"WHERE replace_{log})")', 'f")")',
+                                        ["tests/test_ingest.py::test_each_ingest_of_a_running_run_keeps_every_line_it_stored_before"],
+                                        "ingest of a running run's new lines deletes the lines stored before"),
+    "cache_key_from_python_hash": Bug("lvmbench/train/cache.py",
+                                      "return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]",
+                                      "return str(abs(hash(json.dumps(parts, sort_keys=True))))",
+                                      ["tests/test_cache.py::test_the_key_changes_with_every_part_of_the_identity"],
+                                      "a feature-cache key that differs between processes (Python's salted hash)"),
 }
 
 

@@ -1,6 +1,8 @@
 """The frozen-encoder feature cache: shards, integrity checks and repair, and reuse by the trainer."""
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -246,7 +248,12 @@ def test_the_key_changes_with_every_part_of_the_identity(tmp_path):
     keys = {entry(tmp_path).key, entry(tmp_path, views=2).key, entry(tmp_path, weights="other").key,
             entry(tmp_path, rows=11).key}
     assert len(keys) == 3  # the row count is checked against the manifest, not part of the key
-    assert entry(tmp_path).key == entry(tmp_path).key
+    # the same identity is the same entry in another process (another hash seed) and in another key order
+    code = ("import sys; from lvmbench.train import cache; "
+            "print(cache.FeatureCache(sys.argv[1], {'weights': 'w', 'views': 2, 'split': 's'}, 10).key)")
+    other = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": "12345"}).stdout.strip()
+    assert other == entry(tmp_path, views=2, weights="w").key
 
 
 def test_split_fingerprint_follows_the_content(tmp_path):

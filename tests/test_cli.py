@@ -1,5 +1,6 @@
 """The command line as a user meets it: one-line errors, exit codes, nothing stored on bad input."""
 import json
+import os
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -12,7 +13,8 @@ from .conftest import TINY
 
 
 def lvmbench(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "lvmbench", *args], capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-m", "lvmbench", *args], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **(env or {})})
 
 
 @pytest.mark.parametrize("args,message", [
@@ -51,6 +53,18 @@ def test_list_methods_shows_every_method():
     assert out.returncode == 0
     for name in METHODS:
         assert name in out.stdout
+
+
+def test_list_methods_piped_keeps_each_description_on_one_line():
+    """Piped output is never hard-wrapped: every method's description survives whole on its row."""
+    from lvmbench.catalog import METHODS
+
+    out = lvmbench("list", "methods", env={"COLUMNS": "80"})
+    assert out.returncode == 0
+    lines = out.stdout.splitlines()
+    assert max(map(len, lines)) > 80
+    for m in METHODS.values():
+        assert any(m.name in line and m.summary in line for line in lines), m.name
 
 
 @pytest.mark.slow

@@ -94,15 +94,59 @@ def test_same_seed_same_metrics(tmp_path, random_tiny_clip):
 
 @pytest.mark.parametrize("method,extra", [("cbs", {"data.transform": "study"}),
                                           ("ldam", {"recipe": "reference", "train.select": "final"})])
-def test_recipe_paths_train_end_to_end(tmp_path, random_tiny_clip, method, extra):
+def test_recipe_paths_train_end_to_end(tmp_path, random_tiny_clip, method, extra, monkeypatch):
     """The study's sampler and transforms (cbs under paper), and LDAM-DRW with a cosine head under
-    reference, on the real training path; status.json says which split chose the weights."""
+    reference, on the real training path; status.json says which split chose the weights. LDAM-DRW
+    re-weights from 80 % of training: of TINY's 6 steps, the last (progress 5/6) only."""
+    from lvmbench.methods.losses import LDAMLoss
+
+    reweighted = []
+    forward = LDAMLoss.forward
+    monkeypatch.setattr(LDAMLoss, "forward", lambda self, *a: reweighted.append(self.drw_active) or forward(self, *a))
     run = make_run(tmp_path, method, random_tiny_clip, **extra)
     status = train_run(run)
+    assert reweighted == ([False] * 5 + [True] if method == "ldam" else [])
     assert status["status"] == "finished"
     assert status["selected_on"] == ("final" if extra.get("train.select") == "final" else "val")
     assert (status["best_step"] is None) == (status["selected_on"] == "final")
     assert 0 <= run.evaluation("test")["overall"] <= 100
+
+
+# -- the recipe a run names is the one its pieces are built with (spec.json -> Trainer -> registry) -------
+
+def trainer_of(runs, ckpt, method, recipe, **extra):
+    return Trainer(make_run(runs, method, ckpt, recipe=recipe, **extra))
+
+
+def test_a_runs_recipe_reaches_its_loss(tmp_path, random_tiny_clip):
+    """LADE differs by recipe (the authors' epsilon inside log pi, ``lvmbench.methods.losses``): the loss a
+    run trains with is the one of its own recipe, not the study's whatever the recipe says."""
+    from lvmbench.methods.losses import build_loss
+
+    torch.manual_seed(0)
+    logits, targets = torch.randn(64, 10) * 3, torch.arange(64) % 10
+    got, expected = {}, {}
+    for recipe in ("paper", "reference"):
+        trainer = trainer_of(tmp_path, random_tiny_clip, "lade", recipe)
+        assert trainer.spec["recipe"] == recipe
+        got[recipe] = trainer.task.loss(logits, targets).item()
+        counts = trainer.dataset.train_counts
+        expected[recipe] = build_loss("lade", counts, recipe, **config.loss_hparams(trainer.spec))(logits, targets).item()
+    assert got == expected
+    assert got["paper"] != got["reference"]  # the two recipes' LADE tell apart on these logits
+
+
+def test_disaligns_confidence_starts_as_its_recipe_says(stage1, random_tiny_clip):
+    """DisAlign's confidence layer: the authors' constant 0.1 under ``reference`` (recipe profile
+    ``disalign.confidence_init=authors``), PyTorch's default init under ``paper``."""
+    weights = {}
+    for recipe in ("paper", "reference"):
+        trainer = trainer_of(stage1.path.parent, random_tiny_clip, "disalign", recipe,
+                             **{"stage1.run_id": stage1.run_id})
+        confidence = [m for m in trainer.task.model.modules() if hasattr(m, "confidence")][0].confidence
+        weights[recipe] = confidence.weight.detach()
+    assert torch.all(weights["reference"] == 0.1)
+    assert not torch.all(weights["paper"] == 0.1)
 
 
 @pytest.mark.parametrize("eval_norm", ["fresh", "stage1"])

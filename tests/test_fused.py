@@ -2,6 +2,7 @@
 import os
 import signal
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -10,7 +11,10 @@ from lvmbench import cli, config, fused, runner
 from lvmbench.exec.local import LocalChild
 from lvmbench.runs import plan, process, scheduler
 from lvmbench.runs.rundir import RunDir
-from lvmbench.store import open_readonly
+from lvmbench.runs.segments import earlier_segments
+from lvmbench.store import open_readonly, open_writer, tables
+from lvmbench.store.ingest import ingest_runs
+from lvmbench.train import checkpoint, loop
 from lvmbench.train.__main__ import main as child_main
 from lvmbench.train.loop import train_group, train_run
 
@@ -66,6 +70,8 @@ def test_partition_by_what_members_share():
     # ldam: another batch size; crt/lws: class-balanced sampling, disalign: instance; zero-shot trains nothing
     assert fused.partition(specs) == [[0, 1, 6], [2, 4], [3], [5], [7]]
     assert fused.partition(specs, fuse=False) == [[i] for i in range(len(specs))]
+    # a spec read from another source (a TOML file, --from) lists its keys in another order: still one group
+    assert fused.partition([specs[0], dict(reversed(list(specs[1].items())))]) == [[0, 1]]
 
 
 @pytest.mark.slow
@@ -77,9 +83,16 @@ def test_two_stage_methods_fuse_over_one_stage1_run(tmp_path, random_tiny_clip):
         assert_same_run(a, b)
 
 
-def test_a_failing_member_does_not_stop_the_group(tmp_path, random_tiny_clip):
-    alone = make_run(tmp_path, "ce", random_tiny_clip)
-    train_run(alone)
+@pytest.fixture(scope="module")
+def ce_alone(tmp_path_factory, random_tiny_clip):
+    """A ce run at the TINY budget trained alone: what a group's ce member must equal."""
+    run = make_run(tmp_path_factory.mktemp("alone"), "ce", random_tiny_clip)
+    assert train_run(run)["status"] == "finished"
+    return run
+
+
+def test_a_failing_member_does_not_stop_the_group(tmp_path, random_tiny_clip, ce_alone):
+    alone = ce_alone
     diverging = make_run(tmp_path, "focal", random_tiny_clip, **{"train.lr": 1e30})  # first: it leads the group
     ce = make_run(tmp_path, "ce", random_tiny_clip)
     assert child_main([str(diverging.path), str(ce.path)]) == 0
@@ -88,6 +101,26 @@ def test_a_failing_member_does_not_stop_the_group(tmp_path, random_tiny_clip):
     assert failed["user_error"] is False
     assert ce.status()["status"] == "finished"
     assert_same_run(alone, ce)
+
+
+def test_a_member_that_cannot_be_built_does_not_stop_the_group(tmp_path, random_tiny_clip, ce_alone, monkeypatch):
+    """A member whose own part fails to build (its model, loss or head) fails alone, also when it leads
+    the group and the shared data and tower were built for it."""
+    from lvmbench.errors import UserError
+    from lvmbench.methods import build
+
+    def broken(build):
+        raise UserError("focal's head cannot be built here")
+
+    registered = build.builder
+    monkeypatch.setattr(build, "builder", lambda info: broken if info.name == "focal" else registered(info))
+    bad = make_run(tmp_path, "focal", random_tiny_clip)  # first: it leads the group
+    ce = make_run(tmp_path, "ce", random_tiny_clip)
+    assert child_main([str(bad.path), str(ce.path)]) == 0
+    failed = bad.status()
+    assert failed["status"] == "failed" and "focal's head cannot be built here" in failed["error"]
+    assert ce.status()["status"] == "finished"
+    assert_same_run(ce_alone, ce)
 
 
 # Checkpoints at 5, 10, 15, 20 and 24; validation at 8, 16 and 24; every step logged.
@@ -138,7 +171,7 @@ def test_run_a_list_of_methods_as_one_fused_group(store, random_tiny_clip, capsy
                            "group_peak_mem_mib FROM runs ORDER BY method").fetchall()
     (ce, focal, zeroshot) = rows
     assert ce[1] == focal[1] and ce[1].startswith("fuse-") and ce[2] == focal[2] == 2
-    assert ce[4] == focal[4] and 0 < ce[3] <= ce[4] and 0 < focal[3] <= focal[4] and ce[3] + focal[3] <= ce[4] + 1e-6
+    assert ce[4] == focal[4] and 0 < ce[3] <= ce[4] and 0 < focal[3] <= focal[4] and ce[3] + focal[3] == pytest.approx(ce[4])
     assert ce[5] == ce[6]  # a group's peak memory does not divide: each member shows it
     assert zeroshot[1] is None and zeroshot[2] == 1 and zeroshot[3] == zeroshot[4]  # alone: its own costs
 
@@ -154,3 +187,104 @@ def test_a_members_earlier_segments_count_in_its_share(tmp_path):
         run.append(run.system_file, {"ts": ts, "energy_j": joules, "gpu_index": 0, "power_w": None})
     assert total_cost(run, 10.0, 1.0) == {"wall_s": 60.0, "energy_kwh": 2.0, "segments": 2}
     assert total_cost(run, 5.0, 0.5, part=0.5) == {"wall_s": 30.0, "energy_kwh": 1.0, "segments": 2}
+
+
+# -- a group resumed from checkpoints at different steps, and what each member's cost says ---------------
+# Checkpoints every 4 steps, validation at 6 and 12, every step logged.
+SHORT = ["train.iters=12", "train.batch_size=16", "train.eval_every=6", "train.warmup_iters=2",
+         "train.log_every=1", "train.threads=1", "ckpt.every=4"]
+INPUT_S = 1000.0  # what the fake clock charges for making one step's inputs (data and the tower's pass)
+EARLIER_S = 20_000.0  # how long the stopped segment ran, as its samples say
+
+
+class Stop(Exception):
+    """Stands for a kill: the process stops right after a checkpoint."""
+
+
+@pytest.fixture(scope="module")
+def resumed_group(tmp_path_factory, random_tiny_clip):
+    """ce and balanced_softmax trained alone (the references) and as a group that stopped right after the
+    leader's checkpoint at step 8, while the other member's last checkpoint is at step 4; its samples say
+    that segment ran EARLIER_S. The group is then resumed on a clock where making each step's inputs takes
+    INPUT_S, as a slow data pipeline and tower would. Returns (references, group, real seconds elapsed)."""
+    runs = tmp_path_factory.mktemp("runs")
+    specs = [config.resolve("mnist-lt", "tiny-clip", m, pretrained=random_tiny_clip,
+                            overrides=config.parse_sets(SHORT)) for m in ("ce", "balanced_softmax")]
+    references = [plan.prepare(s, runs) for s in specs]
+    for run in references:
+        assert train_run(run)["status"] == "finished"
+    group = plan.prepare_group(specs, runs)
+    began = time.perf_counter()
+    with pytest.MonkeyPatch.context() as mp:
+        save = checkpoint.save
+
+        def save_then_stop(path, **state):
+            save(path, **state)
+            if state["step"] == 8:
+                raise Stop
+
+        mp.setattr(checkpoint, "save", save_then_stop)
+        with pytest.raises(Stop):
+            train_group(group)
+    assert [torch.load(r.checkpoint_file, weights_only=False)["step"] for r in group] == [8, 4]
+    start = time.time() - EARLIER_S
+    for run in group:  # the process samples into every member's system.jsonl
+        run.write_status(segment_starts=[start])
+        run.append(run.system_file, {"ts": start, "gpu_index": None, "mem_mib": 1.0})
+    clock = {"offset": 0.0}
+    with pytest.MonkeyPatch.context() as mp:
+        inputs = loop.Trainer.train_inputs
+
+        def slow_inputs(self, *args, **kwargs):
+            for item in inputs(self, *args, **kwargs):
+                clock["offset"] += INPUT_S
+                yield item
+
+        mp.setattr(loop, "time", SimpleNamespace(perf_counter=lambda: time.perf_counter() + clock["offset"]))
+        mp.setattr(loop.Trainer, "train_inputs", slow_inputs)
+        assert [s["status"] for s in train_group(group)] == ["finished", "finished"]
+    return references, group, time.perf_counter() - began
+
+
+@pytest.mark.slow
+def test_a_member_resumed_ahead_of_the_others_does_not_retrain_its_steps(resumed_group):
+    references, group, _ = resumed_group
+    for a, b in zip(references, group):
+        assert_same_run(a, b)
+
+
+@pytest.mark.slow
+def test_a_members_training_time_holds_its_part_of_the_shared_input_time(resumed_group, tmp_path):
+    """The resumed segment makes the inputs of steps 4-11: steps 4-7 for balanced_softmax alone, steps
+    8-11 for both. Each member's train_s (and the cost table's s/iter) counts only its part of them."""
+    _, (ce, bs), real = resumed_group
+    ce_s, bs_s = ce.status()["train_s"], bs.status()["train_s"]
+    assert 4 * INPUT_S / 2 <= ce_s <= 4 * INPUT_S / 2 + real
+    assert 4 * INPUT_S + 4 * INPUT_S / 2 <= bs_s <= 4 * INPUT_S + 4 * INPUT_S / 2 + real
+    db = tmp_path / "r.duckdb"
+    with open_writer(db) as con:
+        ingest_runs(con, [ce, bs])
+    with open_readonly(db) as con:
+        table = tables.build(con, "cost")
+    s_per_iter = {r[0]: r[table.columns.index("s/iter")] for r in table.rows}
+    assert s_per_iter == {"ce": pytest.approx(ce_s / 12), "balanced_softmax": pytest.approx(bs_s / 12)}
+
+
+@pytest.mark.slow
+def test_a_resumed_groups_earlier_segment_counts_once_over_its_members(resumed_group):
+    """The stopped segment's samples are the whole process's: each member counts its part of it, so the
+    members' wall times add up to the group's, both segments together."""
+    _, group, real = resumed_group
+    earlier = earlier_segments(group[0])
+    assert len(earlier) == 1 and earlier[0]["wall_s"] >= EARLIER_S - 1
+    assert all(r.status()["segments"] == 2 for r in group)
+    this_segment = sum(r.status()["wall_s"] for r in group) - earlier[0]["wall_s"]
+    assert 8 * INPUT_S <= this_segment <= 8 * INPUT_S + real
+
+
+@pytest.mark.slow
+def test_a_resumed_groups_member_shares_add_up_to_its_group_wall_time(resumed_group):
+    """The README's promise: the members' shares add up to ``group_wall_s``."""
+    _, group, _ = resumed_group
+    total = sum(r.status()["wall_s"] for r in group)
+    assert all(r.status()["group_wall_s"] == pytest.approx(total) for r in group)

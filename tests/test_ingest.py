@@ -7,6 +7,7 @@ timestamps as naive UTC): every faster path must store the same rows.
 import json
 import math
 import os
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import duckdb
@@ -173,22 +174,51 @@ def test_an_edited_log_of_a_finished_run_is_read_again(tmp_path):
     assert contents(db) == reference_contents(tmp_path, [run])
 
 
-def test_a_running_run_gains_its_new_lines_and_a_resume_keeps_the_latest_records(tmp_path):
+@contextmanager
+def training(run: RunDir, monkeypatch):
+    """``run`` is live while inside: its owner lock is held (as by its training child), so ingest reads
+    its logs on from where it stopped instead of recording it killed; yields the ``replace`` flag of
+    every metrics chunk ingest read, to show which path it took."""
+    from lvmbench.store import sources
+
+    chunks = []
+    original = sources.read_log
+
+    def spy(path, *args):
+        chunk = original(path, *args)
+        if path.name == "metrics.jsonl":
+            chunks.append(chunk.replace)
+        return chunk
+
+    monkeypatch.setattr(sources, "read_log", spy)
+    lock = run.lock()
+    assert lock.acquire()
+    try:
+        yield chunks
+    finally:
+        lock.release()
+
+
+def test_a_running_run_gains_its_new_lines_and_a_resume_keeps_the_latest_records(tmp_path, monkeypatch):
     runs_dir, db = tmp_path / "runs", tmp_path / "r.duckdb"
     run = fake_run(runs_dir, "ce", status="running")
     for step in range(30, 60, 10):
         run.append(run.metrics_file, {"step": step, "loss": 1.0 / step, "ts": 1_700_000_000 + step})
     with open(run.metrics_file, "a") as f:
         f.write('{"step": 60, "loss":')  # being written
-    ingest_all(db, runs_dir)
-    with open(run.metrics_file, "a") as f:  # the line completes; the run is killed, then resumed from 40
-        f.write(' 0.5, "ts": 1700000060}\n')
-    for step, loss in [(50, 0.25), (60, 0.125), (70, 0.0625)]:
-        run.append(run.metrics_file, {"step": step, "loss": loss, "ts": 1_700_001_000 + step})
-    run.append(run.system_file, {"ts": 1_700_001_070, "gpu_index": None, "mem_mib": 900.0})
-    before = run.metrics_file.stat().st_size
-    assert ingest_all(db, runs_dir).stored == [run.run_id]
+    with training(run, monkeypatch) as chunks:
+        ingest_all(db, runs_dir)
+        with open(run.metrics_file, "a") as f:  # the line completes; the run is resumed from 40
+            f.write(' 0.5, "ts": 1700000060}\n')
+        for step, loss in [(50, 0.25), (60, 0.125), (70, 0.0625)]:
+            run.append(run.metrics_file, {"step": step, "loss": loss, "ts": 1_700_001_000 + step})
+        run.append(run.system_file, {"ts": 1_700_001_070, "gpu_index": None, "mem_mib": 900.0})
+        before = run.metrics_file.stat().st_size
+        assert ingest_all(db, runs_dir).stored == [run.run_id]
+    assert chunks == [True, False]  # read whole, then only its new lines
+    assert run.status()["status"] == "running"
     with open_readonly(db) as con:
+        assert con.execute("SELECT status FROM runs").fetchone() == ("running",)
         stored = json.loads(con.execute("SELECT files FROM run_sources").fetchone()[0])
         losses = dict(con.execute("SELECT step, value FROM metrics WHERE key = 'loss' AND step >= 50").fetchall())
     assert stored["files"]["metrics.jsonl"]["read_to"] == before  # read on from where it stopped
@@ -397,3 +427,20 @@ def test_a_stored_run_without_its_sources_record_is_replaced_not_duplicated(tmp_
         after = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in RESULT_TABLES}
     assert report.stored == [run.run_id] and not report.skipped
     assert after == before and before["runs"] == 1 and before["evals"] == 1
+
+
+def test_each_ingest_of_a_running_run_keeps_every_line_it_stored_before(tmp_path, monkeypatch):
+    """A run is ingested while it trains (the UI does so on every refresh): after each ingest the store
+    holds every complete line written so far, once, as an ingest of the finished run would."""
+    runs_dir, db = tmp_path / "runs", tmp_path / "r.duckdb"
+    run = fake_run(runs_dir, "focal", status="running")
+    with training(run, monkeypatch) as chunks:
+        for step in range(100, 160, 10):
+            run.append(run.metrics_file, {"step": step, "loss": 1000.0 / step, "lr": step / 1e4,
+                                          "ts": 1_700_000_000 + step})
+            run.append(run.system_file, {"ts": 1_700_000_000 + step, "gpu_index": None, "mem_mib": float(step)})
+            assert ingest_all(db, runs_dir).stored == [run.run_id]
+            assert contents(db) == reference_contents(tmp_path, [run])
+            with open_readonly(db) as con:
+                assert con.execute("SELECT count(*) FROM metrics WHERE key = 'lr' AND step >= 100").fetchone() == ((step - 90) // 10,)
+    assert chunks == [True] + [False] * 5

@@ -121,6 +121,18 @@ def stored(tmp_path, *methods_and_overall):
     return db, runs, made
 
 
+def json_as_values(rows):
+    """Rows with JSON text parsed: a JSON column exported as JSON Lines comes back with other spacing."""
+    import json
+
+    def value(v):
+        if isinstance(v, str) and v[:1] in "{[":
+            return json.loads(v)
+        return v
+
+    return [tuple(value(v) for v in row) for row in rows]
+
+
 @pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
 def test_export_round_trips_every_table(tmp_path, fmt, capsys):
     from lvmbench import cli
@@ -132,6 +144,10 @@ def test_export_round_trips_every_table(tmp_path, fmt, capsys):
     back = duckdb.connect()
     back.execute(f"IMPORT DATABASE '{out}'")
     assert {t: back.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in counts(db)} == counts(db)
+    with open_readonly(db) as con:  # every column of every row, as stored (JSON columns as the values they hold)
+        for table in counts(db):
+            assert json_as_values(back.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()) == \
+                json_as_values(con.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()), table
     assert back.execute("SELECT method, overall FROM runs JOIN evals USING (run_id) ORDER BY method").fetchall() \
         == [("ce", 55.5), ("focal", 57.25)]
     config_text = back.execute("SELECT config FROM runs WHERE method = 'focal'").fetchone()[0]
@@ -389,6 +405,7 @@ def test_mlflow_export_reads_back_through_mlflows_client_and_is_idempotent(tmp_p
     from mlflow import MlflowClient
 
     from lvmbench import cli
+    from lvmbench.catalog import CARBON_KG_PER_KWH
     from lvmbench.store.ingest import ingest_run
 
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow's file store: no database server needed
@@ -407,6 +424,16 @@ def test_mlflow_export_reads_back_through_mlflows_client_and_is_idempotent(tmp_p
     assert focal.data.params == {k: str(v) for k, v in spec.items()}
     assert focal.data.metrics["final/test/overall"] == 57.25 and focal.data.metrics["final/test/few"] == 10.0
     assert focal.data.metrics["cost/wall_s"] == 60.0
+    # every figure of the run's evaluation and of the cost table is there, with its value
+    ev = json.loads((made[1].eval_dir / "test.json").read_text())
+    assert {k: focal.data.metrics.get(f"final/test/{k}") for k in ev if k not in ("split", "n_samples")} == \
+        {k: v for k, v in ev.items() if k not in ("split", "n_samples")}
+    status = made[1].status()
+    costs = ("wall_s", "s_per_iter", "peak_mem_mib", "avg_power_w", "energy_kwh")
+    assert {k: focal.data.metrics.get(f"cost/{k}") for k in costs} == {k: status[k] for k in costs}
+    assert focal.data.metrics["cost/co2_kg"] == pytest.approx(status["energy_kwh"] * CARBON_KG_PER_KWH)
+    logged = {k for m in made[1].metrics() for k, v in m.items() if k not in ("step", "ts") and v is not None}
+    assert logged and all(k in focal.data.metrics for k in logged)
     assert focal.info.status == "FINISHED" and focal.info.start_time == 1_700_000_000_000
     assert focal.info.end_time == (1_700_000_060 + 1) * 1000
     history = client.get_metric_history(focal.info.run_id, "loss")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from rich.console import Console
@@ -34,8 +37,8 @@ SOURCE_CELLS = [
     (("cost", "imagenet-lt", "focal", "ViT-L-14", "openai", {}, "avg_power_w"), 793.25),  # Table 8, one-stage
     (("cost", "imagenet-lt", "lws", "ViT-B-16", "openai", {}, "gpu_hours"), 0.61),  # Table 8, two-stage
     (("cost", "imagenet-lt", "coop", "ViT-B-16", "openai", {"coop.shots": 1, "coop.n_ctx": 16}, "co2_kg"), 0.16),
-    (("accuracy", "imagenet-lt", "lift", "ViT-B-16", "openai", {}, "overall"), 78.3),  # LIFT, ImageNet-LT
-    (("accuracy", "places-lt", "lift", "ViT-B-16", "openai", {}, "overall"), 52.2),  # LIFT, Places-LT
+    (("accuracy", "imagenet-lt", "lift", "ViT-B-16", "openai", {"eval.tte": True}, "overall"), 78.3),  # LIFT
+    (("accuracy", "places-lt", "lift", "ViT-B-16", "openai", {"eval.tte": True}, "overall"), 52.2),  # LIFT
 ]
 
 
@@ -55,6 +58,33 @@ def test_what_has_no_published_counterpart_gets_none():
     assert published.counterpart("accuracy", "imagenet-lt", "ce", "ViT-L-14", "openai", "reference", spec) is None
     assert published.counterpart("accuracy", "imagenet-lt", "coop", "ViT-L-14", "openai", "paper", spec).values == {
         "overall": 60.3, "f1": 59.0}  # CoOp's '-' cells are not numbers
+    # LIFT's figures are with test-time ensembling (its clip_vit_b16_peft.yaml): a run without it is not comparable
+    lift = {"loss": "logit_adjust", "eval.tte": False}
+    assert published.counterpart("accuracy", "imagenet-lt", "lift", "ViT-B-16", "openai", "paper", lift) is None
+
+
+def test_published_tables_fit_80_columns_when_piped(grid):
+    """ViT-B-16 on ImageNet-LT: ce against Table 4 (the study's Table 1 is ViT-L-14), lift against LIFT's."""
+    from lvmbench import cli
+
+    runs = grid.parent / "runs"
+    for method in ("ce", "focal"):
+        finished(runs, "imagenet-lt", method, overall=70.0, backbone="ViT-B-16", pretrained="openai",
+                 tmp=grid.parent)
+    with open_writer(grid) as con:
+        ingest_dir(con, runs)
+    for kind in ("main", "cost"):
+        out = subprocess.run([sys.executable, "-m", "lvmbench", "table", kind, "--dataset", "imagenet-lt",
+                              "--backbone", "ViT-B-16", "--published", "--results", str(grid)], capture_output=True,
+                             text=True, env={**os.environ, "COLUMNS": "80"}, timeout=600)
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        assert max(len(line) for line in lines[:lines.index("↳ Δ: yours − published")]) <= 80, out.stdout
+    table = build(grid, dataset="imagenet-lt", backbone="ViT-B-16", published=True)
+    published_rows = [r for r in table.rows if r[0] == "↳ published"]
+    assert [(r[1], r[table.columns.index("Overall")]) for r in published_rows] == [("Shi 2024 T1", 78.3),
+                                                                                   ("Wang 2023 T4", 68.14)]
+    assert any("no published counterpart: focal tte=off (ViT-B-16)" in n for n in table.notes)
 
 
 def finished(runs, dataset, method, *sets, overall=50.0, seed=0, backbone="tiny-clip", pretrained=None, tmp=None,
@@ -76,7 +106,8 @@ def grid(tmp_path):
     finished(runs, "mnist-lt", "balanced_softmax", overall=84.0, seed=1)
     finished(runs, "imagenet-lt", "ce", overall=74.0, backbone="ViT-L-14", pretrained="openai", tmp=tmp_path,
            avg_power_w=700.0, energy_kwh=1.5)
-    finished(runs, "imagenet-lt", "lift", overall=77.0, backbone="ViT-B-16", pretrained="openai", tmp=tmp_path)
+    finished(runs, "imagenet-lt", "lift", "eval.tte=true", overall=77.0, backbone="ViT-B-16", pretrained="openai",
+             tmp=tmp_path)
     db = tmp_path / "r.duckdb"
     with open_writer(db) as con:
         ingest_dir(con, runs)
@@ -104,6 +135,17 @@ def test_the_variant_column_names_every_budget_across_methods(grid):
         assert "iters=300" in out and "None" not in out and "null" not in out, kind
     rows = json.loads(printed(grid, fmt_name="json", dataset="mnist-lt"))
     assert sorted(r["Variant"] for r in rows) == ["iters=10", "iters=300", "γ=1 iters=30", "γ=2 iters=30"]
+
+
+def test_the_variant_never_repeats_what_the_method_says(tmp_path):
+    """A chosen loss is named on its row only: not ``loss=ce`` on ce, nor ``loss=logit_adjust`` on lift."""
+    runs, db = tmp_path / "runs", tmp_path / "r.duckdb"
+    for method, *sets in (("ce",), ("focal",), ("lift",), ("full_finetune", "loss=balanced_softmax")):
+        finished(runs, "mnist-lt", method, *sets)
+    with open_writer(db) as con:
+        ingest_dir(con, runs)
+    assert {r[0]: r[1] for r in build(db).rows} == {"ce": "", "focal": "", "lift": "",
+                                                     "full_finetune": "loss=balanced_softmax"}
 
 
 def test_settings_every_row_shares_are_said_once():
@@ -138,10 +180,25 @@ def test_published_rows_follow_each_row_with_the_difference(grid):
     assert "no published counterpart" in none and "crt iters=10 (tiny-clip)" in none
 
 
+def test_a_published_row_equal_to_your_best_is_not_marked(tmp_path):
+    runs, db = tmp_path / "runs", tmp_path / "r.duckdb"
+    finished(runs, "imagenet-lt", "ce", overall=75.05, backbone="ViT-L-14", pretrained="openai", tmp=tmp_path)
+    with open_writer(db) as con:
+        ingest_dir(con, runs)
+    out = printed(db, fmt_name="latex", published=True)
+    assert r"↳ published & Wang 2023 T1 & ViT-L-14 & -- & 75.05 &" in out  # Table 1's Softmax: as high, not yours
+    assert out.count(r"\textbf{75.05}") == 1
+    colored = io.StringIO()
+    print_table(db, "main", published=True, console=Console(file=colored, width=200, force_terminal=True))
+    lines = colored.getvalue().splitlines()
+    assert "\x1b[1;32m" in next(line for line in lines if line.startswith("ce "))
+    assert "\x1b[1;32m" not in "".join(line for line in lines if line.startswith("↳"))
+
+
 def test_the_cost_table_compares_with_table_8_to_three_significant_digits(grid):
     out = printed(grid, "cost", dataset="imagenet-lt", published=True, width=200)
     assert "Wang 2023 T8" in out and "arXiv:2304.01457v2" in out and "0.00825" in out and "793" in out
-    assert "no published counterpart" in out and "lift (ViT-B-16)" in out  # Table 8 has no LIFT row
+    assert "no published counterpart" in out and "lift tte=on (ViT-B-16)" in out  # Table 8 has no LIFT row
     assert (fmt(0.008251, SIG3), fmt(0.02, SIG3), fmt(744.0, SIG3), fmt(12.345, SIG3)) == (
         "0.00825", "0.0200", "744", "12.3")
     assert fmt(0.004) == "0.00"  # accuracies: two decimals in every row

@@ -242,6 +242,22 @@ def test_dry_run_names_the_fused_groups_for_every_executor(store, capsys):
     assert "fused" not in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("key,values", [("data.transform", ("study", "open_clip")), ("cache.views", (1, 2)),
+                                        ("data.imbalance_ratio", (100.0, 10.0)), ("encoder.precision", ("auto", "fp32")),
+                                        ("data.subsample_lt", (False, True)), ("train.batch_size", (16, 32))])
+def test_a_sweep_over_what_the_tower_sees_trains_each_value_in_its_own_group(tmp_path, key, values):
+    """Members of a fused group read one tower pass per step: runs whose images, preprocessing, views or
+    encoder differ never share a group, however the sweep lists them; the methods of one value do."""
+    from lvmbench.sweep import fused_groups
+
+    specs = expand(Axes(["mnist-lt"], ["tiny-clip"], ["ce", "focal"], [0], swept={key: list(values)}))
+    jobs = plan(specs, tmp_path)
+    named = {}
+    for i, name in fused_groups(jobs).items():
+        named.setdefault(name, set()).add((jobs[i].spec["method"], jobs[i].spec[key]))
+    assert sorted(named.values(), key=sorted) == sorted([{("ce", v), ("focal", v)} for v in values], key=sorted)
+
+
 def test_the_studys_presets_run_its_three_seeds_and_dry_run_says_so(tmp_path, capsys):
     """Imbalance-VLM scripts/cal_eval.py averages three runs per cell; LIFT and the embedded grid run one."""
     from lvmbench.cli import main

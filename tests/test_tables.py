@@ -1,6 +1,8 @@
 """Table cells average the runs of one result group only (same config but the seed), never datasets."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import pytest
@@ -11,14 +13,16 @@ from lvmbench.store import open_readonly, open_writer, tables
 from lvmbench.store.ingest import ingest_dir
 
 
-def finished(runs, dataset="mnist-lt", method="ce", seed=0, overall=50.0, ended=0, sets=(), data_root=None):
+def finished(runs, dataset="mnist-lt", method="ce", seed=0, overall=50.0, ended=0, sets=(), data_root=None,
+             few=1.0, **status):
     spec = config.resolve(dataset, "tiny-clip", method, seed=seed, data_root=data_root,
                           overrides=config.parse_sets(list(sets)))
     run = plan.prepare(spec, runs)
-    run.write_status(status="finished", started_at=1_700_000_000, ended_at=1_700_000_100 + ended, stage=1,
-                     wall_s=60.0, s_per_iter=0.2, peak_mem_mib=900.0, device="cpu")
+    run.write_status(**{"status": "finished", "started_at": 1_700_000_000, "ended_at": 1_700_000_100 + ended,
+                        "stage": 1, "wall_s": 60.0, "s_per_iter": 0.2, "peak_mem_mib": 900.0, "device": "cpu",
+                        **status})
     (run.eval_dir / "test.json").write_text(json.dumps(
-        {"split": "test", "overall": overall, "many": 1.0, "medium": 1.0, "few": 1.0, "precision": 1.0,
+        {"split": "test", "overall": overall, "many": 1.0, "medium": 1.0, "few": few, "precision": 1.0,
          "recall": 1.0, "f1": 1.0, "worst_class": 1.0, "n_samples": 10}))
     return run
 
@@ -39,7 +43,7 @@ def test_without_dataset_rows_are_per_dataset_and_seeds_count_seeds(tmp_path):
     assert sorted((r[0], r[4], r[5]) for r in table.rows) == [("folder", 1, 40.0), ("mnist-lt", 1, 80.0)]
     for kind in ("backbones", "memory", "cost"):
         assert {r[0] for r in build(tmp_path, kind).rows} == {"folder", "mnist-lt"}
-    assert "Device hours" in build(tmp_path, "cost").columns
+    assert "Device h" in build(tmp_path, "cost").columns
 
 
 def test_a_cell_averages_seeds_of_one_config_only(tmp_path):
@@ -49,11 +53,14 @@ def test_a_cell_averages_seeds_of_one_config_only(tmp_path):
     finished(runs, "folder", seed=1, overall=44.0, data_root=root)
     finished(runs, "folder", seed=0, overall=10.0, data_root=root, ended=5, sets=["data.subsample_lt=true"])
     finished(runs, "folder", seed=1, overall=20.0, data_root=root, ended=6, sets=["data.subsample_lt=true"])
-    finished(runs, "folder", seed=1, overall=30.0, data_root=root, ended=9, sets=["data.subsample_lt=true"])  # rerun
+    finished(runs, "folder", seed=1, overall=50.0, data_root=root, ended=9, sets=["data.subsample_lt=true"])  # rerun
     table = build(tmp_path, dataset="folder")
     got = sorted((r[0], r[1], r[3], r[4]) for r in table.rows)
+    # the latest run of seed 1 replaces the earlier one: (10 + 50) / 2, where all three would give 26.7
     assert got == [("ce", "subsample_lt=off", 2, pytest.approx(42.0)),
-                   ("ce", "subsample_lt=on", 2, pytest.approx(20.0))]  # latest of seed 1 counts
+                   ("ce", "subsample_lt=on", 2, pytest.approx(30.0))]
+    std = {r[1]: r[4].std for r in table.rows}
+    assert std["subsample_lt=on"] == pytest.approx(28.2842712, abs=1e-6)  # stdev(10, 50)
 
 
 def test_cost_points_are_the_few_shot_and_cost_figures_of_each_cell_of_one_dataset(tmp_path):
@@ -72,13 +79,97 @@ def test_cost_points_are_the_few_shot_and_cost_figures_of_each_cell_of_one_datas
     with open_writer(tmp_path / "r.duckdb") as con:
         ingest_dir(con, runs)
     with open_readonly(tmp_path / "r.duckdb") as con:
-        points = {p.label: p for p in tables.cost_points(con, "mnist-lt")}
-    assert set(points) == {"ce", "zeroshot"}
+        found = tables.cost_points(con, "mnist-lt")
+    assert sorted(p.label for p in found) == ["ce", "zeroshot"]  # one point per cell: the other dataset's ce is no point
+    points = {p.label: p for p in found}
     # by hand: ce averages its two seeds, (30+40)/2 few-shot and (360+1080)/2 s = 0.2 h
     assert (points["ce"].few, points["ce"].hours, points["ce"].params) == (35.0, pytest.approx(0.2), 1000)
     assert (points["zeroshot"].few, points["zeroshot"].hours, points["zeroshot"].params) == (
         10.0, pytest.approx(0.01), 0)
     assert points["ce"].backbone == "tiny-clip"
+    with open_readonly(tmp_path / "r.duckdb") as con:
+        assert tables.cost_points(con, "mnist-lt", backbone="ViT-B-16") == []  # only the backbone asked for
+        assert len(tables.cost_points(con, "mnist-lt", backbone="tiny-clip")) == 2
+
+
+def table_json(db, kind, *args):
+    """``lvmbench table KIND ... --format json`` as a user runs it: its rows as dicts."""
+    from lvmbench import cli
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["table", kind, "--results", str(db), "--format", "json", *args]) == 0
+    return json.loads(out.getvalue())
+
+
+@pytest.mark.parametrize("kind", tables.KINDS)
+def test_dataset_option_shows_only_that_datasets_runs(tmp_path, kind):
+    runs = tmp_path / "runs"
+    for recipe in ("paper", "reference"):
+        finished(runs, "mnist-lt", overall=80.0, sets=[f"recipe={recipe}"], wall_s=10.0, peak_mem_mib=100.0)
+        finished(runs, "folder", method="focal", overall=40.0, data_root=str(tmp_path), sets=[f"recipe={recipe}"],
+                 wall_s=99.0, peak_mem_mib=999.0)  # another method: a row of its own, never hidden behind ce's
+    build(tmp_path)
+    everything = table_json(tmp_path / "r.duckdb", kind)
+    assert {r["Dataset"] for r in everything} == {"folder", "mnist-lt"}
+    rows = table_json(tmp_path / "r.duckdb", kind, "--dataset", "mnist-lt")
+    assert rows and all("Dataset" not in r for r in rows)
+    numbers = {v for r in rows for v in r.values() if isinstance(v, (int, float))}
+    assert not numbers & {40.0, 99.0 / 3600, 999.0}, rows  # none of the folder run's figures
+    assert numbers & {80.0, 10.0 / 3600, 100.0}
+    assert not any("focal" in str(v) for r in rows for v in r.values())
+
+
+def test_the_best_cost_is_the_lowest_and_the_best_accuracy_the_highest(tmp_path):
+    runs = tmp_path / "runs"
+    finished(runs, method="ce", overall=70.0, wall_s=3600.0, s_per_iter=0.5, peak_mem_mib=2000.0,
+             trainable_params=5000)
+    finished(runs, method="focal", overall=60.0, wall_s=360.0, s_per_iter=0.05, peak_mem_mib=500.0,
+             trainable_params=100)
+    cost = tables.best_per_column(build(tmp_path, "cost"))
+    assert (cost["s/iter"], cost["Device hours"], cost["Trainable"]) == (0.05, pytest.approx(0.1), 100)
+    assert tables.best_per_column(build(tmp_path, "memory"))["tiny-clip"] == 500.0
+    backbones = build(tmp_path, "backbones")
+    assert backbones.title == "Overall accuracy by backbone — mnist-lt"
+    assert tables.best_per_column(backbones)["tiny-clip"] == 70.0
+    assert tables.best_per_column(build(tmp_path, "main"))["Overall"] == 70.0
+
+
+def test_the_recipes_table_marks_a_method_selected_on_test(tmp_path):
+    runs = tmp_path / "runs"
+    finished(runs, method="ce", overall=50.0, few=5.0, sets=["recipe=paper"], selected_on="test")
+    finished(runs, method="ce", overall=55.0, few=7.0, sets=["recipe=reference"], selected_on="val")
+    finished(runs, method="focal", overall=40.0, few=3.0, sets=["recipe=paper"], selected_on="val")
+    finished(runs, method="focal", overall=45.0, few=2.0, sets=["recipe=reference"], selected_on="val")
+    table = build(tmp_path, "recipes")
+    assert table.columns[:6] == ["Method", "Variant", "Backbone", "Overall paper", "Overall ref.", "Δ overall"]
+    assert table.title == "Recipes: paper vs reference — mnist-lt (test, %)"
+    assert table.notes[0] == tables.TEST_SELECTED_NOTE and table.notes[-1].startswith("Δ = reference - paper")
+    assert tables.best_per_column(table) == {"Overall paper": 50.0, "Overall ref.": 55.0, "Few paper": 5.0,
+                                             "Few ref.": 7.0}  # accuracies: the highest is best
+    labels = [r[0] for r in table.rows]
+    assert sorted(labels) == [f"ce {tables.TEST_SELECTED}", "focal"]
+    ce = dict(zip(table.columns, next(r for r in table.rows if r[0].startswith("ce"))))
+    assert {k: ce[k] for k in ("Backbone", "Overall paper", "Overall ref.", "Δ overall", "Few paper", "Few ref.",
+                               "Δ few")} == {"Backbone": "tiny-clip", "Overall paper": 50.0, "Overall ref.": 55.0,
+                                             "Δ overall": 5.0, "Few paper": 5.0, "Few ref.": 7.0, "Δ few": 2.0}
+    assert build(tmp_path, "recipes", backbone="ViT-B-16").rows == []  # --backbone: only its runs
+
+
+def test_a_run_made_before_recipes_is_labelled_as_having_none(tmp_path):
+    """Runs stored before recipes existed have no ``recipe`` in their spec: neither paper nor reference."""
+    runs = tmp_path / "runs"
+    old = finished(runs, method="ce", overall=50.0, selected_on="test")
+    spec = {k: v for k, v in old.spec().items() if k not in ("recipe", "result_group", "config_hash")}
+    old.spec_file.write_text(json.dumps(spec))
+    finished(runs, method="ce", overall=60.0, sets=["recipe=paper"])
+    main = build(tmp_path)
+    overall = main.columns.index("Overall")
+    assert sorted((r[0], r[overall]) for r in main.rows) == [("ce", 60.0),
+                                                             (f"ce (no recipe) {tables.TEST_SELECTED}", 50.0)]
+    recipes = build(tmp_path, "recipes")
+    assert [dict(zip(recipes.columns, r))["Overall ref."] for r in recipes.rows] == [None]  # neither recipe
+    assert [(r[0], dict(zip(recipes.columns, r))["Overall paper"]) for r in recipes.rows] == [("ce", 60.0)]
 
 
 def test_the_cost_table_shows_each_cells_mean_loader_wait_per_step(tmp_path):

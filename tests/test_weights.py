@@ -156,3 +156,22 @@ def test_data_paths_are_absolute_in_the_spec(tmp_path, monkeypatch):
     assert spec["data_root"] == str(tmp_path / "data")
     assert spec["data.train_list"] == str(tmp_path / "data" / "lists" / "train.txt")
     assert spec["data.val_list"] == "none" and spec["data.test_list"] is None
+
+
+def test_a_checkpoint_overwritten_in_place_gets_a_new_identity_in_the_same_process(tmp_path):
+    """A long-lived process (the UI, a sweep) hashes a checkpoint once; a file retrained and saved over
+    the old one, at the same size, must not keep the old weights' identity."""
+    import os
+
+    from lvmbench import config
+
+    path = _ckpt(tmp_path / "x.pt", b"\x80" + b"a" * 1000)
+    before = config.config_hash(config.resolve("mnist-lt", "tiny-clip", "ce", pretrained=str(path)))
+    st = os.stat(path)
+    path.write_bytes(b"\x80" + b"b" * 1000)  # same file, same size, other weights
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # a later save, on any file system
+    after = config.config_hash(config.resolve("mnist-lt", "tiny-clip", "ce", pretrained=str(path)))
+    assert after != before
+    fresh = tmp_path / "y.pt"
+    fresh.write_bytes(path.read_bytes())
+    assert after == config.config_hash(config.resolve("mnist-lt", "tiny-clip", "ce", pretrained=str(fresh)))

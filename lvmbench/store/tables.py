@@ -44,8 +44,9 @@ DEFAULT_WEIGHTS = ("openai", "embedded")
 # Row kinds: a table's own rows, and (``published=True``) a published row and its difference below one.
 OURS, PUBLISHED, DELTA = "ours", "published", "delta"
 WIDE_ONLY = ["Precision", "Recall"]  # the main table's columns a narrow terminal leaves out (``--wide`` keeps them)
+COST_WIDE_ONLY = ["Trainable", "Loader wait s/iter"]  # the cost table's (Table 8 publishes neither)
 # column -> published field (the study publishes no loader wait: its published row leaves it blank)
-COST_FIELDS = {"s/iter": "s_per_iter", "Loader wait s/iter": "loader_wait_s", "Device hours": "gpu_hours",
+COST_FIELDS = {"s/iter": "s_per_iter", "Loader wait s/iter": "loader_wait_s", "Device h": "gpu_hours",
                "Avg W": "avg_power_w", "kWh": "kwh", "kg CO2": "co2_kg"}
 
 
@@ -184,9 +185,11 @@ def _compare(found: list[Cell], rows: list[list], kind: str, columns: list[str],
         out.append(_below(row, columns, "↳ published", match.source, theirs))
         out.append(_below(row, columns, "↳ Δ", "", {c: _diff(ours.get(c), v) for c, v in theirs.items()}))
         kinds += [PUBLISHED, DELTA]
-    notes = [f"↳ published: {'; '.join(sorted(cited))}", "↳ Δ: yours − published"] if cited else []
+    notes = [f"↳ published {source}" for source in sorted(cited)] + (["↳ Δ: yours − published"] if cited else [])
     if missing:
-        notes.append(f"no published counterpart (published: {', '.join(pub.datasets())}): {'; '.join(missing)}")
+        notes.append(f"no published counterpart: {'; '.join(missing)}")
+    if any(c.dataset not in pub.datasets() for c in found):
+        notes.append(f"published figures exist for {', '.join(pub.datasets())}")
     return out, kinds, notes
 
 
@@ -311,7 +314,7 @@ def cost_table(con, dataset=None, backbone=None, carbon_kg_per_kwh: float = CARB
         notes += more
     return Table(f"Cost{_title(dataset, backbone, found)} ({carbon_kg_per_kwh} kg CO2/kWh)", cols, rows,
                  {c: False for c in ["Trainable", *COST_FIELDS]}, notes + _shared_gpu_note(found), kinds,
-                 digits=dict.fromkeys(COST_FIELDS, SIG3))
+                 wide_only=COST_WIDE_ONLY, digits=dict.fromkeys(COST_FIELDS, SIG3))
 
 
 def _shared_gpu_note(found: list[Cell]) -> list[str]:
@@ -324,7 +327,7 @@ def _shared_gpu_note(found: list[Cell]) -> list[str]:
 
 
 def device_hours(cell: Cell) -> float | None:
-    """The cell's mean wall time over seeds, in hours (the ``Device hours`` of the cost table)."""
+    """The cell's mean wall time over seeds, in hours (the ``Device h`` of the cost table)."""
     seconds = cell.mean("wall_s")
     return None if seconds is None else seconds / 3600.0
 
@@ -342,7 +345,7 @@ class CostPoint:
     label: str  # the method as the tables name it (``Cell.label``) and its variant
     backbone: str
     few: float | None  # test few-shot accuracy (%), mean over seeds, as the main table's ``Few``
-    hours: float | None  # as the cost table's ``Device hours``
+    hours: float | None  # as the cost table's ``Device h``
     params: int | None  # as the cost table's ``Trainable``
 
 
@@ -423,10 +426,16 @@ def build(con, kind: str, **kwargs) -> Table:
     return BUILDERS[kind](con, **kwargs)
 
 
+def ranked(table: Table) -> list[bool]:
+    """Per row, whether it is one of the table's own rows: only those may be marked best (a published
+    row or a difference never is)."""
+    return [not table.kinds or table.kinds[i] == OURS for i in range(len(table.rows))]
+
+
 def best_per_column(table: Table) -> dict[str, float]:
     """The best value of every numeric column (highest, or lowest for costs) among the table's own rows."""
     best = {}
-    own = [r for i, r in enumerate(table.rows) if not table.kinds or table.kinds[i] == OURS]
+    own = [r for r, mine in zip(table.rows, ranked(table)) if mine]
     for j, col in enumerate(table.columns):
         if col not in table.higher_is_better:
             continue

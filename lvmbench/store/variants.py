@@ -2,7 +2,8 @@
 
 A setting is named when some row shown chose it (its value differs from what that row's dataset,
 method and recipe give by default, ``config.defaults``), for every row that has the setting, so that
-a 30-iteration ``focal`` next to a 300-iteration ``ce`` reads ``iters=30`` and ``iters=300``. A setting
+a 30-iteration ``focal`` next to a 300-iteration ``ce`` reads ``iters=30`` and ``iters=300``; but never
+what the row's Method already says (``loss=ce`` on a ``ce`` row). A setting
 every row shares with one value is said once, in a note (``all rows: iters=30``). Names are short
 (``iters``, ``lr``, ``γ``); a value is never ``None``: a loss term that is off reads ``off``, a
 setting left to the dataset reads ``default``.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Iterable
 
-from .. import config
+from .. import catalog, config
 from ..errors import UserError
 
 # Told apart by other columns (Method, Backbone, Dataset, Seeds) or not a setting.
@@ -34,6 +35,15 @@ def chosen(spec: dict) -> set[str]:
     """The settings of a stored run's spec that differ from its dataset's, method's and recipe's defaults."""
     body, base = config.hashed_body(spec), _defaults(spec)
     return {k for k, v in body.items() if k not in NOT_VARIANT and k not in PATHS and (k not in base or base[k] != v)}
+
+
+def implied(spec: dict) -> set[str]:
+    """The settings the row's Method column already says: its loss, when it is the method's own (``ce``
+    trains with ``loss=ce``, ``lift`` with ``loss=logit_adjust``)."""
+    try:
+        return {"loss"} if spec.get("loss") == catalog.method(spec["method"]).loss else set()
+    except (UserError, KeyError):
+        return set()
 
 
 def short_names(keys: Iterable[str]) -> dict[str, str]:
@@ -66,6 +76,7 @@ def name(specs: list[dict]) -> tuple[list[str], list[str]]:
     shared = [k for k in keys if all(k in b for b in bodies) and len({_same(b[k]) for b in bodies}) == 1]
     shown = [k for k in keys if k not in shared]
     names = short_names(keys)
-    variants = [" ".join(f"{names[k]}={text(k, b[k])}" for k in shown if k in b) for b in bodies]
+    variants = [" ".join(f"{names[k]}={text(k, b[k])}" for k in shown if k in b and k not in implied(s))
+                for s, b in zip(specs, bodies)]
     common = [f"{names[k]}={text(k, bodies[0][k])}" for k in shared]
     return variants, ([f"all rows: {' '.join(common)}"] if common else [])

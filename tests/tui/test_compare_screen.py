@@ -39,13 +39,13 @@ async def test_the_highlighted_row_is_named_in_full_under_the_table(busy_store):
     async with on_screen(busy_store, "f4", size=(80, 24)) as (app, pilot):
         rows = shown(app, "compare-table")
         table = app.screen.query_one("#compare-table", DataTable)
-        variant = next(i for i, r in enumerate(rows) if r["Method"] == "ce" and r["Seeds"] == "1")
+        variant = next(i for i, r in enumerate(rows) if r["Method"] == "lift")
         assert rows[variant]["Variant"].endswith("…")  # cut to fit
         table.move_cursor(row=variant)
         await settle(pilot)
         described = str(app.screen.query_one("#compare-row").render())
         full = app.screen.table.rows[variant][app.screen.table.columns.index("Variant")]
-        assert "iters=60" in full and f"Method: ce · Variant: {full} · Backbone: tiny-clip · Seeds: 1" == described
+        assert "iters=300" in full and f"Method: lift · Variant: {full} · Backbone: tiny-clip · Seeds: 1" == described
 
 
 async def test_at_160x45_every_column_is_on_screen(busy_store):
@@ -85,3 +85,33 @@ async def test_u_for_the_published_numbers_is_offered_on_the_tables_that_have_th
         await pilot.press("p")
         await settle(pilot)
         assert "Paper Δ" not in footer(app) and "Axis" in footer(app)  # the scatter's keys instead
+
+
+def published_store(tmp_path):
+    """An ImageNet-LT ce run (ViT-L-14, openai) whose overall accuracy equals the study's Table 1 (75.05)."""
+    from lvmbench import config
+    from lvmbench.store import open_writer
+    from lvmbench.store.ingest import ingest_dir
+
+    from ..conftest import finish
+
+    runs, results = tmp_path / "runs", tmp_path / "results.duckdb"
+    finish(runs, config.resolve("imagenet-lt", "ViT-L-14", "ce", pretrained="openai", data_root=str(tmp_path)),
+           overall=75.05)
+    with open_writer(results) as con:
+        ingest_dir(con, runs)
+    return results, runs
+
+
+async def test_published_and_delta_rows_are_never_marked_best_and_costs_read_as_in_the_cli(tmp_path):
+    async with on_screen(published_store(tmp_path), "f4", size=(160, 45)) as (app, pilot):
+        await pilot.press("u")
+        await settle(pilot)
+        overall = styles(app, "compare-table", "Overall ↑")
+        assert overall["↳ published"] == "" and "green" in overall["ce"]  # both 75.05: only yours is best
+        app.screen.query_one("#compare-kind").value = "cost"
+        await settle(pilot)
+        rows = {r["Method"]: r for r in shown(app, "compare-table")}
+        per_iter = styles(app, "compare-table", "s/iter ↓")
+    assert rows["ce"]["s/iter ↓"] == "0.00825"  # three significant digits, as `lvmbench table cost` prints it
+    assert "green" in per_iter["ce"] and "green" not in per_iter["↳ published"] + per_iter["↳ Δ"]

@@ -162,7 +162,7 @@ class CompareScreen(Screen):
             order, fixed = screen_order(table)
             grid.show([table.columns[j] for j in order], [[r[j] for j in order] for r in table.rows],
                       tables.best_per_column(table), fixed=fixed, caps=CAPS, labels=direction_labels(table),
-                      compact=True)
+                      compact=True, digits=table.digits, ranked=tables.ranked(table))
             self.describe_row()
 
     def describe_row(self) -> None:

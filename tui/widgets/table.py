@@ -18,10 +18,11 @@ def status_style(status: str | None) -> str:
     return STATUS_STYLES.get(str(status or "").split(" ")[0], "")
 
 
-def cell(column: str, value, best: dict | None = None, compact: bool = False) -> Text:
-    """One cell: numbers right-aligned; the best value of its column bold green; a status coloured.
+def cell(column: str, value, best: dict | None = None, compact: bool = False, digits: str | None = None) -> Text:
+    """One cell: numbers right-aligned and rounded as the CLI's tables round them (``digits``: the
+    column's precision, ``render.fmt``); the best value of its column bold green; a status coloured.
     ``compact`` writes mean ± std without spaces (a narrow screen)."""
-    text = fmt(value)
+    text = fmt(value, digits)
     if compact:
         text = text.replace(" ± ", "±")
     numeric = column not in TEXT_COLUMNS and (value is None or isinstance(value, (int, float))) \
@@ -39,7 +40,8 @@ class ResultTable(DataTable):
     position. Column widths are measured here, from the cells, so a table is never drawn with its columns
     cut to the width of their names while Textual has yet to measure new rows. The first ``fixed`` columns
     stay put while the table scrolls sideways; ``caps`` limits a column's width (longer cells end in …);
-    ``labels`` renames headers (e.g. with the direction of a figure)."""
+    ``labels`` renames headers (e.g. with the direction of a figure); ``digits`` gives a column's precision
+    (``tables.Table.digits``); ``ranked`` says which rows may be marked best (default: all)."""
 
     DEFAULT_CSS = "ResultTable { height: 1fr; }"
 
@@ -49,16 +51,18 @@ class ResultTable(DataTable):
 
     def show(self, columns: list[str], rows: list[list], best: dict | None = None, key_index: int = 0,
              fixed: int = 0, caps: dict[str, int] | None = None, labels: dict[str, str] | None = None,
-             compact: bool = False) -> None:
+             compact: bool = False, digits: dict[str, str] | None = None, ranked: list[bool] | None = None) -> None:
         content = (list(columns), [list(r) for r in rows], dict(best or {}), key_index, fixed, dict(caps or {}),
-                   dict(labels or {}), compact)
+                   dict(labels or {}), compact, dict(digits or {}), list(ranked or []))
         if content == self.shown:
             return
         self.shown = content
         self.clear(columns=True)
         self.fixed_columns = fixed
         heads = [Text(str((labels or {}).get(c, c))) for c in columns]  # a name is text, never markup
-        cells = [[cell(c, v, best, compact) for c, v in zip(columns, row)] for row in rows]
+        ranked = ranked or [True] * len(rows)
+        cells = [[cell(c, v, best if may else None, compact, (digits or {}).get(c)) for c, v in zip(columns, row)]
+                 for row, may in zip(rows, ranked)]
         for column, head, i in zip(columns, heads, range(len(columns))):  # measured here: Textual would
             width = max([head.cell_len] + [r[i].cell_len for r in cells if i < len(r)])  # measure when idle
             cap = (caps or {}).get(column)
