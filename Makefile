@@ -18,7 +18,7 @@ run: $(STAMP)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/lvmbench demo
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+	CUDA_VISIBLE_DEVICES= HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 # Mutation testing (about 9 minutes on 2 cores; not part of `make test`): mutmut over the modules where a
 # bug corrupts numbers, then the hand-written wiring bugs of scripts/replay_bugs.py. See TESTING.md.

@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="leave the run out of the results database (the caller ingests it, as the UI does)")
     run.add_argument("--nproc", type=int, default=1,
                      help="processes for this run (torchrun, data-parallel): one per GPU, or CPU shares")
+    run.add_argument("--device", choices=("auto", "cuda", "cpu"),
+                     help="where to train (same as --set train.device=...): auto (default) takes a free GPU when "
+                          "torch can use one and refuses GPUs it cannot use; cpu trains on the CPU on purpose")
     run.add_argument("--resume", metavar="RUN_ID",
                      help="continue a killed, failed or cancelled run from its last checkpoint, in its directory")
     run.add_argument("--config", metavar="SETTINGS.toml",
@@ -160,6 +163,7 @@ def _add_sweep_parser(sub) -> None:
     sw.add_argument("--gpus", help="local GPUs to use, e.g. 0,1,2,3 (default: every visible GPU)")
     sw.add_argument("--max-parallel", type=int, help="runs at a time (default: one per GPU, or 1 on a CPU)")
     sw.add_argument("--nproc", type=int, default=1, help="GPUs (processes) per run, data-parallel through torchrun")
+    sw.add_argument("--device", choices=("auto", "cuda", "cpu"), help="as lvmbench run --device")
     sw.add_argument("--slurm-partition")
     sw.add_argument("--slurm-gpus-per-job", type=int, default=1, help="GPUs per run (several: torchrun)")
     sw.add_argument("--slurm-cpus-per-job", type=int, default=8)
@@ -217,7 +221,8 @@ def _bench_ingest(args, fmt_name: str, log) -> int:
 
 def cmd_bench(args) -> int:
     fmt_name = "json" if args.json else args.format
-    log = (lambda text: None) if fmt_name == "json" else (lambda text: print(f"  {text}", file=sys.stderr, flush=True))
+    # progress on stderr, also with --json (stdout holds the report): a killed bench leaves its timings
+    log = lambda text: print(f"  {text}", file=sys.stderr, flush=True)  # noqa: E731
     if args.ingest is not None:
         return _bench_ingest(args, fmt_name, log)
     if args.loader:
@@ -234,6 +239,11 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def device_set(args) -> list[str]:
+    """``--device X`` as the setting it stands for."""
+    return [f"train.device={args.device}"] if args.device else []
+
+
 def cmd_run(args) -> int:
     from .config import runspec
     from .exec.runner import cancel_on_sigterm, run_headless
@@ -243,8 +253,8 @@ def cmd_run(args) -> int:
     runs_dir, results = paths.runs_dir(args.runs_dir), paths.results_path(args.results)
     flags = {"dataset": args.dataset, "backbone": args.backbone, "method": args.method, "seed": args.seed,
              "pretrained": args.pretrained, "data_root": args.data_root}
-    request = runspec.compose(flags, args.set, config_file=args.config, from_id=args.from_run, runs_dir=runs_dir,
-                             results=results)
+    request = runspec.compose(flags, args.set + device_set(args), config_file=args.config, from_id=args.from_run,
+                              runs_dir=runs_dir, results=results)
     with cancel_on_sigterm():
         status = run_headless(**request.identity, sets=[], overrides=request.overrides, runs_dir=runs_dir,
                               results=results, debug=args.debug, run_id=args.run_id, ingest=not args.no_ingest,
@@ -259,9 +269,9 @@ def cmd_run(args) -> int:
 def cmd_resume(args) -> int:
     from .exec.runner import cancel_on_sigterm, resume_headless
 
-    if args.set or args.run_id is not None or args.config or args.from_run is not None:
+    if args.set or args.run_id is not None or args.config or args.from_run is not None or args.device:
         raise UserError("--resume continues a run with the settings it was started with; "
-                        "drop --set, --config, --from and --run-id")
+                        "drop --set, --config, --from, --run-id and --device")
     with cancel_on_sigterm():
         status = resume_headless(args.resume, runs_dir=paths.runs_dir(args.runs_dir),
                                  results=paths.results_path(args.results), debug=args.debug,
@@ -298,7 +308,7 @@ def cmd_sweep(args) -> int:
     from .exec.slurm import SlurmOptions
     from .exec.runner import cancel_on_sigterm, check_store
 
-    sets, swept = sweep.parse_set_grid(args.set)
+    sets, swept = sweep.parse_set_grid(args.set + device_set(args))
     axes = sweep.build_axes(args.preset, datasets=sweep.split_list(args.dataset, "--dataset"),
                             backbones=sweep.split_list(args.backbone, "--backbone"),
                             methods=sweep.split_list(args.method, "--method"), seeds=sweep.parse_seeds(args.seed),

@@ -1,9 +1,15 @@
 """Shared test fixtures: tiny training budgets and isolated results/runs locations."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
+# The suite never touches a GPU, whatever the machine has (set before torch is imported; children inherit it).
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
 from lvmbench import config
+from lvmbench.runs.rundir import TIMING_KEYS, RunDir
 from lvmbench.runs.scheduler import prepare
 
 # A budget that exercises every code path of a run in a few seconds on a CPU.
@@ -55,6 +61,12 @@ def random_tiny_clip(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "tiny-random.pt"
     torch.save(open_clip.create_model("tiny-clip").state_dict(), path)
     return str(path)
+
+
+def trained_metrics(run: RunDir) -> dict:
+    """``{(step, key): value}`` of a run's logged metrics, its timing keys left out: what training
+    computed, which runs that train alike share bit for bit (the last record of a step wins)."""
+    return {(m["step"], k): v for m in run.metrics() for k, v in m.items() if k not in ("step", *TIMING_KEYS)}
 
 
 def make_run(runs, method, ckpt, **extra):

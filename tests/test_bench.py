@@ -31,7 +31,8 @@ def test_bench_json_report(capsys):
     assert {"backbone", "batch_size", "device", "modes", "sweep_estimate"} <= set(report)
     assert report["backbone"] == "tiny-clip" and report["batch_size"] == 4 and report["device"] == "cpu"
     modes = {m["name"]: m for m in report["modes"]}
-    assert list(modes) == ["reference", "tower-bf16", "cached-fp32", "cached-bf16", "peft-lift"]
+    assert list(modes) == ["reference", "tower-bf16", "cached-fp32", "cached-bf16", "cached-host", "peft-lift"]
+    assert report["dropped"] == {}
     assert modes["reference"]["speedup_vs_reference"] == 1.0
     for m in modes.values():
         assert m["s_per_iter"] > 0 and m["peak_mem_mib"] > 0 and m["iters"] == 2
@@ -106,3 +107,40 @@ def test_bench_fused_json_report(capsys):
 def test_bench_fused_needs_two_decoders(capsys):
     assert cli.main(["bench", "--fused", "1"]) == 2
     assert capsys.readouterr().err == "error: --fused K needs K >= 2 decoders sharing one tower pass\n"
+
+
+def test_the_reference_runs_fp32_matmuls_on_tf32_as_the_study_did(monkeypatch):
+    """imblearn/nets/clip/clip.py of the study's code: ``torch.set_float32_matmul_precision('high')``."""
+    import torch
+
+    seen = {}
+    monkeypatch.setattr(bench.Runner, "_step", lambda self: seen.setdefault(self.mode.name,
+                                                                            torch.get_float32_matmul_precision()))
+    cached = __import__("lvmbench.train.cache", fromlist=["CachedFeatures"]).CachedFeatures(
+        [torch.zeros(4, 50, 64, dtype=torch.bfloat16)], 4)
+    tower = bench.random_backbone("tiny-clip")
+    images = torch.randn(2, 3, tower.image_size, tower.image_size)
+    for mode in bench.modes(torch.device("cpu"))[:3]:
+        bench.Runner(mode, tower, images, cached, torch.device("cpu")).step()
+    assert seen == {"reference": "high", "tower-bf16": "highest", "cached-fp32": "highest"}
+    assert torch.get_float32_matmul_precision() == "highest"
+
+
+def test_an_out_of_memory_mode_is_dropped_and_progress_shows_with_json(monkeypatch, capsys):
+    import torch
+
+    step = bench.Runner.step
+
+    def step_or_oom(self):
+        if self.mode.name == "cached-fp32":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 61.00 GiB")
+        step(self)
+
+    monkeypatch.setattr(bench.Runner, "step", step_or_oom)
+    assert cli.main(["bench", "--backbone", "tiny-clip", "--batch-size", "2", "--iters", "1", "--threads", "1",
+                     "--json"]) == 0
+    out = capsys.readouterr()
+    report = json.loads(out.out)
+    assert report["dropped"] == {"cached-fp32": "out of memory at warm-up"}
+    assert "cached-fp32" not in {m["name"] for m in report["modes"]} and report["sweep_estimate"] is None
+    assert "round 1: cached-host" in out.err  # the progress a killed bench leaves behind

@@ -19,9 +19,7 @@ from lvmbench.train import checkpoint, loop
 from lvmbench.train.__main__ import main as child_main
 from lvmbench.train.loop import train_group, train_run
 
-from .conftest import TINY
-from .conftest import make_run
-from .test_resume import last_per_step
+from .conftest import TINY, make_run, trained_metrics
 
 
 def assert_same_run(a: RunDir, b: RunDir) -> None:
@@ -29,7 +27,7 @@ def assert_same_run(a: RunDir, b: RunDir) -> None:
     for split in ("val", "test"):
         assert a.evaluation(split) == b.evaluation(split)
         assert a.per_class(split) == b.per_class(split)
-    assert last_per_step(a) == last_per_step(b)
+    assert trained_metrics(a) == trained_metrics(b)
     wa, wb = (torch.load(r.ckpt_dir / "model.pt", weights_only=True) for r in (a, b))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     assert a.status()["best_step"] == b.status()["best_step"]

@@ -20,6 +20,7 @@ from lvmbench.train.loop import Trainer
 RESULT_NEUTRAL = {
     "train.num_workers": "loader processes",
     "train.threads": "CPU threads",
+    "train.device": "where the run trains, as a machine without a GPU already decides (runs.device records it)",
     "train.log_every": "how often the loss is logged",
     "ckpt.every": "how often a resumable checkpoint is written",
     "train.compile": "torch.compile of the decoder",

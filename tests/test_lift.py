@@ -16,7 +16,8 @@ from lvmbench.runs import scheduler
 from lvmbench.runs.scheduler import prepare
 from lvmbench.train.loop import train_run
 
-from .test_resume import kill_at, last_per_step
+from .conftest import trained_metrics
+from .test_resume import kill_at
 
 
 def test_catalog_lists_every_peft_method_with_lifts_loss():
@@ -93,7 +94,7 @@ def test_killed_peft_run_resumes_exactly_and_checkpoints_only_what_trains(store,
     assert status["trainable_params"] == 4 * (3 * 64 + 2 * 64 * 1 + 1 + 1) + 10 * 64  # tower tuner + head
     for split in ("val", "test"):
         assert run.evaluation(split) == reference.evaluation(split)
-    assert last_per_step(run) == last_per_step(reference)
+    assert trained_metrics(run) == trained_metrics(reference)
 
 
 def hand_crops(image, size: int, expand: int, mode: str = "fivecrop"):

@@ -175,7 +175,7 @@ def test_every_runs_column_holds_the_field_of_the_run_files_it_names(tmp_path, m
                      trainable_params=1234, total_params=56789, iters=299, started_at=1_700_000_000,
                      ended_at=1_700_000_090, wall_s=90.5, s_per_iter=0.25, peak_mem_mib=901.5, avg_power_w=210.5,
                      energy_kwh=0.5, error="a note", skipped_images=4, selected_on="val", group_wall_s=270.5,
-                     group_energy_kwh=1.5, group_peak_mem_mib=2701.5, loader_wait_s=0.0125)
+                     group_energy_kwh=1.5, group_peak_mem_mib=2701.5, loader_wait_s=0.0125, gpu_shared=True)
     db = tmp_path / "results.duckdb"
     monkeypatch.setenv("TZ", "America/New_York")
     time.tzset()
@@ -197,7 +197,7 @@ def test_every_runs_column_holds_the_field_of_the_run_files_it_names(tmp_path, m
         "peak_mem_mib": 901.5, "avg_power_w": 210.5, "energy_kwh": 0.5, "co2_kg": pytest.approx(0.5 * 0.544),
         "error": "a note", "skipped_images": 4, "recipe": spec["recipe"], "selected_on": "val",
         "fused_group": "group-1", "fused_size": 4, "group_wall_s": 270.5, "group_energy_kwh": 1.5,
-        "group_peak_mem_mib": 2701.5, "loader_wait_s": 0.0125}
+        "group_peak_mem_mib": 2701.5, "loader_wait_s": 0.0125, "gpu_shared": True}
     assert json.loads(stored["config"]) == written  # the hash a run was made with is kept: sweeps match it
 
 

@@ -2,7 +2,7 @@
 as an integer, or a time as text, would silently round or break every table built on it."""
 from lvmbench.store import open_writer
 
-TEXT, FLOAT, TIME, JSON = "VARCHAR", "DOUBLE", "TIMESTAMP", "JSON"
+TEXT, FLOAT, TIME, JSON, BOOL = "VARCHAR", "DOUBLE", "TIMESTAMP", "JSON", "BOOLEAN"
 INTEGRAL = ("INTEGER", "BIGINT")  # counts, steps, seeds and ids: any whole-number type
 
 # Written here from what each column holds, not read from lvmbench.store.schema.
@@ -15,12 +15,12 @@ EXPECTED = {
                          "skipped_images", "fused_size"], INTEGRAL),
         **dict.fromkeys(["wall_s", "s_per_iter", "peak_mem_mib", "avg_power_w", "energy_kwh", "co2_kg",
                          "group_wall_s", "group_energy_kwh", "group_peak_mem_mib", "loader_wait_s"], FLOAT),
-        "config": JSON, "started_at": TIME, "ended_at": TIME},
+        "config": JSON, "started_at": TIME, "ended_at": TIME, "gpu_shared": BOOL},
     "evals": {"run_id": TEXT, "split": TEXT, "n_samples": INTEGRAL,
               **dict.fromkeys(["overall", "many", "medium", "few", "precision", "recall", "f1", "worst_class"],
                               FLOAT)},
     "metrics": {"run_id": TEXT, "step": INTEGRAL, "key": TEXT, "value": FLOAT, "ts": TIME},
-    "system": {"run_id": TEXT, "ts": TIME, "gpu_index": INTEGRAL,
+    "system": {"run_id": TEXT, "ts": TIME, "gpu_index": INTEGRAL, "gpu_uuid": TEXT, "shared": BOOL,
                **dict.fromkeys(["mem_mib", "power_w", "util_pct", "energy_j"], FLOAT)},
     "per_class": {"run_id": TEXT, "split": TEXT, "class_id": INTEGRAL, "class_name": TEXT, "n_train": INTEGRAL,
                   "accuracy": FLOAT, "n_test": INTEGRAL, "n_correct": INTEGRAL},

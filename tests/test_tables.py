@@ -127,7 +127,7 @@ def test_the_best_cost_is_the_lowest_and_the_best_accuracy_the_highest(tmp_path)
     finished(runs, method="focal", overall=60.0, wall_s=360.0, s_per_iter=0.05, peak_mem_mib=500.0,
              trainable_params=100)
     cost = tables.best_per_column(build(tmp_path, "cost"))
-    assert (cost["s/iter"], cost["Device hours"], cost["Trainable"]) == (0.05, pytest.approx(0.1), 100)
+    assert (cost["s/iter"], cost["Device h"], cost["Trainable"]) == (0.05, pytest.approx(0.1), 100)
     assert tables.best_per_column(build(tmp_path, "memory"))["tiny-clip"] == 500.0
     backbones = build(tmp_path, "backbones")
     assert backbones.title == "Overall accuracy by backbone — mnist-lt"

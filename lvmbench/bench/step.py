@@ -6,12 +6,16 @@ blocks, with a 1000-class head, cross-entropy, SGD) at the same batch size; only
 come from and the precision change:
 
 =================  =========================================================================
-reference          the fp32 tower at every step, fp32 decoder: the study's reference code
-                   (Wang et al. 2023, Table 8: ViT-L/14, 0.99 s/iter of 256 images on an RTX 4090)
+reference          the fp32 tower at every step, fp32 decoder, TF32 matmuls on a GPU: the study's
+                   reference code (Wang et al. 2023, Table 8: ViT-L/14, 0.99 s/iter of 256 images on an
+                   RTX 4090; ``set_float32_matmul_precision('high')`` in its imblearn/nets/clip/clip.py)
 tower-bf16         the tower at every step in bf16 (``cache.mode=eval``, the default)
 cached-fp32        tokens gathered from bf16 cached features (``cache.mode=train``), fp32 decoder
 cached-bf16        the same, decoder under bf16 autocast (``train.precision=bf16``; auto on a GPU)
 cached-compile     cached-bf16 with a ``torch.compile``'d decoder (``--compile``, ``train.compile``)
+cached-host        cached-bf16 read from a memory-mapped file, as an entry too large for half of the
+                   GPU's free memory is: gathered a thread ahead into pinned memory, copied
+                   asynchronously, checked for finiteness on the device (``cache.stream``)
 separate-K         ``--fused K``: K runs of tower-bf16, each its own step (K towers, K decoders)
 fused-K            ``--fused K``: one tower pass, then K decoders each take their step (a fused
                    training group of K methods, one tower forward per step)
@@ -24,7 +28,8 @@ they compare with the single-run modes per decoder trained.
 Modes run round-robin, one step each per round, so that a machine whose load drifts slows them
 alike; a mode's speedup is the median, over rounds, of the reference's time over its own in
 that round. A mode takes part in a round while it has fewer than ``--iters`` steps and its
-median step still fits in ``--max-seconds``: every mode is timed once, cheap modes more often.
+median step still fits in ``--max-seconds``: every mode is timed once, cheap modes more often. A
+mode that runs out of memory is dropped (the report's ``dropped`` says why) and the others go on.
 """
 from __future__ import annotations
 
@@ -32,8 +37,10 @@ import copy
 import ctypes
 import logging
 import statistics
+import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -58,14 +65,17 @@ class Mode:
     decoders: int = 1  # decoders trained per step (separate-K, fused-K)
     shared_tower: bool = False  # one tower pass serves every decoder (fused-K)
     peft: str | None = None  # a LIFT method tuned inside the tower instead of a decoder on top of it
+    tf32: bool = False  # fp32 matmuls on TF32 tensor cores (a GPU's), as the study's code ran them
+    host_cache: bool = False  # cached rows read from a memory map in host memory, not from the device
 
 
 def modes(device: torch.device, compile_decoder: bool = False, fused: int = 0) -> list[Mode]:
     from ..train import encoder
 
     fast, default_decoder = encoder.resolve("auto", device), "bf16" if device.type == "cuda" else "fp32"
-    out = [Mode("reference", "fp32", "fp32"), Mode("tower-bf16", fast, default_decoder),
-           Mode("cached-fp32", None, "fp32"), Mode("cached-bf16", None, "bf16")]
+    out = [Mode("reference", "fp32", "fp32", tf32=True), Mode("tower-bf16", fast, default_decoder),
+           Mode("cached-fp32", None, "fp32"), Mode("cached-bf16", None, "bf16"),
+           Mode("cached-host", None, "bf16", host_cache=True)]
     if compile_decoder:
         out.append(Mode("cached-compile", None, "bf16", compile=True))
     # LIFT's default: AdaptFormer inside the fp32 tower, bf16 autocast where the hardware runs it natively.
@@ -148,6 +158,31 @@ class _PeakMemory:
         return False
 
 
+@contextmanager
+def _matmul_precision(precision: str):
+    """fp32 matmuls at ``precision`` (``high``: TF32 on a GPU that has it) for the duration."""
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(precision)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+def host_copy(store: torch.Tensor, folder: str):
+    """``store`` (cached rows) as a memory-mapped file in ``folder``: what an entry too large for its
+    GPU share is read from during training."""
+    from .train import cache
+
+    path = f"{folder}/rows.bin"
+    store.cpu().view(torch.int16).numpy().tofile(path)
+    return cache.CachedFeatures([cache.memmap_rows(path, len(store), tuple(store.shape[1:]))], len(store))
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in str(exc).lower()
+
+
 def _return_freed_memory() -> None:
     """glibc: serve blocks of 1 MiB and more by mmap, so that freeing them lowers the resident size."""
     try:
@@ -162,7 +197,7 @@ class Runner:
     def __init__(self, mode: Mode, backbone, images, cached, device, seed: int = 0):
         from ..models.classifier import DecoderClassifier
         from ..models.decoder import Decoder
-        from ..train import encoder
+        from ..train import cache, encoder
         from ..train.loop import build_optimizer
 
         spec = {k: p.default for k, p in config.SCHEMA.items()}
@@ -185,6 +220,12 @@ class Runner:
         self.encoder = encoder
         self.times: dict[int, float] = {}  # round -> seconds
         self.peak_mib = 0.0
+        if mode.host_cache:  # rows streamed as training streams them (a thread ahead, pinned, checked on the device)
+            self.stream = cache.stream(cached, self._random_rows(), device)
+
+    def _random_rows(self):
+        while True:
+            yield torch.randint(0, len(self.cached), (len(self.images),), generator=self.generator)
 
     def inputs(self) -> torch.Tensor:
         enc = self.encoder
@@ -192,10 +233,16 @@ class Runner:
             return self.images
         if self.mode.encoder is not None:
             return enc.model_input(enc.encode(self.backbone, self.images, self.mode.encoder, for_training=True))
+        if self.mode.host_cache:
+            return enc.model_input(next(self.stream)[0])
         rows = torch.randint(0, len(self.cached), (len(self.images),), generator=self.generator)
         return enc.model_input(self.cached.gather(rows).to(self.device, non_blocking=True))
 
     def step(self) -> None:
+        with _matmul_precision("high" if self.mode.tf32 else "highest"):
+            self._step()
+
+    def _step(self) -> None:
         shared = self.inputs() if self.mode.shared_tower else None
         for model, optimizer in zip(self.models, self.optimizers):
             x = shared if shared is not None else self.inputs()
@@ -331,61 +378,87 @@ def run(backbone: str = "ViT-B-16", batch_size: int = 32, iters: int = 3, max_se
     flops = flops_per_image(fp32, dev)
     store = torch.randn(CACHE_BATCHES * batch_size, *flops["tokens"], device=dev).to(cache.STORE_DTYPE)
     cached = cache.CachedFeatures([store], len(store))
-    runners = [Runner(m, towers.get(m.encoder, fp32), images, cached, dev) for m in all_modes]
-    for r in list(runners):
-        if r.mode.encoder is None or dev.type == "cuda":  # a CPU tower step costs too much to waste
-            log(f"warm-up {r.mode.name}")
-            try:
-                r.step()
-            except Exception as exc:  # noqa: BLE001 - torch.compile needs a working compiler toolchain
-                if not r.mode.compile:
-                    raise
-                log(f"{r.mode.name} dropped: torch.compile failed ({type(exc).__name__})")
-                runners.remove(r)
-    rounds = 0
-    while True:
-        due = [r for r in runners if not r.times or (len(r.times) < iters and
-                                                      time.perf_counter() - started + r.seconds() <= max_seconds)]
-        if not due:
-            break
-        rounds += 1
-        for r in due:
-            log(f"round {rounds}: {r.mode.name} {r.timed_step(rounds):.2f} s")
-    return _report(runners, flops, backbone, batch_size, dev, rounds, time.perf_counter() - started)
+    dropped: dict[str, str] = {}
+
+    def drop(r: Runner, exc: Exception, when: str) -> None:
+        """One mode's failure costs that mode only: out of memory, or torch.compile without a toolchain."""
+        if not (_out_of_memory(exc) or r.mode.compile):
+            raise exc
+        why = "out of memory" if _out_of_memory(exc) else f"torch.compile failed ({type(exc).__name__})"
+        log(f"{r.mode.name} dropped at {when}: {why}")
+        dropped[r.mode.name] = f"{why} at {when}"
+        runners.remove(r)
+        r.models = r.optimizers = r.stream = None
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+
+    with tempfile.TemporaryDirectory(prefix="lvmbench-bench-") as folder:
+        host = host_copy(store, folder)
+        runners = [Runner(m, towers.get(m.encoder, fp32), images, host if m.host_cache else cached, dev)
+                   for m in all_modes]
+        for r in list(runners):
+            if r.mode.encoder is None or dev.type == "cuda":  # a CPU tower step costs too much to waste
+                log(f"warm-up {r.mode.name}")
+                try:
+                    r.step()
+                except Exception as exc:  # noqa: BLE001 - see drop
+                    drop(r, exc, "warm-up")
+        rounds = 0
+        while True:
+            due = [r for r in runners if not r.times or (len(r.times) < iters and
+                                                          time.perf_counter() - started + r.seconds() <= max_seconds)]
+            if not due:
+                break
+            rounds += 1
+            for r in due:
+                try:
+                    log(f"round {rounds}: {r.mode.name} {r.timed_step(rounds):.2f} s")
+                except Exception as exc:  # noqa: BLE001 - see drop
+                    drop(r, exc, f"round {rounds}")
+        return _report(runners, flops, backbone, batch_size, dev, rounds, time.perf_counter() - started, dropped)
 
 
-def _report(runners, flops, backbone, batch_size, dev, rounds, wall) -> dict:
+def _report(runners, flops, backbone, batch_size, dev, rounds, wall, dropped=None) -> dict:
     by_name = {r.mode.name: r.seconds() for r in runners}
-    ref = by_name["reference"]
-    reference = next(r for r in runners if r.mode.name == "reference")
+    reference = next((r for r in runners if r.mode.name == "reference"), None)
     rows = []
     for r in runners:
         s = by_name[r.mode.name]
         rows.append({"name": r.mode.name, "tower": r.mode.encoder or "cached", "decoder": r.mode.decoder,
                      "decoders": r.mode.decoders, "s_per_iter": s, "images_per_s": r.mode.decoders * batch_size / s,
                      "peak_mem_mib": r.resident_mib() + r.peak_mib,
-                     "speedup_vs_reference": r.speedup_over(reference), "iters": len(r.times),
+                     "speedup_vs_reference": r.speedup_over(reference) if reference else None, "iters": len(r.times),
                      "s_per_iter_by_round": {str(k): v for k, v in r.times.items()}})
-    cached_best = min(by_name[m] for m in by_name if m.startswith("cached"))
-    tower_mode = next(r for r in runners if r.mode.name == "tower-bf16")
-    decoder_of_tower = by_name["cached-bf16" if tower_mode.mode.decoder == "bf16" else "cached-fp32"]
-    per_image = {"reference": ref / batch_size, "tower_step": by_name["tower-bf16"] / batch_size,
-                 "cached": cached_best / batch_size,
-                 "tower_fp32": max(ref - by_name["cached-fp32"], 0.0) / batch_size,
-                 "tower_bf16": max(by_name["tower-bf16"] - decoder_of_tower, 0.0) / batch_size}
+    per_image = _per_image(runners, by_name, batch_size)
     report = {"backbone": backbone, "batch_size": batch_size, "device": str(dev), "device_name": device_name(dev),
               "threads": torch.get_num_threads(), "torch": torch.__version__, "rounds": rounds, "wall_s": wall,
-              "modes": rows, "flops_per_image": flops, "seconds_per_image": per_image,
-              "sweep_estimate": sweep_estimate(per_image), "paper": PAPER}
+              "modes": rows, "dropped": dropped or {}, "flops_per_image": flops, "seconds_per_image": per_image,
+              "sweep_estimate": sweep_estimate(per_image) if per_image else None, "paper": PAPER}
     fused = next((r for r in runners if r.mode.shared_tower), None)
-    if fused is not None:
-        separate = next(r for r in runners if r.mode.decoders == fused.mode.decoders and not r.mode.shared_tower)
+    separate = fused and next((r for r in runners if r.mode.decoders == fused.mode.decoders and not r.mode.shared_tower),
+                              None)
+    if fused is not None and separate is not None:
         k = fused.mode.decoders
         report["fused"] = {"k": k, "separate_s_per_iter": separate.seconds(), "fused_s_per_iter": fused.seconds(),
                            "ratio": fused.ratio_over(separate), "peak_mem_mib": fused.resident_mib() + fused.peak_mib,
                            "separate_peak_mem_mib": separate.resident_mib() + separate.peak_mib,
                            "flops_bound": fused_flops_bound(flops, k)}
     return report
+
+
+def _per_image(runners, by_name: dict, batch_size: int) -> dict | None:
+    """Seconds per image of each part of a step, for the sweep estimate (None: a mode it needs was dropped)."""
+    device_cached = [by_name[r.mode.name] for r in runners if r.mode.name.startswith("cached") and not r.mode.host_cache]
+    tower_mode = next((r for r in runners if r.mode.name == "tower-bf16"), None)
+    need = ("reference", "tower-bf16", "cached-fp32", "cached-bf16")
+    if tower_mode is None or not device_cached or any(n not in by_name for n in need):
+        return None
+    ref = by_name["reference"]
+    decoder_of_tower = by_name["cached-bf16" if tower_mode.mode.decoder == "bf16" else "cached-fp32"]
+    return {"reference": ref / batch_size, "tower_step": by_name["tower-bf16"] / batch_size,
+            "cached": min(device_cached) / batch_size,
+            "tower_fp32": max(ref - by_name["cached-fp32"], 0.0) / batch_size,
+            "tower_bf16": max(by_name["tower-bf16"] - decoder_of_tower, 0.0) / batch_size}
 
 
 def fused_flops_bound(flops: dict, k: int) -> float:
@@ -419,7 +492,8 @@ def print_report(report: dict, fmt_name: str = "table") -> None:
         return
     cols = ["mode", "tower", "decoder", "s/iter", "images/s", "peak MiB", "speedup"]
     rows = [[m["name"], m["tower"], m["decoder"], round(m["s_per_iter"], 3), round(m["images_per_s"], 1),
-             round(m["peak_mem_mib"]), f"{m['speedup_vs_reference']:.1f}x"] for m in report["modes"]]
+             round(m["peak_mem_mib"]),
+             "-" if m["speedup_vs_reference"] is None else f"{m['speedup_vs_reference']:.1f}x"] for m in report["modes"]]
     steps = sorted({m["iters"] for m in report["modes"]})
     title = (f"{report['backbone']}, batch {report['batch_size']}, {report['device_name']} "
              f"({report['device']}, {report['threads']} threads), median of {'-'.join(map(str, steps))} step(s)")
@@ -427,16 +501,19 @@ def print_report(report: dict, fmt_name: str = "table") -> None:
 
     console = Console()
     render(cols, rows, fmt_name, title=title, console=console if console.width >= 110 else Console(width=110))
+    for name, why in report.get("dropped", {}).items():
+        print(f"{name}: dropped ({why})")
     f, s = report["flops_per_image"], report["sweep_estimate"]
     print(f"\nper image: tower forward {f['tower_forward_gflop']:.3g} GFLOP, decoder step "
           f"{f['decoder_step_gflop']:.3g} GFLOP (tokens {f['tokens']}), LIFT step inside the tower "
           f"{f['peft_step_gflop']:.3g} GFLOP")
-    print(f"whole sweep, {len(s['methods'])} methods on ImageNet-LT ({s['iters']} x {s['batch_size']}), "
-          f"this device, extrapolated:")
-    for k, label in (("reference", "reference (no cache, fp32)"), ("cache_eval", "cache.mode=eval (default)"),
-                     ("cache_train", f"cache.mode=train, {s['views']} view(s)")):
-        print(f"  {label:32s} {s[k + '_encoder_passes']:>13,} encoder passes  {s[k + '_hours']:10.1f} h")
-    print(f"  one cached decoder run, encoding included: {s['one_cached_run_minutes']:.1f} min")
+    if s is not None:
+        print(f"whole sweep, {len(s['methods'])} methods on ImageNet-LT ({s['iters']} x {s['batch_size']}), "
+              f"this device, extrapolated:")
+        for k, label in (("reference", "reference (no cache, fp32)"), ("cache_eval", "cache.mode=eval (default)"),
+                         ("cache_train", f"cache.mode=train, {s['views']} view(s)")):
+            print(f"  {label:32s} {s[k + '_encoder_passes']:>13,} encoder passes  {s[k + '_hours']:10.1f} h")
+        print(f"  one cached decoder run, encoding included: {s['one_cached_run_minutes']:.1f} min")
     if "fused" in report:
         fu = report["fused"]
         print(f"\nfused group of {fu['k']}: {fu['separate_s_per_iter']:.3g} s for {fu['k']} separate steps, "

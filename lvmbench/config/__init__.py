@@ -107,6 +107,8 @@ SCHEMA: dict[str, Param] = {
     "train.num_workers": Param(-1, int, ge=-1, note="-1 = auto: GPU the usable cores but one, CPU 0"),
     "train.log_every": Param(10, int, gt=0),
     "train.threads": Param(0, int, ge=0, note="0 = torch's default"),
+    # auto: a GPU when there is one (refusing GPUs that torch cannot use), else the CPU; cpu: the CPU on purpose.
+    "train.device": Param("auto", str, choices=("auto", "cuda", "cpu")),
     "decoder.depth": Param(3, int, ge=0),
     "decoder.heads": Param(4, int, gt=0),
     "decoder.mlp_ratio": Param(0.5, float, gt=0),
@@ -169,7 +171,7 @@ IDENTITY: dict[str, Param] = {
 }
 
 # Settings that change how fast or where a run goes, not what it computes.
-NOT_HASHED = {"train.num_workers", "train.log_every", "train.threads", "ckpt.every", "data.on_bad_image",
+NOT_HASHED = {"train.num_workers", "train.log_every", "train.threads", "train.device", "ckpt.every", "data.on_bad_image",
               "train.compile", "data.allow_missing_classes"}
 
 RECIPE_DIR = Path(__file__).resolve().parents[1] / "recipes"

@@ -9,51 +9,68 @@ import subprocess
 from dataclasses import dataclass, field
 
 from ..errors import UserError
-from ..runs import process
+from ..runs import devices, process
 from ..runs.rundir import RunDir
 
 
 @dataclass(frozen=True)
 class Slot:
-    """Where one child runs: its environment and, on a CPU, its share of the cores."""
+    """Where one child runs: its environment (its GPUs by UUID, its share of the cores), its threads, and
+    the GPUs it claims while a child runs there (see :mod:`lvmbench.runs.devices`)."""
 
     name: str
     env: dict = field(default_factory=dict)
     threads: int = 0  # train.threads for a child that did not set it (0: leave torch's default)
+    gpus: tuple = ()
+    place: bool = False  # choose the GPUs and cores at launch (``lvmbench run``: see ``devices.place``)
 
-
-def visible_gpus() -> list[str]:
-    """The GPUs this machine shows (respecting ``CUDA_VISIBLE_DEVICES``), without importing torch."""
-    if "CUDA_VISIBLE_DEVICES" in os.environ:
-        return [g for g in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if g.strip() and g.strip() != "-1"]
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            return [str(i) for i in range(pynvml.nvmlDeviceGetCount())]
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:  # noqa: BLE001 - no driver, no library: no GPUs
-        return []
+    def claim(self) -> list | None:
+        """The claims on its GPUs for a child (None: another lvmbench process holds one of them)."""
+        locks = []
+        for gpu in self.gpus:
+            lock = devices.gpu_lock(gpu)
+            if not lock.acquire():
+                process.release_owners(locks)
+                return None
+            locks.append(lock)
+        return locks
 
 
 def local_slots(gpus: list[str] | None = None, max_parallel: int | None = None, nproc: int = 1,
-                cpus: int | None = None) -> list[Slot]:
-    """One slot per ``nproc`` GPUs (all visible ones unless ``gpus`` lists them), at most
-    ``max_parallel``; without GPUs ``max_parallel`` CPU slots (default 1) splitting the cores."""
+                cpus: int | None = None, device: str = "auto", machine: devices.Machine | None = None) -> list[Slot]:
+    """One slot per ``nproc`` GPUs (all visible ones unless ``gpus`` lists them: indices or UUIDs), at
+    most ``max_parallel``; without GPUs (or with ``device=cpu``) ``max_parallel`` CPU slots (default 1).
+    The cores (``cpus`` of them, default this process's) are divided between the slots."""
     if max_parallel is not None and max_parallel < 1:
         raise UserError(f"--max-parallel {max_parallel}: must be >= 1")
-    gpus = visible_gpus() if gpus is None else gpus
-    if gpus:
-        if len(gpus) < nproc:
-            raise UserError(f"--nproc {nproc} needs {nproc} GPUs per run; {len(gpus)} available ({','.join(gpus)})")
-        groups = [gpus[i:i + nproc] for i in range(0, len(gpus) - nproc + 1, nproc)]
-        return [Slot(f"gpu {','.join(g)}", {"CUDA_VISIBLE_DEVICES": ",".join(g)}) for g in groups][:max_parallel]
-    n = max_parallel or 1
-    threads = max(1, (cpus or os.cpu_count() or 1) // (n * nproc))
-    env = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    return [Slot(f"cpu {i}", env, threads) for i in range(n)]
+    if device == "cpu":
+        found = []
+    else:
+        machine = devices.query() if machine is None else machine
+        entries = gpus if gpus is not None else devices.visible_entries(os.environ.get("CUDA_VISIBLE_DEVICES"))
+        found = devices.visible(machine.gpus, entries)
+        if gpus and not machine.gpus:  # no NVML here: the names as given
+            found = [devices.Gpu(g) for g in gpus]
+    cores = list(range(cpus)) if cpus else devices.own_cores()
+    if found:
+        devices.check_gpu_count(found, nproc)
+        groups = [found[i:i + nproc] for i in range(0, len(found) - nproc + 1, nproc)][:max_parallel]
+        shares = devices.split_cores(cores, len(groups))
+        return [Slot(f"gpu {','.join(g.uuid for g in group)}", {**devices.gpu_env(group), **devices.cpu_env(share, nproc)},
+                     max(1, len(share) // nproc), tuple(group)) for group, share in zip(groups, shares)]
+    shares = devices.split_cores(cores, max_parallel or 1)
+    return [Slot(f"cpu {i}", {"CUDA_VISIBLE_DEVICES": "", **devices.cpu_env(share, nproc)}, max(1, len(share) // nproc))
+            for i, share in enumerate(shares)]
+
+
+def claim_slot(free: list[Slot]) -> tuple[Slot, list] | None:
+    """The first free slot whose GPUs no other lvmbench process holds, taken out of ``free``, with its claims."""
+    for slot in free:
+        claims = slot.claim()
+        if claims is not None:
+            free.remove(slot)
+            return slot, claims
+    return None
 
 
 class LocalChild:
@@ -80,13 +97,39 @@ class LocalExecutor:
 
     chains = False
 
-    def __init__(self, slots: list[Slot], nproc: int = 1, debug: bool = False):
-        self.slots, self.nproc, self.debug = slots, nproc, debug
+    spread = True  # an idle slot is an idle GPU (or core share): fused groups are split to fill free slots
+
+    def __init__(self, slots: list[Slot], nproc: int = 1, debug: bool = False, say=print):
+        self.slots, self.nproc, self.debug, self.say = slots, nproc, debug, say
+        self.claims: dict[str, list] = {}  # slot name -> its GPU claims, from take_slot until launch
 
     def threads(self, slot: Slot) -> int:
         return slot.threads
 
+    def take_slot(self, free: list[Slot]) -> Slot | None:
+        """The first free slot whose GPUs no other lvmbench process holds (claimed now), or None."""
+        placed = claim_slot(free)
+        if placed is None:
+            return None
+        slot, self.claims[slot.name] = placed
+        return slot
+
+    def put_back(self, slot: Slot, free: list[Slot]) -> None:
+        """A slot taken but not used: its claims go back, it is free again."""
+        process.release_owners(self.claims.pop(slot.name, []))
+        free.insert(0, slot)
+
     def launch(self, runs: list[RunDir], slot: Slot, owners: list = (), after: list = ()) -> LocalChild:
+        """Start the child in ``slot``: a sweep's slot with the GPUs claimed for it, or (``Slot.place``:
+        ``lvmbench run``) on free GPUs claimed now, waiting while other lvmbench runs hold them all."""
+        if slot.place:
+            env, claims = devices.place(runs[0].spec().get("train.device", "auto"), self.nproc, say=self.say)
+        else:
+            env, claims = slot.env, self.claims.pop(slot.name, [])
         owners = list(owners) or [None]
-        return LocalChild(process.spawn(runs[0], slot.env, self.debug, self.nproc, owner=owners[0], members=runs[1:],
-                                        member_owners=owners[1:]))
+        try:
+            return LocalChild(process.spawn(runs[0], env, self.debug, self.nproc, owner=owners[0], members=runs[1:],
+                                            member_owners=owners[1:], claims=claims))
+        except BaseException:
+            process.release_owners(claims)
+            raise

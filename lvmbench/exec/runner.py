@@ -65,6 +65,14 @@ def preflight(spec: dict) -> dict:
     return summary
 
 
+def check_device(want: str) -> None:
+    """Refuse, before anything is created, to train on the CPU when NVML shows GPUs that torch cannot
+    use (a torch build for a newer driver); ``train.device=cpu`` trains on the CPU on purpose."""
+    from .train.gpus import check_usable
+
+    check_usable(want)
+
+
 def check_decoder_heads(spec: dict) -> None:
     """``decoder.heads`` must divide the width of the backbone's tokens (else the child would fail)."""
     import open_clip
@@ -117,9 +125,10 @@ class Bars(Reporter):
 def schedule(jobs: list[Job], runs_dir: Path, results: Path, label, debug: bool = False, ingest: bool = True,
              nproc: int = 1, fuse: bool = True) -> Scheduler:
     """Train ``jobs`` here, one child at a time, through the scheduler (a progress bar per run); the
-    asked-for runs train anew (``fresh``), a stage-1 run is shared with other processes."""
-    scheduler = Scheduler(LocalExecutor([Slot("here")], nproc, debug), runs_dir, results, fuse=fuse, ingest=ingest,
-                          fresh=True)
+    asked-for runs train anew (``fresh``), a stage-1 run is shared with other processes. Each child
+    claims free GPUs when it starts (see :func:`lvmbench.runs.devices.place`)."""
+    executor = LocalExecutor([Slot("here", place=True)], nproc, debug, say=console.print)
+    scheduler = Scheduler(executor, runs_dir, results, fuse=fuse, ingest=ingest, fresh=True)
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=False) as progress:
@@ -159,6 +168,7 @@ def run_headless(dataset: str, backbone: str, method: str, seed: int, data_root:
                             overrides={**(overrides or {}), **config.parse_sets(sets)}) for m in methods]
     for spec in specs:
         config.check_nproc(spec, nproc)
+    check_device(specs[0]["train.device"])
     summaries = {}  # one preflight per set of class names the runs need
     for spec in specs:
         key = config.class_names_needed(spec)
@@ -201,6 +211,7 @@ def resume_headless(run_id: str, runs_dir: Path, results: Path, debug: bool = Fa
             owners.append(process.own(member))
         for member in runs:
             config.check_nproc(member.spec(), nproc)
+        check_device(run.spec().get("train.device", "auto"))
         preflight(run.spec())
     except BaseException:
         process.release_owners(owners)

@@ -9,12 +9,13 @@ only channel back, collected by ``lvmbench ingest`` (or by the scheduler with ``
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from ..runs import process, scheduler
+from ..runs import devices, process, scheduler
 from ..runs.rundir import RunDir
 
 CLUSTERS = ("slurm", "local", "debug")
@@ -27,16 +28,39 @@ class RunJob:
     Checkpointable in submitit's sense: when Slurm preempts the job or its time runs out, submitit
     calls :meth:`checkpoint`, which stops the child (its runs keep ``ckpt/last.pt``, written every
     ``ckpt.every`` steps) and hands submitit the same job to requeue; the requeued job continues
-    the runs in their directories from that checkpoint."""
+    the runs in their directories from that checkpoint.
 
-    def __init__(self, run_dirs: list[str], nproc: int = 1, debug: bool = False):
-        self.run_dirs, self.nproc, self.debug = list(run_dirs), nproc, debug
+    ``visible``: on submitit's ``local`` and ``debug`` clusters, which run jobs on this machine, the
+    ``CUDA_VISIBLE_DEVICES`` of the submitting process (None: unset). submitit's local cluster gives
+    every job ``CUDA_VISIBLE_DEVICES=0``; the job instead claims free GPUs among these, as
+    ``lvmbench run`` does. On Slurm the job takes the GPUs Slurm gave it. Either way its ranks divide
+    the job's cores (see :mod:`lvmbench.runs.devices`)."""
+
+    def __init__(self, run_dirs: list[str], nproc: int = 1, debug: bool = False, local: bool = False,
+                 visible: str | None = None):
+        self.run_dirs, self.nproc, self.debug, self.local, self.visible = list(run_dirs), nproc, debug, local, visible
         self.proc = None
+
+    def _place(self, runs: list[RunDir]) -> tuple[dict, list]:
+        """The child's environment and its GPU claims (see the class docstring)."""
+        if not self.local:
+            return devices.cpu_env(devices.task_cores(devices.own_cores(), os.environ), self.nproc), []
+        if self.visible is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = self.visible
+        return devices.place(runs[0].spec().get("train.device", "auto"), self.nproc)
 
     def _spawn(self, runs: list[RunDir]):
         from .local import LocalChild
 
-        self.proc = process.spawn(runs[0], debug=self.debug, nproc=self.nproc, members=runs[1:])
+        env, claims = self._place(runs)
+        try:
+            self.proc = process.spawn(runs[0], env, debug=self.debug, nproc=self.nproc, members=runs[1:],
+                                      claims=claims)
+        except BaseException:
+            process.release_owners(claims)
+            raise
         return LocalChild(self.proc)
 
     def __call__(self) -> list[dict]:
@@ -50,7 +74,7 @@ class RunJob:
         if self.proc is not None and process.stop_child(self.proc.pid):
             for run_dir in self.run_dirs:
                 scheduler.preempted(RunDir(run_dir))
-        return DelayedSubmission(RunJob(self.run_dirs, self.nproc, self.debug))
+        return DelayedSubmission(RunJob(self.run_dirs, self.nproc, self.debug, self.local, self.visible))
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "proc": None}  # a process handle does not travel
@@ -126,15 +150,25 @@ class SlurmExecutor:
             tasks_per_node=1, gpus_per_node=options.gpus_per_job, cpus_per_task=options.cpus_per_job,
             slurm_partition=options.partition)
 
+    spread = False  # a free array slot is no idle GPU: a fused group stays one job
+
     def threads(self, slot) -> int:
         return 0
+
+    def take_slot(self, free: list):
+        return free.pop(0) if free else None
+
+    def put_back(self, slot, free: list) -> None:
+        free.insert(0, slot)
 
     def launch(self, runs: list[RunDir], slot=None, owners: list = (), after: list = ()) -> SlurmChild:
         if self.chains:
             after_ids = ":".join(c.job_id for c in after)
             self.executor.update_parameters(
                 slurm_additional_parameters={"dependency": f"afterany:{after_ids}"} if after_ids else {})
-        child = SlurmChild(self.executor.submit(RunJob([str(r.path) for r in runs], self.nproc, self.debug)))
+        local, visible = self.options.cluster != "slurm", os.environ.get("CUDA_VISIBLE_DEVICES")
+        child = SlurmChild(self.executor.submit(RunJob([str(r.path) for r in runs], self.nproc, self.debug, local,
+                                                       visible)))
         for run in runs:
             run.note(slurm_job_id=child.job_id)
         return child

@@ -244,6 +244,11 @@ def run_sweep(axes: Axes, runs_dir: Path, results: Path, *, executor: str = "loc
     check_is_duckdb(results)
     for job in jobs:
         config.check_nproc(job.spec, nproc)
+    device = jobs[0].spec["train.device"] if jobs else "auto"
+    if executor == "local":
+        from .runner import check_device
+
+        check_device(device)  # a Slurm task checks its own node
     preflight_all(jobs)
     skipped = [j for j in jobs if j.state == SKIPPED]
     todo = len(jobs) - len(skipped)
@@ -251,7 +256,7 @@ def run_sweep(axes: Axes, runs_dir: Path, results: Path, *, executor: str = "loc
     out.print(f"sweep: {len(jobs)} runs, {todo} to start, {len(skipped)} already finished")
     sweep_id = new_sweep_id()
     if todo:
-        where = _executor(executor, runs_dir, sweep_id, gpus, max_parallel, nproc, slurm, debug)
+        where = _executor(executor, runs_dir, sweep_id, gpus, max_parallel, nproc, slurm, debug, device)
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
         with Progress(*columns, console=console) as progress:
             Scheduler(where, runs_dir, results, sweep_id=sweep_id, fuse=fuse, reporter=RichReporter(progress, todo),
@@ -261,11 +266,11 @@ def run_sweep(axes: Axes, runs_dir: Path, results: Path, *, executor: str = "loc
     return outcome
 
 
-def _executor(kind, runs_dir, sweep_id, gpus, max_parallel, nproc, slurm, debug):
+def _executor(kind, runs_dir, sweep_id, gpus, max_parallel, nproc, slurm, debug, device="auto"):
     if kind == "local":
         from .local import LocalExecutor, local_slots
 
-        return LocalExecutor(local_slots(gpus, max_parallel, nproc), nproc, debug)
+        return LocalExecutor(local_slots(gpus, max_parallel, nproc, device=device), nproc, debug)
     if kind == "slurm":
         from .slurm import SlurmExecutor, SlurmOptions
 

@@ -18,6 +18,7 @@ import secrets
 import time
 
 from .. import catalog
+from .devices import group_cap
 
 # Settings that change only a member's own model, loss, optimizer, schedule or bookkeeping.
 MEMBER_KEYS = frozenset({
@@ -45,9 +46,11 @@ def group_key(spec: dict) -> str | None:
     return json.dumps(shared, sort_keys=True, default=str)
 
 
-def partition(specs: list[dict], fuse: bool = True) -> list[list[int]]:
+def partition(specs: list[dict], fuse: bool = True, free_slots: int | None = None) -> list[list[int]]:
     """The indices of ``specs`` grouped into fused groups of at most :data:`MAX_MEMBERS`, in order of
-    first appearance; runs that cannot fuse (or all of them, with ``fuse=False``) are groups of one."""
+    first appearance; runs that cannot fuse (or all of them, with ``fuse=False``) are groups of one.
+    ``free_slots``: a group takes at most ⌈its runs / free slots⌉ (``lvmbench.runs.devices.group_cap``),
+    so that every free slot gets work; the rest form further groups."""
     groups: dict[str, list[int]] = {}
     out: list[list[int]] = []
     for i, spec in enumerate(specs):
@@ -59,7 +62,10 @@ def partition(specs: list[dict], fuse: bool = True) -> list[list[int]]:
         else:
             groups[key] = [i]  # a full group leaves its key to the next one
             out.append(groups[key])
-    return out
+    if free_slots is None:
+        return out
+    caps = [group_cap(len(g), free_slots) for g in out]
+    return [g[i:i + cap] for g, cap in zip(out, caps) for i in range(0, len(g), cap)]
 
 
 def new_group_id() -> str:

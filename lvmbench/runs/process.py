@@ -73,11 +73,13 @@ def child_command(run: RunDir, debug: bool = False, nproc: int = 1, members: lis
 
 
 def spawn(run: RunDir, env: dict | None = None, debug: bool = False, nproc: int = 1,
-          owner: Lock | None = None, members: list[RunDir] = (), member_owners: list[Lock] = ()) -> subprocess.Popen:
+          owner: Lock | None = None, members: list[RunDir] = (), member_owners: list[Lock] = (),
+          claims: list[Lock] = ()) -> subprocess.Popen:
     """Start the training child of ``run`` (tied to this process), output to the run's ``stdout.log``;
     ``members``: the other runs of a fused group it trains too (each writes its own lines to its own
     log). ``owner`` (``member_owners``): this process's lock on the run (on each member), taken here
-    when not given; the child inherits them all, so every member is owned like a lone run."""
+    when not given; the child inherits them all, so every member is owned like a lone run. ``claims``:
+    locks on the GPUs it trains on (``lvmbench.runs.devices.claim``), inherited and released alike."""
     given = [owner, *member_owners]
     locks, taken = [], []
     try:
@@ -87,11 +89,11 @@ def spawn(run: RunDir, env: dict | None = None, debug: bool = False, nproc: int 
                 lock = own(r)
                 taken.append(lock)
             locks.append(lock)
-        proc = start(child_command(run, debug, nproc, members), run.log_file, env, tied=True, keep=locks)
+        proc = start(child_command(run, debug, nproc, members), run.log_file, env, tied=True, keep=locks + list(claims))
     except BaseException:
         release_owners(taken)
         raise
-    proc.owners = locks  # released (:func:`release_owners`) once the child has ended
+    proc.owners = locks + list(claims)  # released (:func:`release_owners`) once the child has ended
     return proc
 
 
@@ -232,7 +234,7 @@ def request_cancel(run: RunDir) -> str | None:
     if refused:
         return refused
     run.cancel_file.touch()
-    if not signal_group(int(status["pid"]), signal.SIGTERM):
+    if not signal_group(int(status.get("group_pid") or status["pid"]), signal.SIGTERM):  # every rank of the run
         return f"{run.run_id}: its process has already ended"
     return None
 

@@ -47,6 +47,10 @@ INTERRUPTED = ("killed", "cancelled")  # stopped from outside: a sweep run again
 
 # The files of a run directory, relative to it (RunDir gives their paths).
 SPEC, STATUS, METRICS, SYSTEM, LOG = "spec.json", "status.json", "metrics.jsonl", "system.jsonl", "stdout.log"
+# Keys of a metrics.jsonl record that time it (when it was written, how long its steps waited for data)
+# rather than record what training computed: runs that train bit for bit alike differ in these alone.
+TIMESTAMP, LOADER_WAIT = "ts", "loader_wait_s"
+TIMING_KEYS = (TIMESTAMP, LOADER_WAIT)
 
 
 def eval_name(split: str) -> str:
@@ -353,11 +357,14 @@ class RunDir:
         return self.write_status(status="queued", resumed_at=now(), resumes=self.status().get("resumes", 0) + 1,
                            ended_at=None, error=None, user_error=None, log_tail=None)
 
-    def mark_running(self, pid: int, host: str) -> dict:
-        """The child starts a segment (a run resumed n times has n + 1 segments)."""
+    def mark_running(self, pid: int, host: str, group_pid: int | None = None) -> dict:
+        """The child starts a segment (a run resumed n times has n + 1 segments). ``group_pid``: the
+        process whose group holds every process of the run (torchrun's, whose workers each lead a
+        session of their own): what a cancel signals."""
         started = now()
         segments = list(self.status().get("segment_starts") or []) + [started]
-        return self.write_status(status="running", started_at=started, pid=pid, host=host, segment_starts=segments)
+        return self.write_status(status="running", started_at=started, pid=pid, host=host, segment_starts=segments,
+                                 group_pid=group_pid or pid)
 
     def mark_finished(self, **fields: Any) -> dict:
         return self.write_status(**{"ended_at": now(), **fields, "status": "finished"})

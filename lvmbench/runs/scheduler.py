@@ -47,9 +47,16 @@ class Executor(Protocol):
 
     slots: list | None
     chains: bool  # it can start a stage-2 job before its stage-1 job ends (Slurm dependencies)
+    spread: bool  # a free slot is an idle device: fused groups are split so that every free slot gets work
 
     def threads(self, slot) -> int:
         """``train.threads`` for a child in ``slot`` that did not set it (0: torch's default)."""
+
+    def take_slot(self, free: list):
+        """A slot of ``free`` to start in, taken out of it (None: none can be used now)."""
+
+    def put_back(self, slot, free: list) -> None:
+        """Return a slot taken but not launched in to ``free``."""
 
     def launch(self, runs: list[RunDir], slot, owners: list[Lock | None], after: list[Child]) -> Child:
         """Start the training of ``runs`` (a fused group when several) in ``slot``, after ``after``."""
@@ -113,9 +120,9 @@ def finalize(run: RunDir, returncode: int | None, lost: str | None = None) -> di
     status = run.status()
     if status.get("status") in DONE:
         return status
+    if run.cancel_file.exists():  # asked for, whatever the exit code (torchrun exits 1 when its workers are stopped)
+        return run.mark_cancelled()
     if returncode is not None and returncode < 0:
-        if run.cancel_file.exists():
-            return run.mark_cancelled()
         name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else str(-returncode)
         return run.mark_killed(f"killed by {name}")
     return run.mark_failed(lost or f"child exited with code {returncode}")
@@ -252,14 +259,16 @@ class Scheduler:
         return bool(can) or (can is False and self.executor.chains and by_hash[job.needs].state == RUNNING)
 
     def _start(self, jobs: list[Job], by_hash: dict[str, Job], free: list | None, told: set) -> list | None:
-        for group in self._groups([j for j in jobs if j.state == PENDING and self._startable(j, by_hash)], by_hash):
-            if free is not None and not free:
+        startable = [j for j in jobs if j.state == PENDING and self._startable(j, by_hash)]
+        spread = len(free) if free is not None and self.executor.spread else None
+        for group in self._groups(startable, by_hash, spread):
+            slot = None
+            if free is not None and (slot := self.executor.take_slot(free)) is None:
                 break
-            slot = free.pop(0) if free is not None else None
             taken = self._take(group, told)
             if not taken:
                 if free is not None:
-                    free.insert(0, slot)
+                    self.executor.put_back(slot, free)
                 continue
             self._launch(taken, by_hash, slot)
         for job in jobs:
@@ -268,15 +277,16 @@ class Scheduler:
                 self.reporter.settled(job)
         return free
 
-    def _groups(self, startable: list[Job], by_hash: dict[str, Job]) -> list[list[Job]]:
+    def _groups(self, startable: list[Job], by_hash: dict[str, Job], free_slots: int | None = None) -> list[list[Job]]:
         """Jobs that continue a run go with the rest of its fused group; new ones are grouped by
-        :func:`lvmbench.runs.fused.partition`."""
+        :func:`lvmbench.runs.fused.partition` (split over ``free_slots`` when given)."""
         continuing: dict[str, list[Job]] = defaultdict(list)
         for job in (j for j in startable if j.run is not None):
             continuing[(job.run.spec_or_none() or {}).get("fused_group") or job.run.run_id].append(job)
         new = [j for j in startable if j.run is None]
         specs = [start_spec(j, by_hash) for j in new]
-        return [*continuing.values(), *([new[i] for i in g] for g in partition(specs, self.fuse and len(new) > 1))]
+        groups = partition(specs, self.fuse and len(new) > 1, free_slots)
+        return [*continuing.values(), *([new[i] for i in g] for g in groups)]
 
     def _take(self, group: list[Job], told: set) -> list[Job]:
         """The jobs of ``group`` this process may start (it holds their claims); jobs another process

@@ -12,23 +12,45 @@ from __future__ import annotations
 from .rundir import RunDir
 
 
+def _boards(samples: list[dict]) -> list[list[dict]]:
+    """Samples per GPU board: power and energy are a board's, shared by the MIG instances on it."""
+    boards: dict = {}
+    for s in samples:
+        boards.setdefault(s.get("board_uuid") or s.get("gpu_uuid") or s.get("gpu_index"), []).append(s)
+    return list(boards.values())
+
+
+def average_power(samples: list[dict]) -> float | None:
+    """The run's average power (W): each board's mean, summed over boards (None: no power sample)."""
+    means = [sum(p) / len(p) for p in ([s["power_w"] for s in rows if s.get("power_w") is not None]
+                                       for rows in _boards(samples)) if p]
+    return sum(means) if means else None
+
+
+def energy_joules(samples: list[dict], wall_s: float) -> float | None:
+    """Energy (J) over ``wall_s``: per board, its energy counter's increase, else (no counter on that
+    board) its mean power × ``wall_s``; summed over boards. None when nothing measured power."""
+    total = None
+    for rows in _boards(samples):
+        counter = [s["energy_j"] for s in rows if s.get("energy_j") is not None]
+        power = [s["power_w"] for s in rows if s.get("power_w") is not None]
+        if counter:
+            part = counter[-1] - counter[0]
+        elif power:
+            part = sum(power) / len(power) * wall_s
+        else:
+            continue
+        total = (total or 0.0) + part
+    return total
+
+
 def segment_cost(samples: list[dict]) -> dict:
     """Wall time (s) and energy (kWh, None when nothing measured power) of one segment's samples."""
     if not samples:
         return {"wall_s": 0.0, "energy_kwh": None}
     wall = max(s["ts"] for s in samples) - min(s["ts"] for s in samples)
-    by_gpu: dict = {}
-    for s in samples:
-        if s.get("energy_j") is not None:
-            by_gpu.setdefault(s.get("gpu_index"), []).append(s["energy_j"])
-    power = [s["power_w"] for s in samples if s.get("power_w") is not None]
-    if by_gpu:
-        energy_j = sum(v[-1] - v[0] for v in by_gpu.values())
-    elif power:
-        energy_j = sum(power) / len(power) * wall
-    else:
-        return {"wall_s": wall, "energy_kwh": None}
-    return {"wall_s": wall, "energy_kwh": energy_j / 3.6e6}
+    energy_j = energy_joules(samples, wall)
+    return {"wall_s": wall, "energy_kwh": None if energy_j is None else energy_j / 3.6e6}
 
 
 def earlier_segments(run: RunDir) -> list[dict]:

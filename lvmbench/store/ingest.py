@@ -60,6 +60,8 @@ def run_row(run: RunDir, carbon_kg_per_kwh: float = CARBON_KG_PER_KWH) -> dict:
         "group_peak_mem_mib": status.get("group_peak_mem_mib", status.get("peak_mem_mib")),
         # Mean seconds a training step waited for its images (none: no loader, e.g. cache.mode=train).
         "loader_wait_s": status.get("loader_wait_s"),
+        # its GPU also ran other processes: power and energy are the device's, not the run's alone
+        "gpu_shared": status.get("gpu_shared"),
     }
 
 

@@ -25,13 +25,14 @@ TABLES = {
         ended_at TIMESTAMP, wall_s DOUBLE, s_per_iter DOUBLE, peak_mem_mib DOUBLE, avg_power_w DOUBLE,
         energy_kwh DOUBLE, co2_kg DOUBLE, error VARCHAR, skipped_images BIGINT, recipe {_T['recipe']}, selected_on VARCHAR,
         fused_group VARCHAR, fused_size BIGINT, group_wall_s DOUBLE, group_energy_kwh DOUBLE,
-        group_peak_mem_mib DOUBLE, loader_wait_s DOUBLE""",
+        group_peak_mem_mib DOUBLE, loader_wait_s DOUBLE, gpu_shared BOOLEAN""",
     "evals": """
         run_id VARCHAR, split VARCHAR, overall DOUBLE, many DOUBLE, medium DOUBLE, few DOUBLE,
         precision DOUBLE, recall DOUBLE, f1 DOUBLE, worst_class DOUBLE, n_samples BIGINT""",
     "metrics": "run_id VARCHAR, step BIGINT, key VARCHAR, value DOUBLE, ts TIMESTAMP",
+    # mem_mib: the run's processes' (per process); power_w, util_pct, energy_j: the device's (see ``shared``)
     "system": "run_id VARCHAR, ts TIMESTAMP, gpu_index BIGINT, mem_mib DOUBLE, power_w DOUBLE, "
-              "util_pct DOUBLE, energy_j DOUBLE",
+              "util_pct DOUBLE, energy_j DOUBLE, gpu_uuid VARCHAR, shared BOOLEAN",
     # n_test, n_correct: the class's test images and how many were right (a confusion matrix's row sum and
     # diagonal), what the bootstrap intervals of lvmbench.store.intervals resample.
     "per_class": "run_id VARCHAR, split VARCHAR, class_id BIGINT, class_name VARCHAR, n_train BIGINT, "

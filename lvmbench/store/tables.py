@@ -37,7 +37,7 @@ TEST_SELECTED_NOTE = f"{TEST_SELECTED} selected on the test split, as the study'
 EVAL_FIELDS = ("overall", "many", "medium", "few", "precision", "recall", "f1")
 RUN_FIELDS = ("run_id", "dataset", "backbone", "pretrained", "method", "recipe", "selected_on", "seed", "config",
               "ended_at", "s_per_iter", "wall_s", "avg_power_w", "energy_kwh", "peak_mem_mib", "device",
-              "trainable_params", "loader_wait_s")
+              "trainable_params", "loader_wait_s", "gpu_shared")
 DEFAULT_WEIGHTS = ("openai", "embedded")
 
 
@@ -313,8 +313,17 @@ def cost_table(con, dataset=None, backbone=None, carbon_kg_per_kwh: float = CARB
         rows, kinds, more = _compare(found, rows, "cost", cols, COST_FIELDS)
         notes += more
     return Table(f"Cost{_title(dataset, backbone, found)} ({carbon_kg_per_kwh} kg CO2/kWh)", cols, rows,
-                 {c: False for c in ["Trainable", *COST_FIELDS]}, notes, kinds, wide_only=COST_WIDE_ONLY,
-                 digits=dict.fromkeys(COST_FIELDS, SIG3))
+                 {c: False for c in ["Trainable", *COST_FIELDS]}, notes + _shared_gpu_note(found), kinds,
+                 wide_only=COST_WIDE_ONLY, digits=dict.fromkeys(COST_FIELDS, SIG3))
+
+
+def _shared_gpu_note(found: list[Cell]) -> list[str]:
+    """Power and energy are NVML's figures for a whole GPU: name the cells whose GPU ran other processes too."""
+    shared = sorted({f"{c.label} ({c.backbone})" for c in found if any(r.get("gpu_shared") for r in c.runs)})
+    if not shared:
+        return []
+    return [f"Avg W, kWh and kg CO2 are device-wide for {', '.join(shared)}: their GPU also ran other processes, "
+            "whose power is included (memory figures are per process)"]
 
 
 def device_hours(cell: Cell) -> float | None:

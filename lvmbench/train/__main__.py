@@ -8,6 +8,7 @@ import traceback
 
 from ..errors import UserError
 from ..paths import is_no_space, no_space
+from ..runs.devices import take_rank_share
 from ..runs.rundir import DONE, RunDir
 
 
@@ -70,6 +71,9 @@ def main(argv: list[str]) -> int:
     runs = [RunDir(a) for a in argv if not a.startswith("--")]
     debug = "--debug" in argv
     dist = None
+    # Before torch starts: this rank's part of the child's cores, and cuBLAS's deterministic workspace.
+    take_rank_share(os.environ, int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     try:
         from ..runs.process import die_with_parent
         from .distributed import setup, teardown

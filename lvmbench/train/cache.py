@@ -23,9 +23,11 @@ import fcntl
 import hashlib
 import json
 import os
+import queue
+import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -115,9 +117,10 @@ class CachedFeatures:
         self.rows = sum(len(p) for p in parts)
         self.on_suspect = on_suspect  # called once when a read looks wrong; raises if the data is damaged
 
-    def _checked(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` as read; a non-finite value (what a damaged bf16 shard tends to show) verifies the
-        entry first. Once verified, what it holds is what the encoder wrote: later reads are trusted."""
+    def check(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (rows read from this entry, on any device) as read; a non-finite value (what a damaged
+        bf16 shard tends to show) verifies the entry first. Once verified, what it holds is what the
+        encoder wrote: later reads are trusted."""
         if self.on_suspect is not None and not bool(torch.isfinite(x).all()):
             check, self.on_suspect = self.on_suspect, None
             check()
@@ -134,17 +137,19 @@ class CachedFeatures:
     def nbytes(self) -> int:
         return sum(p.numel() * p.element_size() for p in self.parts)
 
-    def gather(self, rows) -> torch.Tensor:
-        """The rows ``rows`` (any order, repeats allowed) as one tensor."""
+    def gather(self, rows, check: bool = True) -> torch.Tensor:
+        """The rows ``rows`` (any order, repeats allowed) as one tensor; ``check=False``: the caller
+        checks them (:meth:`check`) where that is cheaper, e.g. on the GPU after the copy."""
         rows = torch.as_tensor(rows, dtype=torch.long)
+        checked = self.check if check else (lambda x: x)
         if len(self.parts) == 1:
-            return self._checked(self.parts[0][rows.to(self.parts[0].device)])
+            return checked(self.parts[0][rows.to(self.parts[0].device)])
         shard, local = rows // self.rows_per_shard, rows % self.rows_per_shard
         out = torch.empty((len(rows), *self.row_shape), dtype=self.parts[0].dtype)
         for s in shard.unique().tolist():
             where = shard == s
             out[where] = self.parts[s][local[where]]
-        return self._checked(out)
+        return checked(out)
 
     def batches(self, size: int) -> Iterator[torch.Tensor]:
         """Consecutive rows, ``size`` at a time (views of the shards where a batch fits in one)."""
@@ -154,7 +159,7 @@ class CachedFeatures:
             if s0 == s1 or len(self.parts) == 1:
                 part = self.parts[0] if len(self.parts) == 1 else self.parts[s0]
                 offset = 0 if len(self.parts) == 1 else s0 * self.rows_per_shard
-                yield self._checked(part[start - offset:stop - offset])
+                yield self.check(part[start - offset:stop - offset])
             else:
                 yield self.gather(torch.arange(start, stop))
 
@@ -168,9 +173,68 @@ class CachedFeatures:
         whole = torch.empty((self.rows, *self.row_shape), dtype=self.parts[0].dtype, device=device)
         start = 0
         for part in self.parts:  # shard by shard: never two copies of the whole on the device
-            whole[start:start + len(part)].copy_(self._checked(part))
+            whole[start:start + len(part)].copy_(self.check(part))
             start += len(part)
         return CachedFeatures([whole], max(self.rows, 1))
+
+
+def prefetch(items: Iterable, depth: int = 2) -> Iterator:
+    """``items`` in order, computed by a thread up to ``depth`` ahead of the consumer; an error the
+    thread meets is raised here, at the item where it happened."""
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop, end = threading.Event(), object()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put((end, exc))
+
+    threading.Thread(target=work, daemon=True, name="lvmbench-prefetch").start()
+    try:
+        while True:
+            item, exc = ready.get()
+            if exc is not None:
+                raise exc
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+
+
+def stream(feats: CachedFeatures, batches: Iterable, device: torch.device) -> Iterator[tuple[torch.Tensor, Any]]:
+    """``(rows on device, rows)`` for each array of row numbers in ``batches``, in order. Rows kept in
+    host memory (a memory map: an entry larger than its GPU share, :func:`fits_on`) are gathered a
+    thread ahead (:func:`prefetch`); bound for a GPU they are gathered into pinned memory, copied
+    asynchronously and checked for finiteness there, after the copy, instead of on the CPU."""
+    host, to_gpu = feats.parts[0].device.type == "cpu", device.type == "cuda"
+
+    def read(rows):
+        x = feats.gather(rows, check=not (host and to_gpu))
+        return (x.pin_memory() if host and to_gpu else x), rows
+
+    source = prefetch(map(read, batches)) if host else map(read, batches)
+    for x, rows in source:
+        x = to_device(x, device)
+        yield (feats.check(x) if host and to_gpu else x), rows
+
+
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``x`` on ``device``, asynchronously where it can be (from pinned memory to a GPU)."""
+    return x.to(device, non_blocking=True)
 
 
 def fits_on(device: torch.device, nbytes: int, share: float = 0.5) -> bool:
@@ -346,9 +410,13 @@ class FeatureCache:
         parts = []
         for s in range(self._n_shards(manifest)):
             n = len(self._range(manifest, s))
-            mm = np.memmap(self.dir / manifest["shards"][str(s)]["file"], dtype=np.int16, mode="c", shape=(n, *shape))
-            parts.append(torch.from_numpy(mm).view(STORE_DTYPE))
+            parts.append(memmap_rows(self.dir / manifest["shards"][str(s)]["file"], n, shape))
         return CachedFeatures(parts, manifest["rows_per_shard"], on_suspect=self._verify_on_read)
+
+
+def memmap_rows(path: Path, rows: int, shape: tuple) -> torch.Tensor:
+    """``rows`` stored rows of ``shape`` in the file ``path``, memory-mapped (copy on write) as a tensor."""
+    return torch.from_numpy(np.memmap(path, dtype=np.int16, mode="c", shape=(rows, *shape))).view(STORE_DTYPE)
 
 
 class _ShardWriter:

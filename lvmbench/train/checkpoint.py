@@ -64,9 +64,11 @@ def load_model_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
 
 
 def rng_state() -> dict:
+    """The RNG states of torch, numpy, Python and, on a GPU, of the process's own device only (the
+    current one: a rank's, see ``distributed.setup``), so a run resumes where fewer GPUs are visible."""
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -74,8 +76,12 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available():
+        if isinstance(cuda, (list, tuple)):  # a checkpoint of an older lvmbench: one state per visible GPU
+            own = torch.cuda.current_device()
+            cuda = cuda[own] if own < len(cuda) else cuda[0]
+        torch.cuda.set_rng_state(cuda)
 
 
 def save(path: Path, *, step: int, model: nn.Module, optimizer, scheduler, loss: nn.Module | None,

@@ -15,8 +15,14 @@ from datetime import timedelta
 import torch
 from torch import nn
 
-# Ranks other than 0 wait in the next gradient all-reduce while rank 0 evaluates.
-TIMEOUT = timedelta(hours=3)
+# How long a collective may wait before the run fails instead of hanging: ranks other than 0 wait in
+# the next step while rank 0 evaluates the val split (seconds from the feature cache, minutes with
+# eval.tte on a large split). ``LVMBENCH_DIST_TIMEOUT_MIN`` changes it.
+TIMEOUT = timedelta(minutes=float(os.environ.get("LVMBENCH_DIST_TIMEOUT_MIN", "30")))
+
+
+class FailedOnAnotherRank(RuntimeError):
+    """A fused member's step failed on another rank: every rank drops the member at the same step."""
 
 
 @dataclass(frozen=True)
@@ -35,11 +41,6 @@ class Dist:
     def active(self) -> bool:
         return self.world > 1
 
-    def device(self) -> torch.device:
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        return torch.device("cuda", self.local_rank) if self.active else torch.device("cuda")
-
     def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
         """The model to train with: DDP over its trainable parameters when several processes run."""
         if not self.active:
@@ -48,13 +49,24 @@ class Dist:
 
         return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    def mean(self, value: torch.Tensor) -> torch.Tensor:
-        """The average of a scalar over the ranks (the loss of the whole global batch)."""
+    def agree(self, loss: torch.Tensor | None, failure: BaseException | None, device: torch.device) -> torch.Tensor:
+        """The average of a scalar loss over the ranks (the loss of the whole global batch), in one
+        all-reduce that also counts the ranks whose step failed (``failure``, with ``loss`` None): then
+        every rank raises (the failing one its own error) before any gradient all-reduce, so that the
+        ranks drop the member together instead of pairing mismatched collectives or hanging."""
         if not self.active:
-            return value
-        value = value.detach().clone()
-        torch.distributed.all_reduce(value)
-        return value / self.world
+            if failure is not None:
+                raise failure
+            return loss
+        value = loss.detach().float().reshape(()) if loss is not None else torch.zeros((), device=device)
+        packed = torch.stack([value, torch.tensor(float(failure is not None), device=value.device)])
+        torch.distributed.all_reduce(packed)
+        if failure is not None:
+            raise failure
+        if packed[1].item() > 0:
+            raise FailedOnAnotherRank(f"{int(packed[1].item())} other rank(s) failed this step (see their lines in "
+                                      "stdout.log)")
+        return packed[0] / self.world
 
 
 def setup() -> Dist:

@@ -31,11 +31,12 @@ from ..methods.build import build_task
 from ..methods.stage2 import count_trainable
 from ..models.backbone import Backbone
 from ..models.decoder import Decoder
-from ..runs.rundir import RunDir, now
+from ..runs.rundir import LOADER_WAIT, TIMESTAMP, RunDir, now
 from ..runs.segments import group_cost, total_cost
-from . import cache, checkpoint, encoder, tte
+from . import cache, checkpoint, encoder, gpus, tte
 from .batches import ImageDataset, StepBatchSampler, collate
 from .distributed import Dist
+from .gpus import run_device
 from .loader import WaitLog, data_workers, loader_options, timed
 from .monitor import SystemMonitor, peak_rss_mib
 
@@ -145,12 +146,15 @@ class Trainer:
 
     def _build_shared(self, device, dist) -> None:
         self.dist = dist or Dist()  # several processes: see train/distributed.py
-        self.device = device or self.dist.device()
+        self.device = device or run_device(self.spec.get("train.device", "auto"), self.dist.local_rank,
+                                           self.dist.active)
         if self.spec["train.threads"]:
             torch.set_num_threads(self.spec["train.threads"])
         seed_everything(self.spec["seed"])
-        if self.device.type == "cpu":
-            torch.use_deterministic_algorithms(True, warn_only=True)
+        # On a GPU too (cuBLAS then needs CUBLAS_WORKSPACE_CONFIG, set by the child's entry point): what
+        # "fused = alone", "resume = uninterrupted" and "2 processes = 1" hold there, see README.
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
         self.dataset = build_dataset(self.spec)
         self.bad_image_runs = [self.run]
         print(f"data: {describe_classes(class_summary(self.dataset))}", flush=True)
@@ -265,10 +269,10 @@ class Trainer:
             return
         views = self.spec["cache.views"]
         feats, labels = self.cached("train", split, views), torch.as_tensor(split.labels)
-        for items in sampler:
-            rows = cache.train_rows(items, len(split), views)
-            x, y = self.readable(split, "train", feats.gather(rows), labels[rows % len(split)], rows % len(split))
-            yield encoder.model_input(x.to(self.device, non_blocking=True)), y.to(self.device, non_blocking=True), None
+        batches = (cache.train_rows(items, len(split), views) for items in sampler)
+        for x, rows in cache.stream(feats, batches, self.device):
+            x, y = self.readable(split, "train", x, labels[rows % len(split)], rows % len(split))
+            yield encoder.model_input(x), y.to(self.device, non_blocking=True), None
 
     @property
     def decode(self) -> str:
@@ -392,10 +396,14 @@ class Trainer:
         spec, loss_fn, optimizer = self.spec, self.task.loss, self.optimizer
         if hasattr(loss_fn, "set_progress"):
             loss_fn.set_progress(step / spec["train.iters"])
-        with self.autocast():
-            logits = self.net(x)
-        loss = loss_fn(logits.float(), labels)
-        seen = self.dist.mean(loss)  # the global batch's loss, the same on every rank
+        loss, failure = None, None
+        try:
+            with self.autocast():
+                logits = self.net(x)
+            loss = loss_fn(logits.float(), labels)
+        except Exception as exc:  # noqa: BLE001 - with several ranks, they all learn of it first
+            failure = exc
+        seen = self.dist.agree(loss, failure, self.device)  # the global batch's loss, the same on every rank
         if not torch.isfinite(seen):
             raise NonFiniteLoss(f"loss became {seen.item()} at step {step}; lower train.lr "
                                 f"(now {spec['train.lr']}) or check the data")
@@ -407,7 +415,7 @@ class Trainer:
         if done % spec["train.log_every"] == 0 or done == spec["train.iters"]:
             waited = self.waits.window()
             self.log({"step": done, "loss": seen.item(), "lr": optimizer.param_groups[0]["lr"],
-                      **({"loader_wait_s": waited} if waited is not None else {})})
+                      **({LOADER_WAIT: waited} if waited is not None else {})})
 
     def after_step(self, done: int) -> None:
         """Model selection (keeping the best weights) and the checkpoint, when due after ``done`` steps."""
@@ -454,18 +462,18 @@ def fit_group(members: list[Trainer], on_failure=None) -> list[dict]:
     active = list(members)
     for m in members:
         m.own_s, m.failed, m.waits = 0.0, False, WaitLog()
-    t_in = time.perf_counter()
+    t_in = clock(leader.device)
     for step, (x, labels, waited) in enumerate(leader.train_inputs(train, sampler), start):
         due = [m for m in active if step >= m.start_step]
-        shared = (time.perf_counter() - t_in) / max(len(due), 1)
+        shared = (clock(leader.device) - t_in) / max(len(due), 1)
         for m in due:
             if waited is not None:
                 m.waits.add(waited)
-            t0 = time.perf_counter()
+            t0 = clock(leader.device)
             try:
                 with m.own_rng():
                     m.train_step(step, x, labels)
-                    m.train_s += time.perf_counter() - t0 + shared
+                    m.train_s += clock(leader.device) - t0 + shared
                     m.after_step(step + 1)
             except Exception as exc:  # noqa: BLE001 - one member's error is that member's failure
                 if on_failure is None or len(members) == 1:
@@ -474,11 +482,19 @@ def fit_group(members: list[Trainer], on_failure=None) -> list[dict]:
                 active.remove(m)
                 m.say(f"failed at step {step + 1}: {type(exc).__name__}: {exc}")
                 on_failure(m, exc)
-            m.own_s += time.perf_counter() - t0
+            m.own_s += clock(leader.device) - t0
         if not active:
             break
-        t_in = time.perf_counter()
+        t_in = clock(leader.device)
     return [m.finish() for m in active]
+
+
+def clock(device: torch.device) -> float:
+    """``time.perf_counter()`` once the device has done the work queued so far: CUDA runs asynchronously,
+    so without this one member's backward pass would be billed to the next member's time."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def _pct(value) -> str:
@@ -502,18 +518,21 @@ def write_eval(run: RunDir, split: str, result) -> None:
 
 def follow_group(runs: list[RunDir], dist: Dist) -> None:
     """A rank other than 0: train in step with rank 0 on its slice of each batch; write nothing."""
-    members = [m for m in Trainer.group(runs, dist=dist, on_failure=lambda run, exc: None) if m.task.trainable()]
+    def say(run: RunDir, exc: BaseException) -> None:  # rank 0 records the member's failure
+        print(f"rank {dist.rank}: {run.run_id} failed: {type(exc).__name__}: {exc}", flush=True)
+
+    members = [m for m in Trainer.group(runs, dist=dist, on_failure=say) if m.task.trainable()]
     for m in members:
         m.log = lambda record: None
     if members:
-        fit_group(members, on_failure=lambda member, exc: None)
+        fit_group(members, on_failure=lambda member, exc: say(member.run, exc))
 
 
 def _logger(member: Trainer):
     run, iters = member.run, member.spec["train.iters"]
 
     def log(record: dict) -> None:
-        record["ts"] = now()
+        record[TIMESTAMP] = now()
         run.append(run.metrics_file, record)
         if "loss" in record:
             member.say(f"step {record['step']}/{iters} loss {record['loss']:.4f} lr {record['lr']:.3g}")
@@ -545,7 +564,8 @@ def train_group(runs: list[RunDir], dist: Dist | None = None, on_failure=None) -
         follow_group(runs, dist)
         return []
     for run in runs:
-        run.mark_running(pid=os.getpid(), host=socket.gethostname())
+        run.mark_running(pid=os.getpid(), host=socket.gethostname(),
+                         group_pid=os.getppid() if "LOCAL_RANK" in os.environ else None)  # under torchrun: its group
     members = Trainer.group(runs, dist=dist, on_failure=on_failure)
     if not members:
         return []
@@ -566,7 +586,7 @@ def train_group(runs: list[RunDir], dist: Dist | None = None, on_failure=None) -
         for m in members:
             m.run.append(m.run.system_file, record)
 
-    with SystemMonitor(write_system, use_gpu=device.type == "cuda") as monitor:
+    with SystemMonitor(write_system, gpus=gpus.run_uuids(members[0].dist) if device.type == "cuda" else ()) as monitor:
         t_start = time.perf_counter()
         if trained:
             finished = fit_group(trained, fail if on_failure else None)
