@@ -172,7 +172,7 @@ def _matmul_precision(precision: str):
 def host_copy(store: torch.Tensor, folder: str):
     """``store`` (cached rows) as a memory-mapped file in ``folder``: what an entry too large for its
     GPU share is read from during training."""
-    from .train import cache
+    from ..train import cache
 
     path = f"{folder}/rows.bin"
     store.cpu().view(torch.int16).numpy().tofile(path)

@@ -68,7 +68,7 @@ def preflight(spec: dict) -> dict:
 def check_device(want: str) -> None:
     """Refuse, before anything is created, to train on the CPU when NVML shows GPUs that torch cannot
     use (a torch build for a newer driver); ``train.device=cpu`` trains on the CPU on purpose."""
-    from .train.gpus import check_usable
+    from ..train.gpus import check_usable
 
     check_usable(want)
 
