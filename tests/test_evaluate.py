@@ -51,9 +51,10 @@ def test_hand_made_confusion():
 
     assert [row["accuracy"] for row in r.per_class] == pytest.approx([75.0, 50.0, 100.0, 0.0, None])
     assert [row["n_test"] for row in r.per_class] == [4, 2, 2, 2, 0]
+    assert [row["n_correct"] for row in r.per_class] == [3, 1, 2, 0, 0]  # the confusion matrix's diagonal
     assert [row["n_train"] for row in r.per_class] == TRAIN
     assert r.per_class[4] == {"class_id": 4, "class_name": "e", "n_train": 7,
-                              "accuracy": None, "n_test": 0}
+                              "accuracy": None, "n_test": 0, "n_correct": 0}
 
 
 def test_recall_equals_mean_per_class_accuracy():

@@ -14,10 +14,15 @@ def test_new_run_ids_are_readable_and_unique():
     check_run_id("runs", a)
 
 
-@pytest.mark.parametrize("bad", ["", "a/b", "../x", ".hidden", "a b", "x" * 129])
+@pytest.mark.parametrize("bad", ["a/b", "../x", ".hidden", "a b", "x" * 129])
 def test_run_id_must_be_a_plain_folder_name(bad, tmp_path):
     with pytest.raises(UserError, match="use letters, digits"):
         check_run_id(tmp_path, bad)
+
+
+def test_an_empty_run_id_is_refused_as_empty(tmp_path):
+    with pytest.raises(UserError, match="--run-id is empty: give a run id"):
+        check_run_id(tmp_path, "")
 
 
 def test_run_id_of_an_existing_run_is_refused(tmp_path):
