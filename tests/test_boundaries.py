@@ -402,7 +402,7 @@ def test_a_spec_that_is_a_symlink_to_itself_is_named_as_skipped(store, capsys):
 @pytest.mark.parametrize("args,message", [
     (["--seed", ","], "--seed ',': names nothing"),
     (["--method", " , "], "--method ' , ': names nothing"),
-    (["--gpus", "x"], "--gpus x: 'x' is not a GPU index"),
+    (["--gpus", "x"], "--gpus x: 'x' is not a GPU index or UUID"),
     (["--gpus", "0,0"], "--gpus 0,0: a GPU is named twice"),
     (["--max-runs", "0"], "--max-runs 0: must be >= 1"),
 ])

@@ -45,8 +45,8 @@ def parse_gpus(text: str | None) -> list[str] | None:
     gpus = split_list(text, "--gpus")
     for gpu in gpus or []:
         if not (gpu.isdigit() or gpu.startswith(("GPU-", "MIG-"))):
-            raise UserError(f"--gpus {text}: {gpu!r} is not a GPU index; give indices such as 0,1 "
-                            "(nvidia-smi -L lists them)")
+            raise UserError(f"--gpus {text}: {gpu!r} is not a GPU index or UUID; give indices such as 0,1 "
+                            "or UUIDs such as GPU-… / MIG-… (nvidia-smi -L lists both)")
     if gpus and len(set(gpus)) < len(gpus):
         raise UserError(f"--gpus {text}: a GPU is named twice")
     return gpus
