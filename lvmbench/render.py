@@ -31,11 +31,13 @@ FORMATS = ("table", "csv", "json", "markdown", "latex")
 NULL = "NULL"  # how ``exact`` output shows a missing value
 
 
-def output(stderr: bool = False) -> Console:
-    """The console every command prints through: on a terminal it wraps to the terminal's width; to a
-    pipe or a file, text is never hard-wrapped (a line stays one line) and tables print at full width
-    (:func:`print_rich_table`)."""
+def output(stderr: bool = False, min_width: int | None = None) -> Console:
+    """The console every command prints through: on a terminal it wraps to the terminal's width (at least
+    ``min_width``, for reports whose tables need it); to a pipe or a file, text is never hard-wrapped (a
+    line stays one line) and tables print at full width (:func:`print_rich_table`)."""
     console = Console(stderr=stderr)
+    if min_width and console.width < min_width:
+        console = Console(stderr=stderr, width=min_width)
     console.soft_wrap = not console.is_terminal
     return console
 

@@ -142,7 +142,7 @@ def run(n: int, rows: int = 4096, classes: int = 100, system_lines: int = 256, w
 
 
 def print_report(report: dict, fmt_name: str = "table") -> None:
-    from ..render import render
+    from ..render import output, render
 
     if fmt_name == "json":
         print(json.dumps(report, indent=1))
@@ -158,8 +158,4 @@ def print_report(report: dict, fmt_name: str = "table") -> None:
     title = (f"{r['runs']} runs x {r['metric_rows_per_run']} metric rows, {r['classes']} classes, "
              f"{r['system_lines']} system samples ({r['run_files_mb']} MB of run files; "
              f"{r['rows']['metrics']:,} metric rows)")
-    from rich.console import Console
-
-    console = Console()
-    render(["step", "wall s", "CPU s", "throughput"], rows, fmt_name, title=title,
-           console=console if console.width >= 110 else Console(width=110))
+    render(["step", "wall s", "CPU s", "throughput"], rows, fmt_name, title=title, console=output(min_width=110))

@@ -226,15 +226,13 @@ def print_report(report: dict, fmt_name: str = "table") -> None:
     """The paths and the prediction as tables (or Markdown), or the report as one JSON object."""
     import json
 
-    from rich.console import Console
-
-    from ..render import render
+    from ..render import output, render
 
     if fmt_name == "json":
         print(json.dumps(report, indent=1))
         return
     lo, tg = report["loader"], report["target"]
-    console = Console() if Console().width >= 100 else Console(width=100)
+    console = output(min_width=100)
     load = " ".join(f"{x:.2f}" for x in report["load_avg"])
     rows = [[p["transform"], p["decode"], round(p["img_s_per_core"]), round(1000 / p["img_s_per_core"], 2),
              round(p["img_s_wall"]), p["workers"], round(p["workers_img_s"])] for p in lo["paths"]]

@@ -485,7 +485,7 @@ def print_report(report: dict, fmt_name: str = "table") -> None:
     """The modes as a table (or Markdown, or the report as one JSON object), then the sweep estimate."""
     import json
 
-    from ..render import render
+    from ..render import output, render
 
     if fmt_name == "json":
         print(json.dumps(report, indent=1))
@@ -497,10 +497,7 @@ def print_report(report: dict, fmt_name: str = "table") -> None:
     steps = sorted({m["iters"] for m in report["modes"]})
     title = (f"{report['backbone']}, batch {report['batch_size']}, {report['device_name']} "
              f"({report['device']}, {report['threads']} threads), median of {'-'.join(map(str, steps))} step(s)")
-    from rich.console import Console
-
-    console = Console()
-    render(cols, rows, fmt_name, title=title, console=console if console.width >= 110 else Console(width=110))
+    render(cols, rows, fmt_name, title=title, console=output(min_width=110))
     for name, why in report.get("dropped", {}).items():
         print(f"{name}: dropped ({why})")
     f, s = report["flops_per_image"], report["sweep_estimate"]
