@@ -171,6 +171,45 @@ def test_export_refuses_a_folder_with_files_and_an_unknown_format(tmp_path, caps
     assert not (tmp_path / "new").exists() and not (tmp_path / "missing.duckdb").exists()
 
 
+def test_export_fills_an_empty_or_new_nested_folder_and_names_each_refusal(tmp_path, capsys, monkeypatch):
+    """The folders ``export`` accepts (an empty one, a new one under new ones, a name with a quote), the
+    default format, and the one-line reason of each refusal, word for word."""
+    import errno
+    from pathlib import Path
+
+    from lvmbench import cli
+    from lvmbench.store.export import export_database
+
+    db, _, _ = stored(tmp_path, ("ce", 0, 50.0))
+    (tmp_path / "empty").mkdir()
+    for out in (tmp_path / "empty", tmp_path / "new" / "deeper" / "it's"):
+        assert cli.main(["export", str(out), "--results", str(db)]) == 0
+        back = duckdb.connect()
+        back.execute("IMPORT DATABASE '{}'".format(str(out).replace("'", "''")))
+        assert back.execute("SELECT method FROM runs").fetchall() == [("ce",)]
+    export_database(db, tmp_path / "api")  # a Python caller's default: Parquet
+    assert {p.suffix for p in (tmp_path / "api").iterdir()} == {".parquet", ".sql"}
+    with pytest.raises(UserError) as refused:
+        export_database(db, tmp_path / "xml", "xml")
+    assert str(refused.value) == "--format xml: choose from parquet, csv, jsonl"
+    capsys.readouterr()
+
+    (tmp_path / "a-file").write_text("x")
+    assert cli.main(["export", str(tmp_path / "a-file"), "--results", str(db)]) == 2
+    assert capsys.readouterr().err == f"error: export {tmp_path / 'a-file'} is a file, not a folder\n"
+    mkdir = Path.mkdir
+
+    def denied(self, *args, **kwargs):
+        if self.name == "denied":
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", denied)
+    assert cli.main(["export", str(tmp_path / "denied"), "--results", str(db)]) == 2
+    assert capsys.readouterr().err == \
+        f"error: export {tmp_path / 'denied'}: [Errno 13] Permission denied: '{tmp_path / 'denied'}'\n"
+
+
 # -- mean ± std over seeds, LaTeX -----------------------------------------------------------------
 
 def test_main_table_shows_the_sample_std_over_three_seeds(tmp_path):
@@ -467,6 +506,30 @@ def test_mlflow_export_without_mlflow_is_one_line(tmp_path, monkeypatch, capsys)
     assert cli.main(["export", "mlflow", "--results", str(db)]) == 2
     err = capsys.readouterr().err
     assert "MLflow is not installed: pip install 'lvmbench[mlflow]'" in err and len(err.splitlines()) == 1
+
+
+def test_a_database_tracking_store_without_its_packages_says_what_to_install(tmp_path, capsys):
+    """mlflow-skinny (lvmbench's extra) has no SQLAlchemy: a database tracking URI fails with MLflow's reason
+    and what to install; other stores never get that hint."""
+    import importlib.util
+
+    from lvmbench import cli
+    from lvmbench.store.mlflow_export import _database_hint
+
+    pytest.importorskip("mlflow")
+    if importlib.util.find_spec("sqlalchemy") is not None:
+        pytest.skip("the full mlflow package is installed: database stores work")
+    db, _, _ = stored(tmp_path, ("ce", 0, 50.0))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert cli.main(["export", "mlflow", "--tracking-uri", uri, "--results", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: mlflow ({uri}): ") and len(err.splitlines()) == 1
+    assert err.endswith(" (a database tracking store needs the full package: pip install mlflow)\n")
+    hint = {uri: bool(_database_hint(uri)) for uri in ("postgresql://h/db", "mysql://h/db", "mssql://h/db",
+                                                       "sqlite:///m.db", "file:///tmp/mlruns", "http://h:5000",
+                                                       "/tmp/sqlite:x")}
+    assert hint == {"postgresql://h/db": True, "mysql://h/db": True, "mssql://h/db": True, "sqlite:///m.db": True,
+                    "file:///tmp/mlruns": False, "http://h:5000": False, "/tmp/sqlite:x": False}
 
 
 # -- Slurm requeue and sweeps that continue interrupted runs ----------------------------------------
