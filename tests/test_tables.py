@@ -170,6 +170,7 @@ def test_a_run_made_before_recipes_is_labelled_as_having_none(tmp_path):
     recipes = build(tmp_path, "recipes")
     assert [dict(zip(recipes.columns, r))["Overall ref."] for r in recipes.rows] == [None]  # neither recipe
     assert [(r[0], dict(zip(recipes.columns, r))["Overall paper"]) for r in recipes.rows] == [("ce", 60.0)]
+    assert tables.TEST_SELECTED_NOTE not in recipes.notes  # the old run (selected on test) is in no row of it
 
 
 def test_the_cost_table_shows_each_cells_mean_loader_wait_per_step(tmp_path):
@@ -185,3 +186,60 @@ def test_the_cost_table_shows_each_cells_mean_loader_wait_per_step(tmp_path):
     column = table.columns.index("Loader wait s/iter")
     assert table.columns[column - 1] == "s/iter"
     assert {r[0]: r[column] for r in table.rows} == {"ce": pytest.approx(0.03), "focal": None}
+
+
+def test_the_recipes_table_splits_the_difference_into_method_and_preprocessing(tmp_path):
+    """Δ method = a reference run with the paper's preprocessing - paper; Δ preproc. = reference - that run;
+    without such a run both stay blank (never the whole difference under one of them)."""
+    runs, root = tmp_path / "runs", str(tmp_path)
+    finished(runs, "folder", method="ce", overall=50.0, few=5.0, data_root=root, sets=["recipe=paper"])
+    finished(runs, "folder", method="ce", overall=56.0, few=9.0, data_root=root, sets=["recipe=reference"])
+    finished(runs, "folder", method="ce", overall=53.0, few=6.0, data_root=root,
+             sets=["recipe=reference", "data.transform=study"])  # the folder's paper preprocessing
+    finished(runs, "folder", method="focal", overall=40.0, few=2.0, data_root=root, sets=["recipe=paper"])
+    finished(runs, "folder", method="focal", overall=41.0, few=3.0, data_root=root, sets=["recipe=reference"])
+    table = build(tmp_path, "recipes", dataset="folder")
+    rows = {r[0]: dict(zip(table.columns, r)) for r in table.rows}
+    split = ("Overall paper", "Overall ref.", "Δ overall", "Δ method", "Δ preproc.", "Few paper", "Few ref.",
+             "Δ few", "Δ few method", "Δ few preproc.")
+    assert {k: rows["ce"][k] for k in split} == dict(zip(split, (50.0, 56.0, 6.0, 3.0, 3.0, 5.0, 9.0, 4.0, 1.0, 3.0)))
+    assert {k: rows["focal"][k] for k in split} == dict(zip(split, (40.0, 41.0, 1.0, None, None, 2.0, 3.0, 1.0,
+                                                                    None, None)))
+
+
+def test_a_cost_point_is_named_as_its_table_row(tmp_path):
+    """Two cells of one method: each point carries the row's method and variant, as the tables print them."""
+    runs = tmp_path / "runs"
+    finished(runs, method="ce", few=3.0)
+    finished(runs, method="ce", few=4.0, sets=["train.lr=0.5"])
+    main = build(tmp_path)  # ingests the runs
+    with open_readonly(tmp_path / "r.duckdb") as con:
+        points = {p.label: p.few for p in tables.cost_points(con, "mnist-lt")}
+    assert points == {" ".join(r[:2]): r[main.columns.index("Few")] for r in main.rows}
+    assert points == {"ce lr=0.03": 3.0, "ce lr=0.5": 4.0}
+
+
+def test_ci_intervals_come_from_each_cells_stored_counts_and_skip_a_cell_missing_some(tmp_path):
+    """``table main --ci``: a cell's interval is the bootstrap of its runs' per-class test counts, with the
+    number of draws asked for; a cell with a run stored without counts gets none, and the note says why."""
+    from lvmbench.store import intervals
+
+    runs = tmp_path / "runs"
+    per_class = [{"class_id": c, "class_name": f"c{c}", "n_train": (100, 10, 2)[c % 3], "accuracy": 100.0 * (c % 2),
+                  "n_test": 1, "n_correct": c % 2} for c in range(10)]  # mnist-lt's 10 classes, one test image each
+
+    def with_counts(run):
+        run.per_class_file("test").write_text(json.dumps(per_class))
+        test = json.loads((run.eval_dir / "test.json").read_text())
+        (run.eval_dir / "test.json").write_text(json.dumps({**test, "worst_class": 0.0}))
+
+    with_counts(finished(runs, method="ce", seed=0))
+    finished(runs, method="ce", seed=1)  # stored without per-class counts
+    with_counts(finished(runs, method="focal"))
+    table = build(tmp_path, "main", ci=True, resamples=50)
+    overall = {r[0]: r[table.columns.index("Overall")] for r in table.rows}
+    counts = intervals.ClassCounts.from_runs([[(c["n_train"], c["n_test"], c["n_correct"]) for c in per_class]])
+    assert overall["focal"].ci == pytest.approx(intervals.intervals(counts, 50)["overall"])
+    assert overall["focal"].ci != pytest.approx(intervals.intervals(counts)["overall"])  # 50 draws, not the default
+    assert overall["ce"].ci is None
+    assert table.notes[-1].endswith("(50 draws, seeded); – : a run without per-class test counts")
