@@ -243,3 +243,44 @@ def test_ci_intervals_come_from_each_cells_stored_counts_and_skip_a_cell_missing
     assert overall["focal"].ci != pytest.approx(intervals.intervals(counts)["overall"])  # 50 draws, not the default
     assert overall["ce"].ci is None
     assert table.notes[-1].endswith("(50 draws, seeded); – : a run without per-class test counts")
+
+
+def test_the_cost_tables_cells_are_the_means_of_each_cells_records(tmp_path):
+    """``table cost`` (the study's Table 8): every column of a cell as a user reads it, from its runs' records;
+    the carbon factor in the title and in kg CO2; ``--backbone``; no published rows unless asked for."""
+    runs = tmp_path / "runs"
+    for seed, (wall_s, kwh, watts) in enumerate(((3600.0, 0.2, 200.0), (7200.0, 0.4, 300.0))):
+        finished(runs, seed=seed, wall_s=wall_s, s_per_iter=0.1 * (seed + 1), energy_kwh=kwh, avg_power_w=watts,
+                 trainable_params=5130, loader_wait_s=0.01, device="cuda", gpu_shared=seed == 1)
+    table = build(tmp_path, "cost", carbon_kg_per_kwh=0.5)
+    assert table.title == "Cost — mnist-lt (0.5 kg CO2/kWh)"
+    assert table.columns == ["Method", "Variant", "Backbone", "Seeds", "Trainable", "s/iter", "Loader wait s/iter",
+                             "Device h", "Avg W", "kWh", "kg CO2"]
+    assert table.rows == [["ce", "", "tiny-clip", 2, 5130, pytest.approx(0.15), 0.01, pytest.approx(1.5), 250.0,
+                           pytest.approx(0.3), pytest.approx(0.15)]]
+    assert table.higher_is_better == dict.fromkeys(table.columns[4:], False)
+    assert table.kinds == [] and table.notes == [  # a cell without a published counterpart is named only when asked
+        "Avg W, kWh and kg CO2 are device-wide for ce (tiny-clip): their GPU also ran other processes, whose power "
+        "is included (memory figures are per process)"]
+    assert build(tmp_path, "cost").title == "Cost — mnist-lt (0.544 kg CO2/kWh)"
+    assert build(tmp_path, "cost", backbone="ViT-B-16").rows == []
+    assert build(tmp_path, "memory").title == "Peak memory (MiB) by backbone — mnist-lt"
+
+
+def test_the_recipes_table_pairs_runs_by_their_variant_without_the_preprocessing(tmp_path):
+    """Rows of one method at several settings: each pairs its own paper and reference runs, and shows its
+    variant without the preprocessing; the title names what was asked for, the note how Δ splits."""
+    runs, root = tmp_path / "runs", str(tmp_path)
+    for lr, iters, base in (("0.5", 7, 50.0), ("0.25", 9, 30.0)):
+        for recipe, gain in (("paper", 0.0), ("reference", 4.0)):
+            finished(runs, "folder", overall=base + gain, data_root=root,
+                     sets=[f"recipe={recipe}", f"train.lr={lr}", f"train.iters={iters}"])
+        finished(runs, "folder", overall=base + 1.0, data_root=root,  # its variant: "iters=… lr=… transform=study"
+                 sets=["recipe=reference", "data.transform=study", f"train.lr={lr}", f"train.iters={iters}"])
+    table = build(tmp_path, "recipes", dataset="folder", backbone="tiny-clip")
+    assert table.title == "Recipes: paper vs reference — folder, tiny-clip (test, %)"
+    assert sorted((r[1], r[3], r[4], r[6]) for r in table.rows) == [("iters=7 lr=0.5", 50.0, 54.0, 1.0),
+                                                                      ("iters=9 lr=0.25", 30.0, 34.0, 1.0)]
+    assert table.notes[-1] == ("Δ = reference - paper = Δ method + Δ preproc.; Δ method: a reference run with the "
+                               "paper's preprocessing (--set recipe=reference data.transform=...) - paper")
+    assert build(tmp_path, "recipes", dataset="places-lt").title == "Recipes: paper vs reference — places-lt (test, %)"
