@@ -92,6 +92,17 @@ def test_cost_points_are_the_few_shot_and_cost_figures_of_each_cell_of_one_datas
         assert len(tables.cost_points(con, "mnist-lt", backbone="tiny-clip")) == 2
 
 
+def printed(db, kind, width: int) -> str:
+    """The table as ``lvmbench table KIND`` prints it on a terminal ``width`` columns wide."""
+    from rich.console import Console
+
+    from lvmbench.render import print_table
+
+    out = io.StringIO()
+    print_table(db, kind, console=Console(file=out, width=width, color_system=None))
+    return out.getvalue()
+
+
 def table_json(db, kind, *args):
     """``lvmbench table KIND ... --format json`` as a user runs it: its rows as dicts."""
     from lvmbench import cli
@@ -263,6 +274,10 @@ def test_the_cost_tables_cells_are_the_means_of_each_cells_records(tmp_path):
         "Avg W, kWh and kg CO2 are device-wide for ce (tiny-clip): their GPU also ran other processes, whose power "
         "is included (memory figures are per process)"]
     assert build(tmp_path, "cost").title == "Cost — mnist-lt (0.544 kg CO2/kWh)"
+    narrow, wide = (printed(tmp_path / "r.duckdb", "cost", width) for width in (80, 200))
+    assert "Trainable" not in narrow and "Loader wait" not in narrow  # Table 8 publishes neither
+    assert "Trainable" in wide and "Loader wait" in wide
+    assert " 0.150 " in narrow and " 0.300 " in narrow  # s/iter and kWh to three significant digits
     assert build(tmp_path, "cost", backbone="ViT-B-16").rows == []
     assert build(tmp_path, "memory").title == "Peak memory (MiB) by backbone — mnist-lt"
 
