@@ -174,6 +174,16 @@ def test_ssf_scales_and_shifts_each_feature_or_channel():
     torch.testing.assert_close(ssf(maps), expected)
 
 
+def test_ssf_starts_as_lift_draws_it():
+    """LIFT's SSF: scale ~ N(1, 0.02), shift ~ N(0, 0.02), one of each per feature (4,096 draws: their mean
+    and spread within a few standard errors)."""
+    torch.manual_seed(0)
+    ssf = peft.SSF(4096)
+    for param, mean in ((ssf.scale, 1.0), (ssf.shift, 0.0)):
+        assert param.shape == (4096,) and param.requires_grad
+        assert abs(param.mean().item() - mean) < 0.002 and 0.018 < param.std().item() < 0.022
+
+
 def test_lora_starts_as_lift_draws_it():
     """LIFT's LoRA: A ~ Kaiming uniform with a = sqrt(5) over its rank (fan-in r: bound sqrt(1 / r)), B = 0."""
     torch.manual_seed(0)
