@@ -14,8 +14,8 @@ from lvmbench.store.ingest import ingest_dir
 
 
 def finished(runs, dataset="mnist-lt", method="ce", seed=0, overall=50.0, ended=0, sets=(), data_root=None,
-             few=1.0, **status):
-    spec = config.resolve(dataset, "tiny-clip", method, seed=seed, data_root=data_root,
+             few=1.0, backbone="tiny-clip", **status):
+    spec = config.resolve(dataset, backbone, method, seed=seed, data_root=data_root,
                           overrides=config.parse_sets(list(sets)))
     run = scheduler.prepare(spec, runs)
     run.write_status(**{"status": "finished", "started_at": 1_700_000_000, "ended_at": 1_700_000_100 + ended,
@@ -299,3 +299,30 @@ def test_the_recipes_table_pairs_runs_by_their_variant_without_the_preprocessing
     assert table.notes[-1] == ("Δ = reference - paper = Δ method + Δ preproc.; Δ method: a reference run with the "
                                "paper's preprocessing (--set recipe=reference data.transform=...) - paper")
     assert build(tmp_path, "recipes", dataset="places-lt").title == "Recipes: paper vs reference — places-lt (test, %)"
+
+
+def test_the_backbone_tables_put_each_method_on_one_row_across_backbones(tmp_path):
+    """``table backbones`` / ``table memory``: one row per method, one column per backbone; accuracies carry
+    their spread over seeds, memory stays a plain mean; the settings every row shares are said once."""
+    runs = tmp_path / "runs"
+    for backbone, overall, mem in (("tiny-clip", (60.0, 64.0), 100.0), ("ViT-B-16", (70.0, 70.0), 900.0)):
+        for seed in (0, 1):
+            finished(runs, seed=seed, overall=overall[seed], backbone=backbone, sets=["train.iters=7"],
+                     peak_mem_mib=mem + seed * 10)
+    backbones, memory = build(tmp_path, "backbones"), build(tmp_path, "memory")
+    assert backbones.columns == memory.columns == ["Method", "Variant", "ViT-B-16", "tiny-clip"]
+    assert backbones.rows == [["ce", "", 70.0, 62.0]] and backbones.rows[0][3].std == pytest.approx(2 ** 1.5)
+    assert memory.rows == [["ce", "", 905.0, 105.0]] and not hasattr(memory.rows[0][3], "std")
+    assert backbones.notes == memory.notes == ["all rows: iters=7"]
+    assert "±" in printed(tmp_path / "r.duckdb", "backbones", 120)
+    assert "±" not in printed(tmp_path / "r.duckdb", "memory", 120)
+    assert build(tmp_path, "memory", dataset="places-lt").title == "Peak memory (MiB) by backbone — places-lt"
+    assert build(tmp_path, "main", backbone="ViT-B-16").rows[0][2:4] == ["ViT-B-16", 2]  # --backbone: its runs only
+    assert len(build(tmp_path, "main", backbone="ViT-B-16").rows) == 1
+
+
+def test_a_cost_figure_no_run_recorded_stays_blank(tmp_path):
+    finished(tmp_path / "runs", wall_s=None, trainable_params=None, s_per_iter=None)
+    table = build(tmp_path, "cost")
+    row = dict(zip(table.columns, table.rows[0]))
+    assert [row[c] for c in ("Trainable", "s/iter", "Device h", "Avg W", "kWh", "kg CO2")] == [None] * 6
