@@ -14,8 +14,8 @@ from lvmbench.store.ingest import ingest_dir
 
 
 def finished(runs, dataset="mnist-lt", method="ce", seed=0, overall=50.0, ended=0, sets=(), data_root=None,
-             few=1.0, backbone="tiny-clip", **status):
-    spec = config.resolve(dataset, backbone, method, seed=seed, data_root=data_root,
+             few=1.0, backbone="tiny-clip", pretrained=None, **status):
+    spec = config.resolve(dataset, backbone, method, seed=seed, data_root=data_root, pretrained=pretrained,
                           overrides=config.parse_sets(list(sets)))
     run = scheduler.prepare(spec, runs)
     run.write_status(**{"status": "finished", "started_at": 1_700_000_000, "ended_at": 1_700_000_100 + ended,
@@ -41,6 +41,7 @@ def test_without_dataset_rows_are_per_dataset_and_seeds_count_seeds(tmp_path):
     table = build(tmp_path)
     assert table.columns[:5] == ["Dataset", "Method", "Variant", "Backbone", "Seeds"]
     assert sorted((r[0], r[4], r[5]) for r in table.rows) == [("folder", 1, 40.0), ("mnist-lt", 1, 80.0)]
+    assert table.title == "Main results (test, %)"  # several datasets: none named
     for kind in ("backbones", "memory", "cost"):
         assert {r[0] for r in build(tmp_path, kind).rows} == {"folder", "mnist-lt"}
     assert "Device h" in build(tmp_path, "cost").columns
@@ -247,10 +248,12 @@ def test_ci_intervals_come_from_each_cells_stored_counts_and_skip_a_cell_missing
     with_counts(finished(runs, method="ce", seed=0))
     finished(runs, method="ce", seed=1)  # stored without per-class counts
     with_counts(finished(runs, method="focal"))
+    with_counts(finished(runs, method="focal", seed=1))
     table = build(tmp_path, "main", ci=True, resamples=50)
     overall = {r[0]: r[table.columns.index("Overall")] for r in table.rows}
-    counts = intervals.ClassCounts.from_runs([[(c["n_train"], c["n_test"], c["n_correct"]) for c in per_class]])
+    counts = intervals.ClassCounts.from_runs([[(c["n_train"], c["n_test"], c["n_correct"]) for c in per_class]] * 2)
     assert overall["focal"].ci == pytest.approx(intervals.intervals(counts, 50)["overall"])
+    assert (float(overall["focal"]), overall["focal"].std, overall["focal"].n) == (50.0, 0.0, 2)  # the spread stays
     assert overall["focal"].ci != pytest.approx(intervals.intervals(counts)["overall"])  # 50 draws, not the default
     assert overall["ce"].ci is None
     assert table.notes[-1].endswith("(50 draws, seeded); – : a run without per-class test counts")
@@ -326,3 +329,15 @@ def test_a_cost_figure_no_run_recorded_stays_blank(tmp_path):
     table = build(tmp_path, "cost")
     row = dict(zip(table.columns, table.rows[0]))
     assert [row[c] for c in ("Trainable", "s/iter", "Device h", "Avg W", "kWh", "kg CO2")] == [None] * 6
+
+
+def test_a_backbone_with_other_weights_is_named_with_them(tmp_path):
+    """Weights other than the default ones are shown beside the backbone: a tag as it is, a file by its name."""
+    weights = tmp_path / "weights" / "my-tiny.pt"
+    weights.parent.mkdir()
+    weights.write_bytes(b"not read by a table")
+    finished(tmp_path / "runs", overall=40.0, pretrained=str(weights))
+    finished(tmp_path / "runs", overall=50.0, pretrained="laion2b_s34b_b88k")
+    finished(tmp_path / "runs", overall=60.0)
+    assert sorted((r[2], r[4]) for r in build(tmp_path).rows) == [
+        ("tiny-clip", 60.0), ("tiny-clip (laion2b_s34b_b88k)", 50.0), ("tiny-clip (my-tiny.pt)", 40.0)]
