@@ -73,6 +73,23 @@ def test_task_starts_as_the_frozen_tower_with_a_text_initialised_head(tiny, tmp_
     assert {n for n in tuned if n.startswith("head.")} == {"head.weight"}
 
 
+def test_the_task_takes_the_runs_prompt_length_and_names_its_backbone_in_a_refusal(tiny, tmp_path):
+    """``peft.vpt_len`` reaches the prompts the run trains; a method LIFT defines on transformer towers only
+    is refused for a ResNet tower by the backbone's name."""
+    from types import SimpleNamespace
+
+    from lvmbench.methods.lift import peft_task
+
+    spec, dataset = tiny
+    backbone = Backbone("tiny-clip", "embedded")
+    task = build_task({**spec, "method": "vpt_deep", "peft.vpt_len": 3}, backbone, dataset, tmp_path)
+    assert [p.prompt.shape[0] for p in task.model.tower.prompts] == [3] * len(task.model.tower.prompts)
+    resnet = SimpleNamespace(clip=backbone.clip, is_vit=False, name="RN50")
+    with pytest.raises(UserError) as refused:
+        peft_task(SimpleNamespace(spec=spec, backbone=resnet, dataset=dataset, info=catalog.method("lift"), loss=None))
+    assert str(refused.value).startswith("lift needs a transformer image tower; for RN50 use one of ")
+
+
 @pytest.mark.slow
 def test_killed_peft_run_resumes_exactly_and_checkpoints_only_what_trains(store, random_tiny_clip):
     _, runs = store
