@@ -112,6 +112,7 @@ def test_vpt_changes_the_output_and_drops_old_prompts(method):
     model = peft.peft_tower(visual, method, 10, is_vit=True).eval()
     bound = (6.0 / (3 * 4 * 4 + 64)) ** 0.5
     assert all(0.97 * bound < p.prompt.abs().max() <= bound for p in model.prompts)  # 640 draws reach the bound
+    assert all(p.prompt.min() < -0.9 * bound and p.prompt.max() > 0.9 * bound for p in model.prompts)  # both signs
     with torch.no_grad():
         assert not torch.allclose(model(images), frozen_features(visual, images), atol=1e-4)
         x = visual._embeds(images)
@@ -156,6 +157,38 @@ def test_resnet_accepts_bitfit_and_ssf_and_refuses_the_rest():
     assert trainable(ssf) == 2 * 1024
     with pytest.raises(UserError, match="needs a transformer image tower"):
         peft.peft_tower(visual, "lift", 10, is_vit=False, name="RN50")
+
+
+def test_a_resnet_tower_is_its_frozen_embedding_then_ssf_and_keeps_its_batchnorm_statistics():
+    """LIFT's ResNet ``ssf``: one SSF on the pooled, projected embedding of the frozen tower, whose BatchNorm
+    statistics stay those of the checkpoint while the run trains (a small ModifiedResNet of open_clip)."""
+    from open_clip.modified_resnet import ModifiedResNet
+
+    torch.manual_seed(0)
+    visual = ModifiedResNet(layers=(1, 1, 1, 1), output_dim=16, heads=2, image_size=64, width=8)
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        frozen = visual.eval()(images)
+    stored = {k: v.clone() for k, v in visual.state_dict().items()}
+    tower = peft.peft_tower(visual, "ssf", 10, is_vit=False).train()
+    assert tower.width == 16 and not tower.visual.training  # the classifier reads the 16-wide embedding
+    torch.testing.assert_close(tower(images), frozen * tower.ssf.scale + tower.ssf.shift)
+    assert all(torch.equal(v, stored[k]) for k, v in visual.state_dict().items())  # running statistics unchanged
+    bitfit = peft.peft_tower(visual, "bitfit", 10, is_vit=False).train()
+    torch.testing.assert_close(bitfit(images), frozen)
+
+
+def test_adaptformers_learned_scale_multiplies_its_output():
+    """AdaptFormer's bottleneck ends in a learnable scale (LIFT's ``AdaptFormer``); the adapter's has none."""
+    torch.manual_seed(0)
+    scaled, plain = peft.Bottleneck(8, 2, scaled=True), peft.Bottleneck(8, 2, scaled=False)
+    with torch.no_grad():
+        scaled.up_proj.weight.normal_()  # as after training: no longer 0
+        scaled.scale.fill_(2.0)
+    plain.load_state_dict({k: v for k, v in scaled.state_dict().items() if k != "scale"})
+    x = torch.randn(3, 8)
+    assert plain.scale is None and plain(x).abs().sum() > 0
+    torch.testing.assert_close(scaled(x), 2.0 * plain(x))
 
 
 def test_ssf_scales_and_shifts_each_feature_or_channel():
