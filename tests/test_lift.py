@@ -212,11 +212,33 @@ def lora_merged(visual, tuner):
     return merged
 
 
+def ssf_merged(visual, tuner):
+    """A copy of the tower with every SSF folded into the layer it follows, as SSF's re-parameterisation does
+    (Lian et al. 2022, eq. 5): ``(W x + b) * s + t`` is a layer of weight ``diag(s) W`` and bias ``s b + t``, and
+    a LayerNorm's weight and bias scale and shift alike. LIFT inserts them after ln_1, the qkv projection, the
+    attention's output projection, ln_2 and both MLP layers."""
+    import copy
+
+    merged = copy.deepcopy(visual)
+    for block, mods in zip(merged.transformer.resblocks, tuner):
+        follows = {"ssf_ln_1": (block.ln_1, "weight", "bias"), "ssf_attn_in": (block.attn, "in_proj_weight", "in_proj_bias"),
+                   "ssf_attn_out": (block.attn.out_proj, "weight", "bias"), "ssf_ln_2": (block.ln_2, "weight", "bias"),
+                   "ssf_mlp_in": (block.mlp.c_fc, "weight", "bias"), "ssf_mlp_out": (block.mlp.c_proj, "weight", "bias")}
+        assert set(follows) == set(mods)
+        with torch.no_grad():
+            for name, (layer, weight, bias) in follows.items():
+                scale, shift = mods[name].scale, mods[name].shift
+                w = getattr(layer, weight)
+                w.mul_(scale.view(-1, *[1] * (w.dim() - 1)))
+                getattr(layer, bias).mul_(scale).add_(shift)
+    return merged
+
+
 def reference_features(method, tower, images):
     """What the tuned tower should compute, from the frozen tower's own blocks and the modules' weights."""
     visual = tower.visual
-    if method == "lora":
-        merged = lora_merged(visual, tower.tuner)
+    if method in ("lora", "ssf"):
+        merged = (lora_merged if method == "lora" else ssf_merged)(visual, tower.tuner)
         return merged._pool(merged.transformer(merged._embeds(images)))[0]
     x = visual._embeds(images)
     seq = x.shape[1]
@@ -234,7 +256,7 @@ def reference_features(method, tower, images):
     return visual._pool(x)[0]
 
 
-@pytest.mark.parametrize("method", ["lift", "adapter", "lora", "vpt_deep", "vpt_shallow"])
+@pytest.mark.parametrize("method", ["lift", "adapter", "lora", "ssf", "vpt_deep", "vpt_shallow"])
 def test_a_trained_peft_tower_computes_what_its_method_defines(tiny, tmp_path, method):
     """At initialisation the modules are the identity (or one prompt), where a misplaced adapter, a
     wrong LoRA scale or deep prompts used in one layer only all look right: train a few steps through

@@ -217,6 +217,17 @@ def test_ssf_starts_as_lift_draws_it():
         assert abs(param.mean().item() - mean) < 0.002 and 0.018 < param.std().item() < 0.022
 
 
+def test_bottleneck_starts_as_lift_draws_it():
+    """LIFT's Adapter/AdaptFormer: down-projection Kaiming normal with a = sqrt(5) (std sqrt(1/3) / sqrt(fan-in):
+    16,384 draws within 2 %), up-projection and both biases 0."""
+    torch.manual_seed(0)
+    module = peft.Bottleneck(256, 64, scaled=True)
+    assert abs(module.down_proj.weight.std().item() / ((1 / 3) ** 0.5 / 16) - 1) < 0.02
+    for zero in (module.down_proj.bias, module.up_proj.weight, module.up_proj.bias):
+        assert not zero.any()
+    assert module.scale.tolist() == [1.0]
+
+
 def test_lora_starts_as_lift_draws_it():
     """LIFT's LoRA: A ~ Kaiming uniform with a = sqrt(5) over its rank (fan-in r: bound sqrt(1 / r)), B = 0."""
     torch.manual_seed(0)
