@@ -191,6 +191,35 @@ def test_adaptformers_learned_scale_multiplies_its_output():
     torch.testing.assert_close(scaled(x), 2.0 * plain(x))
 
 
+def test_what_lift_does_not_define_is_refused_word_for_word():
+    """An unknown method, a transformer-only method on a ResNet tower, and transformer towers whose blocks are
+    not CLIP's (attention pooling, sequence-first blocks, cross-attention, another attention, no MLP)."""
+    from open_clip.modified_resnet import ModifiedResNet
+
+    def refusal(visual, method="lift", **kwargs):
+        with pytest.raises(UserError) as refused:
+            peft.peft_tower(visual, method, 10, **kwargs)
+        return str(refused.value)
+
+    assert refusal(tiny_visual(), "nope", is_vit=True) == (
+        "unknown parameter-efficient method 'nope' (one of lift, adapter, lora, bitfit, ssf, vpt_shallow, vpt_deep)")
+    resnet = ModifiedResNet(layers=(1, 1, 1, 1), output_dim=16, heads=2, image_size=64, width=8)
+    assert refusal(resnet, is_vit=False) == "lift needs a transformer image tower; for this backbone use one of bitfit, ssf"
+    odd = {"attention pooling": lambda v: setattr(v, "attn_pool", torch.nn.Identity()),
+           "sequence first": lambda v: setattr(v.transformer, "batch_first", False),
+           "cross-attention": lambda v: setattr(v.transformer.resblocks[1], "ln_1_kv", torch.nn.Identity()),
+           "another attention": lambda v: setattr(v.transformer.resblocks[1], "attn", torch.nn.Identity()),
+           "no MLP": lambda v: delattr(v.transformer.resblocks[1], "mlp")}
+    for what, change in odd.items():
+        visual = tiny_visual()
+        change(visual)
+        assert refusal(visual, is_vit=True, name="odd-vit") == \
+            "parameter-efficient tuning needs CLIP-style transformer blocks; odd-vit has others", what
+    older = tiny_visual()
+    del older.transformer.batch_first  # a transformer that does not say is batch first (open_clip's own)
+    assert peft.peft_tower(older, "lift", 10, is_vit=True).width == 64
+
+
 def test_ssf_scales_and_shifts_each_feature_or_channel():
     """SSF (Lian et al. 2022): ``x * scale + shift`` over the last dimension of tokens, over the channels
     of an NCHW map (LIFT's ResNet ``ssf_attn`` on the pooled embedding reads 2-D features)."""
