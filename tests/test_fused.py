@@ -124,6 +124,26 @@ def test_a_member_that_cannot_be_built_does_not_stop_the_group(tmp_path, random_
     assert_same_run(ce_alone, ce)
 
 
+def test_members_share_what_the_leader_built_and_without_a_handler_a_build_error_is_the_groups(
+        tmp_path, random_tiny_clip, monkeypatch):
+    """A group holds one dataset and one frozen tower: the members after the first take the leader's. Without
+    ``on_failure`` (a run alone, or a caller that wants the error) a member's build error propagates as it is."""
+    from lvmbench.errors import UserError
+    from lvmbench.methods import build
+
+    runs = [make_run(tmp_path, m, random_tiny_clip) for m in ("ce", "focal")]
+    leader, other = loop.Trainer.group(runs)
+    assert other.backbone is leader.backbone and other.dataset is leader.dataset and other.device == leader.device
+    registered = build.builder
+
+    def broken(build):
+        raise UserError("focal's head cannot be built here")
+
+    monkeypatch.setattr(build, "builder", lambda info: broken if info.name == "focal" else registered(info))
+    with pytest.raises(UserError, match="^focal's head cannot be built here$"):
+        loop.Trainer.group(runs)
+
+
 # Checkpoints at 5, 10, 15, 20 and 24; validation at 8, 16 and 24; every step logged.
 BUDGET = ["train.iters=24", "train.batch_size=16", "train.eval_every=8", "train.warmup_iters=2",
           "train.log_every=1", "train.threads=1", "ckpt.every=5"]
