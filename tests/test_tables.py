@@ -177,8 +177,8 @@ def test_a_run_made_before_recipes_is_labelled_as_having_none(tmp_path):
     finished(runs, method="ce", overall=60.0, sets=["recipe=paper"])
     main = build(tmp_path)
     overall = main.columns.index("Overall")
-    assert sorted((r[0], r[overall]) for r in main.rows) == [("ce", 60.0),
-                                                             (f"ce (no recipe) {tables.TEST_SELECTED}", 50.0)]
+    assert [(r[0], r[overall]) for r in main.rows] == [("ce", 60.0),  # the paper row first
+                                                       (f"ce (no recipe) {tables.TEST_SELECTED}", 50.0)]
     recipes = build(tmp_path, "recipes")
     assert [dict(zip(recipes.columns, r))["Overall ref."] for r in recipes.rows] == [None]  # neither recipe
     assert [(r[0], dict(zip(recipes.columns, r))["Overall paper"]) for r in recipes.rows] == [("ce", 60.0)]
@@ -322,6 +322,11 @@ def test_the_backbone_tables_put_each_method_on_one_row_across_backbones(tmp_pat
     assert build(tmp_path, "memory", dataset="places-lt").title == "Peak memory (MiB) by backbone — places-lt"
     assert build(tmp_path, "main", backbone="ViT-B-16").rows[0][2:4] == ["ViT-B-16", 2]  # --backbone: its runs only
     assert len(build(tmp_path, "main", backbone="ViT-B-16").rows) == 1
+    assert [build(tmp_path, "main", **kw).title for kw in ({}, {"backbone": "ViT-B-16"}, {"dataset": "places-lt"})] == [
+        "Main results — mnist-lt (test, %)", "Main results — mnist-lt, ViT-B-16 (test, %)",
+        "Main results — places-lt (test, %)"]
+    narrow = printed(tmp_path / "r.duckdb", "main", 80)
+    assert "Recall" not in narrow and "Recall" in printed(tmp_path / "r.duckdb", "main", 200)  # --wide's columns
 
 
 def test_a_cost_figure_no_run_recorded_stays_blank(tmp_path):
@@ -341,3 +346,29 @@ def test_a_backbone_with_other_weights_is_named_with_them(tmp_path):
     finished(tmp_path / "runs", overall=60.0)
     assert sorted((r[2], r[4]) for r in build(tmp_path).rows) == [
         ("tiny-clip", 60.0), ("tiny-clip (laion2b_s34b_b88k)", 50.0), ("tiny-clip (my-tiny.pt)", 40.0)]
+
+
+def test_rows_of_an_older_store_keep_their_place_and_notes_name_their_dataset(tmp_path):
+    """A run stored without its config (a store not ingested since) or of a method this version no longer has
+    still gets its row, the latter last; a method's paper row comes before its others; with several datasets each
+    note on shared settings names its dataset."""
+    import duckdb
+
+    runs = tmp_path / "runs"
+    finished(runs, method="focal", overall=30.0, sets=["train.iters=7"])
+    finished(runs, method="ce", overall=40.0, sets=["train.iters=7"])
+    finished(runs, method="ce", overall=45.0, sets=["train.iters=7", "recipe=reference"])
+    finished(runs, method="ldam", overall=50.0, sets=["train.iters=7"])
+    finished(runs, "folder", overall=60.0, data_root=str(tmp_path), sets=["train.iters=9"])
+    build(tmp_path)
+    con = duckdb.connect(str(tmp_path / "r.duckdb"))
+    con.execute("UPDATE runs SET method = 'retired' WHERE method = 'ldam'")
+    con.execute("UPDATE runs SET config = NULL WHERE method = 'focal'")
+    con.close()
+    with open_readonly(tmp_path / "r.duckdb") as db:
+        table = tables.build(db, "main")
+    overall = table.columns.index("Overall")
+    assert [(r[0], r[1], r[overall]) for r in table.rows] == [
+        ("folder", "ce", 60.0), ("mnist-lt", "ce", 40.0), ("mnist-lt", "ce (reference)", 45.0),
+        ("mnist-lt", "focal", 30.0), ("mnist-lt", "retired", 50.0)]
+    assert table.notes == ["folder: all rows: iters=9"]  # mnist-lt's rows share nothing: focal's config is gone
