@@ -134,6 +134,7 @@ def test_members_share_what_the_leader_built_and_without_a_handler_a_build_error
     runs = [make_run(tmp_path, m, random_tiny_clip) for m in ("ce", "focal")]
     leader, other = loop.Trainer.group(runs)
     assert other.backbone is leader.backbone and other.dataset is leader.dataset and other.device == leader.device
+    assert (leader.prints, other.prints) == (True, False)  # one member's lines on the console, the others' in their logs
     registered = build.builder
 
     def broken(build):
