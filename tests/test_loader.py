@@ -11,8 +11,9 @@ import torch
 
 from lvmbench import config
 from lvmbench.bench import loader as bench_loader
-from lvmbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD, STATS, open_clip_transforms, study_transforms
-from lvmbench.train import tte
+from lvmbench.data.transforms import (IMAGENET_MEAN, IMAGENET_STD, STATS, lift_transforms, open_clip_transforms,
+                                      study_transforms)
+from lvmbench.train import device_decode, tte
 from lvmbench.train.batches import ImageDataset
 from lvmbench.train.loader import WaitLog, data_workers, loader_options, timed
 
@@ -155,3 +156,101 @@ def test_bench_loader_refuses_an_unknown_target(capsys):
 
     assert main(["bench", "--loader", "--target", "tpu"]) == 2
     assert capsys.readouterr().err.strip() == "error: unknown --target 'tpu'; choose from: a100, h100, h200, l40s, rtx4090"
+
+
+# -- data.decode=cuda: decoding on the run's device, here forced onto the CPU -------------------------
+DEVICE_PATHS = {**TRANSFORMS, "lift": (lambda train, decode: lift_transforms(64, train, *CLIP, decode=decode), CLIP[1])}
+
+
+@pytest.fixture(scope="module")
+def mixed(jpegs, tmp_path_factory):
+    """The generated JPEGs with a PNG among them (which nvJPEG cannot decode)."""
+    from PIL import Image
+
+    from lvmbench.data.base import Split
+
+    folder = jpegs.root
+    Image.open(folder / jpegs.samples[1]).save(folder / "img0001.png")
+    names = [*jpegs.samples[:1], "img0001.png", *jpegs.samples[2:]]
+    return Split(names, np.arange(len(names)) % 3, root=folder)
+
+
+def device_batch(split, transform, items, on_bad=None):
+    dataset = device_decode.EncodedImages(split, on_bad)
+    batch = device_decode.collate_encoded([dataset[item] for item in items])
+    return device_decode.decode_batch(batch, dataset, transform, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("name", list(DEVICE_PATHS))
+def test_the_device_path_gives_the_torchvision_paths_tensors_bit_for_bit(mixed, name, train, monkeypatch):
+    import torchvision.io
+
+    decoded = []
+    batched = torchvision.io.decode_jpeg
+    monkeypatch.setattr(torchvision.io, "decode_jpeg", lambda data, **kw: decoded.append(len(data)) or batched(data, **kw))
+    transform = DEVICE_PATHS[name][0](train, "cuda")
+    items = [(i, 7 + i) for i in range(len(mixed))] if train else list(range(len(mixed)))
+    images, labels, index = device_batch(mixed, transform, items)
+    reference = ImageDataset(mixed, transform, decode="torchvision")
+    assert torch.equal(images, torch.stack([reference[item][0] for item in items]))  # the PNG's too
+    assert labels.tolist() == mixed.labels.tolist() and index.tolist() == list(range(len(mixed)))
+    assert decoded == [len(mixed) - 1]  # one batched call for the JPEGs; the PNG went through the CPU decoders
+
+
+def test_the_device_path_reports_or_raises_unreadable_images(mixed, tmp_path):
+    from lvmbench.data.base import BadImage, MissingImage, Split
+
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    for name in mixed.samples[:2]:
+        (tmp_path / name).write_bytes((mixed.root / name).read_bytes())
+    split = Split([mixed.samples[0], "broken.jpg", "gone.jpg", mixed.samples[1]], np.zeros(4, np.int64), root=tmp_path)
+    transform = study_transforms("imagenet-lt", 32, False, decode="cuda")
+    seen = []
+    images, _, index = device_batch(split, transform, range(4), on_bad=seen.append)
+    assert images.shape == (2, 3, 32, 32) and index.tolist() == [0, 3]
+    assert [r["image"] for r in seen] == [str(tmp_path / "gone.jpg"), str(tmp_path / "broken.jpg")]
+    assert seen[1]["error"].startswith(f"cannot decode image {tmp_path / 'broken.jpg'}")
+    with pytest.raises(BadImage, match="broken.jpg"):
+        device_batch(split, transform, [0, 1])
+    with pytest.raises(MissingImage, match="gone.jpg"):
+        device_batch(split, transform, [2])
+
+
+def test_the_device_path_is_refused_on_a_cpu_run(store, capsys):
+    from lvmbench.cli import main
+
+    assert main(["run", "--headless", "--set", "data.decode=cuda", "train.iters=2"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: data.decode=cuda decodes on the GPU, but this run trains on "
+                                               "cpu: use data.decode=torchvision or pil on a CPU")
+    assert not store[1].exists()  # refused before any run directory
+    assert device_decode.decode_device("torchvision", torch.device("cpu")) is None
+
+
+def test_a_run_decoding_on_the_device_trains_as_the_torchvision_path_does(tmp_path, random_tiny_clip, mixed,
+                                                                        monkeypatch):
+    """The real loop (training views, the feature cache's build, evaluation) with the device path
+    forced onto the CPU: the same metrics, step by step, as ``data.decode=torchvision``."""
+    from lvmbench.runs.scheduler import prepare
+    from lvmbench.train.loop import train_run
+
+    from .conftest import TINY, trained_metrics
+
+    lines = [f"{name} {label}\n" for name, label in zip(mixed.samples, mixed.labels)]
+    (mixed.root / "device-train.txt").write_text("".join(lines * 3))
+    (mixed.root / "device-test.txt").write_text("".join(lines))
+    monkeypatch.setattr(device_decode, "decode_device", lambda decode, device: device if decode == "cuda" else None)
+    batches = []
+    decode_batch = device_decode.decode_batch
+    monkeypatch.setattr(device_decode, "decode_batch", lambda *a: batches.append(len(a[0].index)) or decode_batch(*a))
+    runs = {}
+    for decode in ("torchvision", "cuda"):
+        overrides = {**config.parse_sets(TINY), "data.train_list": "device-train.txt", "data.decode": decode,
+                     "data.val_list": "device-test.txt", "data.test_list": "device-test.txt"}
+        spec = config.resolve("split-file", "tiny-clip", "ce", pretrained=random_tiny_clip, data_root=str(mixed.root),
+                              overrides=overrides)
+        runs[decode] = prepare(spec, tmp_path / "runs")
+        assert train_run(runs[decode])["status"] == "finished"
+    assert 16 in batches and len(batches) >= 6  # training batches and the cache's (train views, val/test) decoded here
+    assert trained_metrics(runs["cuda"]) == trained_metrics(runs["torchvision"])
+    assert runs["cuda"].evaluation("test") == runs["torchvision"].evaluation("test")
