@@ -149,6 +149,21 @@ def test_bench_loader_json(capsys):
     assert all(d["max_abs_255"] <= MAX_LEVELS for d in loader["difference"]) and len(loader["difference"]) == 4
     assert [t["backbone"] for t in report["towers"]] == ["ViT-B-16", "ViT-L-14"]
     assert report["target"]["gpu"] == "H100" and len(report["load_avg"]) == 3
+    # The stages: decoding alone on each CPU path, its full path (the very figure of the path's rate), the GPU
+    # path's CPU side; the ceiling is PIL's full path over torchvision's decoding alone.
+    ms = loader["stages_ms"]
+    assert set(ms) == {"pil_decode", "pil_full", "torchvision_decode", "torchvision_full", "cuda_read_collate"}
+    assert all(v > 0 for v in ms.values())
+    assert ms["pil_full"] == pytest.approx(1000 / loader["pil_img_s_per_core"])
+    assert ms["torchvision_full"] == pytest.approx(1000 / loader["fast_img_s_per_core"])
+    assert loader["ceiling_ratio"] == pytest.approx(ms["pil_full"] / ms["torchvision_decode"])
+    cuda = loader["cuda"]
+    assert cuda["cpu_ms_per_img"] == ms["cuda_read_collate"] and cuda["cpu_img_s_per_core"] > 0
+    assert cuda["gpu"] is None and cuda["gpu_img_s"] is None  # no CUDA device in the suite: nothing claimed
+    bench_loader.print_report(report)
+    text = capsys.readouterr().out
+    assert f"torchvision's decoding alone = {loader['ceiling_ratio']:.2f}x per core" in text
+    assert "GPU path: read bytes + collate (its CPU side)" in text and "not measured (no CUDA device here)" in text
 
 
 def test_bench_loader_refuses_an_unknown_target(capsys):
@@ -196,6 +211,14 @@ def test_the_device_path_gives_the_torchvision_paths_tensors_bit_for_bit(mixed, 
     assert torch.equal(images, torch.stack([reference[item][0] for item in items]))  # the PNG's too
     assert labels.tolist() == mixed.labels.tolist() and index.tolist() == list(range(len(mixed)))
     assert decoded == [len(mixed) - 1]  # one batched call for the JPEGs; the PNG went through the CPU decoders
+
+
+def test_the_bench_measures_the_device_path_where_it_runs(jpegs):
+    """What ``bench --loader`` runs on a CUDA machine, here with the CPU as the device: its output
+    against the torchvision path's (the same, bit for bit, on the CPU) and its rate."""
+    diff = bench_loader.difference(jpegs, "study", True, ("torchvision", "cuda"), device="cpu")
+    assert diff["paths"] == ["torchvision", "cuda"] and diff["max_abs_255"] == 0.0
+    assert bench_loader.gpu_rate(jpegs, rounds=1, batch=3, device="cpu") > 0
 
 
 def test_the_device_path_reports_or_raises_unreadable_images(mixed, tmp_path):
