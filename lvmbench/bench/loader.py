@@ -6,7 +6,10 @@ It writes realistic JPEGs to a temporary folder (ImageNet's typical sizes, aroun
 (:class:`lvmbench.train.batches.ImageDataset` with seeded augmentation): for each ``data.transform``
 (the study's, open_clip's) and each ``data.decode`` (``pil``, the study's path; ``torchvision``,
 the fast path), one process on one thread, round-robin so that a load that drifts slows every path
-alike, and then with the loader's worker processes. Images per core are counted per second of the
+alike, and then with the loader's worker processes; beside them, decoding alone on each path (its
+floor, and the ceiling of any CPU path: PIL's full path over torchvision's decoding alone) and the
+CPU side of ``data.decode=cuda`` (reading bytes, collating), and on a CUDA machine that path's
+decoding and transforms on the GPU. Images per core are counted per second of the
 process's CPU time, which a busy machine does not shrink the way it shrinks wall-clock rates (both
 are reported). It compares the fast path's output with
 PIL's on the same crops, in levels of 255, and predicts for ViT-B/16 and ViT-L/14 on a GPU the
