@@ -174,7 +174,8 @@ def test_bench_loader_refuses_an_unknown_target(capsys):
 
 
 # -- data.decode=cuda: decoding on the run's device, here forced onto the CPU -------------------------
-DEVICE_PATHS = {**TRANSFORMS, "lift": (lambda train, decode: lift_transforms(64, train, *CLIP, decode=decode), CLIP[1])}
+DEVICE_PATHS = {**TRANSFORMS, "lift": (lambda train, decode: lift_transforms(64, train, *CLIP, decode=decode), CLIP[1]),
+                "tte": (lambda train, decode: tte.CropsTransform(48, 8, "tencrop", *CLIP, decode=decode), CLIP[1])}
 
 
 @pytest.fixture(scope="module")
@@ -211,6 +212,18 @@ def test_the_device_path_gives_the_torchvision_paths_tensors_bit_for_bit(mixed, 
     assert torch.equal(images, torch.stack([reference[item][0] for item in items]))  # the PNG's too
     assert labels.tolist() == mixed.labels.tolist() and index.tolist() == list(range(len(mixed)))
     assert decoded == [len(mixed) - 1]  # one batched call for the JPEGs; the PNG went through the CPU decoders
+
+
+def test_the_device_path_takes_in_memory_images_as_the_worker_hands_them_over():
+    """mnist-lt's grey digits: nothing to decode, the uint8 image goes to the device as it is."""
+    from lvmbench.data.base import Split
+
+    digits = Split(np.random.default_rng(1).integers(0, 256, (5, 28, 28), dtype=np.uint8), np.arange(5))
+    transform = open_clip_transforms(28, True, *CLIP, crop_scale=(0.8, 1.0), decode="cuda")
+    items = [(i, 3 * i) for i in range(5)]
+    images, labels, _ = device_batch(digits, transform, items)
+    reference = ImageDataset(digits, transform, decode="torchvision")
+    assert torch.equal(images, torch.stack([reference[item][0] for item in items])) and labels.tolist() == [0, 1, 2, 3, 4]
 
 
 def test_the_bench_measures_the_device_path_where_it_runs(jpegs):
