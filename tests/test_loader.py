@@ -214,6 +214,25 @@ def test_the_device_path_gives_the_torchvision_paths_tensors_bit_for_bit(mixed, 
     assert decoded == [len(mixed) - 1]  # one batched call for the JPEGs; the PNG went through the CPU decoders
 
 
+def test_on_cuda_the_callers_stream_is_drained_before_nvjpeg_writes(jpegs, monkeypatch):
+    """torchvision's CUDA decoder does not wait for the caller's stream (pytorch/vision PR 9606)."""
+    import torchvision.io
+
+    calls = []
+    batched = torchvision.io.decode_jpeg
+
+    class Stream:
+        def synchronize(self):
+            calls.append("synchronize")
+
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: Stream())
+    monkeypatch.setattr(torchvision.io, "decode_jpeg",
+                        lambda data, mode, device: calls.append(f"decode on {device}") or batched(data, mode=mode))
+    payloads = [device_decode.EncodedImages(jpegs)[i][0] for i in range(2)]
+    assert [image.shape[0] for image in device_decode.decode_all(payloads, torch.device("cuda"))] == [3, 3]
+    assert calls == ["synchronize", "decode on cuda"]
+
+
 def test_the_device_path_takes_in_memory_images_as_the_worker_hands_them_over():
     """mnist-lt's grey digits: nothing to decode, the uint8 image goes to the device as it is."""
     from lvmbench.data.base import Split

@@ -79,6 +79,12 @@ def decode_all(payloads: list, device) -> list:
     out: list = [None] * len(payloads)
     jpegs = [k for k, p in enumerate(payloads) if is_jpeg(p)]
     if jpegs:
+        if torch.device(device).type == "cuda":
+            # torchvision allocates the outputs on the caller's stream but has nvJPEG write them from a stream of
+            # its own that does not wait for the caller's: a block freed while queued kernels still read it can be
+            # overwritten. Draining the caller's stream first avoids it (pytorch/vision PR 9606, the same fix in
+            # meta-pytorch/torchcodec PR 1634).
+            torch.cuda.current_stream(device).synchronize()
         try:
             decoded = decode_jpeg([payloads[k] for k in jpegs], mode=ImageReadMode.RGB, device=device)
         except RuntimeError:
