@@ -11,8 +11,9 @@ import torch
 
 from lvmbench import config
 from lvmbench.bench import loader as bench_loader
-from lvmbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD, STATS, open_clip_transforms, study_transforms
-from lvmbench.train import tte
+from lvmbench.data.transforms import (IMAGENET_MEAN, IMAGENET_STD, STATS, lift_transforms, open_clip_transforms,
+                                      study_transforms)
+from lvmbench.train import device_decode, tte
 from lvmbench.train.batches import ImageDataset
 from lvmbench.train.loader import WaitLog, data_workers, loader_options, timed
 
@@ -148,6 +149,21 @@ def test_bench_loader_json(capsys):
     assert all(d["max_abs_255"] <= MAX_LEVELS for d in loader["difference"]) and len(loader["difference"]) == 4
     assert [t["backbone"] for t in report["towers"]] == ["ViT-B-16", "ViT-L-14"]
     assert report["target"]["gpu"] == "H100" and len(report["load_avg"]) == 3
+    # The stages: decoding alone on each CPU path, its full path (the very figure of the path's rate), the GPU
+    # path's CPU side; the ceiling is PIL's full path over torchvision's decoding alone.
+    ms = loader["stages_ms"]
+    assert set(ms) == {"pil_decode", "pil_full", "torchvision_decode", "torchvision_full", "cuda_read_collate"}
+    assert all(v > 0 for v in ms.values())
+    assert ms["pil_full"] == pytest.approx(1000 / loader["pil_img_s_per_core"])
+    assert ms["torchvision_full"] == pytest.approx(1000 / loader["fast_img_s_per_core"])
+    assert loader["ceiling_ratio"] == pytest.approx(ms["pil_full"] / ms["torchvision_decode"])
+    cuda = loader["cuda"]
+    assert cuda["cpu_ms_per_img"] == ms["cuda_read_collate"] and cuda["cpu_img_s_per_core"] > 0
+    assert cuda["gpu"] is None and cuda["gpu_img_s"] is None  # no CUDA device in the suite: nothing claimed
+    bench_loader.print_report(report)
+    text = capsys.readouterr().out
+    assert f"torchvision's decoding alone = {loader['ceiling_ratio']:.2f}x per core" in text
+    assert "GPU path: read bytes + collate (its CPU side)" in text and "not measured (no CUDA device here)" in text
 
 
 def test_bench_loader_refuses_an_unknown_target(capsys):
@@ -155,3 +171,141 @@ def test_bench_loader_refuses_an_unknown_target(capsys):
 
     assert main(["bench", "--loader", "--target", "tpu"]) == 2
     assert capsys.readouterr().err.strip() == "error: unknown --target 'tpu'; choose from: a100, h100, h200, l40s, rtx4090"
+
+
+# -- data.decode=cuda: decoding on the run's device, here forced onto the CPU -------------------------
+DEVICE_PATHS = {**TRANSFORMS, "lift": (lambda train, decode: lift_transforms(64, train, *CLIP, decode=decode), CLIP[1]),
+                "tte": (lambda train, decode: tte.CropsTransform(48, 8, "tencrop", *CLIP, decode=decode), CLIP[1])}
+
+
+@pytest.fixture(scope="module")
+def mixed(jpegs, tmp_path_factory):
+    """The generated JPEGs with a PNG among them (which nvJPEG cannot decode)."""
+    from PIL import Image
+
+    from lvmbench.data.base import Split
+
+    folder = jpegs.root
+    Image.open(folder / jpegs.samples[1]).save(folder / "img0001.png")
+    names = [*jpegs.samples[:1], "img0001.png", *jpegs.samples[2:]]
+    return Split(names, np.arange(len(names)) % 3, root=folder)
+
+
+def device_batch(split, transform, items, on_bad=None):
+    dataset = device_decode.EncodedImages(split, on_bad)
+    batch = device_decode.collate_encoded([dataset[item] for item in items])
+    return device_decode.decode_batch(batch, dataset, transform, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("name", list(DEVICE_PATHS))
+def test_the_device_path_gives_the_torchvision_paths_tensors_bit_for_bit(mixed, name, train, monkeypatch):
+    import torchvision.io
+
+    decoded = []
+    batched = torchvision.io.decode_jpeg
+    monkeypatch.setattr(torchvision.io, "decode_jpeg", lambda data, **kw: decoded.append(len(data)) or batched(data, **kw))
+    transform = DEVICE_PATHS[name][0](train, "cuda")
+    items = [(i, 7 + i) for i in range(len(mixed))] if train else list(range(len(mixed)))
+    images, labels, index = device_batch(mixed, transform, items)
+    reference = ImageDataset(mixed, transform, decode="torchvision")
+    assert torch.equal(images, torch.stack([reference[item][0] for item in items]))  # the PNG's too
+    assert labels.tolist() == mixed.labels.tolist() and index.tolist() == list(range(len(mixed)))
+    assert decoded == [len(mixed) - 1]  # one batched call for the JPEGs; the PNG went through the CPU decoders
+
+
+def test_on_cuda_the_callers_stream_is_drained_before_nvjpeg_writes(jpegs, monkeypatch):
+    """torchvision's CUDA decoder does not wait for the caller's stream (pytorch/vision PR 9606)."""
+    import torchvision.io
+
+    calls = []
+    batched = torchvision.io.decode_jpeg
+
+    class Stream:
+        def synchronize(self):
+            calls.append("synchronize")
+
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: Stream())
+    monkeypatch.setattr(torchvision.io, "decode_jpeg",
+                        lambda data, mode, device: calls.append(f"decode on {device}") or batched(data, mode=mode))
+    payloads = [device_decode.EncodedImages(jpegs)[i][0] for i in range(2)]
+    assert [image.shape[0] for image in device_decode.decode_all(payloads, torch.device("cuda"))] == [3, 3]
+    assert calls == ["synchronize", "decode on cuda"]
+
+
+def test_the_device_path_takes_in_memory_images_as_the_worker_hands_them_over():
+    """mnist-lt's grey digits: nothing to decode, the uint8 image goes to the device as it is."""
+    from lvmbench.data.base import Split
+
+    digits = Split(np.random.default_rng(1).integers(0, 256, (5, 28, 28), dtype=np.uint8), np.arange(5))
+    transform = open_clip_transforms(28, True, *CLIP, crop_scale=(0.8, 1.0), decode="cuda")
+    items = [(i, 3 * i) for i in range(5)]
+    images, labels, _ = device_batch(digits, transform, items)
+    reference = ImageDataset(digits, transform, decode="torchvision")
+    assert torch.equal(images, torch.stack([reference[item][0] for item in items])) and labels.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_the_bench_measures_the_device_path_where_it_runs(jpegs):
+    """What ``bench --loader`` runs on a CUDA machine, here with the CPU as the device: its output
+    against the torchvision path's (the same, bit for bit, on the CPU) and its rate."""
+    diff = bench_loader.difference(jpegs, "study", True, ("torchvision", "cuda"), device="cpu")
+    assert diff["paths"] == ["torchvision", "cuda"] and diff["max_abs_255"] == 0.0
+    assert bench_loader.gpu_rate(jpegs, rounds=1, batch=3, device="cpu") > 0
+
+
+def test_the_device_path_reports_or_raises_unreadable_images(mixed, tmp_path):
+    from lvmbench.data.base import BadImage, MissingImage, Split
+
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    for name in mixed.samples[:2]:
+        (tmp_path / name).write_bytes((mixed.root / name).read_bytes())
+    split = Split([mixed.samples[0], "broken.jpg", "gone.jpg", mixed.samples[1]], np.zeros(4, np.int64), root=tmp_path)
+    transform = study_transforms("imagenet-lt", 32, False, decode="cuda")
+    seen = []
+    images, _, index = device_batch(split, transform, range(4), on_bad=seen.append)
+    assert images.shape == (2, 3, 32, 32) and index.tolist() == [0, 3]
+    assert [r["image"] for r in seen] == [str(tmp_path / "gone.jpg"), str(tmp_path / "broken.jpg")]
+    assert seen[1]["error"].startswith(f"cannot decode image {tmp_path / 'broken.jpg'}")
+    with pytest.raises(BadImage, match="broken.jpg"):
+        device_batch(split, transform, [0, 1])
+    with pytest.raises(MissingImage, match="gone.jpg"):
+        device_batch(split, transform, [2])
+
+
+def test_the_device_path_is_refused_on_a_cpu_run(store, capsys):
+    from lvmbench.cli import main
+
+    assert main(["run", "--headless", "--set", "data.decode=cuda", "train.iters=2"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: data.decode=cuda decodes on the GPU, but this run trains on "
+                                               "cpu: use data.decode=torchvision or pil on a CPU")
+    assert not store[1].exists()  # refused before any run directory
+    assert device_decode.decode_device("torchvision", torch.device("cpu")) is None
+
+
+def test_a_run_decoding_on_the_device_trains_as_the_torchvision_path_does(tmp_path, random_tiny_clip, mixed,
+                                                                        monkeypatch):
+    """The real loop (training views, the feature cache's build, evaluation) with the device path
+    forced onto the CPU: the same metrics, step by step, as ``data.decode=torchvision``."""
+    from lvmbench.runs.scheduler import prepare
+    from lvmbench.train.loop import train_run
+
+    from .conftest import TINY, trained_metrics
+
+    lines = [f"{name} {label}\n" for name, label in zip(mixed.samples, mixed.labels)]
+    (mixed.root / "device-train.txt").write_text("".join(lines * 3))
+    (mixed.root / "device-test.txt").write_text("".join(lines))
+    monkeypatch.setattr(device_decode, "decode_device", lambda decode, device: device if decode == "cuda" else None)
+    batches = []
+    decode_batch = device_decode.decode_batch
+    monkeypatch.setattr(device_decode, "decode_batch", lambda *a: batches.append(len(a[0].index)) or decode_batch(*a))
+    runs = {}
+    for decode in ("torchvision", "cuda"):
+        overrides = {**config.parse_sets(TINY), "data.train_list": "device-train.txt", "data.decode": decode,
+                     "data.val_list": "device-test.txt", "data.test_list": "device-test.txt"}
+        spec = config.resolve("split-file", "tiny-clip", "ce", pretrained=random_tiny_clip, data_root=str(mixed.root),
+                              overrides=overrides)
+        runs[decode] = prepare(spec, tmp_path / "runs")
+        assert train_run(runs[decode])["status"] == "finished"
+    assert 16 in batches and len(batches) >= 6  # training batches and the cache's (train views, val/test) decoded here
+    assert trained_metrics(runs["cuda"]) == trained_metrics(runs["torchvision"])
+    assert runs["cuda"].evaluation("test") == runs["torchvision"].evaluation("test")

@@ -6,7 +6,10 @@ It writes realistic JPEGs to a temporary folder (ImageNet's typical sizes, aroun
 (:class:`lvmbench.train.batches.ImageDataset` with seeded augmentation): for each ``data.transform``
 (the study's, open_clip's) and each ``data.decode`` (``pil``, the study's path; ``torchvision``,
 the fast path), one process on one thread, round-robin so that a load that drifts slows every path
-alike, and then with the loader's worker processes. Images per core are counted per second of the
+alike, and then with the loader's worker processes; beside them, decoding alone on each path (its
+floor, and the ceiling of any CPU path: PIL's full path over torchvision's decoding alone) and the
+CPU side of ``data.decode=cuda`` (reading bytes, collating), and on a CUDA machine that path's
+decoding and transforms on the GPU. Images per core are counted per second of the
 process's CPU time, which a busy machine does not shrink the way it shrinks wall-clock rates (both
 are reported). It compares the fast path's output with
 PIL's on the same crops, in levels of 255, and predicts for ViT-B/16 and ViT-L/14 on a GPU the
@@ -22,6 +25,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -35,6 +39,8 @@ SIZES = [(500, 375), (500, 333), (375, 500), (500, 400), (500, 500), (333, 500),
 QUALITY = 90
 CROP = 224
 TRANSFORMS = ("study", "open_clip")
+DECODE_ONLY, READ_ONLY = "decode only", "read bytes"  # stages timed beside the full paths (timed_paths)
+GPU_BATCH = 64  # images per batched decode_jpeg call when the bench times the GPU path
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)  # open_clip's
 BACKBONES = ("ViT-B-16", "ViT-L-14")
 UTILISATION = 0.5  # of the dense bf16 peak that a tower's forward pass sustains
@@ -80,27 +86,64 @@ def _items(n: int) -> list[tuple[int, int]]:
     return [(i, 1000 + i) for i in range(n)]  # (index, augmentation seed): every path cuts the same crops
 
 
+def timed_paths(split: Split) -> dict[tuple[str, str], Callable[[], object]]:
+    """What :func:`single_process` times, each a function that reads every image once: each full path
+    (transform, decode); decoding alone on each CPU path (``DECODE_ONLY``: PIL's open and convert,
+    ``torchvision.io.decode_image``), the floor of its full path; and the CPU side of
+    ``data.decode=cuda`` (``READ_ONLY``: the workers' reading of the bytes and their collation)."""
+    from ..train.device_decode import EncodedImages, collate_encoded
+
+    items = _items(len(split))
+    paths: dict[tuple[str, str], Callable[[], object]] = {}
+    for t in TRANSFORMS:
+        for d in DECODES:
+            paths[(t, d)] = functools.partial(_read_all, _dataset(split, t, d), items)
+    for d in DECODES:
+        paths[(DECODE_ONLY, d)] = functools.partial(_read_all, _Loaded(split, d), range(len(split)))
+    encoded = EncodedImages(split)
+    paths[(READ_ONLY, "cuda")] = lambda: [collate_encoded([encoded[item] for item in batch])
+                                          for batch in _batches(items)]
+    return paths
+
+
+class _Loaded:
+    """Sample ``i`` as ``decode`` reads it (decoded, not transformed)."""
+
+    def __init__(self, split: Split, decode: str):
+        self.split, self.decode = split, decode
+
+    def __getitem__(self, i: int):
+        return self.split.load(i, self.decode)
+
+
+def _read_all(dataset, items) -> list:
+    return [dataset[item] for item in items]
+
+
+def _batches(items: list, batch: int = 32) -> list[list]:
+    return [items[i:i + batch] for i in range(0, len(items), batch)]
+
+
 def single_process(split: Split, rounds: int, log) -> dict[tuple[str, str], dict[str, float]]:
-    """Images per second of each (transform, decode) path in this process on one thread, the median over
+    """Images per second of each of :func:`timed_paths` in this process on one thread, the median over
     ``rounds`` of reading every image once, paths taking turns within a round: ``cpu`` per second of the
     process's CPU time (what a core of its own would do: a busy machine lends it only part of a core)
     and ``wall`` per second of wall-clock time."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    datasets = {(t, d): _dataset(split, t, d) for t in TRANSFORMS for d in DECODES}
-    times: dict[tuple[str, str], dict[str, list[float]]] = {key: {"cpu": [], "wall": []} for key in datasets}
+    paths = timed_paths(split)
+    times: dict[tuple[str, str], dict[str, list[float]]] = {key: {"cpu": [], "wall": []} for key in paths}
     try:
-        for key, ds in datasets.items():  # warm-up: imports, first-call set-up
-            ds[(0, 0)]
+        for read in paths.values():  # warm-up: imports, first-call set-up
+            read()
         for r in range(rounds):
-            for key, ds in datasets.items():
+            for key, read in paths.items():
                 cpu, wall = time.process_time(), time.perf_counter()
-                for item in _items(len(split)):
-                    ds[item]
+                read()
                 times[key]["cpu"].append(time.process_time() - cpu)
                 times[key]["wall"].append(time.perf_counter() - wall)
             log(f"round {r + 1}: " + ", ".join(f"{t}/{d} {len(split) / times[(t, d)]['cpu'][-1]:.0f} img/s"
-                                              for t, d in datasets))
+                                              for t, d in paths))
     finally:
         torch.set_num_threads(threads)
     return {key: {k: len(split) / statistics.median(v) for k, v in ts.items()} for key, ts in times.items()}
@@ -113,7 +156,7 @@ def with_workers(split: Split, transform: str, decode: str, workers: int, batch:
 
     from ..train.batches import collate
 
-    batches = [_items(len(split))[i:i + batch] for i in range(0, len(split), batch)]
+    batches = _batches(_items(len(split)), batch)
     loader = DataLoader(_dataset(split, transform, decode), batch_sampler=batches, collate_fn=collate,
                         **loader_options(workers, "cpu"))
     for _ in loader:
@@ -124,14 +167,63 @@ def with_workers(split: Split, transform: str, decode: str, workers: int, batch:
     return len(split) / (time.perf_counter() - t0)
 
 
-def difference(split: Split, transform: str, train: bool) -> dict:
-    """The fast path's output against PIL's on the same crops, in levels of 255 (un-normalised)."""
-    pil, fast = _dataset(split, transform, "pil", train), _dataset(split, transform, "torchvision", train)
+def outputs(split: Split, transform: str, decode: str, train: bool, device: str = "cuda") -> torch.Tensor:
+    """The (normalised) views of every image on one path, each image under its own seed, on the CPU;
+    ``decode="cuda"`` decodes and transforms on ``device`` (:mod:`lvmbench.train.device_decode`)."""
+    items = _items(len(split))
+    if decode != "cuda":
+        dataset = _dataset(split, transform, decode, train)
+        return torch.stack([dataset[item][0] for item in items])
+    from ..train.device_decode import EncodedImages, collate_encoded, decode_batch
+
+    encoded = EncodedImages(split)
+    views = [decode_batch(collate_encoded([encoded[item] for item in batch]), encoded,
+                          transform_of(transform, decode, train), torch.device(device))[0].cpu()
+             for batch in _batches(items)]
+    return torch.cat(views)
+
+
+def difference(split: Split, transform: str, train: bool, paths: tuple[str, str] = ("pil", "torchvision"),
+               device: str = "cuda") -> dict:
+    """The second path's output against the first's on the same crops, in levels of 255 (un-normalised):
+    by default the fast path against PIL's; ``device``: where the ``cuda`` path decodes."""
     std = torch.tensor(IMAGENET_STD if transform == "study" else CLIP_STD).view(3, 1, 1)
-    diffs = torch.stack([((pil[item][0] - fast[item][0]) * std * 255).abs() for item in _items(len(split))])
-    return {"transform": transform, "train": train, "mean_abs_255": diffs.mean().item(),
+    a, b = (outputs(split, transform, d, train, device) for d in paths)
+    diffs = ((a - b) * std * 255).abs()
+    return {"transform": transform, "train": train, "paths": list(paths), "mean_abs_255": diffs.mean().item(),
             "p99_abs_255": diffs.flatten().kthvalue(max(1, int(0.99 * diffs.numel()))).values.item(),
             "max_abs_255": diffs.max().item()}
+
+
+def gpu_rate(split: Split, rounds: int, batch: int = GPU_BATCH, device: str = "cuda") -> float:
+    """Images per second that ``device`` decodes and turns into the study's training views
+    (``data.decode=cuda``), the bytes already read: the median over ``rounds`` of every image once."""
+    from ..train.device_decode import EncodedImages, collate_encoded, decode_batch
+
+    encoded, transform, device = EncodedImages(split), transform_of("study", "cuda"), torch.device(device)
+    batches = [collate_encoded([encoded[item] for item in b]) for b in _batches(_items(len(split)), batch)]
+
+    def once() -> float:
+        t0 = time.perf_counter()
+        for b in batches:
+            decode_batch(b, encoded, transform, device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - t0
+
+    once()  # warm-up: nvJPEG's handles, the kernels
+    return len(split) / statistics.median(once() for _ in range(rounds))
+
+
+def stages(single: dict) -> dict[str, float]:
+    """CPU ms per image of each stage of the study's training view on one thread: decoding alone and the
+    full path, on PIL's and torchvision's paths, and the CPU side of the GPU path (reading, collating)."""
+    def ms(key):
+        return 1000 / single[key]["cpu"]
+
+    return {"pil_decode": ms((DECODE_ONLY, "pil")), "pil_full": ms(("study", "pil")),
+            "torchvision_decode": ms((DECODE_ONLY, "torchvision")), "torchvision_full": ms(("study", "torchvision")),
+            "cuda_read_collate": ms((READ_ONLY, "cuda"))}
 
 
 @functools.lru_cache(maxsize=None)
@@ -205,6 +297,8 @@ def run(images: int = 96, rounds: int = 3, target: str | None = None, cores: int
         single = single_process(split, rounds, log)
         paths = []
         for (t, d), rate in single.items():
+            if t in (DECODE_ONLY, READ_ONLY):
+                continue
             log(f"{t}/{d} with {measured_workers} worker(s)")
             pooled = with_workers(split, t, d, measured_workers)
             paths.append({"transform": t, "decode": d, "img_s_per_core": rate["cpu"], "img_s_wall": rate["wall"],
@@ -212,14 +306,35 @@ def run(images: int = 96, rounds: int = 3, target: str | None = None, cores: int
                           "workers_img_s_per_core": pooled / measured_workers})
         log("comparing the fast path's output with PIL's")
         diffs = [difference(split, t, train) for t in TRANSFORMS for train in (True, False)]
+        ms = stages(single)
+        cuda = {"cpu_img_s_per_core": single[(READ_ONLY, "cuda")]["cpu"], "cpu_ms_per_img": ms["cuda_read_collate"],
+                "gpu": None, "gpu_batch": GPU_BATCH, "gpu_img_s": None, "difference": None}
+        if torch.cuda.is_available():
+            log("decoding on the GPU (data.decode=cuda)")
+            cuda.update(gpu=torch.cuda.get_device_name(0), gpu_img_s=gpu_rate(split, rounds),
+                        difference=[difference(split, t, train, ("torchvision", "cuda")) for t in TRANSFORMS
+                                    for train in (True, False)])
     pil, fast = single[("study", "pil")]["cpu"], single[("study", "torchvision")]["cpu"]
     loader = {"images": images, "rounds": rounds, "jpeg_kib": jpeg_kib, "sizes": SIZES, "quality": QUALITY,
               "pil_img_s_per_core": pil, "fast_img_s_per_core": fast, "ratio": fast / pil,
+              "stages_ms": ms, "ceiling_ratio": ms["pil_full"] / ms["torchvision_decode"], "cuda": cuda,
               "workers": workers, "measured_workers": measured_workers, "cores": cores or here, "usable_cores": here,
               "paths": paths, "difference": diffs}
     return {"loader": loader, "target": {"key": key, "gpu": gpu, "bf16_tflops": tflops, "utilisation": UTILISATION},
             "towers": predict({"pil": pil, "fast": fast}, workers, tflops), "load_avg": os.getloadavg(),
             "torch": torch.__version__, "wall_s": time.perf_counter() - started}
+
+
+STAGES = [("PIL: open + convert (decoding alone)", "pil_decode"), ("PIL: full path", "pil_full"),
+          ("torchvision: decode_image (decoding alone)", "torchvision_decode"),
+          ("torchvision: full path", "torchvision_full"),
+          ("GPU path: read bytes + collate (its CPU side)", "cuda_read_collate")]
+
+
+def _print_differences(diffs: list[dict], label: str) -> None:
+    for d in diffs:
+        print(f"  {d['transform']:9s} {'train' if d['train'] else 'eval ':5s} {label} in levels of 255: "
+              f"mean {d['mean_abs_255']:.2f}, p99 {d['p99_abs_255']:.1f}, max {d['max_abs_255']:.0f}")
 
 
 def print_report(report: dict, fmt_name: str = "table") -> None:
@@ -241,9 +356,20 @@ def print_report(report: dict, fmt_name: str = "table") -> None:
            title=f"{lo['images']} JPEGs (~{lo['jpeg_kib']:.0f} KiB, quality {lo['quality']}), 224 px training "
                  f"views, median of {lo['rounds']} round(s), load average {load}", console=console)
     print(f"\nfast path (torchvision) / PIL, the study's transform: {lo['ratio']:.2f}x per core")
-    for d in lo["difference"]:
-        print(f"  {d['transform']:9s} {'train' if d['train'] else 'eval ':5s} |fast - PIL| in levels of 255: "
-              f"mean {d['mean_abs_255']:.2f}, p99 {d['p99_abs_255']:.1f}, max {d['max_abs_255']:.0f}")
+    _print_differences(lo["difference"], "|fast - PIL|")
+    ms, cuda = lo["stages_ms"], lo["cuda"]
+    rows = [[name, round(ms[key], 2), round(1000 / ms[key])] for name, key in STAGES]
+    print()
+    render(["stage (the study's training view, one thread)", "CPU ms/img", "img/s per core"], rows, fmt_name,
+           console=console)
+    print(f"\nceiling of a CPU decode path: PIL's full path / torchvision's decoding alone = "
+          f"{lo['ceiling_ratio']:.2f}x per core")
+    if cuda["gpu_img_s"] is None:
+        print("GPU path (data.decode=cuda): decoding and transforming not measured (no CUDA device here)")
+    else:
+        print(f"GPU path (data.decode=cuda) on {cuda['gpu']}: {cuda['gpu_img_s']:.0f} img/s decoded and "
+              f"transformed (batches of {cuda['gpu_batch']})")
+        _print_differences(cuda["difference"], "|GPU - torchvision|")
     rows = [[t["backbone"], round(t["tower_gflop"], 1), round(t["tower_img_s"]), round(t["pil_loader_img_s"]),
              t["pil_bound"], t["pil_cores_needed"], round(t["fast_loader_img_s"]), t["fast_bound"],
              t["fast_cores_needed"]] for t in report["towers"]]

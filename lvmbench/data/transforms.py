@@ -1,6 +1,6 @@
 """Image transforms: the study's (``data.transform=study``), open_clip's (``data.transform=open_clip``) and
 LIFT's (``data.transform=lift``), each on PIL images (``data.decode=pil``) or on uint8 tensors
-(``data.decode=torchvision``).
+(``data.decode=torchvision``, and ``cuda`` on the GPU).
 
 The study's (Imbalance-VLM, ``imblearn/datasets/cv_datasets/*.py``): training takes a random resized crop
 (area 8-100 %, bilinear, as timm's ``RandomResizedCropAndInterpolation`` does by default), a horizontal
@@ -12,7 +12,8 @@ CLIP's statistics and bicubic resizing, the evaluation resize to the crop size i
 ``torchvision.io.decode_image`` (libjpeg-turbo) returns, converted to float and normalised last. The
 random draws are the same (a seeded item gets the same crop box and flip on either path); only the
 resampling differs (torchvision's antialiased uint8 kernels against PIL's): ``lvmbench bench --loader``
-measures the difference and the speed.
+measures the difference and the speed. ``decode=cuda`` runs the same ``v2`` pipeline on the GPU
+(:mod:`lvmbench.train.device_decode`).
 """
 from __future__ import annotations
 
