@@ -105,7 +105,8 @@ if "error" in loader:
 else:
     lo = loader["loader"]
     print(f"loader: PIL {lo['pil_img_s_per_core']:.0f}, fast {lo['fast_img_s_per_core']:.0f} img/s per core "
-          f"({lo['ratio']:.2f}x), {lo['measured_workers']} workers, load average {loader['load_avg'][0]:.2f}")
+          f"({lo['ratio']:.2f}x; {lo['ratio_float_on_cpu']:.2f}x with the float steps on the CPU), "
+          f"{lo['measured_workers']} workers, load average {loader['load_avg'][0]:.2f}")
     cuda = lo["cuda"]
     print(f"  ceiling of a CPU path {lo['ceiling_ratio']:.2f}x; GPU path (data.decode=cuda): CPU side "
           f"{cuda['cpu_ms_per_img']:.3f} ms/img, GPU decode + transform "

@@ -84,14 +84,22 @@ def test_a_file_torchvision_cannot_decode_goes_through_pil(tmp_path):
 
 
 def test_the_decode_setting_reaches_the_loader_and_defaults_per_recipe(tmp_path, random_tiny_clip):
+    """The fast path's worker (a real worker process) hands over uint8 views; the run gets them float and
+    normalised on its device, as the worker computed them before (the run's transform whole, per image)."""
     from .test_identity import trainer
 
-    t = trainer(tmp_path, random_tiny_clip, **{"data.decode": "torchvision"})
-    loader = t.loader(t.dataset.val, train=True, batch_sampler=[[(0, 1), (1, 2)]])
-    assert loader.dataset.decode == "torchvision"
-    assert type(loader.dataset.transform).__module__.startswith("torchvision.transforms.v2")
+    t = trainer(tmp_path, random_tiny_clip, **{"data.decode": "torchvision", "train.num_workers": 1})
+    items = [(0, 1), (1, 2)]
+    loader = t.loader(t.dataset.val, train=True, batch_sampler=[items])
+    workers = loader.batches
+    assert workers.dataset.decode == "torchvision" and workers.num_workers == 1
+    assert type(workers.dataset.transform).__module__.startswith("torchvision.transforms.v2")
+    crossed, _, _ = next(iter(workers))
+    assert crossed.dtype == torch.uint8 and crossed.shape == (2, 3, 28, 28)  # a quarter of float32's bytes
     images, _, _ = next(iter(loader))
-    assert images.dtype == torch.float32 and images.shape == (2, 3, 28, 28)
+    assert images.dtype == torch.float32 and images.device == t.device
+    before = ImageDataset(t.dataset.val, t.transforms(True), decode="torchvision")
+    assert torch.equal(images, torch.stack([before[item][0] for item in items]))
     assert config.resolve("imagenet-lt", "ViT-B-16", "ce")["data.decode"] == "pil"  # the study's code
     assert config.resolve("imagenet-lt", "ViT-B-16", "ce", overrides={"recipe": "reference"})["data.decode"] \
         == "torchvision"
@@ -152,10 +160,13 @@ def test_bench_loader_json(capsys):
     # The stages: decoding alone on each CPU path, its full path (the very figure of the path's rate), the GPU
     # path's CPU side; the ceiling is PIL's full path over torchvision's decoding alone.
     ms = loader["stages_ms"]
-    assert set(ms) == {"pil_decode", "pil_full", "torchvision_decode", "torchvision_full", "cuda_read_collate"}
+    assert set(ms) == {"pil_decode", "pil_full", "torchvision_decode", "torchvision_full", "torchvision_float",
+                       "torchvision_float_on_cpu", "cuda_read_collate"}
     assert all(v > 0 for v in ms.values())
     assert ms["pil_full"] == pytest.approx(1000 / loader["pil_img_s_per_core"])
     assert ms["torchvision_full"] == pytest.approx(1000 / loader["fast_img_s_per_core"])
+    # The fast path's CPU work ends at uint8 views; "before" kept its float conversion on the CPU too.
+    assert loader["ratio_float_on_cpu"] == pytest.approx(ms["pil_full"] / ms["torchvision_float_on_cpu"])
     assert loader["ceiling_ratio"] == pytest.approx(ms["pil_full"] / ms["torchvision_decode"])
     cuda = loader["cuda"]
     assert cuda["cpu_ms_per_img"] == ms["cuda_read_collate"] and cuda["cpu_img_s_per_core"] > 0
@@ -164,6 +175,17 @@ def test_bench_loader_json(capsys):
     text = capsys.readouterr().out
     assert f"torchvision's decoding alone = {loader['ceiling_ratio']:.2f}x per core" in text
     assert "GPU path: read bytes + collate (its CPU side)" in text and "not measured (no CUDA device here)" in text
+    assert f"({loader['ratio_float_on_cpu']:.2f}x with the float conversion and normalisation on the CPU" in text
+
+
+def test_the_bench_times_what_the_fast_paths_workers_do(jpegs):
+    """The fast path's timed work ends at uint8 views (the float part is timed as a stage of its own)."""
+    paths = bench_loader.timed_paths(jpegs)
+    views = paths[("study", "torchvision")]()
+    assert {view.dtype for view, _, _ in views} == {torch.uint8}
+    assert {view.dtype for view, _, _ in paths[("study", "pil")]()} == {torch.float32}
+    assert {view.dtype for view, _, _ in paths[(bench_loader.FLOAT_ON_CPU, "torchvision")]()} == {torch.float32}
+    assert {view.dtype for view in paths[(bench_loader.FLOAT_ONLY, "torchvision")]()} == {torch.float32}
 
 
 def test_bench_loader_refuses_an_unknown_target(capsys):
@@ -175,7 +197,8 @@ def test_bench_loader_refuses_an_unknown_target(capsys):
 
 # -- data.decode=cuda: decoding on the run's device, here forced onto the CPU -------------------------
 DEVICE_PATHS = {**TRANSFORMS, "lift": (lambda train, decode: lift_transforms(64, train, *CLIP, decode=decode), CLIP[1]),
-                "tte": (lambda train, decode: tte.CropsTransform(48, 8, "tencrop", *CLIP, decode=decode), CLIP[1])}
+                **{f"tte/{mode}": (lambda train, decode, mode=mode: tte.CropsTransform(48, 8, mode, *CLIP, decode=decode),
+                                   CLIP[1]) for mode in tte.CROPS}}
 
 
 @pytest.fixture(scope="module")
@@ -189,6 +212,28 @@ def mixed(jpegs, tmp_path_factory):
     Image.open(folder / jpegs.samples[1]).save(folder / "img0001.png")
     names = [*jpegs.samples[:1], "img0001.png", *jpegs.samples[2:]]
     return Split(names, np.arange(len(names)) % 3, root=folder)
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("name", list(DEVICE_PATHS))
+def test_the_float_part_on_the_device_is_bit_for_bit_what_the_workers_computed_before(mixed, name, train):
+    """Every data.transform (train and eval) and test-time ensembling's crops: the uint8 batch the workers
+    hand over, made float and normalised by the run (here on the CPU), equals the float views each worker
+    made before, bit for bit; the PIL path still runs its whole transform in the workers."""
+    from torch.utils.data import DataLoader
+
+    build = DEVICE_PATHS[name][0]
+    transform = build(train, "torchvision")
+    items = [(i, 7 + i) for i in range(len(mixed))] if train else list(range(len(mixed)))
+    batches = device_decode.image_batches(mixed, transform, "torchvision", torch.device("cpu"), batch_sampler=[items])
+    (crossed, labels, index), = batches.batches
+    assert crossed.dtype == torch.uint8
+    (images, labels_after, _), = batches
+    before = ImageDataset(mixed, transform, decode="torchvision")  # the whole transform in the worker
+    assert torch.equal(images, torch.stack([before[item][0] for item in items]))
+    assert torch.equal(labels, labels_after) and index.tolist() == list(range(len(mixed)))
+    pil = device_decode.image_batches(mixed, build(train, "pil"), "pil", torch.device("cpu"), batch_sampler=[items])
+    assert isinstance(pil, DataLoader) and next(iter(pil))[0].dtype == torch.float32
 
 
 def device_batch(split, transform, items, on_bad=None):
@@ -282,10 +327,16 @@ def test_the_device_path_is_refused_on_a_cpu_run(store, capsys):
     assert device_decode.decode_device("torchvision", torch.device("cpu")) is None
 
 
+def float_in_the_workers(transform):
+    """The fast path as it was before the float part moved to the device: the whole transform in the workers."""
+    return transform, torch.nn.Identity()
+
+
 def test_a_run_decoding_on_the_device_trains_as_the_torchvision_path_does(tmp_path, random_tiny_clip, mixed,
                                                                         monkeypatch):
-    """The real loop (training views, the feature cache's build, evaluation) with the device path
-    forced onto the CPU: the same metrics, step by step, as ``data.decode=torchvision``."""
+    """The real loop (training views, the feature cache's build, evaluation): ``data.decode=torchvision``
+    gives the metrics, step by step, that it gave with the float conversion in the workers (before), and
+    the device path forced onto the CPU gives them too."""
     from lvmbench.runs.scheduler import prepare
     from lvmbench.train.loop import train_run
 
@@ -299,13 +350,18 @@ def test_a_run_decoding_on_the_device_trains_as_the_torchvision_path_does(tmp_pa
     decode_batch = device_decode.decode_batch
     monkeypatch.setattr(device_decode, "decode_batch", lambda *a: batches.append(len(a[0].index)) or decode_batch(*a))
     runs = {}
-    for decode in ("torchvision", "cuda"):
-        overrides = {**config.parse_sets(TINY), "data.train_list": "device-train.txt", "data.decode": decode,
-                     "data.val_list": "device-test.txt", "data.test_list": "device-test.txt"}
-        spec = config.resolve("split-file", "tiny-clip", "ce", pretrained=random_tiny_clip, data_root=str(mixed.root),
-                              overrides=overrides)
-        runs[decode] = prepare(spec, tmp_path / "runs")
-        assert train_run(runs[decode])["status"] == "finished"
+    for name, decode in (("before", "torchvision"), ("torchvision", "torchvision"), ("cuda", "cuda")):
+        with monkeypatch.context() as m:
+            if name == "before":  # its own feature cache: the one after the change must be built anew
+                m.setattr(device_decode, "split_float", float_in_the_workers)
+                m.setenv("LVMBENCH_CACHE", str(tmp_path / "cache-before"))
+            overrides = {**config.parse_sets(TINY), "data.train_list": "device-train.txt", "data.decode": decode,
+                         "data.val_list": "device-test.txt", "data.test_list": "device-test.txt"}
+            spec = config.resolve("split-file", "tiny-clip", "ce", pretrained=random_tiny_clip,
+                                  data_root=str(mixed.root), overrides=overrides)
+            runs[name] = prepare(spec, tmp_path / name)
+            assert train_run(runs[name])["status"] == "finished"
     assert 16 in batches and len(batches) >= 6  # training batches and the cache's (train views, val/test) decoded here
-    assert trained_metrics(runs["cuda"]) == trained_metrics(runs["torchvision"])
-    assert runs["cuda"].evaluation("test") == runs["torchvision"].evaluation("test")
+    for name in ("torchvision", "cuda"):
+        assert trained_metrics(runs[name]) == trained_metrics(runs["before"])
+        assert runs[name].evaluation("test") == runs["before"].evaluation("test")

@@ -4,11 +4,13 @@ path, and whether that or the GPU's tower bounds a training step.
 It writes realistic JPEGs to a temporary folder (ImageNet's typical sizes, around 500 x 375, quality
 90, smooth content with texture and noise), then reads them the way a training run does
 (:class:`lvmbench.train.batches.ImageDataset` with seeded augmentation): for each ``data.transform``
-(the study's, open_clip's) and each ``data.decode`` (``pil``, the study's path; ``torchvision``,
-the fast path), one process on one thread, round-robin so that a load that drifts slows every path
+(the study's, open_clip's) and each ``data.decode`` (``pil``, the study's path, whose workers do all the
+work; ``torchvision``, the fast path, whose workers stop at uint8 views and leave the float conversion and
+normalisation to the run's device), one process on one thread, round-robin so that a load that drifts slows every path
 alike, and then with the loader's worker processes; beside them, decoding alone on each path (its
-floor, and the ceiling of any CPU path: PIL's full path over torchvision's decoding alone) and the
-CPU side of ``data.decode=cuda`` (reading bytes, collating), and on a CUDA machine that path's
+floor, and the ceiling of any CPU path: PIL's full path over torchvision's decoding alone), the float
+conversion and normalisation alone and the fast path as it was with them on the CPU (before they moved to
+the device), and the CPU side of ``data.decode=cuda`` (reading bytes, collating), and on a CUDA machine that path's
 decoding and transforms on the GPU. Images per core are counted per second of the
 process's CPU time, which a busy machine does not shrink the way it shrinks wall-clock rates (both
 are reported). It compares the fast path's output with
@@ -31,7 +33,8 @@ import numpy as np
 import torch
 
 from ..data.base import Split
-from ..data.transforms import DECODES, IMAGENET_MEAN, IMAGENET_STD, open_clip_transforms, study_transforms
+from ..data.transforms import (DECODES, IMAGENET_MEAN, IMAGENET_STD, open_clip_transforms, split_float,
+                               study_transforms)
 from ..errors import UserError, unknown
 from ..train.loader import data_workers, loader_options, usable_cores
 
@@ -39,7 +42,9 @@ SIZES = [(500, 375), (500, 333), (375, 500), (500, 400), (500, 500), (333, 500),
 QUALITY = 90
 CROP = 224
 TRANSFORMS = ("study", "open_clip")
-DECODE_ONLY, READ_ONLY = "decode only", "read bytes"  # stages timed beside the full paths (timed_paths)
+# Stages timed beside the full paths (timed_paths): decoding alone, the GPU path's reading, the fast path's float
+# conversion and normalisation alone, and the fast path with them on the CPU (as before they moved to the device).
+DECODE_ONLY, READ_ONLY, FLOAT_ONLY, FLOAT_ON_CPU = "decode only", "read bytes", "float only", "float on the CPU"
 GPU_BATCH = 64  # images per batched decode_jpeg call when the bench times the GPU path
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)  # open_clip's
 BACKBONES = ("ViT-B-16", "ViT-L-14")
@@ -77,9 +82,11 @@ def transform_of(name: str, decode: str, train: bool = True):
 
 
 def _dataset(split: Split, transform: str, decode: str, train: bool = True):
+    """What a loader worker runs on ``decode``'s path: the whole transform (PIL), or its uint8 part."""
     from ..train.batches import ImageDataset
 
-    return ImageDataset(split, transform_of(transform, decode, train), decode=decode)
+    full = transform_of(transform, decode, train)
+    return ImageDataset(split, full if decode == "pil" else split_float(full)[0], decode=decode)
 
 
 def _items(n: int) -> list[tuple[int, int]]:
@@ -88,9 +95,12 @@ def _items(n: int) -> list[tuple[int, int]]:
 
 def timed_paths(split: Split) -> dict[tuple[str, str], Callable[[], object]]:
     """What :func:`single_process` times, each a function that reads every image once: each full path
-    (transform, decode); decoding alone on each CPU path (``DECODE_ONLY``: PIL's open and convert,
-    ``torchvision.io.decode_image``), the floor of its full path; and the CPU side of
-    ``data.decode=cuda`` (``READ_ONLY``: the workers' reading of the bytes and their collation)."""
+    (transform, decode) as a loader worker runs it; decoding alone on each CPU path (``DECODE_ONLY``: PIL's
+    open and convert, ``torchvision.io.decode_image``), the floor of its full path; the study's fast path
+    with its float conversion and normalisation on the CPU, per image (``FLOAT_ON_CPU``: the workers' work
+    before it moved to the device), and those two steps alone on its uint8 views (``FLOAT_ONLY``); and the
+    CPU side of ``data.decode=cuda`` (``READ_ONLY``: the workers' reading of the bytes and their collation)."""
+    from ..train.batches import ImageDataset
     from ..train.device_decode import EncodedImages, collate_encoded
 
     items = _items(len(split))
@@ -100,6 +110,12 @@ def timed_paths(split: Split) -> dict[tuple[str, str], Callable[[], object]]:
             paths[(t, d)] = functools.partial(_read_all, _dataset(split, t, d), items)
     for d in DECODES:
         paths[(DECODE_ONLY, d)] = functools.partial(_read_all, _Loaded(split, d), range(len(split)))
+    study = transform_of("study", "torchvision")
+    before = ImageDataset(split, study, decode="torchvision")
+    paths[(FLOAT_ON_CPU, "torchvision")] = functools.partial(_read_all, before, items)
+    views = [view for view, _, _ in _read_all(_dataset(split, "study", "torchvision"), items)]
+    to_float = split_float(study)[1]
+    paths[(FLOAT_ONLY, "torchvision")] = functools.partial(_map, to_float, views)
     encoded = EncodedImages(split)
     paths[(READ_ONLY, "cuda")] = lambda: [collate_encoded([encoded[item] for item in batch])
                                           for batch in _batches(items)]
@@ -114,6 +130,10 @@ class _Loaded:
 
     def __getitem__(self, i: int):
         return self.split.load(i, self.decode)
+
+
+def _map(function, items) -> list:
+    return [function(item) for item in items]
 
 
 def _read_all(dataset, items) -> list:
@@ -151,7 +171,8 @@ def single_process(split: Split, rounds: int, log) -> dict[tuple[str, str], dict
 
 def with_workers(split: Split, transform: str, decode: str, workers: int, batch: int = 32) -> float:
     """Images per second through a DataLoader with ``workers`` processes as a training run builds it
-    (persistent, prefetching), after one warm-up pass that starts them."""
+    (persistent, prefetching), after one warm-up pass that starts them: what they hand over (on the fast
+    path uint8 views, which the run's device then makes float)."""
     from torch.utils.data import DataLoader
 
     from ..train.batches import collate
@@ -168,19 +189,15 @@ def with_workers(split: Split, transform: str, decode: str, workers: int, batch:
 
 
 def outputs(split: Split, transform: str, decode: str, train: bool, device: str = "cuda") -> torch.Tensor:
-    """The (normalised) views of every image on one path, each image under its own seed, on the CPU;
-    ``decode="cuda"`` decodes and transforms on ``device`` (:mod:`lvmbench.train.device_decode`)."""
-    items = _items(len(split))
-    if decode != "cuda":
-        dataset = _dataset(split, transform, decode, train)
-        return torch.stack([dataset[item][0] for item in items])
-    from ..train.device_decode import EncodedImages, collate_encoded, decode_batch
+    """The (normalised) views of every image on one path, each image under its own seed, as a run's loader
+    gives them (:func:`lvmbench.train.device_decode.image_batches`), brought to the CPU; ``decode="cuda"``
+    decodes and transforms on ``device``, the other paths make their views float on the CPU."""
+    from ..train.device_decode import image_batches
 
-    encoded = EncodedImages(split)
-    views = [decode_batch(collate_encoded([encoded[item] for item in batch]), encoded,
-                          transform_of(transform, decode, train), torch.device(device))[0].cpu()
-             for batch in _batches(items)]
-    return torch.cat(views)
+    on = torch.device(device if decode == "cuda" else "cpu")
+    batches = image_batches(split, transform_of(transform, decode, train), decode, on,
+                            batch_sampler=_batches(_items(len(split))))
+    return torch.cat([images.cpu() for images, _, _ in batches])
 
 
 def difference(split: Split, transform: str, train: bool, paths: tuple[str, str] = ("pil", "torchvision"),
@@ -197,16 +214,18 @@ def difference(split: Split, transform: str, train: bool, paths: tuple[str, str]
 
 def gpu_rate(split: Split, rounds: int, batch: int = GPU_BATCH, device: str = "cuda") -> float:
     """Images per second that ``device`` decodes and turns into the study's training views
-    (``data.decode=cuda``), the bytes already read: the median over ``rounds`` of every image once."""
+    (``data.decode=cuda``: the uint8 part per image, the float part per batch), the bytes already read: the
+    median over ``rounds`` of every image once."""
     from ..train.device_decode import EncodedImages, collate_encoded, decode_batch
 
-    encoded, transform, device = EncodedImages(split), transform_of("study", "cuda"), torch.device(device)
+    encoded, device = EncodedImages(split), torch.device(device)
+    uint8, to_float = split_float(transform_of("study", "cuda"))
     batches = [collate_encoded([encoded[item] for item in b]) for b in _batches(_items(len(split)), batch)]
 
     def once() -> float:
         t0 = time.perf_counter()
         for b in batches:
-            decode_batch(b, encoded, transform, device)
+            to_float(decode_batch(b, encoded, uint8, device)[0])
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         return time.perf_counter() - t0
@@ -217,13 +236,16 @@ def gpu_rate(split: Split, rounds: int, batch: int = GPU_BATCH, device: str = "c
 
 def stages(single: dict) -> dict[str, float]:
     """CPU ms per image of each stage of the study's training view on one thread: decoding alone and the
-    full path, on PIL's and torchvision's paths, and the CPU side of the GPU path (reading, collating)."""
+    full path, on PIL's and torchvision's paths (its full path up to the uint8 views, its float conversion
+    and normalisation alone, and both on the CPU as before they moved to the device), and the CPU side of the
+    GPU path (reading, collating)."""
     def ms(key):
         return 1000 / single[key]["cpu"]
 
     return {"pil_decode": ms((DECODE_ONLY, "pil")), "pil_full": ms(("study", "pil")),
             "torchvision_decode": ms((DECODE_ONLY, "torchvision")), "torchvision_full": ms(("study", "torchvision")),
-            "cuda_read_collate": ms((READ_ONLY, "cuda"))}
+            "torchvision_float": ms((FLOAT_ONLY, "torchvision")),
+            "torchvision_float_on_cpu": ms((FLOAT_ON_CPU, "torchvision")), "cuda_read_collate": ms((READ_ONLY, "cuda"))}
 
 
 @functools.lru_cache(maxsize=None)
@@ -297,7 +319,7 @@ def run(images: int = 96, rounds: int = 3, target: str | None = None, cores: int
         single = single_process(split, rounds, log)
         paths = []
         for (t, d), rate in single.items():
-            if t in (DECODE_ONLY, READ_ONLY):
+            if t in (DECODE_ONLY, READ_ONLY, FLOAT_ONLY, FLOAT_ON_CPU):
                 continue
             log(f"{t}/{d} with {measured_workers} worker(s)")
             pooled = with_workers(split, t, d, measured_workers)
@@ -317,6 +339,7 @@ def run(images: int = 96, rounds: int = 3, target: str | None = None, cores: int
     pil, fast = single[("study", "pil")]["cpu"], single[("study", "torchvision")]["cpu"]
     loader = {"images": images, "rounds": rounds, "jpeg_kib": jpeg_kib, "sizes": SIZES, "quality": QUALITY,
               "pil_img_s_per_core": pil, "fast_img_s_per_core": fast, "ratio": fast / pil,
+              "ratio_float_on_cpu": ms["pil_full"] / ms["torchvision_float_on_cpu"],
               "stages_ms": ms, "ceiling_ratio": ms["pil_full"] / ms["torchvision_decode"], "cuda": cuda,
               "workers": workers, "measured_workers": measured_workers, "cores": cores or here, "usable_cores": here,
               "paths": paths, "difference": diffs}
@@ -327,7 +350,9 @@ def run(images: int = 96, rounds: int = 3, target: str | None = None, cores: int
 
 STAGES = [("PIL: open + convert (decoding alone)", "pil_decode"), ("PIL: full path", "pil_full"),
           ("torchvision: decode_image (decoding alone)", "torchvision_decode"),
-          ("torchvision: full path", "torchvision_full"),
+          ("torchvision: full path (uint8 views; float on the device)", "torchvision_full"),
+          ("torchvision: float + normalise alone (now on the device)", "torchvision_float"),
+          ("torchvision: full path with float on the CPU (before)", "torchvision_float_on_cpu"),
           ("GPU path: read bytes + collate (its CPU side)", "cuda_read_collate")]
 
 
@@ -355,7 +380,8 @@ def print_report(report: dict, fmt_name: str = "table") -> None:
             "img/s with workers (wall)"], rows, fmt_name,
            title=f"{lo['images']} JPEGs (~{lo['jpeg_kib']:.0f} KiB, quality {lo['quality']}), 224 px training "
                  f"views, median of {lo['rounds']} round(s), load average {load}", console=console)
-    print(f"\nfast path (torchvision) / PIL, the study's transform: {lo['ratio']:.2f}x per core")
+    print(f"\nfast path (torchvision) / PIL, the study's transform: {lo['ratio']:.2f}x per core "
+          f"({lo['ratio_float_on_cpu']:.2f}x with the float conversion and normalisation on the CPU, as before)")
     _print_differences(lo["difference"], "|fast - PIL|")
     ms, cuda = lo["stages_ms"], lo["cuda"]
     rows = [[name, round(ms[key], 2), round(1000 / ms[key])] for name, key in STAGES]

@@ -1,18 +1,23 @@
-"""``data.decode=cuda``: images decoded on the run's GPU.
-
-The loader's workers only read each image's file bytes (with its label, index and augmentation seed);
-the training process decodes a whole batch at once with ``torchvision.io.decode_jpeg(..., device=...)``
-(batched nvJPEG on CUDA; libjpeg-turbo when the device is the CPU, as the tests run it) and applies the
-run's ``transforms.v2`` pipeline to each image on the device, its crop and flip drawn from the CPU
-generator seeded exactly as :class:`~lvmbench.train.batches.ImageDataset` seeds it, so a seeded item gets
-the same crop box and flip as on the other paths; normalisation runs on the device too. Compressed bytes
-cross the bus, not float pixels. A file that is not a JPEG (PNG, BMP…) and a JPEG the device rejects
-(CMYK, broken) are decoded on the CPU (:func:`lvmbench.data.base.decode_bytes`) and moved as uint8; an
-in-memory image (mnist-lt, CIFAR) comes from the worker as its uint8 tensor.
+"""What a run's training process does to images on the run's device, and ``data.decode=cuda``.
 
 Every image a run reads goes through :meth:`lvmbench.train.loop.Trainer.loader`, which builds
-:func:`device_batches` under this setting: training views (``cache.mode=eval`` and ``off``), evaluation,
-the feature cache's build and test-time ensembling's crops.
+:func:`image_batches`: training views (``cache.mode=eval`` and ``off``), evaluation, the feature cache's
+build and test-time ensembling's crops. With ``data.decode=pil`` (the study's path) the loader's workers do
+everything, as the study's code did. On the tensor paths the run's pipeline is split where its uint8 work
+ends (:func:`lvmbench.data.transforms.split_float`): the batch crosses to the device as uint8 (a quarter
+of float32's bytes, pinned on a GPU) and :class:`FloatOnDevice` converts it to float and normalises it
+there, the pipeline's own last steps on the whole batch (elementwise: on the CPU bit for bit what each
+worker computed before).
+
+``data.decode=cuda``: the loader's workers only read each image's file bytes (with its label, index and
+augmentation seed); the training process decodes a whole batch at once with
+``torchvision.io.decode_jpeg(..., device=...)`` (batched nvJPEG on CUDA; libjpeg-turbo when the device is
+the CPU, as the tests run it) and applies the uint8 part of the run's ``transforms.v2`` pipeline to each
+image on the device, its crop and flip drawn from the CPU generator seeded exactly as
+:class:`~lvmbench.train.batches.ImageDataset` seeds it, so a seeded item gets the same crop box and flip as
+on the other paths. Compressed bytes cross the bus, not pixels. A file that is not a JPEG (PNG, BMP…) and a
+JPEG the device rejects (CMYK, broken) are decoded on the CPU (:func:`lvmbench.data.base.decode_bytes`) and
+moved as uint8; an in-memory image (mnist-lt, CIFAR) comes from the worker as its uint8 tensor.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from typing import NamedTuple
 import torch
 
 from ..data.base import decode_bytes
+from ..data.transforms import split_float
 from ..errors import UserError
 from .batches import ImageDataset, collate, seeded
 
@@ -136,3 +142,35 @@ def device_batches(split, transform, device, on_bad=None, **loader_kwargs) -> De
 
     loader = DataLoader(EncodedImages(split, on_bad), collate_fn=collate_encoded, **loader_kwargs)
     return DeviceBatches(loader, transform, device)
+
+
+class FloatOnDevice:
+    """Batches of uint8 images (``(images, labels, index)``) whose images move to ``device`` and are made
+    float and normalised there by ``to_float``, the float part of the run's pipeline."""
+
+    def __init__(self, batches, to_float, device):
+        self.batches, self.to_float, self.device = batches, to_float, device
+
+    def __iter__(self):
+        for images, labels, index in self.batches:
+            yield self.to_float(images.to(self.device, non_blocking=True)), labels, index
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def image_batches(split, transform, decode: str, device, on_bad=None, **loader_kwargs):
+    """The ``(images, labels, index)`` batches of ``split`` through ``transform`` as ``data.decode`` reads
+    them (``loader_kwargs``: the DataLoader's): float and normalised, on ``device`` on the tensor paths (on
+    the CPU with ``pil``, whose workers do all the work)."""
+    from torch.utils.data import DataLoader
+
+    if decode == "pil":
+        return DataLoader(ImageDataset(split, transform, on_bad=on_bad), collate_fn=collate, **loader_kwargs)
+    uint8, to_float = split_float(transform)
+    if decode == "cuda":
+        batches = device_batches(split, uint8, device, on_bad, **loader_kwargs)
+    else:
+        batches = DataLoader(ImageDataset(split, uint8, on_bad=on_bad, decode=decode), collate_fn=collate,
+                             **loader_kwargs)
+    return FloatOnDevice(batches, to_float, device)

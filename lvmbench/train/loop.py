@@ -19,7 +19,6 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from .. import catalog, paths
 from ..data import build_dataset
@@ -34,7 +33,7 @@ from ..models.decoder import Decoder
 from ..runs.rundir import LOADER_WAIT, TIMESTAMP, RunDir, now
 from ..runs.segments import group_cost, total_cost
 from . import cache, checkpoint, device_decode, encoder, gpus, tte
-from .batches import ImageDataset, StepBatchSampler, collate
+from .batches import StepBatchSampler
 from .distributed import Dist
 from .gpus import run_device
 from .loader import WaitLog, data_workers, loader_options, timed
@@ -295,8 +294,9 @@ class Trainer:
                                         decode=self.decode)
 
     def loader(self, split, train: bool, batch_sampler=None, report: bool = True, transform=None):
-        """``(images, labels, index)`` batches of ``split``: a DataLoader, or with ``data.decode=cuda`` one
-        whose batches are decoded on the device (:mod:`.device_decode`). ``report=False``: skipped images
+        """``(images, labels, index)`` batches of ``split``, the images float and normalised (on the device on
+        the tensor paths, which hand uint8 batches over to it; ``data.decode=cuda`` decodes there too: see
+        :mod:`.device_decode`). ``report=False``: skipped images
         are not recorded here (the cache's readers record them); ``transform``: instead of the split's own
         (test-time ensembling's crops)."""
         on_bad = self.on_bad if report or self.on_bad is None else _ignore
@@ -308,11 +308,7 @@ class Trainer:
             kwargs["batch_sampler"] = batch_sampler
         else:
             kwargs.update(batch_size=EVAL_BATCH, shuffle=False)
-        decode_on = device_decode.decode_device(self.decode, self.device)
-        if decode_on is not None:
-            return device_decode.device_batches(split, transform, decode_on, on_bad, **kwargs)
-        return DataLoader(ImageDataset(split, transform, on_bad=on_bad, decode=self.decode), collate_fn=collate,
-                          **kwargs)
+        return device_decode.image_batches(split, transform, self.decode, self.device, on_bad, **kwargs)
 
     # -- evaluation -----------------------------------------------------------------------------
     def eval_inputs(self, split_name: str):
