@@ -17,8 +17,11 @@ $(STAMP): requirements.lock pyproject.toml
 run: $(STAMP)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/lvmbench demo
 
+# The suite in parallel (pytest-xdist): one worker per core, at most 4, each test file on one worker so that
+# its module-scoped trained fixtures train once. `make test TEST_WORKERS=0` runs it in one process.
+TEST_WORKERS ?= logical
 test: $(STAMP)
-	CUDA_VISIBLE_DEVICES= HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+	CUDA_VISIBLE_DEVICES= HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile
 
 # Mutation testing (about 9 minutes on 2 cores; not part of `make test`): mutmut over the modules where a
 # bug corrupts numbers, then the hand-written wiring bugs of scripts/replay_bugs.py. See TESTING.md.

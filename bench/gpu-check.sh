@@ -15,6 +15,9 @@
 #   reshape       a --nproc 2 run killed and resumed with --nproc 1 (fewer GPUs visible; needs 2 GPUs)
 #   nproc2=1      --nproc 2 over NCCL against 1 process: largest loss and weight differences (needs 2 GPUs)
 #   cancel        cancelling a --nproc 2 run the way the UI does ends it `cancelled` (needs 2 GPUs)
+#   gpu-decode    data.decode=cuda: `bench --loader`'s GPU path against the CPU torchvision path on the same crops
+#                 (mean <= 0.5, p99 <= 3 levels of 255) and its images/s; a 30-step tiny-clip run on generated
+#                 JPEGs decoding on the GPU finishes (the rehearsal: the run is refused, one line, exit 2)
 #   bench         `lvmbench bench --backbone ViT-L-14 --batch-size 256 --fused 8`: the cached-host path's
 #                 step time, fused-8, every mode's time with synchronised timing and a TF32 reference
 #
@@ -246,6 +249,41 @@ def _(runs):
     proc.wait(timeout=60 * SLOW)
     st = run.status()
     return st.get("status") == "cancelled", {"refused": refused, "status": st.get("status"), "error": st.get("error")}
+
+
+# nvJPEG's IDCT and the GPU's resampling against libjpeg-turbo's and the CPU's, in levels of 255 (un-normalised).
+GPU_DECODE_TOLERANCE = {"mean_abs_255": 0.5, "p99_abs_255": 3.0}
+
+
+@check("gpu-decode")
+def _(runs):
+    """data.decode=cuda: `bench --loader` (the GPU path's output against the CPU torchvision path's on the same
+    crops, its images/s) and a short training run on generated JPEGs (the rehearsal: its one-line refusal)."""
+    cmd = [sys.executable, "-m", "lvmbench", "bench", "--loader", "--loader-images", "64", "--loader-rounds", "3",
+           "--json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=240 * SLOW)
+    if out.returncode:
+        return False, {"rc": out.returncode, "stderr": out.stderr[-2000:]}
+    cuda = json.loads(out.stdout)["loader"]["cuda"]
+    report["gpu_decode"] = cuda
+    detail = {"cpu_ms_per_img": cuda["cpu_ms_per_img"], "gpu": cuda["gpu"], "gpu_img_s": cuda["gpu_img_s"]}
+    from lvmbench.bench.loader import make_images
+
+    split = make_images(runs, 48)
+    (runs / "train.txt").write_text("".join(f"{name} {i % 4}\n" for i, name in enumerate(split.samples)))
+    run = lvmbench("--dataset", "split-file", "--data-root", str(runs), "--set", *budget(30, ckpt=False),
+                   "data.train_list=train.txt", "data.val_list=train.txt", "data.test_list=train.txt",
+                   "data.decode=cuda", runs=runs / "runs")
+    detail["run_rc"] = run.returncode
+    if MODE != "gpu":
+        detail["refusal"] = run.stderr.strip()[-300:]
+        return cuda["gpu_img_s"] is None and run.returncode == 2 and "data.decode=cuda" in run.stderr, detail
+    trained = only_run(runs / "runs")
+    detail["run_status"] = status(trained).get("status") if trained else run.stderr[-600:]
+    detail["worst"] = {k: max(d[k] for d in cuda["difference"]) for k in GPU_DECODE_TOLERANCE}
+    detail["tolerance"] = GPU_DECODE_TOLERANCE
+    within = all(detail["worst"][k] <= tol for k, tol in GPU_DECODE_TOLERANCE.items())
+    return bool(cuda["gpu_img_s"]) and within and detail["run_status"] == "finished", detail
 
 
 @check("bench")

@@ -4,7 +4,7 @@
 # CUDA GPU (random weights, synthetic inputs: no data, no download), written to one JSON file with
 # the GPU's name and the library versions; then `lvmbench bench --loader`: images/s per CPU core of
 # the PIL and the fast (torchvision) decode path, with the machine's loader workers, against what
-# the GPU's tower takes by FLOPs.
+# the GPU's tower takes by FLOPs, and the GPU decode path's (data.decode=cuda) images/s on the GPU.
 #
 #   bench/gpu.sh [OUT.json]        default: bench/results/gpu-<UTC time>.json
 #
@@ -105,7 +105,12 @@ if "error" in loader:
 else:
     lo = loader["loader"]
     print(f"loader: PIL {lo['pil_img_s_per_core']:.0f}, fast {lo['fast_img_s_per_core']:.0f} img/s per core "
-          f"({lo['ratio']:.2f}x), {lo['measured_workers']} workers, load average {loader['load_avg'][0]:.2f}")
+          f"({lo['ratio']:.2f}x; {lo['ratio_float_on_cpu']:.2f}x with the float steps on the CPU), "
+          f"{lo['measured_workers']} workers, load average {loader['load_avg'][0]:.2f}")
+    cuda = lo["cuda"]
+    print(f"  ceiling of a CPU path {lo['ceiling_ratio']:.2f}x; GPU path (data.decode=cuda): CPU side "
+          f"{cuda['cpu_ms_per_img']:.3f} ms/img, GPU decode + transform "
+          + (f"{cuda['gpu_img_s']:.0f} img/s" if cuda["gpu_img_s"] else "not measured"))
     for t in loader["towers"]:
         print(f"  {t['backbone']:9s} tower {t['tower_img_s']:7.0f} img/s by FLOPs; loader PIL {t['pil_loader_img_s']:6.0f} "
               f"({t['pil_bound']} bound, {t['pil_cores_needed']} cores needed), fast {t['fast_loader_img_s']:6.0f} "

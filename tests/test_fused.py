@@ -168,8 +168,11 @@ def test_a_killed_fused_group_resumes_exactly(store, random_tiny_clip):
     proc.wait()
     killed = scheduler.reap(group, LocalChild(proc))
     assert [s["status"] for s in killed] == ["killed", "killed"]
-    for r in group:  # the killed segment, sampled from its start to now (it may have ended before its 2nd sample)
-        for ts in (r.status()["segment_starts"][0], time.time()):
+    # The killed segment, sampled from when every member had started to now (it may have ended before its
+    # second sample): the group's monitor writes each sample to every member, so all members get the same.
+    samples = (max(r.status()["segment_starts"][0] for r in group), time.time())
+    for r in group:
+        for ts in samples:
             r.append(r.system_file, {"ts": ts, "gpu_index": None, "mem_mib": 1.0, "power_w": None, "energy_j": None})
     status = runner.resume_headless(group[1].run_id, runs, results)  # either member brings back the group
     assert status["status"] == "finished"

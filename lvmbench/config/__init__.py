@@ -130,9 +130,10 @@ SCHEMA: dict[str, Param] = {
     # Image preprocessing: the study's transforms (ImageNet statistics, bilinear), open_clip's (CLIP's, bicubic) or
     # LIFT's (the backbone's statistics, bilinear, evaluation at 8/7 of the size then a centre crop).
     "data.transform": Param("study", str, choices=("study", "open_clip", "lift")),
-    # How images are decoded and transformed: PIL (the study's code) or torchvision's decoder and
-    # transforms.v2 on uint8 tensors (2.5x+ the images/s per core; see README, "Data loading").
-    "data.decode": Param("pil", str, choices=("pil", "torchvision")),
+    # How images are decoded and transformed: PIL (the study's code), torchvision's decoder and transforms.v2 on
+    # uint8 tensors (1.4x the images/s per core), or nvJPEG and transforms.v2 on the run's GPU (the loader's
+    # workers only read bytes; CUDA runs only); see README, "Data loading".
+    "data.decode": Param("pil", str, choices=("pil", "torchvision", "cuda")),
     "stage1.run_id": Param(None, str),
     # Class-balanced sampling: the study's weighted draws without replacement, or a class drawn uniformly.
     "sampler.balanced": Param("study", str, choices=("study", "uniform")),

@@ -32,8 +32,10 @@ class Split:
         return Split(samples, self.labels[idx], self.root, [self.where[i] for i in idx] if self.where else [])
 
     def load(self, i: int, decode: str = "pil"):
-        """Sample ``i`` as an RGB PIL image (``decode="pil"``) or an RGB uint8 tensor ``[3, H, W]``
-        decoded by ``torchvision.io.decode_image`` (libjpeg-turbo for JPEGs; ``"torchvision"``)."""
+        """Sample ``i`` as an RGB PIL image (``decode="pil"``), an RGB uint8 tensor ``[3, H, W]``
+        decoded by ``torchvision.io.decode_image`` (libjpeg-turbo for JPEGs; ``"torchvision"``), or
+        (``"cuda"``) its file's bytes as a 1-D uint8 tensor, left for the run's device to decode
+        (:mod:`lvmbench.train.device_decode`; an in-memory image comes as the uint8 tensor)."""
         item = self.samples[i]
         if isinstance(self.samples, np.ndarray):
             return _array_image(item, decode)
@@ -41,9 +43,17 @@ class Split:
         if not path.exists():
             raise MissingImage(f"image file missing: {self.describe(i)}")
         try:
+            if decode == "cuda":
+                from torchvision.io import read_file
+
+                return read_file(str(path))
             return _decode_file(path, decode)
-        except (OSError, ValueError) as exc:
-            raise BadImage(f"cannot decode image {self.describe(i)}: {exc}") from None
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise self.bad(i, exc) from None
+
+    def bad(self, i: int, exc: Exception) -> "BadImage":
+        """The error of sample ``i``'s image that cannot be decoded."""
+        return BadImage(f"cannot decode image {self.describe(i)}: {exc}")
 
     def path(self, i: int) -> Path:
         return self.root / self.samples[i] if self.root else Path(self.samples[i])
@@ -66,22 +76,32 @@ def _array_image(item: np.ndarray, decode: str):
 
 
 def _decode_file(path: Path, decode: str):
-    """A file as RGB: PIL, or torchvision's decoders (a format they lack, e.g. BMP or TIFF, goes through PIL)."""
-    if decode != "pil":
-        from torchvision.io import ImageReadMode, decode_image
-
-        try:
-            return decode_image(str(path), mode=ImageReadMode.RGB)
-        except RuntimeError:
-            pass  # not a format torchvision decodes, or broken: PIL decides
-    from PIL import Image
-
-    with Image.open(path) as img:
-        image = img.convert("RGB")
+    """A file as RGB: a PIL image, or (torchvision's decoders) a uint8 tensor."""
     if decode == "pil":
-        return image
-    import torch
+        from PIL import Image
 
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    from torchvision.io import read_file
+
+    return decode_bytes(read_file(str(path)))
+
+
+def decode_bytes(data):
+    """An image file's bytes (1-D uint8 tensor) as an RGB uint8 tensor ``[3, H, W]``: torchvision's
+    decoders (libjpeg-turbo for JPEGs), or PIL for a format they lack (BMP, TIFF…) or a file they reject."""
+    import io
+
+    import torch
+    from PIL import Image
+    from torchvision.io import ImageReadMode, decode_image
+
+    try:
+        return decode_image(data, mode=ImageReadMode.RGB)
+    except RuntimeError:
+        pass  # not a format torchvision decodes, or broken: PIL decides
+    with Image.open(io.BytesIO(data.numpy().tobytes())) as img:
+        image = img.convert("RGB")
     return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
 
 

@@ -1,6 +1,6 @@
 """Image transforms: the study's (``data.transform=study``), open_clip's (``data.transform=open_clip``) and
 LIFT's (``data.transform=lift``), each on PIL images (``data.decode=pil``) or on uint8 tensors
-(``data.decode=torchvision``).
+(``data.decode=torchvision``, and ``cuda`` on the GPU).
 
 The study's (Imbalance-VLM, ``imblearn/datasets/cv_datasets/*.py``): training takes a random resized crop
 (area 8-100 %, bilinear, as timm's ``RandomResizedCropAndInterpolation`` does by default), a horizontal
@@ -9,10 +9,13 @@ short side to 256/224 of the crop, bilinear, then takes a centre crop. open_clip
 CLIP's statistics and bicubic resizing, the evaluation resize to the crop size itself.
 
 ``decode=torchvision``: the same operations from ``torchvision.transforms.v2`` on the uint8 tensor that
-``torchvision.io.decode_image`` (libjpeg-turbo) returns, converted to float and normalised last. The
+``torchvision.io.decode_image`` (libjpeg-turbo) returns, converted to float and normalised last; a run
+splits such a pipeline where the uint8 work ends (:func:`split_float`): its loader workers hand over
+uint8 batches and the float conversion and normalisation run on the run's device. The
 random draws are the same (a seeded item gets the same crop box and flip on either path); only the
 resampling differs (torchvision's antialiased uint8 kernels against PIL's): ``lvmbench bench --loader``
-measures the difference and the speed.
+measures the difference and the speed. ``decode=cuda`` runs the same ``v2`` pipeline on the GPU
+(:mod:`lvmbench.train.device_decode`).
 """
 from __future__ import annotations
 
@@ -37,6 +40,19 @@ def to_float(decode: str) -> list:
     """PIL image or uint8 tensor -> float tensor in [0, 1]."""
     T = ops(decode)
     return [T.ToTensor()] if decode == "pil" else [T.ToDtype(torch.float32, scale=True)]
+
+
+def split_float(transform):
+    """A tensor path's pipeline as ``(uint8 part, float part)``: the crops, resize and flip on uint8 tensors,
+    then its float conversion and normalisation, the same steps in the same order (from its ``ToDtype`` on).
+    A transform that is not a ``v2.Compose`` splits itself (test-time ensembling's crops)."""
+    from torchvision.transforms import v2
+
+    if not isinstance(transform, v2.Compose):
+        return transform.split_float()
+    steps = transform.transforms
+    k = next(k for k, step in enumerate(steps) if isinstance(step, v2.ToDtype))
+    return v2.Compose(steps[:k]), v2.Compose(steps[k:])
 
 
 def pipeline(size: int, train: bool, mean, std, interpolation: str, eval_resize: int, hflip: bool = True,

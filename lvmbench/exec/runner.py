@@ -65,12 +65,17 @@ def preflight(spec: dict) -> dict:
     return summary
 
 
-def check_device(want: str) -> None:
+def check_device(want: str, decodes=()) -> None:
     """Refuse, before anything is created, to train on the CPU when NVML shows GPUs that torch cannot
-    use (a torch build for a newer driver); ``train.device=cpu`` trains on the CPU on purpose."""
-    from ..train.gpus import check_usable
+    use (a torch build for a newer driver); ``train.device=cpu`` trains on the CPU on purpose. ``decodes``:
+    the runs' ``data.decode``; ``cuda`` is refused where they would train on the CPU."""
+    from ..train.gpus import check_usable, run_device
 
     check_usable(want)
+    if "cuda" in decodes:
+        from ..train.device_decode import decode_device
+
+        decode_device("cuda", run_device(want))
 
 
 def check_decoder_heads(spec: dict) -> None:
@@ -168,7 +173,7 @@ def run_headless(dataset: str, backbone: str, method: str, seed: int, data_root:
                             overrides={**(overrides or {}), **config.parse_sets(sets)}) for m in methods]
     for spec in specs:
         config.check_nproc(spec, nproc)
-    check_device(specs[0]["train.device"])
+    check_device(specs[0]["train.device"], [spec["data.decode"] for spec in specs])
     summaries = {}  # one preflight per set of class names the runs need
     for spec in specs:
         key = config.class_names_needed(spec)
@@ -211,7 +216,8 @@ def resume_headless(run_id: str, runs_dir: Path, results: Path, debug: bool = Fa
             owners.append(process.own(member))
         for member in runs:
             config.check_nproc(member.spec(), nproc)
-        check_device(run.spec().get("train.device", "auto"))
+        check_device(run.spec().get("train.device", "auto"),
+                     [member.spec().get("data.decode") for member in runs])
         preflight(run.spec())
     except BaseException:
         process.release_owners(owners)

@@ -248,7 +248,7 @@ def run_sweep(axes: Axes, runs_dir: Path, results: Path, *, executor: str = "loc
     if executor == "local":
         from .runner import check_device
 
-        check_device(device)  # a Slurm task checks its own node
+        check_device(device, [job.spec["data.decode"] for job in jobs])  # a Slurm task checks its own node
     preflight_all(jobs)
     skipped = [j for j in jobs if j.state == SKIPPED]
     todo = len(jobs) - len(skipped)

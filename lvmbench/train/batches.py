@@ -31,18 +31,35 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, item):
         i, seed = item if isinstance(item, tuple) else (item, None)
-        try:
-            image = self.split.load(i, self.decode)
-        except (BadImage, MissingImage) as exc:
-            if self.on_bad is None:
-                raise
-            self.on_bad({"image": str(self.split.path(i)), "error": str(exc)})
+        image = self.read(i)
+        if image is None:
             return None
-        if seed is None:
-            return self.transform(image), int(self.split.labels[i]), i
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(seed)
-            return self.transform(image), int(self.split.labels[i]), i
+        return seeded(self.transform, image, seed), int(self.split.labels[i]), i
+
+    def read(self, i: int):
+        """Sample ``i`` as ``decode`` reads it; None when it is missing or cannot be decoded and
+        ``on_bad`` takes the report (an error otherwise)."""
+        try:
+            return self.split.load(i, self.decode)
+        except (BadImage, MissingImage) as exc:
+            self.skip(i, exc)
+            return None
+
+    def skip(self, i: int, exc: Exception) -> None:
+        """Report sample ``i``'s unreadable image to ``on_bad``, or raise ``exc`` without one."""
+        if self.on_bad is None:
+            raise exc
+        self.on_bad({"image": str(self.split.path(i)), "error": str(exc)})
+
+
+def seeded(transform, image, seed: int | None):
+    """``transform(image)``, its random draws (crop, flip) from ``seed`` alone when one is given; the
+    global RNG is left as it was."""
+    if seed is None:
+        return transform(image)
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        return transform(image)
 
 
 class StepBatchSampler:

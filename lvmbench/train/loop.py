@@ -19,7 +19,6 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from .. import catalog, paths
 from ..data import build_dataset
@@ -33,8 +32,8 @@ from ..models.backbone import Backbone
 from ..models.decoder import Decoder
 from ..runs.rundir import LOADER_WAIT, TIMESTAMP, RunDir, now
 from ..runs.segments import group_cost, total_cost
-from . import cache, checkpoint, encoder, gpus, tte
-from .batches import ImageDataset, StepBatchSampler, collate
+from . import cache, checkpoint, device_decode, encoder, gpus, tte
+from .batches import StepBatchSampler
 from .distributed import Dist
 from .gpus import run_device
 from .loader import WaitLog, data_workers, loader_options, timed
@@ -148,6 +147,7 @@ class Trainer:
         self.dist = dist or Dist()  # several processes: see train/distributed.py
         self.device = device or run_device(self.spec.get("train.device", "auto"), self.dist.local_rank,
                                            self.dist.active)
+        device_decode.decode_device(self.decode, self.device)  # data.decode=cuda on a CPU: refused before any work
         if self.spec["train.threads"]:
             torch.set_num_threads(self.spec["train.threads"])
         seed_everything(self.spec["seed"])
@@ -236,8 +236,8 @@ class Trainer:
         weights = self.backbone.weights
         transform = self.transforms(views > 1)
         parts = {"split": cache.split_fingerprint(split), "backbone": self.backbone.name,
-                 "weights": cache.weights_fingerprint(weights.source),
-                 "quick_gelu": weights.quick_gelu, "transform": repr(transform), "views": views,
+                 "weights": cache.weights_fingerprint(weights.source), "quick_gelu": weights.quick_gelu,
+                 "transform": repr(transform), "decode": self.decode, "views": views,
                  "feature": stored, "precision": self.encoder_mode}
         entry = cache.FeatureCache(paths.cache_dir(), parts, views * len(split))
 
@@ -276,7 +276,8 @@ class Trainer:
 
     @property
     def decode(self) -> str:
-        """``data.decode``: images read as PIL images (the study's path) or as uint8 tensors by torchvision."""
+        """``data.decode``: images read as PIL images (the study's path), as uint8 tensors by torchvision,
+        or decoded on the GPU (``cuda``)."""
         return self.spec.get("data.decode", "pil")
 
     def transforms(self, train: bool):
@@ -292,17 +293,22 @@ class Trainer:
         return self.backbone.transforms(train, hflip=self.hflip, crop_scale=self.dataset.crop_scale,
                                         decode=self.decode)
 
-    def loader(self, split, train: bool, batch_sampler=None, report: bool = True, transform=None) -> DataLoader:
-        """``report=False``: skipped images are not recorded here (the cache's readers record them);
-        ``transform``: instead of the split's own (test-time ensembling's crops)."""
+    def loader(self, split, train: bool, batch_sampler=None, report: bool = True, transform=None):
+        """``(images, labels, index)`` batches of ``split``, the images float and normalised (on the device on
+        the tensor paths, which hand uint8 batches over to it; ``data.decode=cuda`` decodes there too: see
+        :mod:`.device_decode`). ``report=False``: skipped images
+        are not recorded here (the cache's readers record them); ``transform``: instead of the split's own
+        (test-time ensembling's crops)."""
         on_bad = self.on_bad if report or self.on_bad is None else _ignore
-        dataset = ImageDataset(split, transform or self.transforms(train), on_bad=on_bad, decode=self.decode)
+        transform = transform or self.transforms(train)
         workers = data_workers(self.spec["train.num_workers"], self.device.type)
         # Its own generator: a loader never draws from the global RNG (a resumed run stays exact).
-        kwargs = dict(collate_fn=collate, generator=torch.Generator(), **loader_options(workers, self.device.type))
+        kwargs = dict(generator=torch.Generator(), **loader_options(workers, self.device.type))
         if batch_sampler is not None:
-            return DataLoader(dataset, batch_sampler=batch_sampler, **kwargs)
-        return DataLoader(dataset, batch_size=EVAL_BATCH, shuffle=False, **kwargs)
+            kwargs["batch_sampler"] = batch_sampler
+        else:
+            kwargs.update(batch_size=EVAL_BATCH, shuffle=False)
+        return device_decode.image_batches(split, transform, self.decode, self.device, on_bad, **kwargs)
 
     # -- evaluation -----------------------------------------------------------------------------
     def eval_inputs(self, split_name: str):

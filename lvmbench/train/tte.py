@@ -26,7 +26,19 @@ class CropsTransform:
         self.tail = T.Compose([*to_float(decode), T.Normalize(mean, std)])
 
     def __call__(self, image) -> torch.Tensor:
-        return torch.stack([self.tail(c) for c in self.crop(self.resize(image))])
+        return torch.stack([self.tail(c) for c in self.crops(image)])
+
+    def crops(self, image) -> list:
+        return self.crop(self.resize(image))
+
+    def stacked_crops(self, image: torch.Tensor) -> torch.Tensor:
+        """A uint8 image's crops as one uint8 ``[crops, 3, size, size]`` tensor."""
+        return torch.stack(self.crops(image))
+
+    def split_float(self):
+        """``(uint8 part, float part)`` on the tensor paths (see :func:`lvmbench.data.transforms.split_float`):
+        the crops stacked, then each element made float and normalised as :meth:`__call__` does per crop."""
+        return self.stacked_crops, self.tail
 
 
 def average_logits(logits: torch.Tensor, crops: int) -> torch.Tensor:
