@@ -92,11 +92,13 @@ def ce_alone(tmp_path_factory, random_tiny_clip):
     return run
 
 
-def test_a_failing_member_does_not_stop_the_group(tmp_path, random_tiny_clip, ce_alone):
+def test_a_failing_member_does_not_stop_the_group(tmp_path, random_tiny_clip, ce_alone, capsys):
     alone = ce_alone
     diverging = make_run(tmp_path, "focal", random_tiny_clip, **{"train.lr": 1e30})  # first: it leads the group
     ce = make_run(tmp_path, "ce", random_tiny_clip)
     assert child_main([str(diverging.path), str(ce.path)]) == 0
+    assert ("failed at step 3: NonFiniteLoss: loss became nan at step 2; lower train.lr (now 1e+30) or check the data"
+            in capsys.readouterr().out.splitlines())  # the leader's console line
     failed = diverging.status()
     assert failed["status"] == "failed" and failed["error"].startswith("NonFiniteLoss: loss became nan")
     assert failed["user_error"] is False
@@ -256,19 +258,45 @@ def resumed_group(tmp_path_factory, random_tiny_clip):
     for run in group:  # the process samples into every member's system.jsonl
         run.write_status(segment_starts=[start])
         run.append(run.system_file, {"ts": start, "gpu_index": None, "mem_mib": 1.0})
-    clock = {"offset": 0.0}
     with pytest.MonkeyPatch.context() as mp:
-        inputs = loop.Trainer.train_inputs
-
-        def slow_inputs(self, *args, **kwargs):
-            for item in inputs(self, *args, **kwargs):
-                clock["offset"] += INPUT_S
-                yield item
-
-        mp.setattr(loop, "time", SimpleNamespace(perf_counter=lambda: time.perf_counter() + clock["offset"]))
-        mp.setattr(loop.Trainer, "train_inputs", slow_inputs)
+        slow_inputs_clock(mp)
         assert [s["status"] for s in train_group(group)] == ["finished", "finished"]
     return references, group, time.perf_counter() - began
+
+
+def slow_inputs_clock(monkeypatch) -> None:
+    """The loop's clock, on which making each step's inputs (data and the tower's pass) takes INPUT_S."""
+    clock = {"offset": 0.0}
+    inputs = loop.Trainer.train_inputs
+
+    def slow_inputs(self, *args, **kwargs):
+        for item in inputs(self, *args, **kwargs):
+            clock["offset"] += INPUT_S
+            yield item
+
+    monkeypatch.setattr(loop, "time", SimpleNamespace(perf_counter=lambda: time.perf_counter() + clock["offset"]))
+    monkeypatch.setattr(loop.Trainer, "train_inputs", slow_inputs)
+
+
+def test_each_member_trains_every_step_and_holds_its_part_of_each_steps_input_time(tmp_path, random_tiny_clip,
+                                                                                 monkeypatch):
+    """A fresh group of two and a run alone at the TINY budget (6 steps, validated at 3 and 6), on a clock where
+    each step's inputs take INPUT_S: each member is charged half of every step's input time, the run alone all
+    of it, and every member validates after the steps its budget says."""
+    alone = make_run(tmp_path, "ce", random_tiny_clip)
+    group = [make_run(tmp_path, m, random_tiny_clip) for m in ("ce", "focal")]
+    began = time.perf_counter()
+    with pytest.MonkeyPatch.context() as mp:
+        slow_inputs_clock(mp)
+        assert train_run(alone)["status"] == "finished"
+        assert [s["status"] for s in train_group(group)] == ["finished", "finished"]
+    real = time.perf_counter() - began
+    assert 6 * INPUT_S <= alone.status()["train_s"] <= 6 * INPUT_S + real
+    for run in group:
+        assert 3 * INPUT_S <= run.status()["train_s"] <= 3 * INPUT_S + real
+        assert [r["step"] for r in run.metrics() if "val/overall" in r] == [3, 6]
+        saved = torch.load(run.checkpoint_file, weights_only=False)  # saved after the last step: all 6 updates
+        assert (saved["step"], saved["scheduler"]["last_epoch"]) == (6, 6)
 
 
 @pytest.mark.slow
