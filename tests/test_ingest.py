@@ -444,3 +444,42 @@ def test_each_ingest_of_a_running_run_keeps_every_line_it_stored_before(tmp_path
             with open_readonly(db) as con:
                 assert con.execute("SELECT count(*) FROM metrics WHERE key = 'lr' AND step >= 100").fetchone() == ((step - 90) // 10,)
     assert chunks == [True] + [False] * 5
+
+
+def test_a_running_runs_log_rewritten_before_where_ingest_stopped_is_read_again_whole(tmp_path, monkeypatch):
+    """Appending needs the bytes before the last read position unchanged: a log rewritten in place (same
+    inode, one earlier value changed, then grown) is read again from its start, and the store holds what it says."""
+    runs_dir, db = tmp_path / "runs", tmp_path / "r.duckdb"
+    run = fake_run(runs_dir, "ce", status="running")
+    run.append(run.metrics_file, {"step": 30, "loss": 0.25, "ts": 1_700_000_030})
+    with training(run, monkeypatch) as chunks:
+        ingest_all(db, runs_dir)
+        with open(run.metrics_file, "r+b") as f:  # in place: the inode stays
+            text = f.read()
+            f.seek(0)
+            f.write(text.replace(b'"loss": 0.25', b'"loss": 0.75'))
+        run.append(run.metrics_file, {"step": 40, "loss": 0.5, "ts": 1_700_000_040})
+        ingest_all(db, runs_dir)
+    assert chunks == [True, True]
+    with open_readonly(db) as con:
+        assert dict(con.execute("SELECT step, value FROM metrics WHERE key = 'loss' AND step >= 30").fetchall()) == \
+            {30: 0.75, 40: 0.5}
+    assert contents(db) == reference_contents(tmp_path, [run])
+
+
+def test_a_log_line_with_bytes_that_are_not_utf8_is_kept_and_a_dangling_log_named(tmp_path):
+    """A line whose text holds a byte that is not UTF-8 is stored with its numbers (the byte replaced); a log
+    that is a symlink to nothing skips its run, named."""
+    import os
+
+    runs_dir = tmp_path / "runs"
+    latin1, dangling = fake_run(runs_dir, "ce"), fake_run(runs_dir, "focal")
+    with open(latin1.metrics_file, "ab") as f:
+        f.write(b'{"step": 99, "loss": 0.5, "note": "caf\xe9", "ts": 1700000099}\n')
+    dangling.metrics_file.unlink()
+    os.symlink(tmp_path / "nowhere", dangling.metrics_file)
+    report = ingest_all(tmp_path / "r.duckdb", runs_dir)
+    assert report.stored == [latin1.run_id]
+    assert report.skipped == [(dangling.path, f"cannot read {dangling.metrics_file}: a dangling symlink")]
+    with open_readonly(tmp_path / "r.duckdb") as con:
+        assert con.execute("SELECT value FROM metrics WHERE step = 99 AND key = 'loss'").fetchall() == [(0.5,)]
