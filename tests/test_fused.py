@@ -106,6 +106,16 @@ def test_a_failing_member_does_not_stop_the_group(tmp_path, random_tiny_clip, ce
     assert_same_run(alone, ce)
 
 
+def test_without_a_handler_a_members_training_error_is_the_groups(tmp_path, random_tiny_clip):
+    """``train_group`` without ``on_failure`` (as a caller that wants the error): the member's own error
+    propagates as it is."""
+    from lvmbench.train.loop import NonFiniteLoss
+
+    group = [make_run(tmp_path, "focal", random_tiny_clip, **{"train.lr": 1e30}), make_run(tmp_path, "ce", random_tiny_clip)]
+    with pytest.raises(NonFiniteLoss, match="^loss became nan at step 2"):
+        train_group(group)
+
+
 def test_a_member_that_cannot_be_built_does_not_stop_the_group(tmp_path, random_tiny_clip, ce_alone, monkeypatch):
     """A member whose own part fails to build (its model, loss or head) fails alone, also when it leads
     the group and the shared data and tower were built for it."""
