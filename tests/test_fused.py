@@ -116,6 +116,12 @@ def test_without_a_handler_a_members_training_error_is_the_groups(tmp_path, rand
         train_group(group)
 
 
+def test_a_group_whose_members_all_fail_records_each_failure(tmp_path, random_tiny_clip):
+    group = [make_run(tmp_path, m, random_tiny_clip, **{"train.lr": 1e30}) for m in ("focal", "ce")]
+    assert child_main([str(r.path) for r in group]) == 0
+    assert [(r.status()["status"], r.status()["error"].split(":")[0]) for r in group] == [("failed", "NonFiniteLoss")] * 2
+
+
 def test_a_member_that_cannot_be_built_does_not_stop_the_group(tmp_path, random_tiny_clip, ce_alone, monkeypatch):
     """A member whose own part fails to build (its model, loss or head) fails alone, also when it leads
     the group and the shared data and tower were built for it."""
