@@ -483,3 +483,21 @@ def test_a_log_line_with_bytes_that_are_not_utf8_is_kept_and_a_dangling_log_name
     assert report.skipped == [(dangling.path, f"cannot read {dangling.metrics_file}: a dangling symlink")]
     with open_readonly(tmp_path / "r.duckdb") as con:
         assert con.execute("SELECT value FROM metrics WHERE step = 99 AND key = 'loss'").fetchall() == [(0.5,)]
+
+
+def test_a_run_stored_before_its_logs_exist_gains_them_whole(tmp_path, monkeypatch):
+    """A queued run has no logs yet: it is stored without metrics, and the lines its training writes later are
+    read from the start."""
+    runs_dir, db = tmp_path / "runs", tmp_path / "r.duckdb"
+    run = fake_run(runs_dir, "ce", status="queued")
+    run.metrics_file.unlink()
+    run.system_file.unlink()
+    with training(run, monkeypatch) as chunks:
+        assert ingest_all(db, runs_dir).stored == [run.run_id]
+        with open_readonly(db) as con:
+            assert con.execute("SELECT count(*) FROM metrics").fetchone() == (0,)
+        run.write_status(status="running")
+        run.append(run.metrics_file, {"step": 10, "loss": 0.5, "ts": 1_700_000_010})
+        assert ingest_all(db, runs_dir).stored == [run.run_id]
+    assert chunks == [True, True]
+    assert contents(db) == reference_contents(tmp_path, [run])
