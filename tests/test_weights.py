@@ -180,3 +180,23 @@ def test_a_checkpoint_overwritten_in_place_gets_a_new_identity_in_the_same_proce
     fresh = tmp_path / "y.pt"
     fresh.write_bytes(path.read_bytes())
     assert after == config.config_hash(config.resolve("mnist-lt", "tiny-clip", "ce", pretrained=str(fresh)))
+
+
+def test_a_checkpoints_identity_is_its_size_and_the_sha256_of_its_first_and_last_mib(tmp_path, monkeypatch):
+    """``file:<size>:<sha256 of the first and the last MiB, 20 hex digits>``, never another file's (same size,
+    same modification time); a bare file name with a checkpoint suffix is a path, made absolute."""
+    import hashlib
+    import os
+
+    from lvmbench import weights
+
+    mib = 2**20
+    data = bytes(range(256)) * (3 * mib // 256) + b"tail"
+    path = _ckpt(tmp_path / "big.pt", data)
+    assert weights.file_identity(path) == f"file:{len(data)}:{hashlib.sha256(data[:mib] + data[-mib:]).hexdigest()[:20]}"
+    twin = _ckpt(tmp_path / "twin.pt", data[:-4] + b"TAIL")
+    st = os.stat(path)
+    os.utime(twin, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert weights.file_identity(twin) != weights.file_identity(path)
+    monkeypatch.chdir(tmp_path)
+    assert weights.resolve_pretrained("big.pt") == str(path)
