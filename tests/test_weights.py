@@ -200,3 +200,4 @@ def test_a_checkpoints_identity_is_its_size_and_the_sha256_of_its_first_and_last
     assert weights.file_identity(twin) != weights.file_identity(path)
     monkeypatch.chdir(tmp_path)
     assert weights.resolve_pretrained("big.pt") == str(path)
+    assert weights.resolve_pretrained("ckpt/last") == str(tmp_path / "ckpt" / "last")  # no suffix: a path all the same
