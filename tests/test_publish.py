@@ -451,6 +451,10 @@ def test_mlflow_export_reads_back_through_mlflows_client_and_is_idempotent(tmp_p
 
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow's file store: no database server needed
     db, runs, made = stored(tmp_path, ("ce", 0, 55.5), ("focal", 1, 57.25))
+    made[1].append(made[1].system_file, {"ts": 1_700_000_030, "gpu_index": 0, "mem_mib": 900.0, "power_w": 250.0,
+                                         "util_pct": 97.0, "energy_j": 10.0})  # a GPU's sample: named by its index
+    with open_writer(db) as con:
+        ingest_run(con, made[1])
     uri = (tmp_path / "mlruns").as_uri()
     argv = ["export", "mlflow", "--tracking-uri", uri, "--experiment", "lt", "--results", str(db)]
     assert cli.main(argv) == 0
@@ -462,6 +466,23 @@ def test_mlflow_export_reads_back_through_mlflows_client_and_is_idempotent(tmp_p
     assert set(by_id) == {r.run_id for r in made}
     focal = by_id[made[1].run_id]
     spec = made[1].spec()
+    tagged = ("dataset", "backbone", "pretrained", "method", "seed", "stage", "config_hash", "sweep_id", "parent_run_id",
+              "recipe", "git_sha")
+    with open_readonly(db) as con:  # every identifying column of the stored run is a tag (an empty one is none)
+        row = dict(zip(tagged, con.execute(f"SELECT {', '.join(tagged)} FROM runs WHERE run_id = ?",
+                                           [made[1].run_id]).fetchone()))
+    expected = {f"lvmbench.{k}": str(v) for k, v in row.items() if k != "git_sha" and v is not None}
+    assert {k: v for k, v in focal.data.tags.items() if k.startswith("lvmbench.") and k not in (
+        "lvmbench.run_id", "lvmbench.fingerprint")} == expected and row["git_sha"] and row["stage"] is not None
+    assert (focal.data.tags["mlflow.runName"], focal.data.tags["mlflow.source.git.commit"]) == (made[1].run_id,
+                                                                                               row["git_sha"])
+    gpu_power = client.get_metric_history(focal.info.run_id, "system/gpu_0_power_watts")
+    final = client.get_metric_history(focal.info.run_id, "final/test/overall")
+    assert [(m.timestamp, m.value) for m in gpu_power] == [(1_700_000_030_000, 250.0)]
+    assert [(m.step, m.timestamp) for m in final] == [(made[1].status()["iters"], (1_700_000_060 + 1) * 1000)]
+    assert {k: focal.data.metrics[k] for k in focal.data.metrics if k.startswith("system/gpu_0_")} == {
+        "system/gpu_0_memory_usage_megabytes": 900.0, "system/gpu_0_power_watts": 250.0,
+        "system/gpu_0_utilization_percentage": 97.0, "system/gpu_0_energy_joules": 10.0}
     assert focal.data.params == {k: str(v) for k, v in spec.items()}
     assert focal.data.metrics["final/test/overall"] == 57.25 and focal.data.metrics["final/test/few"] == 10.0
     assert focal.data.metrics["cost/wall_s"] == 60.0
