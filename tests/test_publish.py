@@ -1,4 +1,5 @@
 """Results others can read: the storage format, busy-database handling, exports, tables with spread."""
+import contextlib
 import os
 import subprocess
 import sys
@@ -453,7 +454,9 @@ def test_mlflow_export_reads_back_through_mlflows_client_and_is_idempotent(tmp_p
     db, runs, made = stored(tmp_path, ("ce", 0, 55.5), ("focal", 1, 57.25))
     made[1].append(made[1].system_file, {"ts": 1_700_000_030, "gpu_index": 0, "mem_mib": 900.0, "power_w": 250.0,
                                          "util_pct": 97.0, "energy_j": 10.0})  # a GPU's sample: named by its index
+    made[0].write_status(status="killed")  # a killed run is a terminated MLflow run too
     with open_writer(db) as con:
+        ingest_run(con, made[0])
         ingest_run(con, made[1])
     uri = (tmp_path / "mlruns").as_uri()
     argv = ["export", "mlflow", "--tracking-uri", uri, "--experiment", "lt", "--results", str(db)]
@@ -497,6 +500,7 @@ def test_mlflow_export_reads_back_through_mlflows_client_and_is_idempotent(tmp_p
     logged = {k for m in made[1].metrics() for k, v in m.items() if k not in ("step", "ts") and v is not None}
     assert logged and all(k in focal.data.metrics for k in logged)
     assert focal.info.status == "FINISHED" and focal.info.start_time == 1_700_000_000_000
+    assert by_id[made[0].run_id].info.status == "KILLED" and by_id[made[0].run_id].info.end_time is not None
     assert focal.info.end_time == (1_700_000_060 + 1) * 1000
     history = client.get_metric_history(focal.info.run_id, "loss")
     assert [(m.step, m.value, m.timestamp) for m in history] == [(10, 1.5, 1_700_000_010_000)]
@@ -527,6 +531,38 @@ def test_mlflow_export_without_mlflow_is_one_line(tmp_path, monkeypatch, capsys)
     assert cli.main(["export", "mlflow", "--results", str(db)]) == 2
     err = capsys.readouterr().err
     assert "MLflow is not installed: pip install 'lvmbench[mlflow]'" in err and len(err.splitlines()) == 1
+
+
+def test_a_tracking_server_is_tried_on_its_port_once_and_named_with_the_reason_it_failed(monkeypatch):
+    """Before exporting to an HTTP(S) tracking server: one connection to its host and port (HTTPS 443, HTTP 80,
+    localhost without a host) within the time limit, which also bounds MLflow's own requests (one retry);
+    a refusal names the server and the reason, a silence says "no answer"."""
+    import socket
+
+    from lvmbench.store import mlflow_export
+
+    tried, failure = [], {}
+
+    def connect(address, timeout):
+        tried.append((address, timeout))
+        if "error" in failure:
+            raise failure["error"]
+        return contextlib.nullcontext()
+
+    monkeypatch.setattr(socket, "create_connection", connect)
+    for name in ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES"):
+        monkeypatch.delenv(name, raising=False)
+    for uri in ("https://mlflow.example", "http://mlflow.example", "http://:5000", "http://h:8080/x", "file:///tmp/m"):
+        mlflow_export.check_reachable(uri)
+    assert tried == [(("mlflow.example", 443), 10), (("mlflow.example", 80), 10), (("localhost", 5000), 10),
+                     (("h", 8080), 10)]
+    assert (os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"], os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]) == ("10", "1")
+    for error, why in ((ConnectionRefusedError(111, "Connection refused"), "Connection refused"),
+                       (TimeoutError(), "no answer"), (ValueError("port out of range"), "port out of range")):
+        failure["error"] = error
+        with pytest.raises(UserError) as refused:
+            mlflow_export.check_reachable("http://h:5000", timeout_s=2.5)
+        assert str(refused.value) == f"mlflow: cannot reach the tracking server http://h:5000 within 2.5 s ({why})"
 
 
 def test_a_database_tracking_store_without_its_packages_says_what_to_install(tmp_path, capsys):
