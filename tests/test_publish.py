@@ -461,7 +461,7 @@ def test_mlflow_export_reads_back_through_mlflows_client_and_is_idempotent(tmp_p
     uri = (tmp_path / "mlruns").as_uri()
     argv = ["export", "mlflow", "--tracking-uri", uri, "--experiment", "lt", "--results", str(db)]
     assert cli.main(argv) == 0
-    assert "2 run(s) created, 0 updated, 0 unchanged" in capsys.readouterr().out
+    assert capsys.readouterr().out == f"mlflow: 2 run(s) created, 0 updated, 0 unchanged in experiment 'lt' at {uri}\n"
 
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("lt")
@@ -530,7 +530,25 @@ def test_mlflow_export_without_mlflow_is_one_line(tmp_path, monkeypatch, capsys)
     monkeypatch.setitem(sys.modules, "mlflow", None)  # as if not installed
     assert cli.main(["export", "mlflow", "--results", str(db)]) == 2
     err = capsys.readouterr().err
-    assert "MLflow is not installed: pip install 'lvmbench[mlflow]'" in err and len(err.splitlines()) == 1
+    assert err == "error: MLflow is not installed: pip install 'lvmbench[mlflow]' (or mlflow-skinny)\n"
+
+
+def test_mlflow_times_are_utc_milliseconds_in_any_time_zone(monkeypatch):
+    """The store's timestamps are UTC (naive when DuckDB hands them over): MLflow's milliseconds since the epoch
+    must not move with the machine's time zone; a number is already milliseconds."""
+    import time
+    from datetime import datetime
+
+    from lvmbench.store.mlflow_export import _ms
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        assert _ms(datetime(2023, 11, 14, 22, 13, 20)) == 1_700_000_000_000
+        assert (_ms(1_700_000_000_000), _ms(None)) == (1_700_000_000_000, None)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_a_tracking_server_is_tried_on_its_port_once_and_named_with_the_reason_it_failed(monkeypatch):
