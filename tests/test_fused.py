@@ -97,7 +97,7 @@ def test_a_failing_member_does_not_stop_the_group(tmp_path, random_tiny_clip, ce
     diverging = make_run(tmp_path, "focal", random_tiny_clip, **{"train.lr": 1e30})  # first: it leads the group
     ce = make_run(tmp_path, "ce", random_tiny_clip)
     assert child_main([str(diverging.path), str(ce.path)]) == 0
-    assert ("failed at step 3: NonFiniteLoss: loss became nan at step 2; lower train.lr (now 1e+30) or check the data"
+    assert ("failed at step 3: NonFiniteLoss: loss became nan at step 3; lower train.lr (now 1e+30) or check the data"
             in capsys.readouterr().out.splitlines())  # the leader's console line
     failed = diverging.status()
     assert failed["status"] == "failed" and failed["error"].startswith("NonFiniteLoss: loss became nan")
@@ -112,7 +112,7 @@ def test_without_a_handler_a_members_training_error_is_the_groups(tmp_path, rand
     from lvmbench.train.loop import NonFiniteLoss
 
     group = [make_run(tmp_path, "focal", random_tiny_clip, **{"train.lr": 1e30}), make_run(tmp_path, "ce", random_tiny_clip)]
-    with pytest.raises(NonFiniteLoss, match="^loss became nan at step 2"):
+    with pytest.raises(NonFiniteLoss, match="^loss became nan at step 3"):
         train_group(group)
 
 

@@ -411,7 +411,7 @@ class Trainer:
             failure = exc
         seen = self.dist.agree(loss, failure, self.device)  # the global batch's loss, the same on every rank
         if not torch.isfinite(seen):
-            raise NonFiniteLoss(f"loss became {seen.item()} at step {step}; lower train.lr "
+            raise NonFiniteLoss(f"loss became {seen.item()} at step {step + 1}; lower train.lr "
                                 f"(now {spec['train.lr']}) or check the data")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
