@@ -523,6 +523,56 @@ def test_mlflow_export_reads_back_through_mlflows_client_and_is_idempotent(tmp_p
     assert len(now) == 2 and now[made[0].run_id].data.metrics["final/test/overall"] == 56.0
 
 
+
+def test_mlflow_export_of_running_queued_and_failed_runs_from_a_store_without_configs(tmp_path, monkeypatch):
+    """A running run (no end yet), a queued one (not started, no iterations recorded) and a failed one, from a
+    store of an older lvmbench that kept no configs: each comes back through MLflow's client with its status,
+    its figures stamped at its end (else its start, else the export's time) and at its last step, and no params."""
+    pytest.importorskip("mlflow")
+    import time
+
+    from mlflow import MlflowClient
+
+    from lvmbench import cli
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    db, _, (running, queued, failed) = stored(tmp_path, ("ce", 0, 50.0), ("focal", 1, 51.0), ("balanced_softmax", 2, 52.0))
+    con = duckdb.connect(str(db))
+    con.execute("UPDATE runs SET config = NULL")
+    con.execute("UPDATE runs SET status = 'running', ended_at = NULL WHERE run_id = ?", [running.run_id])
+    con.execute("UPDATE runs SET status = 'queued', ended_at = NULL, started_at = NULL, iters = NULL "
+                "WHERE run_id = ?", [queued.run_id])
+    con.execute("UPDATE runs SET status = 'failed' WHERE run_id = ?", [failed.run_id])
+    con.execute("UPDATE metrics SET step = NULL WHERE key = 'loss'")  # a metric logged without a step
+    con.close()
+    uri = (tmp_path / "mlruns").as_uri()
+    before = int(time.time() * 1000)
+    assert cli.main(["export", "mlflow", "--tracking-uri", uri, "--results", str(db)]) == 0
+    after = int(time.time() * 1000)
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("lvmbench")
+    by_id = {r.data.tags["lvmbench.run_id"]: r for r in client.search_runs([exp.experiment_id])}
+    got = {run.run_id: by_id[run.run_id] for run in (running, queued, failed)}
+    assert {rid: (r.info.status, r.info.end_time) for rid, r in got.items()} == {
+        running.run_id: ("RUNNING", None), queued.run_id: ("SCHEDULED", None),
+        failed.run_id: ("FAILED", (1_700_000_060 + 2) * 1000)}
+    assert all(r.data.params == {} for r in got.values())
+
+    def final(run):  # (step, timestamp) of the run's final test accuracy and of its wall time
+        mid = got[run.run_id].info.run_id
+        return [(m.step, m.timestamp) for key in ("final/test/overall", "cost/wall_s")
+                for m in client.get_metric_history(mid, key)]
+
+    assert final(running) == [(300, 1_700_000_000_000)] * 2  # no end yet: its start
+    assert final(failed) == [(300, (1_700_000_060 + 2) * 1000)] * 2
+    (step, ts), again = final(queued)
+    assert step == 0 and before <= ts <= after and again == (step, ts)  # never started: the export's time
+    for run in (running, queued, failed):
+        loss = client.get_metric_history(got[run.run_id].info.run_id, "loss")
+        assert [(m.step, m.value, m.timestamp) for m in loss] == [(0, 1.5, 1_700_000_010_000)]
+
+
 def test_mlflow_export_without_mlflow_is_one_line(tmp_path, monkeypatch, capsys):
     from lvmbench import cli
 
