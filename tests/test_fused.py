@@ -280,8 +280,9 @@ def resumed_group(tmp_path_factory, random_tiny_clip):
     return references, group, time.perf_counter() - began
 
 
-def slow_inputs_clock(monkeypatch) -> None:
-    """The loop's clock, on which making each step's inputs (data and the tower's pass) takes INPUT_S."""
+def slow_inputs_clock(monkeypatch) -> dict:
+    """The loop's clock, on which making each step's inputs (data and the tower's pass) takes INPUT_S;
+    returns the clock's ``offset`` (what the fake clock has added so far), for a test to add to."""
     clock = {"offset": 0.0}
     inputs = loop.Trainer.train_inputs
 
@@ -292,6 +293,7 @@ def slow_inputs_clock(monkeypatch) -> None:
 
     monkeypatch.setattr(loop, "time", SimpleNamespace(perf_counter=lambda: time.perf_counter() + clock["offset"]))
     monkeypatch.setattr(loop.Trainer, "train_inputs", slow_inputs)
+    return clock
 
 
 def test_each_member_trains_every_step_and_holds_its_part_of_each_steps_input_time(tmp_path, random_tiny_clip,
@@ -313,6 +315,37 @@ def test_each_member_trains_every_step_and_holds_its_part_of_each_steps_input_ti
         assert [r["step"] for r in run.metrics() if "val/overall" in r] == [3, 6]
         saved = torch.load(run.checkpoint_file, weights_only=False)  # saved after the last step: all 6 updates
         assert (saved["step"], saved["scheduler"]["last_epoch"]) == (6, 6)
+
+
+STEP_S = 300.0  # what the fake clock charges focal for each of its own steps in the test below
+
+
+def test_a_fused_members_share_is_its_own_step_time_plus_its_part_of_the_inputs(tmp_path, random_tiny_clip):
+    """A group of two where focal's own steps are slow (STEP_S each on the fake clock, as a costly method's
+    would be) and each step's inputs take INPUT_S: focal's wall time and train_s exceed ce's by its 6 steps'
+    own time, the shares add up to the group's wall time, and each member records the loader's wait it
+    trained with (its status's mean and the logged steps')."""
+    group = [make_run(tmp_path, m, random_tiny_clip) for m in ("ce", "focal")]
+    began = time.perf_counter()
+    with pytest.MonkeyPatch.context() as mp:
+        clock = slow_inputs_clock(mp)
+        step = loop.Trainer.train_step
+
+        def costly_focal_step(self, *args):
+            step(self, *args)
+            clock["offset"] += STEP_S if self.spec["method"] == "focal" else 0.0
+
+        mp.setattr(loop.Trainer, "train_step", costly_focal_step)
+        assert [s["status"] for s in train_group(group)] == ["finished", "finished"]
+    real = time.perf_counter() - began
+    ce, focal = (run.status() for run in group)
+    for key in ("wall_s", "train_s"):
+        assert abs(focal[key] - ce[key] - 6 * STEP_S) <= real, key
+    assert 3 * INPUT_S <= ce["wall_s"] <= 3 * INPUT_S + real
+    assert ce["wall_s"] + focal["wall_s"] == pytest.approx(ce["group_wall_s"]) == focal["group_wall_s"]
+    for run, status in zip(group, (ce, focal)):
+        logged = [r[loop.LOADER_WAIT] for r in run.metrics() if "loss" in r]
+        assert len(logged) == 3 and all(w >= 0 for w in logged) and status["loader_wait_s"] >= 0
 
 
 @pytest.mark.slow
