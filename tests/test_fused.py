@@ -317,6 +317,42 @@ def test_each_member_trains_every_step_and_holds_its_part_of_each_steps_input_ti
         assert (saved["step"], saved["scheduler"]["last_epoch"]) == (6, 6)
 
 
+def test_a_group_starting_records_each_members_process_and_another_rank_follows(tmp_path, random_tiny_clip,
+                                                                             monkeypatch):
+    """What a cancel signals and ``lvmbench ps`` shows: each member's status holds the training process, its
+    host and the process group to signal (the process itself, or under torchrun its parent), before the members
+    are built in that rank's process group. A rank other than 0 records nothing and follows rank 0."""
+    import socket
+
+    built, followed = [], []
+
+    def build(cls, runs, **kwargs):  # record what the members would be built from, and build none
+        built.append(([r.status() for r in runs], kwargs["dist"]))
+        return []
+
+    monkeypatch.setattr(loop.Trainer, "group", classmethod(build))
+    monkeypatch.setattr(loop, "follow_group", lambda runs, dist: followed.append((runs, dist)))
+    group = [make_run(tmp_path, m, random_tiny_clip) for m in ("ce", "focal")]
+    main, other = SimpleNamespace(main=True), SimpleNamespace(main=False)
+    assert train_group(group, dist=main) == [] and built[-1][1] is main
+    here = (os.getpid(), socket.gethostname(), os.getpid())
+    assert [(s["status"], s["pid"], s["host"], s["group_pid"]) for s in built[-1][0]] == [("running", *here)] * 2
+    monkeypatch.setenv("LOCAL_RANK", "0")  # a torchrun worker: a cancel signals torchrun's group
+    assert train_group(group) == [] and built[-1][1] is None
+    assert [s["group_pid"] for s in built[-1][0]] == [os.getppid()] * 2
+    assert train_group(group, dist=other) == [] and followed == [(group, other)] and len(built) == 2
+
+def test_a_run_that_trains_nothing_is_evaluated_and_records_no_training_time(tmp_path, random_tiny_clip):
+    """Zero-shot goes through the same loop as a group of one with nothing to train: it finishes with its
+    evaluations, no training steps or time, no iteration cost, and weights chosen by nothing (the final ones); its wall
+    time is the whole group's."""
+    run = make_run(tmp_path, "zeroshot", random_tiny_clip)
+    status = train_run(run)
+    assert {k: status[k] for k in ("status", "iters", "train_s", "s_per_iter", "selected_on")} == {
+        "status": "finished", "iters": 0, "train_s": 0.0, "s_per_iter": None, "selected_on": "final"}
+    assert status["wall_s"] == status["group_wall_s"] > 0
+    assert all(run.evaluation(split)["n_samples"] for split in ("val", "test"))
+
 STEP_S = 300.0  # what the fake clock charges focal for each of its own steps in the test below
 
 
