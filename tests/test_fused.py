@@ -345,13 +345,14 @@ def test_a_group_starting_records_each_members_process_and_another_rank_follows(
 def test_a_run_that_trains_nothing_is_evaluated_and_records_no_training_time(tmp_path, random_tiny_clip):
     """Zero-shot goes through the same loop as a group of one with nothing to train: it finishes with its
     evaluations, no training steps or time, no iteration cost, and weights chosen by nothing (the final ones); its wall
-    time is the whole group's."""
+    time is the whole group's, and the process's memory is sampled into its system log."""
     run = make_run(tmp_path, "zeroshot", random_tiny_clip)
     status = train_run(run)
     assert {k: status[k] for k in ("status", "iters", "train_s", "s_per_iter", "selected_on")} == {
         "status": "finished", "iters": 0, "train_s": 0.0, "s_per_iter": None, "selected_on": "final"}
     assert status["wall_s"] == status["group_wall_s"] > 0
     assert all(run.evaluation(split)["n_samples"] for split in ("val", "test"))
+    assert run.system() and all(sample["mem_mib"] > 0 for sample in run.system())  # the process's samples
 
 STEP_S = 300.0  # what the fake clock charges focal for each of its own steps in the test below
 
