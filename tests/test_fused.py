@@ -354,6 +354,36 @@ def test_a_run_that_trains_nothing_is_evaluated_and_records_no_training_time(tmp
     assert all(run.evaluation(split)["n_samples"] for split in ("val", "test"))
     assert run.system() and all(sample["mem_mib"] > 0 for sample in run.system())  # the process's samples
 
+def test_a_member_failing_its_evaluation_fails_alone_unless_no_handler_or_alone(tmp_path, random_tiny_clip,
+                                                                             monkeypatch):
+    """After training, each member saves and evaluates its weights: one that fails there is reported to the
+    handler and the others still finish; without a handler, or alone, the error is the caller's."""
+    class Unreadable(Exception):
+        pass
+
+    evaluate, failing = loop.finish_run, set()
+
+    def finish(member):
+        if member.run.run_id in failing:
+            raise Unreadable("the test split cannot be read")
+        evaluate(member)
+
+    monkeypatch.setattr(loop, "finish_run", finish)
+
+    def zero_shots(n):  # members that train nothing: only the step after training runs
+        runs = [make_run(tmp_path / str(len(failing)), "zeroshot", random_tiny_clip) for _ in range(n)]
+        failing.add(runs[0].run_id)
+        return runs
+
+    failed, group = [], zero_shots(2)
+    statuses = train_group(group, on_failure=lambda run, exc: failed.append((run.run_id, str(exc))))
+    assert [s["status"] for s in statuses] == ["finished"] and group[1].status()["status"] == "finished"
+    assert failed == [(group[0].run_id, "the test split cannot be read")]
+    with pytest.raises(Unreadable):
+        train_group(zero_shots(2))
+    with pytest.raises(Unreadable):
+        train_group(zero_shots(1), on_failure=lambda run, exc: failed.append(run))
+
 STEP_S = 300.0  # what the fake clock charges focal for each of its own steps in the test below
 
 
