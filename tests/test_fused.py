@@ -350,7 +350,7 @@ def test_a_run_that_trains_nothing_is_evaluated_and_records_no_training_time(tmp
     status = train_run(run)
     assert {k: status[k] for k in ("status", "iters", "train_s", "s_per_iter", "selected_on")} == {
         "status": "finished", "iters": 0, "train_s": 0.0, "s_per_iter": None, "selected_on": "final"}
-    assert status["wall_s"] == status["group_wall_s"] > 0
+    assert status["wall_s"] == status["group_wall_s"] > 0 and status["peak_mem_mib"] == status["group_peak_mem_mib"] > 0
     assert all(run.evaluation(split)["n_samples"] for split in ("val", "test"))
     assert run.system() and all(sample["mem_mib"] > 0 for sample in run.system())  # the process's samples
 
@@ -385,13 +385,15 @@ def test_a_member_failing_its_evaluation_fails_alone_unless_no_handler_or_alone(
         train_group(zero_shots(1), on_failure=lambda run, exc: failed.append(run))
 
 STEP_S = 300.0  # what the fake clock charges focal for each of its own steps in the test below
+EVAL_S = 5000.0  # and for its evaluation after training
 
 
 def test_a_fused_members_share_is_its_own_step_time_plus_its_part_of_the_inputs(tmp_path, random_tiny_clip):
     """A group of two where focal's own steps are slow (STEP_S each on the fake clock, as a costly method's
-    would be) and each step's inputs take INPUT_S: focal's wall time and train_s exceed ce's by its 6 steps'
-    own time, the shares add up to the group's wall time, and each member records the loader's wait it
-    trained with (its status's mean and the logged steps')."""
+    would be), so is its evaluation after training (EVAL_S), and each step's inputs take INPUT_S: focal's
+    train_s exceeds ce's by its 6 steps' own time, its wall time by those and its evaluation, the shares add
+    up to the group's wall time, and each member records the loader's wait it trained with (its status's
+    mean and the logged steps')."""
     group = [make_run(tmp_path, m, random_tiny_clip) for m in ("ce", "focal")]
     began = time.perf_counter()
     with pytest.MonkeyPatch.context() as mp:
@@ -403,11 +405,18 @@ def test_a_fused_members_share_is_its_own_step_time_plus_its_part_of_the_inputs(
             clock["offset"] += STEP_S if self.spec["method"] == "focal" else 0.0
 
         mp.setattr(loop.Trainer, "train_step", costly_focal_step)
+        evaluate = loop.finish_run
+
+        def costly_focal_evaluation(member):
+            evaluate(member)
+            clock["offset"] += EVAL_S if member.spec["method"] == "focal" else 0.0
+
+        mp.setattr(loop, "finish_run", costly_focal_evaluation)
         assert [s["status"] for s in train_group(group)] == ["finished", "finished"]
     real = time.perf_counter() - began
     ce, focal = (run.status() for run in group)
-    for key in ("wall_s", "train_s"):
-        assert abs(focal[key] - ce[key] - 6 * STEP_S) <= real, key
+    assert abs(focal["train_s"] - ce["train_s"] - 6 * STEP_S) <= real  # evaluating is not training
+    assert abs(focal["wall_s"] - ce["wall_s"] - 6 * STEP_S - EVAL_S) <= real
     assert 3 * INPUT_S <= ce["wall_s"] <= 3 * INPUT_S + real
     assert ce["wall_s"] + focal["wall_s"] == pytest.approx(ce["group_wall_s"]) == focal["group_wall_s"]
     for run, status in zip(group, (ce, focal)):
