@@ -342,17 +342,20 @@ def test_a_group_starting_records_each_members_process_and_another_rank_follows(
     assert [s["group_pid"] for s in built[-1][0]] == [os.getppid()] * 2
     assert train_group(group, dist=other) == [] and followed == [(group, other)] and len(built) == 2
 
-def test_a_run_that_trains_nothing_is_evaluated_and_records_no_training_time(tmp_path, random_tiny_clip):
-    """Zero-shot goes through the same loop as a group of one with nothing to train: it finishes with its
-    evaluations, no training steps or time, no iteration cost, and weights chosen by nothing (the final ones); its wall
-    time is the whole group's, and the process's memory is sampled into its system log."""
-    run = make_run(tmp_path, "zeroshot", random_tiny_clip)
-    status = train_run(run)
-    assert {k: status[k] for k in ("status", "iters", "train_s", "s_per_iter", "selected_on")} == {
-        "status": "finished", "iters": 0, "train_s": 0.0, "s_per_iter": None, "selected_on": "final"}
-    assert status["wall_s"] == status["group_wall_s"] > 0 and status["peak_mem_mib"] == status["group_peak_mem_mib"] > 0
-    assert all(run.evaluation(split)["n_samples"] for split in ("val", "test"))
-    assert run.system() and all(sample["mem_mib"] > 0 for sample in run.system())  # the process's samples
+def test_runs_that_train_nothing_are_evaluated_and_record_no_training_time(tmp_path, random_tiny_clip):
+    """Zero-shot goes through the same loop as a group with nothing to train: each member finishes with its
+    evaluations, no training steps or time, no iteration cost and the final weights; their shares of the wall
+    time add up to the group's, and the process's peak and sampled memory are recorded."""
+    group = [make_run(tmp_path, "zeroshot", random_tiny_clip) for _ in range(2)]
+    statuses = train_group(group)
+    for run, status in zip(group, statuses):
+        assert {k: status[k] for k in ("status", "iters", "train_s", "s_per_iter", "selected_on")} == {
+            "status": "finished", "iters": 0, "train_s": 0.0, "s_per_iter": None, "selected_on": "final"}
+        assert status["peak_mem_mib"] == status["group_peak_mem_mib"] > 0
+        assert all(run.evaluation(split)["n_samples"] for split in ("val", "test"))
+        assert run.system() and all(sample["mem_mib"] > 0 for sample in run.system())  # the process's samples
+    assert sum(s["wall_s"] for s in statuses) == pytest.approx(statuses[0]["group_wall_s"])
+
 
 def test_a_member_failing_its_evaluation_fails_alone_unless_no_handler_or_alone(tmp_path, random_tiny_clip,
                                                                              monkeypatch):
