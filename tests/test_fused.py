@@ -395,7 +395,7 @@ def test_a_fused_members_share_is_its_own_step_time_plus_its_part_of_the_inputs(
     """A group of two where focal's own steps are slow (STEP_S each on the fake clock, as a costly method's
     would be), so is its evaluation after training (EVAL_S), and each step's inputs take INPUT_S: focal's
     train_s exceeds ce's by its 6 steps' own time, its wall time by those and its evaluation, the shares add
-    up to the group's wall time, and each member records the loader's wait it trained with (its status's
+    up to the group's wall time, its energy is its share's, and each member records the loader's wait it trained with (its status's
     mean and the logged steps')."""
     group = [make_run(tmp_path, m, random_tiny_clip) for m in ("ce", "focal")]
     began = time.perf_counter()
@@ -415,6 +415,9 @@ def test_a_fused_members_share_is_its_own_step_time_plus_its_part_of_the_inputs(
             clock["offset"] += EVAL_S if member.spec["method"] == "focal" else 0.0
 
         mp.setattr(loop, "finish_run", costly_focal_evaluation)
+        summary = loop.SystemMonitor.summary  # the process draws 1 kW throughout (as a GPU board's would)
+        mp.setattr(loop.SystemMonitor, "summary", lambda self, wall_s: {**summary(self, wall_s),
+                                                                         "energy_kwh": wall_s / 3600})
         assert [s["status"] for s in train_group(group)] == ["finished", "finished"]
     real = time.perf_counter() - began
     ce, focal = (run.status() for run in group)
@@ -422,6 +425,9 @@ def test_a_fused_members_share_is_its_own_step_time_plus_its_part_of_the_inputs(
     assert abs(focal["wall_s"] - ce["wall_s"] - 6 * STEP_S - EVAL_S) <= real
     assert 3 * INPUT_S <= ce["wall_s"] <= 3 * INPUT_S + real
     assert ce["wall_s"] + focal["wall_s"] == pytest.approx(ce["group_wall_s"]) == focal["group_wall_s"]
+    for status in (ce, focal):  # each member's energy is its share of the group's
+        assert status["energy_kwh"] == pytest.approx(status["wall_s"] / 3600)
+        assert status["group_energy_kwh"] == pytest.approx(status["group_wall_s"] / 3600)
     for run, status in zip(group, (ce, focal)):
         logged = [r[loop.LOADER_WAIT] for r in run.metrics() if "loss" in r]
         assert len(logged) == 3 and all(w >= 0 for w in logged) and status["loader_wait_s"] >= 0
