@@ -342,15 +342,25 @@ def test_a_group_starting_records_each_members_process_and_another_rank_follows(
     assert [s["group_pid"] for s in built[-1][0]] == [os.getppid()] * 2
     assert train_group(group, dist=other) == [] and followed == [(group, other)] and len(built) == 2
 
-def test_runs_that_train_nothing_are_evaluated_and_record_no_training_time(tmp_path, random_tiny_clip):
+def test_runs_that_train_nothing_are_evaluated_and_record_no_training_time(tmp_path, random_tiny_clip, monkeypatch):
     """Zero-shot goes through the same loop as a group with nothing to train: each member finishes with its
     evaluations, no training steps or time, no iteration cost and the final weights; their shares of the wall
-    time add up to the group's, and the process's peak and sampled memory are recorded."""
-    group = [make_run(tmp_path, "zeroshot", random_tiny_clip) for _ in range(2)]
+    time add up to the group's, the process's peak and sampled memory are recorded, and each status names the
+    device, the parameters (none trainable; the head and the frozen image tower in all), the batch size, the
+    weights and the group's size."""
+    group, members = [make_run(tmp_path, "zeroshot", random_tiny_clip) for _ in range(2)], []
+    build = loop.Trainer.group
+    monkeypatch.setattr(loop.Trainer, "group", lambda runs, **kwargs: members.extend(build(runs, **kwargs)) or members)
     statuses = train_group(group)
-    for run, status in zip(group, statuses):
+    for run, status, member in zip(group, statuses, members):
         assert {k: status[k] for k in ("status", "iters", "train_s", "s_per_iter", "selected_on")} == {
             "status": "finished", "iters": 0, "train_s": 0.0, "s_per_iter": None, "selected_on": "final"}
+        tower = sum(p.numel() for p in member.backbone.clip.visual.parameters())  # the frozen image tower
+        head = sum(p.numel() for p in member.task.model.parameters())
+        assert {k: status[k] for k in ("device", "trainable_params", "total_params", "batch_size", "stage",
+                                       "parent_run_id", "skipped_images", "weights", "fused_size")} == {
+            "device": "cpu", "trainable_params": 0, "total_params": head + tower, "batch_size": 16, "stage": 1,
+            "parent_run_id": None, "skipped_images": 0, "weights": member.backbone.weights.describe(), "fused_size": 2}
         assert status["peak_mem_mib"] == status["group_peak_mem_mib"] > 0
         assert all(run.evaluation(split)["n_samples"] for split in ("val", "test"))
         assert run.system() and all(sample["mem_mib"] > 0 for sample in run.system())  # the process's samples
@@ -395,8 +405,8 @@ def test_a_fused_members_share_is_its_own_step_time_plus_its_part_of_the_inputs(
     """A group of two where focal's own steps are slow (STEP_S each on the fake clock, as a costly method's
     would be), so is its evaluation after training (EVAL_S), and each step's inputs take INPUT_S: focal's
     train_s exceeds ce's by its 6 steps' own time, its wall time by those and its evaluation, the shares add
-    up to the group's wall time, its energy is its share's, and each member records the loader's wait it trained with (its status's
-    mean and the logged steps')."""
+    up to the group's wall time, its energy is its share's, and each member records the loader's wait it
+    trained with (its status's mean and the logged steps')."""
     group = [make_run(tmp_path, m, random_tiny_clip) for m in ("ce", "focal")]
     began = time.perf_counter()
     with pytest.MonkeyPatch.context() as mp:

@@ -536,7 +536,8 @@ def test_mlflow_export_of_running_queued_and_failed_runs_from_a_store_without_co
     from lvmbench import cli
 
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
-    db, _, (running, queued, failed) = stored(tmp_path, ("ce", 0, 50.0), ("focal", 1, 51.0), ("balanced_softmax", 2, 52.0))
+    db, _, (running, queued, failed) = stored(tmp_path, ("ce", 0, 50.0), ("focal", 1, 51.0),
+                                              ("balanced_softmax", 2, 52.0))
     con = duckdb.connect(str(db))
     con.execute("UPDATE runs SET config = NULL")
     con.execute("UPDATE runs SET status = 'running', ended_at = NULL WHERE run_id = ?", [running.run_id])
