@@ -82,6 +82,7 @@ def test_two_stage_methods_fuse_over_one_stage1_run(tmp_path, random_tiny_clip):
     alone, group = alone_then_fused(tmp_path, random_tiny_clip, ["crt", "lws"], **{"stage1.run_id": stage1.run_id})
     for a, b in zip(alone, group):
         assert_same_run(a, b)
+        assert (b.status()["stage"], b.status()["parent_run_id"]) == (2, stage1.run_id)
 
 
 @pytest.fixture(scope="module")
