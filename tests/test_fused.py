@@ -436,6 +436,7 @@ def test_a_fused_members_share_is_its_own_step_time_plus_its_part_of_the_inputs(
     assert abs(focal["wall_s"] - ce["wall_s"] - 6 * STEP_S - EVAL_S) <= real
     assert 3 * INPUT_S <= ce["wall_s"] <= 3 * INPUT_S + real
     assert ce["wall_s"] + focal["wall_s"] == pytest.approx(ce["group_wall_s"]) == focal["group_wall_s"]
+    assert ce["iters"] == focal["iters"] == 6
     for status in (ce, focal):  # each member's energy is its share of the group's
         assert status["energy_kwh"] == pytest.approx(status["wall_s"] / 3600)
         assert status["group_energy_kwh"] == pytest.approx(status["group_wall_s"] / 3600)
