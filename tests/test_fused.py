@@ -343,15 +343,20 @@ def test_a_group_starting_records_each_members_process_and_another_rank_follows(
     assert [s["group_pid"] for s in built[-1][0]] == [os.getppid()] * 2
     assert train_group(group, dist=other) == [] and followed == [(group, other)] and len(built) == 2
 
+def built_members(monkeypatch) -> list:
+    """The members (Trainers) that ``train_group`` builds, kept for a test to read once they are trained."""
+    members, build = [], loop.Trainer.group
+    monkeypatch.setattr(loop.Trainer, "group", lambda runs, **kwargs: members.extend(build(runs, **kwargs)) or members)
+    return members
+
+
 def test_runs_that_train_nothing_are_evaluated_and_record_no_training_time(tmp_path, random_tiny_clip, monkeypatch):
     """Zero-shot goes through the same loop as a group with nothing to train: each member finishes with its
     evaluations, no training steps or time, no iteration cost and the final weights; their shares of the wall
     time add up to the group's, the process's peak and sampled memory are recorded, and each status names the
     device, the parameters (none trainable; the head and the frozen image tower in all), the batch size, the
     weights and the group's size."""
-    group, members = [make_run(tmp_path, "zeroshot", random_tiny_clip) for _ in range(2)], []
-    build = loop.Trainer.group
-    monkeypatch.setattr(loop.Trainer, "group", lambda runs, **kwargs: members.extend(build(runs, **kwargs)) or members)
+    group, members = [make_run(tmp_path, "zeroshot", random_tiny_clip) for _ in range(2)], built_members(monkeypatch)
     statuses = train_group(group)
     for run, status, member in zip(group, statuses, members):
         assert {k: status[k] for k in ("status", "iters", "train_s", "s_per_iter", "selected_on")} == {
@@ -366,6 +371,15 @@ def test_runs_that_train_nothing_are_evaluated_and_record_no_training_time(tmp_p
         assert all(run.evaluation(split)["n_samples"] for split in ("val", "test"))
         assert run.system() and all(sample["mem_mib"] > 0 for sample in run.system())  # the process's samples
     assert sum(s["wall_s"] for s in statuses) == pytest.approx(statuses[0]["group_wall_s"])
+
+
+def test_a_run_that_trains_the_image_tower_counts_it_once(tmp_path, random_tiny_clip, monkeypatch):
+    """Full fine-tuning holds the image tower in its model: its parameters count once, all of them trainable."""
+    run = make_run(tmp_path, "full_finetune", random_tiny_clip, **{"train.iters": 1})
+    members = built_members(monkeypatch)
+    status = train_run(run)
+    model = sum(p.numel() for p in members[0].task.model.parameters())
+    assert status["total_params"] == status["trainable_params"] == model > 64 * 10 + 10  # more than the head
 
 
 def test_a_member_failing_its_evaluation_fails_alone_unless_no_handler_or_alone(tmp_path, random_tiny_clip,
