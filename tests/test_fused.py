@@ -75,6 +75,16 @@ def test_partition_by_what_members_share():
     assert fused.partition([specs[0], dict(reversed(list(specs[1].items())))]) == [[0, 1]]
 
 
+def test_a_fused_groups_id_names_when_it_was_made():
+    """The ``fused_group`` a group's runs record (and ``lvmbench ps`` shows): its local start time to the
+    second, then 6 random hex digits that tell apart groups started in the same second."""
+    import re
+
+    stamp = "%Y%m%d-%H%M%S"
+    before, ids, after = time.strftime(stamp), [fused.new_group_id() for _ in range(2)], time.strftime(stamp)
+    made = [re.fullmatch(r"fuse-(\d{8}-\d{6})-[0-9a-f]{6}", i) for i in ids]
+    assert all(m and before <= m[1] <= after for m in made) and ids[0] != ids[1], ids
+
 @pytest.mark.slow
 def test_two_stage_methods_fuse_over_one_stage1_run(tmp_path, random_tiny_clip):
     stage1 = make_run(tmp_path, "ce", random_tiny_clip)
