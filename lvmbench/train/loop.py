@@ -615,9 +615,8 @@ def train_group(runs: list[RunDir], dist: Dist | None = None, on_failure=None) -
         share = min(m.own_s + shared_s, wall) if len(members) > 1 else wall
         part = share / wall if wall > 0 else 1.0
         energy = power["energy_kwh"] * part if power["energy_kwh"] is not None else None
-        cost = {**power, "energy_kwh": energy}
         # a resumed run adds its earlier segments, in the same part as this one
-        cost.update(total_cost(m.run, share, energy, part=part))
+        cost = {**power, **total_cost(m.run, share, energy, part=part)}
         model_params = sum(p.numel() for p in m.task.model.parameters())
         frozen_visual = sum(p.numel() for p in m.backbone.clip.visual.parameters())
         statuses.append(m.run.mark_finished(
