@@ -318,9 +318,8 @@ def run(images: int = 96, rounds: int = 3, target: str | None = None, cores: int
         jpeg_kib = sum(os.path.getsize(split.path(i)) for i in range(images)) / images / 1024
         single = single_process(split, rounds, log)
         paths = []
-        for (t, d), rate in single.items():
-            if t in (DECODE_ONLY, READ_ONLY, FLOAT_ONLY, FLOAT_ON_CPU):
-                continue
+        for t, d in ((t, d) for t in TRANSFORMS for d in DECODES):  # the full paths, not the stages
+            rate = single[(t, d)]
             log(f"{t}/{d} with {measured_workers} worker(s)")
             pooled = with_workers(split, t, d, measured_workers)
             paths.append({"transform": t, "decode": d, "img_s_per_core": rate["cpu"], "img_s_wall": rate["wall"],
